@@ -1,0 +1,46 @@
+import type { Statement } from '../engine/db.js';
+import type { Step } from '../migration.js';
+import { ChangeInputError } from '../postgres/identifiers.js';
+
+/** A step whose statements run together in one lock-safe transaction. */
+export function txStep(id: string, description: string, statements: readonly Statement[]): Step {
+  return { id, description, statements, transactional: true };
+}
+
+/**
+ * Types are SQL the migration author writes (`text`, `varchar(20)`, `numeric(10,2)`, `timestamptz[]`); they cannot
+ * be parameters. This refuses what cannot be a type name, so a stray `;` or comment never reaches the server.
+ */
+export function checkType(type: unknown, field: string): string {
+  if (typeof type !== 'string' || !/^[A-Za-z_][A-Za-z0-9_ ."(),[\]]*$/.test(type.trim()) || type.includes('--')) {
+    throw new ChangeInputError(`${field} must be a PostgreSQL type name such as "text" or "numeric(10,2)", got ${JSON.stringify(type)}`);
+  }
+  return type.trim();
+}
+
+export function checkName(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new ChangeInputError(`${field} must be a non-empty string, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** A SQL expression written by the author: one expression, never a statement list. */
+export function checkExpression(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.trim().length === 0) {
+    throw new ChangeInputError(`${field} must be a SQL expression string, got ${JSON.stringify(value)}`);
+  }
+  // Strings and quoted identifiers (a column named `x"; drop table users; --`) may hold a `;`.
+  if (/;\s*\S/.test(value.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"/g, "''"))) {
+    throw new ChangeInputError(`${field} must be one SQL expression, not several statements: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** A non-empty list of distinct column names, each a valid identifier. */
+export function checkNames(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || value.length === 0) throw new ChangeInputError(`${field} must be a non-empty array of column names, got ${JSON.stringify(value)}`);
+  const names = value.map((v, i) => checkName(v, `${field}[${i}]`));
+  if (new Set(names).size !== names.length) throw new ChangeInputError(`${field} names a column twice: ${JSON.stringify(names)}`);
+  return names;
+}

@@ -1,0 +1,62 @@
+import type { Change, ChangeDescription, ResolveContext } from '../migration.js';
+import { columnInfo, tableInfo, type CatalogSnapshot } from '../postgres/catalog.js';
+import { ChangeInputError, ident, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { identityConversion } from '../postgres/triggers.js';
+import { checkName } from './common.js';
+import { describeReplacement } from './column-replacement.js';
+import { checkFlagName } from '../flags/names.js';
+
+export interface RenameColumnOptions {
+  readonly table: TableInput;
+  readonly from: string;
+  readonly to: string;
+  /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
+  readonly readFlag?: string;
+}
+
+/**
+ * Renames a column without breaking the running application: expand adds `to` beside `from` and a trigger that
+ * keeps both equal whichever one a writer uses; the backfill copies existing rows, and what is attached to `from`
+ * (NOT NULL, CHECKs, foreign keys both ways, indexes) is built again on `to`; contract (after the old version is
+ * gone) archives `from`'s values, drops it and gives `to` the original names of those objects, its default and
+ * sequences. Down restores `from` from the archive and re-installs the sync (see column-replacement.ts).
+ */
+export function renameColumn(options: RenameColumnOptions): Change {
+  const from = checkName(options?.from, 'renameColumn: from');
+  const to = checkName(options?.to, 'renameColumn: to');
+  if (from === to) throw new ChangeInputError(`renameColumn: from and to are both ${JSON.stringify(from)}`);
+  ident(from);
+  ident(to);
+  const readFlag = options.readFlag === undefined ? undefined : checkFlagName(options.readFlag, 'renameColumn: readFlag');
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
+  return {
+    kind: 'renameColumn',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [
+      { kind: 'table-exists', table: table(ctx) },
+      { kind: 'has-primary-key', table: table(ctx) },
+      { kind: 'column-exists', table: table(ctx), column: from },
+      { kind: 'column-absent', table: table(ctx), column: to },
+    ],
+    describe: (catalog, ctx) => ({ ...describeRename(catalog, table(ctx), from, to, ctx.stateSchema ?? 'zero_downtime'), ...(readFlag ? { readFlag } : {}) }),
+  };
+}
+
+function describeRename(catalog: CatalogSnapshot, t: TableName, from: string, to: string, stateSchema: string): ChangeDescription {
+  const info = tableInfo(catalog, t);
+  const col = columnInfo(catalog, t, from);
+  if (!info || !col) throw new ChangeInputError(`column ${JSON.stringify(from)} does not exist in ${tableLabel(t)}`);
+  return describeReplacement({
+    what: 'renameColumn',
+    t,
+    info,
+    col,
+    dst: to,
+    dstType: col.type,
+    finalName: to,
+    up: identityConversion(from),
+    down: identityConversion(to),
+    stateSchema,
+    archiveKind: 'rename',
+  });
+}

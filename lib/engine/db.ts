@@ -1,0 +1,111 @@
+import type { Knex } from 'knex';
+
+/** A value passed as a query parameter ($1, $2 …); never spliced into SQL text. */
+export type SqlParam = string | number | bigint | boolean | null | Date | Buffer | readonly unknown[] | Record<string, unknown>;
+
+export interface Statement {
+  readonly text: string;
+  readonly values?: readonly SqlParam[];
+}
+
+export interface QueryResult<R> {
+  readonly rows: R[];
+  readonly rowCount: number;
+}
+
+/** One physical connection: what every engine module talks to. */
+export interface Connection {
+  query<R = Record<string, unknown>>(text: string, values?: readonly SqlParam[]): Promise<QueryResult<R>>;
+}
+
+interface RawDriverConnection {
+  query(text: string, values?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>;
+  __knex__disposed?: unknown;
+}
+
+interface KnexClientInternals {
+  acquireConnection(): Promise<RawDriverConnection>;
+  releaseConnection(c: RawDriverConnection): Promise<void>;
+}
+
+/**
+ * The engine talks to the driver connection that Knex pools, not through knex.raw: knex.raw rewrites every `?`
+ * in the text into a binding, which would corrupt user SQL such as jsonb's `?` operator. Values still travel as
+ * driver parameters ($1 …), so nothing a user types is concatenated into SQL.
+ */
+export class Db {
+  constructor(readonly knex: Knex) {}
+
+  /** PGlite has a single connection; features that need a second one (advisory lock holder) adapt to it. */
+  get isEmbedded(): boolean {
+    return /pglite/i.test((this.knex.client as { constructor: { name: string } }).constructor.name);
+  }
+
+  async withConnection<T>(fn: (conn: Connection) => Promise<T>): Promise<T> {
+    const client = this.knex.client as unknown as KnexClientInternals;
+    const raw = await client.acquireConnection();
+    let broken = false;
+    const conn: Connection = {
+      async query<R>(text: string, values?: readonly SqlParam[]): Promise<QueryResult<R>> {
+        try {
+          const res = await raw.query(text, values ? normalizeParams(values) : undefined);
+          return { rows: res.rows as R[], rowCount: res.rowCount ?? res.affectedRows ?? 0 };
+        } catch (err) {
+          if (isConnectionLost(err)) broken = true;
+          throw err;
+        }
+      },
+    };
+    try {
+      return await fn(conn);
+    } finally {
+      // Knex destroys a released connection marked disposed instead of handing it to the next caller.
+      if (broken) raw.__knex__disposed ??= 'connection lost';
+      await client.releaseConnection(raw);
+    }
+  }
+
+  async query<R = Record<string, unknown>>(text: string, values?: readonly SqlParam[]): Promise<QueryResult<R>> {
+    return this.withConnection((c) => c.query<R>(text, values));
+  }
+
+  /** BEGIN … COMMIT on one connection; ROLLBACK on any error (the error is rethrown unchanged). */
+  async transaction<T>(fn: (conn: Connection) => Promise<T>): Promise<T> {
+    return this.withConnection(async (conn) => {
+      await conn.query('BEGIN');
+      try {
+        const result = await fn(conn);
+        await conn.query('COMMIT');
+        return result;
+      } catch (err) {
+        try {
+          await conn.query('ROLLBACK');
+        } catch {
+          // the connection may be gone; the server rolls back on its own then
+        }
+        throw err;
+      }
+    });
+  }
+}
+
+function normalizeParams(values: readonly SqlParam[]): unknown[] {
+  return values.map((v) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+const CONNECTION_LOST_CODES = new Set(['57P01', '57P02', '57P03', 'ECONNRESET', 'EPIPE', '08006', '08003']);
+
+export function isConnectionLost(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | null;
+  if (!e) return false;
+  if (e.code && CONNECTION_LOST_CODES.has(e.code)) return true;
+  return /Connection terminated|connection is closed|Client has encountered a connection error|terminating connection/i.test(
+    e.message ?? '',
+  );
+}
+
+/** The SQLSTATE of a driver error, if it has one. */
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

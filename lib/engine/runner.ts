@@ -1,0 +1,432 @@
+import { runKeysetBackfill, DEFAULT_BACKFILL, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
+import type { BackfillSpec, Change, ChangeDescription, PhasePlan, Precondition, ResolveContext, Step, TaskSpec } from '../migration.js';
+import type { ThrottleEvent } from '../backfill/throttle.js';
+import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
+import { ChangeInputError, tableLabel, type TableName } from '../postgres/identifiers.js';
+import type { KeyColumn } from '../postgres/batch-sql.js';
+import { verifyConsistency, type VerifyResult } from '../verify/consistency.js';
+import type { Db } from './db.js';
+import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './executor.js';
+import { StateStore, type PhaseName } from './state.js';
+
+export type EngineEvent =
+  | { readonly type: 'step'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly step: string; readonly status: 'done' | 'skipped' }
+  | { readonly type: 'lock-retry'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly retry: RetryEvent }
+  | { readonly type: 'backfill'; readonly progress: BackfillProgress }
+  | { readonly type: 'backfill-throttle'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly throttle: ThrottleEvent }
+  | { readonly type: 'verify'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly result: VerifyResult }
+  | { readonly type: 'phase'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly status: 'done' }
+  | { readonly type: 'task'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly task: string; readonly kind: string; readonly status: 'progress' | 'done' | 'skipped'; readonly progress?: TaskProgress };
+
+/** Progress a task runner reports: items done of an estimated total, and a line for people. */
+export interface TaskProgress {
+  readonly done: number;
+  readonly total: number | null;
+  readonly message?: string;
+  /** A task that walks rows reports them like a backfill too, so the monitor and progress bars follow it. */
+  readonly backfill?: BackfillProgress;
+}
+
+/** What a task runner gets: where it runs, the engine (its Db and state), and a way to report progress. */
+export interface TaskContext {
+  readonly engine: Engine;
+  readonly migration: string;
+  readonly changeIndex: number;
+  readonly phase: PhaseName;
+  readonly snapshot: CatalogSnapshot;
+  readonly signal?: AbortSignal;
+  progress(p: TaskProgress): void;
+  /** Batch guards (throttle, canary, thresholds), for runners that work in batches. */
+  beforeBatch(progress: BackfillProgress): Promise<void>;
+}
+
+export type TaskRunner = (task: TaskSpec, ctx: TaskContext) => Promise<void>;
+
+export interface EngineOptions {
+  readonly stateSchema: string;
+  readonly defaultSchema: string;
+  readonly lock: LockSafetyOptions;
+  readonly backfill: BackfillOptions;
+  readonly verifyChunkSize: number;
+  readonly onEvent?: (e: EngineEvent) => void;
+  readonly signal?: AbortSignal;
+}
+
+export const DEFAULT_ENGINE_OPTIONS: EngineOptions = Object.freeze({
+  stateSchema: 'zero_downtime',
+  defaultSchema: 'public',
+  lock: DEFAULT_LOCK_SAFETY,
+  backfill: DEFAULT_BACKFILL,
+  verifyChunkSize: 10_000,
+});
+
+export class VerifyFailedError extends Error {
+  override name = 'VerifyFailedError';
+  constructor(
+    message: string,
+    readonly result: VerifyResult,
+  ) {
+    super(message);
+  }
+}
+
+export interface GateStatus {
+  readonly open: boolean;
+  /** Plain-words reasons the contract must wait; empty when open. */
+  readonly reasons: readonly string[];
+  readonly opensAt: Date | null;
+}
+
+export interface GateOptions {
+  readonly safetyWindowMs: number;
+  readonly now?: Date;
+  /** Current rollout of a read flag, 0–100; undefined when the flag store is not configured. */
+  readonly flagPercent?: (name: string) => Promise<number | undefined>;
+  /** When a read flag last reached 100 % (null when below): the flag must then stay there for the safety window. */
+  readonly flagFullSince?: (name: string) => Promise<Date | null>;
+}
+
+/** Runs the phases of typed changes; the changes only describe, this is the one place that executes. */
+export class Engine {
+  readonly state: StateStore;
+  readonly ctx: ResolveContext;
+  private readonly listeners = new Set<(e: EngineEvent) => void>();
+  private readonly batchGuards = new Set<(p: BackfillProgress) => Promise<void>>();
+  private readonly taskRunners = new Map<string, TaskRunner>();
+
+  constructor(
+    readonly db: Db,
+    readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
+  ) {
+    this.state = new StateStore(db, options.stateSchema);
+    this.ctx = { defaultSchema: options.defaultSchema, stateSchema: options.stateSchema };
+    if (options.onEvent) this.listeners.add(options.onEvent);
+  }
+
+  /** Listens to every step, retry, backfill batch and verification; returns the function that stops listening. */
+  subscribe(listener: (e: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Adds a check awaited before every backfill batch (throttle, health check, threshold); returns its remover. */
+  addBatchGuard(guard: (p: BackfillProgress) => Promise<void>): () => void {
+    this.batchGuards.add(guard);
+    return () => this.batchGuards.delete(guard);
+  }
+
+  /** Registers the runner of a kind of TaskSpec (e.g. `mongo-backfill`); returns its remover. */
+  registerTaskRunner(kind: string, runner: TaskRunner): () => void {
+    this.taskRunners.set(kind, runner);
+    return () => this.taskRunners.delete(kind);
+  }
+
+  private async runTasks(migration: string, changeIndex: number, phase: PhaseName, tasks: readonly TaskSpec[], snapshot: CatalogSnapshot, done: ReadonlySet<string>): Promise<void> {
+    for (const task of tasks) {
+      const id = `task:${task.id}`;
+      const base = { type: 'task' as const, migration, changeIndex, phase, task: task.description, kind: task.kind };
+      if (done.has(id)) {
+        this.emit({ ...base, status: 'skipped' });
+        continue;
+      }
+      const runner = this.taskRunners.get(task.kind);
+      if (!runner) {
+        throw new Error(
+          `${migration}: change #${changeIndex + 1} needs a "${task.kind}" task runner (${task.description}), and none is registered. ` +
+            'The steps before it are done and recorded; configure what it needs (e.g. `mongo: { url }` in zeroDowntime()) and run again.',
+        );
+      }
+      const signal = this.options.signal;
+      await runner(task, {
+        engine: this,
+        migration,
+        changeIndex,
+        phase,
+        snapshot,
+        ...(signal ? { signal } : {}),
+        progress: (progress) => {
+          this.emit({ ...base, status: 'progress', progress });
+          if (progress.backfill) this.emit({ type: 'backfill', progress: progress.backfill });
+        },
+        beforeBatch: async (progress) => {
+          for (const guard of this.batchGuards) await guard(progress);
+        },
+      });
+      await this.db.withConnection((conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, task.description));
+      this.emit({ ...base, status: 'done' });
+    }
+  }
+
+  private emit(e: EngineEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        // a listener's failure must not fail the migration it watches
+      }
+    }
+  }
+
+  /** Checks input against the live catalog; throws ChangeInputError listing every problem, having changed nothing. */
+  async prepare(migration: string, changeIndex: number, change: Change): Promise<{ description: ChangeDescription; snapshot: CatalogSnapshot }> {
+    await this.state.ensure();
+    const existing = await this.state.getChange(migration, changeIndex);
+    if (existing) return { description: change.describe(existing.snapshot, this.ctx), snapshot: existing.snapshot };
+    const snapshot = await this.db.withConnection((c) => readCatalog(c, change.tables(this.ctx)));
+    const problems = checkPreconditions(snapshot, change.preconditions(this.ctx));
+    if (problems.length > 0) {
+      throw new ChangeInputError(
+        `${migration}: change #${changeIndex + 1} (${change.kind}) cannot run: ${problems.join('; ')}. Nothing was changed in the database; fix the migration and run again.`,
+      );
+    }
+    const description = change.describe(snapshot, this.ctx);
+    return { description, snapshot };
+  }
+
+  async expand(migration: string, changes: readonly Change[]): Promise<void> {
+    // Check every change first, so that bad input in change #3 does not leave #1 and #2 half-applied.
+    const prepared = [];
+    for (const [i, change] of changes.entries()) prepared.push(await this.prepare(migration, i, change));
+    for (const [i, change] of changes.entries()) {
+      const { description, snapshot } = prepared[i]!;
+      await this.state.startChange(migration, i, change.kind, description.summary, snapshot);
+      await this.runPhase(migration, i, 'expand', description.expand, snapshot);
+      await this.state.markChange(migration, i, 'expand_finished_at', 'now');
+    }
+  }
+
+  async contract(migration: string, changes: readonly Change[]): Promise<void> {
+    for (const [i, change] of changes.entries()) {
+      const st = await this.requireChange(migration, i, 'contract');
+      if (st.contractFinishedAt) continue;
+      const description = change.describe(st.snapshot, this.ctx);
+      await this.runPhase(migration, i, 'contract', description.contract, st.snapshot);
+      await this.state.markChange(migration, i, 'contract_finished_at', 'now');
+      await this.state.clearPhases(migration, i, ['undoContract']);
+    }
+  }
+
+  async undoContract(migration: string, changes: readonly Change[]): Promise<void> {
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const st = await this.state.getChange(migration, i);
+      if (!st || !st.contractFinishedAt) continue;
+      const description = changes[i]!.describe(st.snapshot, this.ctx);
+      await this.runPhase(migration, i, 'undoContract', description.undoContract, st.snapshot);
+      await this.state.markChange(migration, i, 'contract_finished_at', null);
+      await this.state.clearPhases(migration, i, ['contract', 'undoContract']);
+    }
+  }
+
+  async undoExpand(migration: string, changes: readonly Change[]): Promise<void> {
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const st = await this.state.getChange(migration, i);
+      if (!st) continue;
+      if (st.contractFinishedAt) {
+        throw new Error(
+          `${migration}: change #${i + 1} is contracted; undo its contract first (umzug down reverts phases newest first). Nothing was changed.`,
+        );
+      }
+      const description = changes[i]!.describe(st.snapshot, this.ctx);
+      await this.runPhase(migration, i, 'undoExpand', description.undoExpand, st.snapshot);
+      await this.state.forgetChange(migration, i);
+    }
+  }
+
+  /** Whether a migration's contract may run now, and if not, why, in plain words. */
+  async gate(migration: string, changes: readonly Change[], opts: GateOptions): Promise<GateStatus> {
+    const now = opts.now ?? new Date();
+    const reasons: string[] = [];
+    let opensAt: Date | null = null;
+    for (const [i, change] of changes.entries()) {
+      const st = await this.state.getChange(migration, i);
+      const label = `change #${i + 1} (${change.kind})`;
+      if (!st || !st.expandFinishedAt) {
+        reasons.push(`${label}: expand has not finished`);
+        continue;
+      }
+      if (st.contractFinishedAt) continue;
+      const description = change.describe(st.snapshot, this.ctx);
+      if (description.expand.backfill) {
+        const bf = await this.state.getBackfill(migration, i, 'expand');
+        if (!bf?.done) reasons.push(`${label}: backfill is not complete (${bf?.rowsDone ?? 0} rows done)`);
+      }
+      if (description.expand.verify && st.verifyMismatches !== 0) {
+        reasons.push(
+          st.verifyMismatches == null ? `${label}: not verified yet` : `${label}: verify found ${st.verifyMismatches} mismatching rows`,
+        );
+      }
+      const windowEnds = new Date(st.expandFinishedAt.getTime() + opts.safetyWindowMs);
+      if (windowEnds > now) {
+        reasons.push(`${label}: safety window until ${windowEnds.toISOString()} (${formatDuration(windowEnds.getTime() - now.getTime())} left)`);
+        if (!opensAt || windowEnds > opensAt) opensAt = windowEnds;
+      }
+      if (description.readFlag) {
+        const pct = opts.flagPercent ? await opts.flagPercent(description.readFlag) : undefined;
+        if (pct !== 100) reasons.push(`${label}: read flag "${description.readFlag}" is at ${pct ?? 0} %, needs 100 %`);
+        const fullSince = pct === 100 && opts.flagFullSince ? await opts.flagFullSince(description.readFlag) : null;
+        const flagWindowEnds = fullSince ? new Date(fullSince.getTime() + opts.safetyWindowMs) : null;
+        if (flagWindowEnds && flagWindowEnds > now) {
+          reasons.push(
+            `${label}: read flag "${description.readFlag}" reached 100 % at ${fullSince!.toISOString()}; it must stay there for the safety window, until ${flagWindowEnds.toISOString()} (${formatDuration(flagWindowEnds.getTime() - now.getTime())} left)`,
+          );
+          if (!opensAt || flagWindowEnds > opensAt) opensAt = flagWindowEnds;
+        }
+      }
+    }
+    return { open: reasons.length === 0, reasons, opensAt };
+  }
+
+  /** Re-runs the verification of an expanded change and records the result. */
+  async verify(migration: string, changeIndex: number, change: Change): Promise<VerifyResult | null> {
+    const st = await this.requireChange(migration, changeIndex, 'verify');
+    const plan = change.describe(st.snapshot, this.ctx).expand;
+    if (!plan.verify) return null;
+    const result = await verifyConsistency(this.db, plan.verify, this.keyColumns(st.snapshot, plan.verify.table), this.options.verifyChunkSize);
+    await this.state.recordVerify(migration, changeIndex, result.rowsChecked, result.mismatches, [...result.sampleKeys]);
+    return result;
+  }
+
+  private async requireChange(migration: string, i: number, what: string) {
+    const st = await this.state.getChange(migration, i);
+    if (!st || !st.expandFinishedAt) {
+      throw new Error(`${migration}: cannot ${what} change #${i + 1}: its expand has not finished. Run \`umzug up\` first.`);
+    }
+    return st;
+  }
+
+  keyColumns(snapshot: CatalogSnapshot, table: TableName): KeyColumn[] {
+    const info = tableInfo(snapshot, table);
+    if (!info || info.primaryKey.length === 0) {
+      throw new ChangeInputError(`${tableLabel(table)} has no primary key to walk in batches`);
+    }
+    return info.primaryKey.map((name) => ({ name, type: columnInfo(snapshot, table, name)!.type }));
+  }
+
+  /**
+   * Runs (or joins, or resumes) one backfill with the engine's options, events and batch guards; `umzug backfill`
+   * calls it with its own worker count and stop signal. A table without a primary key is walked by a unique NOT NULL
+   * index or by ctid ranges (see lib/backfill/walk-key.ts).
+   */
+  async runBackfill(
+    key: { readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName },
+    spec: BackfillSpec,
+    snapshot: CatalogSnapshot,
+    overrides: { readonly options?: Partial<BackfillOptions>; readonly signal?: AbortSignal; readonly onProgress?: (p: BackfillProgress) => void } = {},
+  ): Promise<BackfillProgress> {
+    const info = tableInfo(snapshot, spec.table);
+    const signal = overrides.signal ?? this.options.signal;
+    return runKeysetBackfill({
+      db: this.db,
+      state: this.state,
+      key,
+      spec,
+      keys: info && info.primaryKey.length > 0 ? this.keyColumns(snapshot, spec.table) : [],
+      totalEstimate: info?.estimatedRows ?? 0,
+      options: { ...this.options.backfill, ...overrides.options },
+      lock: this.options.lock,
+      ...(signal ? { signal } : {}),
+      onProgress: (progress) => {
+        this.emit({ type: 'backfill', progress });
+        overrides.onProgress?.(progress);
+      },
+      onThrottle: (throttle) => this.emit({ type: 'backfill-throttle', ...key, throttle }),
+      beforeBatch: async (progress) => {
+        for (const guard of this.batchGuards) await guard(progress);
+      },
+    });
+  }
+
+  private async runPhase(migration: string, changeIndex: number, phase: PhaseName, plan: PhasePlan, snapshot: CatalogSnapshot): Promise<void> {
+    const done = await this.state.doneSteps(migration, changeIndex, phase);
+    await this.runSteps(migration, changeIndex, phase, plan.steps, done, '');
+    if (plan.backfill) await this.runBackfill({ migration, changeIndex, phase }, plan.backfill, snapshot);
+    await this.runSteps(migration, changeIndex, phase, plan.afterBackfill ?? [], done, 'after:');
+    if (plan.tasks) await this.runTasks(migration, changeIndex, phase, plan.tasks, snapshot, done);
+    if (plan.verify) {
+      const result = await verifyConsistency(this.db, plan.verify, this.keyColumns(snapshot, plan.verify.table), this.options.verifyChunkSize);
+      if (phase === 'expand') await this.state.recordVerify(migration, changeIndex, result.rowsChecked, result.mismatches, [...result.sampleKeys]);
+      this.emit({ type: 'verify', migration, changeIndex, phase, result });
+      if (result.mismatches > 0) {
+        throw new VerifyFailedError(
+          `${migration}: verify of change #${changeIndex + 1} found ${result.mismatches} of ${result.rowsChecked} rows where old and new disagree ` +
+            `(sample keys ${JSON.stringify(result.sampleKeys.slice(0, 5))}). Nothing was removed; the new structure stays in place and is kept in sync. ` +
+            'Fix the cause (a writer bypassing the triggers, a wrong up/down expression) and run `umzug up` again, or `umzug down` to remove it.',
+          result,
+        );
+      }
+    }
+    this.emit({ type: 'phase', migration, changeIndex, phase, status: 'done' });
+  }
+
+  private async runSteps(
+    migration: string,
+    changeIndex: number,
+    phase: PhaseName,
+    steps: readonly Step[],
+    done: ReadonlySet<string>,
+    prefix: string,
+  ): Promise<void> {
+    for (const step of steps) {
+      const id = prefix + step.id;
+      if (done.has(id)) {
+        this.emit({ type: 'step', migration, changeIndex, phase, step: step.description, status: 'skipped' });
+        continue;
+      }
+      await runStepLockSafe(
+        this.db,
+        step,
+        this.options.lock,
+        (conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, step.description),
+        (retry) => this.emit({ type: 'lock-retry', migration, changeIndex, phase, retry }),
+      );
+      this.emit({ type: 'step', migration, changeIndex, phase, step: step.description, status: 'done' });
+    }
+  }
+}
+
+export function checkPreconditions(snapshot: CatalogSnapshot, preconditions: readonly Precondition[]): string[] {
+  const problems: string[] = [];
+  for (const p of preconditions) {
+    const info = tableInfo(snapshot, p.table);
+    const t = JSON.stringify(tableLabel(p.table));
+    switch (p.kind) {
+      case 'table-exists':
+        if (!info) problems.push(`table ${t} does not exist`);
+        break;
+      case 'has-primary-key':
+        if (info && info.primaryKey.length === 0) problems.push(`table ${t} has no primary key (needed to backfill in batches)`);
+        break;
+      case 'column-exists':
+        if (info && !info.columns.some((c) => c.name === p.column)) problems.push(`column ${JSON.stringify(p.column)} does not exist in ${t}`);
+        break;
+      case 'column-absent':
+        if (info && info.columns.some((c) => c.name === p.column)) problems.push(`column ${JSON.stringify(p.column)} already exists in ${t}`);
+        break;
+      case 'relation-absent': {
+        const kind = info ? 'r' : snapshot.others?.[tableLabel(p.table)];
+        if (kind) problems.push(`${t} already exists (${RELKIND_WORDS[kind] ?? `relkind ${kind}`})`);
+        break;
+      }
+      case 'index-exists':
+        if (info && !(info.indexes ?? []).some((x) => x.name === p.index)) problems.push(`index ${JSON.stringify(p.index)} does not exist on ${t}`);
+        break;
+      case 'constraint-absent':
+        if (info && (info.tableConstraints ?? []).some((x) => x.name === p.constraint)) problems.push(`constraint ${JSON.stringify(p.constraint)} already exists on ${t}`);
+        break;
+    }
+  }
+  return [...new Set(problems)];
+}
+
+const RELKIND_WORDS: Readonly<Record<string, string>> = { r: 'a table', p: 'a partitioned table', v: 'a view', m: 'a materialized view', i: 'an index', I: 'a partitioned index', S: 'a sequence', f: 'a foreign table', c: 'a composite type' };
+
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  if (m > 0) return `${m}m ${s % 60}s`;
+  return `${s}s`;
+}

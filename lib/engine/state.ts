@@ -1,0 +1,252 @@
+import type { Connection, Db } from './db.js';
+import { ident } from '../postgres/identifiers.js';
+import type { CatalogSnapshot } from '../postgres/catalog.js';
+
+export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
+
+export interface ChangeState {
+  readonly migration: string;
+  readonly changeIndex: number;
+  readonly kind: string;
+  readonly summary: string;
+  readonly snapshot: CatalogSnapshot;
+  readonly expandStartedAt: Date;
+  readonly expandFinishedAt: Date | null;
+  readonly contractFinishedAt: Date | null;
+  readonly verifiedRows: number | null;
+  readonly verifyMismatches: number | null;
+  readonly verifiedAt: Date | null;
+}
+
+export interface BackfillState {
+  readonly lastKey: string[] | null;
+  readonly rowsDone: number;
+  readonly rowsUpdated: number;
+  readonly batches: number;
+  readonly done: boolean;
+  readonly totalEstimate: number | null;
+  readonly updatedAt: Date | null;
+}
+
+/** Bumped when the state tables change shape; ensure() upgrades older ones in place. */
+const STATE_LOCK_KEY = 0x7a64_0001;
+
+/**
+ * All bookkeeping lives in the target database, under one schema, so any machine can resume, verify or contract.
+ * Table and schema names go through ident(); every value is a parameter.
+ */
+export class StateStore {
+  readonly s: string;
+  constructor(
+    private readonly db: Db,
+    readonly schema: string,
+  ) {
+    this.s = ident(schema);
+  }
+
+  table(name: 'migrations' | 'changes' | 'steps' | 'backfills'): string {
+    return `${this.s}.${ident(name)}`;
+  }
+
+  private ensured = false;
+
+  /** Creates the state schema once; a transaction-level advisory lock keeps two first runs from racing on it. */
+  async ensure(): Promise<void> {
+    if (this.ensured) return;
+    await this.db.transaction(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [STATE_LOCK_KEY]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('migrations')} (
+        seq bigserial NOT NULL, name text PRIMARY KEY, executed_at timestamptz NOT NULL DEFAULT now())`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('changes')} (
+        migration text NOT NULL, change_index int NOT NULL, kind text NOT NULL, summary text NOT NULL,
+        snapshot jsonb NOT NULL, expand_started_at timestamptz NOT NULL DEFAULT now(), expand_finished_at timestamptz,
+        contract_finished_at timestamptz, verified_rows bigint, verify_mismatches bigint, verified_at timestamptz,
+        verify_samples jsonb, PRIMARY KEY (migration, change_index))`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('steps')} (
+        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, step_id text NOT NULL,
+        description text NOT NULL, finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (migration, change_index, phase, step_id))`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('backfills')} (
+        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, last_key jsonb,
+        rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
+        total_estimate bigint, done boolean NOT NULL DEFAULT false, started_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, change_index, phase))`);
+    });
+    this.ensured = true;
+  }
+
+  // ---- Umzug storage -------------------------------------------------------------------------------------------
+
+  async executedNames(): Promise<string[]> {
+    await this.ensure();
+    const r = await this.db.query<{ name: string }>(`SELECT name FROM ${this.table('migrations')} ORDER BY seq`);
+    return r.rows.map((x) => x.name);
+  }
+
+  async logMigration(name: string): Promise<void> {
+    await this.ensure();
+    await this.db.query(`INSERT INTO ${this.table('migrations')} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
+  }
+
+  async unlogMigration(name: string): Promise<void> {
+    await this.ensure();
+    await this.db.query(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+  }
+
+  async executedAt(name: string): Promise<Date | null> {
+    await this.ensure();
+    const r = await this.db.query<{ executed_at: Date }>(`SELECT executed_at FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+    return r.rows[0]?.executed_at ?? null;
+  }
+
+  // ---- change state ---------------------------------------------------------------------------------------------
+
+  async getChange(migration: string, changeIndex: number): Promise<ChangeState | null> {
+    await this.ensure();
+    const r = await this.db.query<Record<string, unknown>>(
+      `SELECT * FROM ${this.table('changes')} WHERE migration = $1 AND change_index = $2`,
+      [migration, changeIndex],
+    );
+    const x = r.rows[0];
+    if (!x) return null;
+    return {
+      migration,
+      changeIndex,
+      kind: String(x.kind),
+      summary: String(x.summary),
+      snapshot: x.snapshot as CatalogSnapshot,
+      expandStartedAt: x.expand_started_at as Date,
+      expandFinishedAt: (x.expand_finished_at as Date | null) ?? null,
+      contractFinishedAt: (x.contract_finished_at as Date | null) ?? null,
+      verifiedRows: x.verified_rows == null ? null : Number(x.verified_rows),
+      verifyMismatches: x.verify_mismatches == null ? null : Number(x.verify_mismatches),
+      verifiedAt: (x.verified_at as Date | null) ?? null,
+    };
+  }
+
+  async startChange(migration: string, changeIndex: number, kind: string, summary: string, snapshot: CatalogSnapshot): Promise<void> {
+    await this.db.query(
+      `INSERT INTO ${this.table('changes')} (migration, change_index, kind, summary, snapshot) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (migration, change_index) DO NOTHING`,
+      [migration, changeIndex, kind, summary, JSON.stringify(snapshot)],
+    );
+  }
+
+  async markChange(
+    migration: string,
+    changeIndex: number,
+    field: 'expand_finished_at' | 'contract_finished_at',
+    value: 'now' | null,
+  ): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.table('changes')} SET ${ident(field)} = ${value === 'now' ? 'now()' : 'NULL'} WHERE migration = $1 AND change_index = $2`,
+      [migration, changeIndex],
+    );
+  }
+
+  async recordVerify(migration: string, changeIndex: number, rows: number, mismatches: number, samples: unknown[]): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.table('changes')} SET verified_rows = $3, verify_mismatches = $4, verify_samples = $5, verified_at = now()
+        WHERE migration = $1 AND change_index = $2`,
+      [migration, changeIndex, rows, mismatches, JSON.stringify(samples)],
+    );
+  }
+
+  /** Forgets a change entirely: used once its expand has been undone, so a later `up` starts from scratch. */
+  async forgetChange(migration: string, changeIndex: number): Promise<void> {
+    await this.db.transaction(async (c) => {
+      for (const t of ['steps', 'backfills', 'changes'] as const) {
+        await c.query(`DELETE FROM ${this.table(t)} WHERE migration = $1 AND change_index = $2`, [migration, changeIndex]);
+      }
+    });
+  }
+
+  /** Clears the records of phases, so that they can run again (contract after its undo, and the reverse). */
+  async clearPhases(migration: string, changeIndex: number, phases: readonly PhaseName[]): Promise<void> {
+    await this.db.transaction(async (c) => {
+      for (const t of ['steps', 'backfills'] as const) {
+        await c.query(`DELETE FROM ${this.table(t)} WHERE migration = $1 AND change_index = $2 AND phase = ANY($3::text[])`, [
+          migration,
+          changeIndex,
+          phases as unknown as string[],
+        ]);
+      }
+    });
+  }
+
+  // ---- steps ----------------------------------------------------------------------------------------------------
+
+  async doneSteps(migration: string, changeIndex: number, phase: PhaseName): Promise<Set<string>> {
+    const r = await this.db.query<{ step_id: string }>(
+      `SELECT step_id FROM ${this.table('steps')} WHERE migration = $1 AND change_index = $2 AND phase = $3`,
+      [migration, changeIndex, phase],
+    );
+    return new Set(r.rows.map((x) => x.step_id));
+  }
+
+  async recordStep(conn: Connection, migration: string, changeIndex: number, phase: PhaseName, stepId: string, description: string): Promise<void> {
+    await conn.query(
+      `INSERT INTO ${this.table('steps')} (migration, change_index, phase, step_id, description) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT DO NOTHING`,
+      [migration, changeIndex, phase, stepId, description],
+    );
+  }
+
+  // ---- backfill progress ----------------------------------------------------------------------------------------
+
+  async getBackfill(migration: string, changeIndex: number, phase: PhaseName): Promise<BackfillState | null> {
+    await this.ensure();
+    const r = await this.db.query<Record<string, unknown>>(
+      `SELECT * FROM ${this.table('backfills')} WHERE migration = $1 AND change_index = $2 AND phase = $3`,
+      [migration, changeIndex, phase],
+    );
+    const x = r.rows[0];
+    if (!x) return null;
+    return {
+      lastKey: (x.last_key as string[] | null) ?? null,
+      rowsDone: Number(x.rows_done),
+      rowsUpdated: Number(x.rows_updated),
+      batches: Number(x.batches),
+      done: Boolean(x.done),
+      totalEstimate: x.total_estimate == null ? null : Number(x.total_estimate),
+      updatedAt: (x.updated_at as Date | null) ?? null,
+    };
+  }
+
+  async startBackfill(migration: string, changeIndex: number, phase: PhaseName, totalEstimate: number): Promise<void> {
+    await this.db.query(
+      `INSERT INTO ${this.table('backfills')} (migration, change_index, phase, total_estimate) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (migration, change_index, phase) DO NOTHING`,
+      [migration, changeIndex, phase, totalEstimate],
+    );
+  }
+
+  /** Runs inside the batch's transaction: the batch and its progress commit together or not at all. */
+  async advanceBackfill(
+    conn: Connection,
+    key: { migration: string; changeIndex: number; phase: PhaseName },
+    lastKey: string[] | null,
+    scanned: number,
+    updated: number,
+    done: boolean,
+    expectedLastKey: string[] | null,
+  ): Promise<boolean> {
+    const r = await conn.query(
+      `UPDATE ${this.table('backfills')} SET last_key = COALESCE($4::jsonb, last_key), rows_done = rows_done + $5,
+              rows_updated = rows_updated + $6, batches = batches + 1, done = $7, updated_at = now()
+        WHERE migration = $1 AND change_index = $2 AND phase = $3 AND last_key IS NOT DISTINCT FROM $8::jsonb`,
+      [
+        key.migration,
+        key.changeIndex,
+        key.phase,
+        lastKey ? JSON.stringify(lastKey) : null,
+        scanned,
+        updated,
+        done,
+        expectedLastKey ? JSON.stringify(expectedLastKey) : null,
+      ],
+    );
+    return r.rowCount === 1;
+  }
+}

@@ -1,0 +1,153 @@
+import type { Statement } from './engine/db.js';
+import type { CatalogSnapshot } from './postgres/catalog.js';
+import type { TableName } from './postgres/identifiers.js';
+
+export type { Statement } from './engine/db.js';
+
+/**
+ * One unit the engine runs and records. A transactional step runs all its statements in one transaction with
+ * SET LOCAL lock_timeout; a non-transactional one (CREATE INDEX CONCURRENTLY…) must be idempotent, because a
+ * crash can leave it done but unrecorded.
+ */
+export interface Step {
+  /** Stable within its phase: the state table records steps by this id. */
+  readonly id: string;
+  readonly description: string;
+  readonly statements: readonly Statement[];
+  readonly transactional: boolean;
+  /**
+   * The index a non-transactional step builds with CREATE INDEX CONCURRENTLY. A failed or interrupted build leaves an
+   * INVALID index behind, which IF NOT EXISTS would then take for done: the executor drops such a leftover (DROP INDEX
+   * CONCURRENTLY) before each attempt and after a failed one.
+   */
+  readonly concurrentIndex?: { readonly schema: string; readonly name: string };
+}
+
+/**
+ * `UPDATE table SET column = expression … WHERE column IS DISTINCT FROM expression`, batch by batch on the key.
+ * Expressions are SQL written by the migration author over the table's columns.
+ */
+export interface BackfillSpec {
+  readonly table: TableName;
+  readonly set: readonly { readonly column: string; readonly expression: string }[];
+  /**
+   * Which rows a batch writes: 'distinct' (default) those whose value differs from the expression, 'null' only
+   * those where the column is still NULL (for a value the application may have set itself meanwhile).
+   */
+  readonly only?: 'distinct' | 'null';
+  /** Copy rows into another table instead of updating `table` (splitTable, mergeTables); `set` is then empty. */
+  readonly copy?: CopySpec;
+}
+
+/**
+ * A batch of a copy backfill walks `table` by its key and writes the rows into `into`. 'insert' adds the rows `into`
+ * lacks and leaves the others to the sync triggers (which always write the current value, so an older snapshot never
+ * overwrites them); 'update' rewrites existing rows of `into` that differ. Source rows are locked FOR SHARE for the
+ * batch, so a row changed or deleted meanwhile is copied as it is now, or not at all.
+ */
+export interface CopySpec {
+  readonly into: TableName;
+  /** Key columns: the same names in `table`, `join` and `into`. */
+  readonly key: readonly string[];
+  /** Columns of `into` (besides the key) ← SQL over the walked row `_zd_s` and the joined row `_zd_j`. */
+  readonly columns: readonly { readonly column: string; readonly expression: string }[];
+  /** A table joined 1:0..1 on the key (LEFT JOIN), for merges. */
+  readonly join?: TableName;
+  readonly mode: 'insert' | 'update';
+  /** A setting turned on (transaction-local) for the batch, so the sync triggers do not echo its writes back. */
+  readonly quietFlag?: string;
+}
+
+/** Every row must satisfy `column IS NOT DISTINCT FROM expression` for each pair. */
+export interface VerifySpec {
+  readonly table: TableName;
+  readonly equal: readonly { readonly column: string; readonly expression: string }[];
+}
+
+/**
+ * Work that is not SQL (moving a MongoDB collection), run by a runner registered with Engine.registerTaskRunner(kind).
+ * Recorded in the steps table like a step (id `task:<id>`), so a finished task is skipped on resume; a runner must
+ * resume from its own saved progress. `params` is plain data read by the runner; the description stays pure.
+ */
+export interface TaskSpec {
+  readonly kind: string;
+  /** Stable within its phase. */
+  readonly id: string;
+  readonly description: string;
+  readonly params: Readonly<Record<string, unknown>>;
+}
+
+/** What one phase of a change does, in order: steps, backfill, steps after the backfill, tasks, verification. */
+export interface PhasePlan {
+  readonly steps: readonly Step[];
+  readonly backfill?: BackfillSpec;
+  readonly afterBackfill?: readonly Step[];
+  readonly verify?: VerifySpec;
+  readonly tasks?: readonly TaskSpec[];
+}
+
+export type Precondition =
+  | { readonly kind: 'table-exists'; readonly table: TableName }
+  | { readonly kind: 'has-primary-key'; readonly table: TableName }
+  | { readonly kind: 'column-exists'; readonly table: TableName; readonly column: string }
+  | { readonly kind: 'column-absent'; readonly table: TableName; readonly column: string }
+  /** No relation at all (table, view, index, sequence) by this schema-qualified name. */
+  | { readonly kind: 'relation-absent'; readonly table: TableName }
+  | { readonly kind: 'index-exists'; readonly table: TableName; readonly index: string }
+  | { readonly kind: 'constraint-absent'; readonly table: TableName; readonly constraint: string };
+
+/** The generated plan of a change: four phases, each the exact inverse of another. */
+export interface ChangeDescription {
+  readonly summary: string;
+  readonly expand: PhasePlan;
+  readonly contract: PhasePlan;
+  readonly undoExpand: PhasePlan;
+  readonly undoContract: PhasePlan;
+  /** A read-cutover flag that must be at 100 % before the contract may run. */
+  readonly readFlag?: string;
+}
+
+export interface ResolveContext {
+  /** The schema a bare table name belongs to. */
+  readonly defaultSchema: string;
+  /** The engine's state schema, where dropped tables are archived until purge. Default `zero_downtime`. */
+  readonly stateSchema?: string;
+}
+
+/**
+ * A typed change, as written in a migration file. It is a pure description: the engine reads the catalog for the
+ * tables it names, checks its preconditions, and asks it for its plan. A change never talks to the database.
+ */
+export interface Change {
+  readonly kind: string;
+  /** Tables to introspect, in the configured default schema when given bare. */
+  tables(ctx: ResolveContext): readonly TableName[];
+  preconditions(ctx: ResolveContext): readonly Precondition[];
+  /** Called with the catalog as it was when the change first ran (stored in the state table). */
+  describe(catalog: CatalogSnapshot, ctx: ResolveContext): ChangeDescription;
+}
+
+export interface MigrationDefinition {
+  readonly changes: readonly Change[];
+}
+
+const MIGRATION_MARK = Symbol.for('umzug-zero-downtime.migration');
+
+export interface DefinedMigration extends MigrationDefinition {
+  readonly [MIGRATION_MARK]: true;
+}
+
+/** Marks a migration file's default export as a typed, phased migration. */
+export function defineMigration(def: MigrationDefinition): DefinedMigration {
+  if (!def || !Array.isArray(def.changes) || def.changes.length === 0) {
+    throw new TypeError('defineMigration: `changes` must be a non-empty array of changes (addColumn(...), renameColumn(...), …)');
+  }
+  return Object.freeze({ ...def, changes: Object.freeze([...def.changes]), [MIGRATION_MARK]: true as const });
+}
+
+/** Checked by shape, not instanceof: a project may load two copies of this package. */
+export function isDefinedMigration(value: unknown): value is DefinedMigration {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MIGRATION_MARK] === true;
+}
+
+export const EMPTY_PHASE: PhasePlan = Object.freeze({ steps: [] });

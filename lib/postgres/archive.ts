@@ -1,0 +1,146 @@
+import type { Statement } from '../engine/db.js';
+import { doBlock } from './column-attachments.js';
+import { ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';
+
+/**
+ * Column archives: before a contract drops a column, its values are copied (key + value) into a table in the state
+ * schema, so `down` can put the column back with its data, until `umzug purge` deletes archives older than a
+ * retention. The registry table `<state>.column_archives` says which archive belongs to which column and when it
+ * was made, and keeps what the catalog snapshot lacks: the column's comment, privileges and collation.
+ */
+export const REGISTRY = 'column_archives';
+
+export interface ArchiveSpec {
+  /** The archive table, in the state schema. */
+  readonly archive: TableName;
+  readonly table: TableName;
+  /** Key columns with their types (format_type), in key order: archived as _zd_k0, _zd_k1, … */
+  readonly keys: readonly { readonly name: string; readonly type: string }[];
+  /** Archived columns with their types: archived as _zd_v0, _zd_v1, … (none: only the keys, e.g. the rows that were NULL). */
+  readonly values: readonly { readonly name: string; readonly type: string }[];
+  /** What the archive is for, shown by purge: 'drop-column', 'change-column-type', … */
+  readonly kind: string;
+}
+
+export function archiveName(stateSchema: string, kind: string, t: TableName, ...columns: string[]): TableName {
+  return { schema: stateSchema, name: objectName(`zd_arch_${kind}`, t.schema, t.name, ...columns) };
+}
+
+const keyCol = (i: number) => `_zd_k${i}`;
+export const valueCol = (i: number): string => `_zd_v${i}`;
+
+export function registryTable(stateSchema: string): string {
+  return qualified({ schema: stateSchema, name: REGISTRY });
+}
+
+function ensureRegistry(stateSchema: string): Statement {
+  return {
+    text: `CREATE TABLE IF NOT EXISTS ${registryTable(stateSchema)} (
+  archive text PRIMARY KEY, source_table text NOT NULL, source_columns text[] NOT NULL, kind text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(), rows bigint, attributes jsonb NOT NULL DEFAULT '{}')`,
+  };
+}
+
+function createArchiveTable(a: ArchiveSpec, ifNotExists: boolean): Statement {
+  const cols = [...a.keys.map((k, i) => `${keyCol(i)} ${k.type}`), ...a.values.map((v, i) => `${valueCol(i)} ${v.type}`)];
+  return {
+    text: `CREATE TABLE ${ifNotExists ? 'IF NOT EXISTS ' : ''}${qualified(a.archive)} (${cols.join(', ')}, PRIMARY KEY (${a.keys.map((_k, i) => keyCol(i)).join(', ')}))`,
+  };
+}
+
+/**
+ * Copies the values (of the rows matching `where`, SQL over the table's columns, or every row) into a fresh archive
+ * and registers it with each column's comment, privileges and collation, read from the catalog now.
+ */
+export function archiveColumns(a: ArchiveSpec, stateSchema: string, where?: string): Statement[] {
+  const keys = a.keys.map((k) => ident(k.name)).join(', ');
+  const vals = a.values.map((v) => ident(v.name));
+  const t = `${literal(qualified(a.table))}::regclass`;
+  const attrs = a.values.map(
+    (v) => `${literal(v.name)}, (SELECT jsonb_build_object('comment', col_description(at.attrelid, at.attnum), 'acl', at.attacl::text[],
+        'collation', CASE WHEN at.attcollation <> 0 AND at.attcollation <> ty.typcollation THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END)
+      FROM pg_attribute at JOIN pg_type ty ON ty.oid = at.atttypid LEFT JOIN pg_collation co ON co.oid = at.attcollation
+      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE at.attrelid = ${t} AND at.attname = ${literal(v.name)})`,
+  );
+  return [
+    ensureRegistry(stateSchema),
+    { text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` },
+    createArchiveTable(a, false),
+    { text: `INSERT INTO ${qualified(a.archive)} SELECT ${[keys, ...vals].join(', ')} FROM ${qualified(a.table)}${where ? ` WHERE ${where}` : ''}` },
+    {
+      text: `INSERT INTO ${registryTable(stateSchema)} (archive, source_table, source_columns, kind, rows, attributes)
+SELECT $1, $2, $3::text[], $4, (SELECT count(*) FROM ${qualified(a.archive)}), jsonb_build_object(${attrs.length ? attrs.join(', ') : ''})
+ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, attributes = EXCLUDED.attributes, source_columns = EXCLUDED.source_columns`,
+      values: [a.archive.name, tableLabel(a.table), a.values.map((v) => v.name), a.kind],
+    },
+  ];
+}
+
+/**
+ * An empty archive where purge removed it: the restore then falls back to the conversion (type change, rename,
+ * derived column), which is what a row changed since the contract gets anyway.
+ */
+export function ensureArchive(a: ArchiveSpec, stateSchema: string): Statement[] {
+  return [ensureRegistry(stateSchema), createArchiveTable(a, true)];
+}
+
+/** Refuses (rolling back its step) when the archive was purged: a restored column would hold no data. */
+export function requireArchive(a: ArchiveSpec, stateSchema: string, what: string): Statement {
+  return doBlock(`
+BEGIN
+  IF to_regclass(${literal(qualified(a.archive))}) IS NULL THEN
+    RAISE EXCEPTION '%: the archive % of %.% is gone (purged?), so down would bring the column back empty. Nothing was changed. If that is acceptable, add the column back with sql() and mark this migration reverted.',
+      ${literal(what)}, ${literal(tableLabel(a.archive))}, ${literal(tableLabel(a.table))}, ${literal(a.values.map((v) => v.name).join(', '))};
+  END IF;
+END`);
+}
+
+export function dropArchive(a: ArchiveSpec, stateSchema: string): Statement[] {
+  return [
+    { text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` },
+    doBlock(`BEGIN IF to_regclass(${literal(registryTable(stateSchema))}) IS NOT NULL THEN DELETE FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)}; END IF; END`),
+  ];
+}
+
+/** `(k0, k1) = (a._zd_k0, a._zd_k1)`: the archive row of the current row (keys unqualified, as the backfill writes them). */
+function keyMatch(a: ArchiveSpec): string {
+  return a.keys.map((k, i) => `_zd_a.${keyCol(i)} = ${ident(k.name)}`).join(' AND ');
+}
+
+/** The archived value of value column i for the current row (NULL when the row is not archived). */
+export function archivedValue(a: ArchiveSpec, i: number): string {
+  return `(SELECT _zd_a.${valueCol(i)} FROM ${qualified(a.archive)} AS _zd_a WHERE ${keyMatch(a)})`;
+}
+
+/**
+ * Whether the current row is archived and `condition` (SQL over the archive row `_zd_a` and the current row) holds:
+ * a row unchanged since the contract gets its archived value back exactly, even where the conversion back is lossy.
+ */
+export function archivedWhere(a: ArchiveSpec, condition = 'true'): string {
+  return `EXISTS (SELECT 1 FROM ${qualified(a.archive)} AS _zd_a WHERE ${keyMatch(a)} AND (${condition}))`;
+}
+
+/** Adds a column back as it was archived: its collation, comment and privileges come from the registry. */
+export function restoreColumnLike(a: ArchiveSpec, stateSchema: string, i: number): Statement {
+  const v = a.values[i]!;
+  const t = qualified(a.table);
+  return doBlock(`
+DECLARE _zd_attr jsonb; _zd_g record;
+BEGIN
+  IF to_regclass(${literal(registryTable(stateSchema))}) IS NOT NULL THEN
+    SELECT attributes -> ${literal(v.name)} INTO _zd_attr FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)};
+  END IF;
+  EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s%s', ${literal(t)}, ${literal(v.name)}, ${literal(v.type)}, coalesce(' COLLATE ' || (_zd_attr ->> 'collation'), ''));
+  IF _zd_attr ->> 'comment' IS NOT NULL THEN
+    EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', ${literal(t)}, ${literal(v.name)}, _zd_attr ->> 'comment');
+  END IF;
+  FOR _zd_g IN
+    SELECT x.privilege_type, x.is_grantable, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS grantee
+      FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(_zd_attr -> 'acl') = 'array' THEN _zd_attr -> 'acl' ELSE '[]' END) AS e(acl)
+      CROSS JOIN LATERAL aclexplode(ARRAY[e.acl::aclitem]) x LEFT JOIN pg_roles r ON r.oid = x.grantee
+  LOOP
+    EXECUTE format('GRANT %s (%I) ON %s TO %s%s', _zd_g.privilege_type, ${literal(v.name)}, ${literal(t)}, _zd_g.grantee,
+                   CASE WHEN _zd_g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+  END LOOP;
+END`);
+}

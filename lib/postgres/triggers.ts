@@ -1,0 +1,173 @@
+import type { Statement } from '../engine/db.js';
+import { ident, qualified, type TableName } from './identifiers.js';
+
+export interface SyncPair {
+  /** The column the old application version writes. */
+  readonly old: string;
+  /** The column the new application version writes. */
+  readonly new: string;
+}
+
+/**
+ * A BEFORE INSERT OR UPDATE row trigger that keeps two columns equal, copying from whichever one the statement
+ * changed: the old application writes `old`, the new one writes `new`, psql or a cron job may write either.
+ * The body is a few comparisons: it runs on every write of a possibly hot table.
+ * On INSERT the new column wins when given (it has no default during the transition, so NULL means "not given").
+ * An UPDATE that touches neither (say, another column of a row the backfill has not reached) fills whichever side is
+ * still NULL: otherwise a NOT VALID `CHECK (new IS NOT NULL)` would reject the old application's harmless update.
+ */
+export function createTwoWaySync(t: TableName, fn: string, trigger: string, pair: SyncPair): Statement[] {
+  const o = ident(pair.old);
+  const n = ident(pair.new);
+  const f = `${ident(t.schema)}.${ident(fn)}`;
+  return [
+    {
+      text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS $zd$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.${n} IS NULL THEN NEW.${n} := NEW.${o}; ELSE NEW.${o} := NEW.${n}; END IF;
+  ELSIF NEW.${n} IS DISTINCT FROM OLD.${n} THEN
+    NEW.${o} := NEW.${n};
+  ELSIF NEW.${o} IS DISTINCT FROM OLD.${o} THEN
+    NEW.${n} := NEW.${o};
+  ELSIF NEW.${n} IS NULL THEN
+    NEW.${n} := NEW.${o};
+  ELSIF NEW.${o} IS NULL THEN
+    NEW.${o} := NEW.${n};
+  END IF;
+  RETURN NEW;
+END
+$zd$`,
+    },
+    { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
+    { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
+  ];
+}
+
+export function dropTrigger(t: TableName, fn: string, trigger: string): Statement[] {
+  return [
+    { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
+    { text: `DROP FUNCTION IF EXISTS ${ident(t.schema)}.${ident(fn)}()` },
+  ];
+}
+
+/**
+ * A SQL expression written by the migration author in which `param` (a column name) stands for one value: the old
+ * column's value for a type change's `up`, the new column's for its `down`.
+ */
+export interface Conversion {
+  readonly sql: string;
+  readonly param: string;
+}
+
+export const identityConversion = (column: string): Conversion => ({ sql: ident(column), param: column });
+
+/**
+ * The conversion applied to `input`. Over the column the expression names, it is the expression itself (the
+ * backfill's case: the row's own column); over anything else (NEW."other" in a trigger, an archived value) it is
+ * evaluated in a one-row subquery that binds the name to the input: `(SELECT <sql> FROM (SELECT <input> AS
+ * "param") AS _zd_row)`, so the author's expression never sees another column under that name.
+ */
+export function applyConversion(c: Conversion, input: string): string {
+  if (c.sql.trim() === ident(c.param)) return input;
+  if (input === ident(c.param)) return `(${c.sql})`;
+  return `(SELECT ${c.sql} FROM (SELECT ${input} AS ${ident(c.param)}) AS _zd_row)`;
+}
+
+/**
+ * Two-way sync between a column `src` and the column `dst` that replaces it (of another type, or another name),
+ * with a conversion each way: a writer of either column keeps the other one equal to the converted value. On INSERT
+ * `dst` wins when given (it has no default during the transition, so NULL means "not given"); an UPDATE that changes
+ * neither fills `dst` when still NULL (a row the backfill has not reached), which is safe since dst is computed.
+ */
+export function createConvertingSync(
+  t: TableName,
+  fn: string,
+  trigger: string,
+  cols: { readonly src: string; readonly dst: string; readonly toDst: Conversion; readonly toSrc: Conversion },
+): Statement[] {
+  const s = `NEW.${ident(cols.src)}`;
+  const d = `NEW.${ident(cols.dst)}`;
+  const toDst = applyConversion(cols.toDst, s);
+  const toSrc = applyConversion(cols.toSrc, d);
+  const f = `${ident(t.schema)}.${ident(fn)}`;
+  return [
+    {
+      text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(`
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF ${d} IS NULL THEN ${d} := ${toDst}; ELSE ${s} := ${toSrc}; END IF;
+  ELSIF ${d} IS DISTINCT FROM OLD.${ident(cols.dst)} THEN
+    ${s} := ${toSrc};
+  ELSIF ${s} IS DISTINCT FROM OLD.${ident(cols.src)} OR ${d} IS NULL THEN
+    ${d} := ${toDst};
+  END IF;
+  RETURN NEW;
+END
+`)}`,
+    },
+    { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
+    { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
+  ];
+}
+
+/**
+ * Sync of a column derived from source columns: `up` (over the row) computes it whenever a source changes or it is
+ * NULL; with `down` (one expression per source, over the row with the derived column's new value) a writer of the
+ * derived column updates the sources. Without `down` the derived column is recomputed on every write, so a value
+ * written to it directly never drifts from its sources. Expressions see the row's columns as of the first run
+ * (`columns`), each bound to NEW's value in a one-row subquery: a column added later does not change the trigger.
+ */
+export function createDeriveSync(
+  t: TableName,
+  fn: string,
+  trigger: string,
+  spec: {
+    readonly column: string;
+    readonly sources: readonly string[];
+    readonly columns: readonly string[];
+    readonly up: string;
+    readonly down?: Readonly<Record<string, string>>;
+  },
+): Statement[] {
+  const d = `NEW.${ident(spec.column)}`;
+  const names = [...new Set([...spec.columns, spec.column])];
+  const row = `(SELECT ${names.map((c) => `NEW.${ident(c)} AS ${ident(c)}`).join(', ')}) AS _zd_row`;
+  const up = `${d} := (SELECT ${spec.up} FROM ${row});`;
+  const down = spec.down
+    ? `SELECT ${spec.sources.map((s) => `(${spec.down![s]})`).join(', ')} INTO ${spec.sources.map((s) => `NEW.${ident(s)}`).join(', ')} FROM ${row};`
+    : '';
+  const sourceChanged = spec.sources.map((s) => `NEW.${ident(s)} IS DISTINCT FROM OLD.${ident(s)}`).join(' OR ');
+  const body = spec.down
+    ? `
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF ${d} IS NULL THEN ${up} ELSE ${down} END IF;
+  ELSIF ${d} IS DISTINCT FROM OLD.${ident(spec.column)} THEN
+    ${down}
+  ELSIF ${sourceChanged} OR ${d} IS NULL THEN
+    ${up}
+  END IF;
+  RETURN NEW;
+END
+`
+    : `
+BEGIN
+  ${up}
+  RETURN NEW;
+END
+`;
+  const f = `${ident(t.schema)}.${ident(fn)}`;
+  return [
+    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(body)}` },
+    { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
+    { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
+  ];
+}
+
+/** A dollar-quote tag the body does not contain: an author's expression holding `$zd$` cannot end the body early. */
+function dollar(body: string): string {
+  let tag = 'zd';
+  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
+  return `$${tag}$${body}$${tag}$`;
+}

@@ -1,0 +1,309 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import type { Knex } from 'knex';
+import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
+import { glob } from 'tinyglobby';
+import { resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
+import { withMigrationLock } from './engine/advisory-lock.js';
+import { Db } from './engine/db.js';
+import { Engine, type GateStatus } from './engine/runner.js';
+import { importModule } from './engine/import-module.js';
+import { isDefinedMigration, type Change } from './migration.js';
+import { addStatusAction, buildStatus, type StatusReport } from './cli/status.js';
+import { addBackfillAction } from './cli/backfill.js';
+import { addFlagAction } from './cli/flag.js';
+import { addReportAction } from './cli/report.js';
+import { addPurgeAction } from './cli/purge.js';
+import { createCli } from './cli/cli.js';
+import { creationTemplate } from './cli/create.js';
+import { addPlanAction } from './cli/plan.js';
+import { addVerifyAction } from './cli/verify.js';
+import { addRehearseAction } from './cli/rehearse.js';
+import { FlagStore } from './flags/store.js';
+import { createMonitor } from './monitor/attach.js';
+import { registerMongoTasks } from './mongo/tasks.js';
+import type { Monitor } from './monitor/monitor.js';
+
+export interface ZeroDowntimeContext {
+  readonly knex: Knex;
+  readonly db: Db;
+  readonly engine: Engine;
+}
+
+export type MigrationPhase = 'expand' | 'contract' | 'plain';
+
+/** One entry of the list Umzug sees: a typed file gives two (expand and contract), a plain one gives one. */
+export interface MigrationEntry {
+  readonly name: string;
+  readonly file: string;
+  readonly phase: MigrationPhase;
+  readonly changes: readonly Change[];
+}
+
+export type ZeroDowntimeUpOptions = MigrateUpOptions & {
+  /**
+   * Run every pending contract in this `up`, right after the expands, whatever its gate says (safety window, read
+   * flag, separate deploy). For rehearsals on staging only: in production the gate is what keeps the old version working.
+   */
+  readonly bypassContractGates?: boolean;
+};
+
+export interface GatedContract {
+  readonly name: string;
+  readonly gate: GateStatus;
+}
+
+/** Commands that change the schema or the data, and so take the migration lock. */
+const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse', 'purge']);
+
+const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typeof (k as { client?: unknown }).client === 'object';
+
+/**
+ * Umzug, wired for phased migrations: its migration list interleaves expand and contract entries, its storage is
+ * a table in the target database, and `up`/`down` hold an advisory lock.
+ */
+export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
+  readonly config: ResolvedConfig;
+  readonly knex: Knex;
+  readonly db: Db;
+  readonly engine: Engine;
+  /** Contracts the last `up` left waiting, with the reasons. */
+  lastGated: GatedContract[] = [];
+  /** Read-cutover flags, in the state schema of the target database. */
+  readonly flags: FlagStore;
+  /** Metrics (prom-client registry in monitor.metrics.registry), canary and thresholds. */
+  readonly monitor: Monitor;
+  private readonly ownsKnex: boolean;
+  private readonly zdLogger: ZeroDowntimeLogger | null;
+  /** Set for `create`: list files without reading the state table. */
+  private offline = false;
+  /** Set by up({ bypassContractGates }) (rehearse): every pending contract runs, after every pending expand. */
+  private bypassContractGates = false;
+
+  constructor(input: ZeroDowntimeConfig) {
+    const config = resolveConfig(input);
+    const ownsKnex = !isKnexInstance(input.knex);
+    const knex = isKnexInstance(input.knex) ? input.knex : createKnex(input.knex as Knex.Config);
+    const db = new Db(knex);
+    const engine = new Engine(db, {
+      stateSchema: config.stateSchema,
+      defaultSchema: config.schema,
+      lock: config.lock,
+      backfill: config.backfill,
+      verifyChunkSize: 10_000,
+      ...(input.onEvent ? { onEvent: input.onEvent } : {}),
+    });
+    const self: { ref?: ZeroDowntimeUmzug } = {};
+    const logger = input.logger === undefined ? console : input.logger;
+    super({
+      migrations: async () => self.ref!.runnableMigrations(),
+      context: () => ({ knex, db, engine }),
+      storage: {
+        executed: () => (self.ref?.offline ? Promise.resolve([]) : engine.state.executedNames()),
+        logMigration: ({ name }) => engine.state.logMigration(name),
+        unlogMigration: ({ name }) => engine.state.unlogMigration(name),
+      },
+      logger: logger ?? undefined,
+      create: {
+        folder: path.resolve(config.cwd, config.createFolder),
+        template: (filepath: string) => creationTemplate(self.ref!, filepath),
+      },
+    });
+    self.ref = this;
+    this.config = config;
+    this.knex = knex;
+    this.db = db;
+    this.engine = engine;
+    this.ownsKnex = ownsKnex;
+    this.zdLogger = logger;
+    this.flags = new FlagStore(db, config.stateSchema);
+    this.monitor = createMonitor(this, logger);
+    registerMongoTasks(engine, input.mongo);
+  }
+
+  /** Destroys the Knex instance if this object created it. */
+  async close(): Promise<void> {
+    await this.monitor.close();
+    if (this.ownsKnex) await this.knex.destroy();
+  }
+
+  protected override async runCommand<T>(command: string, cb: (p: { context: ZeroDowntimeContext }) => Promise<T>): Promise<T> {
+    // `create` needs no database: every file counts as pending (Umzug only checks that the new one is listed).
+    if (command === 'create') {
+      this.offline = true;
+      try {
+        return await super.runCommand(command, cb);
+      } finally {
+        this.offline = false;
+      }
+    }
+    if (!LOCKED_COMMANDS.has(command)) return super.runCommand(command, cb);
+    await this.engine.state.ensure();
+    return withMigrationLock(this.db, this.config.stateSchema, this.config.lockWaitMs, () => super.runCommand(command, cb));
+  }
+
+  /** Runs `fn` as the named command: Umzug's before/afterCommand events, and the migration lock for locked commands. */
+  async asCommand<T>(command: string, fn: () => Promise<T>): Promise<T> {
+    return this.runCommand(command, () => fn());
+  }
+
+  protected override getCli(options?: { toolFileName?: string; toolDescription?: string }): UmzugCLI {
+    const cli = createCli(this, {
+      toolFileName: options?.toolFileName ?? 'umzug',
+      toolDescription:
+        options?.toolDescription ??
+        'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open.',
+    });
+    addStatusAction(cli, this);
+    addBackfillAction(cli, this);
+    addFlagAction(cli, this);
+    addReportAction(cli, this);
+    addPurgeAction(cli, this);
+    addPlanAction(cli, this);
+    addVerifyAction(cli, this);
+    addRehearseAction(cli, this);
+    return cli;
+  }
+
+  override async up(options: ZeroDowntimeUpOptions = {}): Promise<MigrationMeta[]> {
+    const { bypassContractGates, ...umzugOptions } = options;
+    this.bypassContractGates = bypassContractGates === true;
+    let applied: MigrationMeta[];
+    try {
+      applied = await super.up(umzugOptions);
+    } finally {
+      this.bypassContractGates = false;
+    }
+    for (const g of this.lastGated) {
+      // Through Umzug's option, which `up --json` mutes for the length of the command.
+      if (this.options.logger) this.zdLogger?.info({ event: 'contract-waiting', name: g.name, reasons: g.gate.reasons, opensAt: g.gate.opensAt?.toISOString() ?? null });
+    }
+    return applied;
+  }
+
+  async status(): Promise<StatusReport> {
+    return buildStatus(this);
+  }
+
+  /** Every migration file, read and classified; typed files are imported (they are pure descriptions). */
+  async entries(): Promise<MigrationEntry[]> {
+    const files = (await glob([...this.config.migrations], { cwd: this.config.cwd, absolute: true })).sort((a, b) =>
+      path.basename(a).localeCompare(path.basename(b)),
+    );
+    const out: MigrationEntry[] = [];
+    for (const file of files) {
+      const mod = await importModule(pathToFileURL(file).href);
+      const candidate = mod.default ?? mod;
+      const base = path.basename(file);
+      // A CommonJS file compiled from ESM nests the export one level deeper (module.exports.default).
+      const nested = (candidate as Record<string, unknown> | null)?.default;
+      const def = isDefinedMigration(candidate) ? candidate : isDefinedMigration(nested) ? nested : undefined;
+      if (def) {
+        out.push({ name: `${base}:expand`, file, phase: 'expand', changes: def.changes });
+        out.push({ name: `${base}:contract`, file, phase: 'contract', changes: def.changes });
+      } else if (typeof plainFn(mod, 'up') === 'function') {
+        out.push({ name: base, file, phase: 'plain', changes: [] });
+      } else {
+        throw new Error(
+          `${file}: not a migration. Export default defineMigration({ changes: [...] }) for a phased one, or export up/down functions for a plain one.`,
+        );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The list Umzug runs from. Executed entries come first in the order they ran, so `down` reverts the newest
+   * phase; then pending expands and plain migrations in file order; then the contracts whose gate is open.
+   * A contract whose gate is closed is left out (Umzug would otherwise run it), and reported by `up`.
+   */
+  private async runnableMigrations(): Promise<RunnableMigration<ZeroDowntimeContext>[]> {
+    const entries = await this.entries();
+    if (this.offline) return entries.map((e) => this.runnable(e));
+    const executed = await this.engine.state.executedNames();
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    const executedSet = new Set(executed);
+    const ordered: MigrationEntry[] = executed.map((n) => byName.get(n)).filter((e): e is MigrationEntry => e !== undefined);
+    const pending = entries.filter((e) => !executedSet.has(e.name));
+    ordered.push(...pending.filter((e) => e.phase !== 'contract'));
+    this.lastGated = [];
+    for (const e of pending.filter((x) => x.phase === 'contract')) {
+      if (this.bypassContractGates) {
+        ordered.push(e);
+        continue;
+      }
+      const gate = await this.gate(e);
+      if (gate.open) ordered.push(e);
+      else this.lastGated.push({ name: e.name, gate });
+    }
+    return ordered.map((e) => this.runnable(e));
+  }
+
+  async gate(entry: MigrationEntry): Promise<GateStatus> {
+    const expandName = entry.name.replace(/:contract$/, ':expand');
+    const executed = new Set(await this.engine.state.executedNames());
+    if (!executed.has(expandName)) return { open: false, reasons: ['its expand must have finished in an earlier `up` (the contract runs at the next deploy at the earliest)'], opensAt: null };
+    const gate = await this.engine.gate(expandName, entry.changes, {
+      safetyWindowMs: this.config.contractAfterMs,
+      flagPercent: async (name) => (await this.flags.get(name))?.percent,
+      flagFullSince: async (name) => (await this.flags.get(name))?.fullSince ?? null,
+    });
+    const breaches = await this.monitor.store.listBreaches({ openOnly: true, migration: expandName });
+    if (breaches.length === 0) return gate;
+    return { open: false, reasons: [...gate.reasons, ...breaches.map((b) => `threshold breached (${b.threshold}, ${b.action}): ${b.message}`)], opensAt: gate.opensAt };
+  }
+
+  private runnable(e: MigrationEntry): RunnableMigration<ZeroDowntimeContext> {
+    const engine = this.engine;
+    // State is keyed by the expand's name for both phases of a file.
+    const key = e.name.replace(/:(expand|contract)$/, ':expand');
+    switch (e.phase) {
+      case 'expand':
+        return { name: e.name, path: e.file, up: () => this.monitor.runExpand(key, e.changes, () => engine.expand(key, e.changes)), down: () => engine.undoExpand(key, e.changes) };
+      case 'contract':
+        return { name: e.name, path: e.file, up: () => engine.contract(key, e.changes), down: () => engine.undoContract(key, e.changes) };
+      case 'plain': {
+        const mode = this.config.plainMigrations;
+        const call = async (fnName: 'up' | 'down', params: { name: string; path?: string; context: ZeroDowntimeContext }) => {
+          const mod = await importModule(pathToFileURL(e.file).href);
+          const fn = plainFn(mod, fnName);
+          if (typeof fn !== 'function') {
+            if (fnName === 'down') throw new Error(`${e.name} has no down function: it cannot be reverted. Nothing was changed.`);
+            return;
+          }
+          await (fn as (arg: unknown) => Promise<unknown>)(mode === 'knex' ? params.context.knex : params);
+        };
+        return { name: e.name, path: e.file, up: (p) => call('up', p), down: (p) => call('down', p) };
+      }
+    }
+  }
+}
+
+function plainFn(mod: Record<string, unknown>, name: 'up' | 'down'): unknown {
+  if (typeof mod[name] === 'function') return mod[name];
+  const d = mod.default as Record<string, unknown> | undefined;
+  return d && typeof d === 'object' ? d[name] : undefined;
+}
+
+function createKnex(config: Knex.Config): Knex {
+  // knex is a peer dependency and CommonJS: resolve it from the user's project, else from beside the running script
+  // (the `umzug` bin inside node_modules), the same way from the ESM and the CJS build.
+  const bases = [path.join(process.cwd(), 'noop.js'), ...(process.argv[1] ? [process.argv[1]] : [])];
+  let knexFactory: (((c: Knex.Config) => Knex) & { knex?: (c: Knex.Config) => Knex }) | undefined;
+  for (const base of bases) {
+    try {
+      knexFactory = createRequire(base)('knex') as typeof knexFactory;
+      break;
+    } catch {
+      // try the next place
+    }
+  }
+  if (!knexFactory) throw new Error('cannot find the `knex` package (a peer dependency): run `npm install knex pg` in your project.');
+  return (knexFactory.knex ?? knexFactory)(config);
+}
+
+/** The entry point for configs: `export default zeroDowntime({ knex: …, migrations: 'migrations/*.ts' })`. */
+export function zeroDowntime(config: ZeroDowntimeConfig): ZeroDowntimeUmzug {
+  return new ZeroDowntimeUmzug(config);
+}
