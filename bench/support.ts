@@ -1,0 +1,46 @@
+import pg from 'pg';
+
+export const PG_BASE = process.env.BENCH_PG_URL ?? process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+export const urlFor = (db: string) => `${PG_BASE}/${db}`;
+
+export async function freshBenchDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: urlFor('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  return urlFor(name);
+}
+
+export async function client(url: string, app = 'zd-bench'): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, application_name: app });
+  await c.connect();
+  return c;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([km]?)$/i.exec(s.trim());
+  if (!m) throw new Error(`bad size ${JSON.stringify(s)}: use e.g. 100k, 1m, 10m`);
+  return Math.round(Number(m[1]) * (m[2]!.toLowerCase() === 'm' ? 1e6 : m[2]!.toLowerCase() === 'k' ? 1e3 : 1));
+}
+
+export const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+
+export async function dropBenchDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: urlFor('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}

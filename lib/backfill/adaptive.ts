@@ -1,0 +1,40 @@
+/**
+ * Steers the batch size toward a target batch duration: a fixed size is either too slow on a quiet table or too
+ * long a lock on a busy one, and the right size changes as the table's rows and the load change. Each step moves at
+ * most ×2 or ÷2 and half-way toward the measured ideal, so one odd batch (a checkpoint, a cold page) does not swing it.
+ */
+export class BatchSizer {
+  private current: number;
+  constructor(
+    initial: number,
+    readonly min: number,
+    readonly max: number,
+    readonly targetMs: number,
+    readonly adaptive = true,
+  ) {
+    this.current = clamp(Math.round(initial), min, max);
+  }
+
+  get size(): number {
+    return this.current;
+  }
+
+  /** A batch of `rows` rows took `ms` milliseconds. Partial batches (end of a chunk) say little and are ignored. */
+  observe(rows: number, ms: number): void {
+    if (!this.adaptive || rows < this.current * 0.9 || rows <= 0) return;
+    const ideal = (this.targetMs / Math.max(ms, 1)) * rows;
+    const bounded = clamp(ideal, this.current / 2, this.current * 2);
+    this.current = clamp(Math.round((this.current + bounded) / 2), this.min, this.max);
+  }
+
+  /** The batch ran past its statement timeout: split it. Returns false when it cannot get any smaller. */
+  split(): boolean {
+    if (this.current <= this.min) return false;
+    this.current = Math.max(this.min, Math.floor(this.current / 2));
+    return true;
+  }
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, v));
+}

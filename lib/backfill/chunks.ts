@@ -1,0 +1,197 @@
+import type { Connection, Db } from '../engine/db.js';
+import type { PhaseName, StateStore } from '../engine/state.js';
+import { ident } from '../postgres/identifiers.js';
+import { LEASE_NAMESPACE } from './lease.js';
+
+export interface BackfillKey {
+  readonly migration: string;
+  readonly changeIndex: number;
+  readonly phase: PhaseName;
+}
+
+/**
+ * A slice of the key space: keys after `lo` (exclusive; null = from the start) up to `hi` (inclusive; null = to the
+ * end). For ctid walks, heap pages [lo, hi). `lastKey` is how far its batches have committed.
+ */
+export interface Chunk {
+  readonly chunkNo: number;
+  readonly lo: string[] | null;
+  readonly hi: string[] | null;
+  readonly lastKey: string[] | null;
+  readonly final: boolean;
+  readonly endKey: string[] | null;
+}
+
+interface ChunkRow {
+  chunk_no: number;
+  lo: string[] | null;
+  hi: string[] | null;
+  last_key: string[] | null;
+  final: boolean;
+  end_key: string[] | null;
+}
+
+const toChunk = (r: ChunkRow): Chunk => ({ chunkNo: r.chunk_no, lo: r.lo, hi: r.hi, lastKey: r.last_key, final: r.final, endKey: r.end_key });
+const json = (v: unknown) => (v == null ? null : JSON.stringify(v));
+
+/**
+ * The work list of parallel backfills, in the state schema. Chunks are planned lazily, one at a time, by whichever
+ * worker runs out of work (so planning never walks the whole table up front), and claimed with FOR UPDATE SKIP
+ * LOCKED, so any number of processes on any number of machines share one backfill without waiting on each other.
+ * Rows carry the `generation` (the start time of the backfill's progress row): chunks left by an earlier run of an
+ * undone expand are never mistaken for this run's.
+ */
+export class ChunkStore {
+  private ensured = false;
+  readonly t: string;
+  readonly backfills: string;
+  constructor(
+    private readonly db: Db,
+    state: StateStore,
+    readonly key: BackfillKey,
+    readonly generation: string,
+  ) {
+    this.t = `${ident(state.schema)}.${ident('backfill_chunks')}`;
+    this.backfills = state.table('backfills');
+  }
+
+  private params(): [string, number, string, string] {
+    return [this.key.migration, this.key.changeIndex, this.key.phase, this.generation];
+  }
+
+  static async ensure(db: Db, state: StateStore): Promise<void> {
+    await state.ensure();
+    await db.transaction(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [0x7a64_0001]);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${ident(state.schema)}.${ident('backfill_chunks')} (
+        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, generation timestamptz NOT NULL,
+        chunk_no int NOT NULL, lo jsonb, hi jsonb, last_key jsonb, final boolean NOT NULL DEFAULT false, end_key jsonb,
+        rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
+        done boolean NOT NULL DEFAULT false, owner int, claimed_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (migration, change_index, phase, generation, chunk_no))`);
+    });
+  }
+
+  /**
+   * Takes the first unfinished chunk nobody alive holds. An owner is alive while its lease (a session advisory
+   * lock) exists; a killed process's chunks are free the moment its sessions end.
+   */
+  async claim(c: Connection, owner: number): Promise<Chunk | null> {
+    const r = await c.query<ChunkRow>(
+      `UPDATE ${this.t} AS ch SET owner = $5, claimed_at = now()
+        WHERE (migration, change_index, phase, generation, chunk_no) = (
+          SELECT migration, change_index, phase, generation, chunk_no FROM ${this.t} x
+           WHERE x.migration = $1 AND x.change_index = $2 AND x.phase = $3 AND x.generation = $4 AND NOT x.done
+             AND (x.owner IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $6::int::oid
+                     AND l.objid = x.owner::oid AND l.objsubid = 2))
+           ORDER BY x.chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING ch.chunk_no, ch.lo, ch.hi, ch.last_key, ch.final, ch.end_key`,
+      [...this.params(), owner, LEASE_NAMESPACE],
+    );
+    return r.rows[0] ? toChunk(r.rows[0]) : null;
+  }
+
+  /**
+   * Claims a chunk, planning the next one when none is free. Planners queue on the progress row's lock, so two never
+   * plan the same range. `bound(lo, last)` returns the next chunk's upper end and whether it is the last chunk.
+   * Returns 'none-free' when every chunk is planned and the unfinished ones are held by live workers, 'all-done' when
+   * nothing is left at all.
+   */
+  async claimOrPlan(
+    owner: number,
+    bound: (c: Connection, after: Chunk | null) => Promise<{ lo: string[] | null; hi: string[] | null; final: boolean; endKey: string[] | null }>,
+  ): Promise<Chunk | 'none-free' | 'all-done'> {
+    const quick = await this.db.transaction((c) => this.claim(c, owner));
+    if (quick) return quick;
+    return this.db.transaction(async (c) => {
+      await c.query(`SELECT 1 FROM ${this.backfills} WHERE migration = $1 AND change_index = $2 AND phase = $3 FOR UPDATE`, this.params().slice(0, 3));
+      const again = await this.claim(c, owner);
+      if (again) return again;
+      const last = await c.query<ChunkRow>(
+        `SELECT chunk_no, lo, hi, last_key, final, end_key FROM ${this.t}
+          WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 ORDER BY chunk_no DESC LIMIT 1`,
+        this.params(),
+      );
+      const prev = last.rows[0] ? toChunk(last.rows[0]) : null;
+      if (prev?.final) {
+        const open = await c.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND NOT done`,
+          this.params(),
+        );
+        return open.rows[0]!.n === 0 ? 'all-done' : 'none-free';
+      }
+      if (!prev) {
+        // chunks of an earlier generation (an expand undone and run again) are of no use any more
+        await c.query(`DELETE FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation <> $4`, this.params());
+      }
+      const next = await bound(c, prev);
+      const ins = await c.query<ChunkRow>(
+        `INSERT INTO ${this.t} (migration, change_index, phase, generation, chunk_no, lo, hi, final, end_key, owner, claimed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+         RETURNING chunk_no, lo, hi, last_key, final, end_key`,
+        [...this.params(), (prev?.chunkNo ?? -1) + 1, json(next.lo), json(next.hi), next.final, json(next.endKey), owner],
+      );
+      return toChunk(ins.rows[0]!);
+    });
+  }
+
+  /**
+   * Inside the batch's transaction: records the batch on its chunk, if the chunk is still ours and still where we
+   * left it, and on the backfill's progress row. Returns the backfill's totals, or null when the chunk was taken
+   * over (the caller must roll back: someone else owns these rows now).
+   */
+  async advance(
+    c: Connection,
+    chunkNo: number,
+    owner: number,
+    from: string[] | null,
+    to: string[] | null,
+    scanned: number,
+    updated: number,
+    done: boolean,
+  ): Promise<{ rowsDone: number; rowsUpdated: number; batches: number } | null> {
+    const moved = await c.query(
+      `UPDATE ${this.t} SET last_key = COALESCE($8::jsonb, last_key), rows_done = rows_done + $9, rows_updated = rows_updated + $10,
+              batches = batches + 1, done = $11, updated_at = now()
+        WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND chunk_no = $5 AND owner = $6
+          AND last_key IS NOT DISTINCT FROM $7::jsonb AND NOT done`,
+      [...this.params(), chunkNo, owner, json(from), json(to), scanned, updated, done],
+    );
+    if (moved.rowCount !== 1) return null;
+    const totals = await c.query<{ rows_done: string; rows_updated: string; batches: number }>(
+      `UPDATE ${this.backfills} SET rows_done = rows_done + $4, rows_updated = rows_updated + $5, batches = batches + 1,
+              last_key = COALESCE($6::jsonb, last_key), updated_at = now()
+        WHERE migration = $1 AND change_index = $2 AND phase = $3 RETURNING rows_done, rows_updated, batches`,
+      [this.key.migration, this.key.changeIndex, this.key.phase, scanned, updated, json(to)],
+    );
+    const t = totals.rows[0]!;
+    return { rowsDone: Number(t.rows_done), rowsUpdated: Number(t.rows_updated), batches: Number(t.batches) };
+  }
+
+  async read(chunkNo: number): Promise<{ lastKey: string[] | null; owner: number | null; done: boolean } | null> {
+    const r = await this.db.query<{ last_key: string[] | null; owner: number | null; done: boolean }>(
+      `SELECT last_key, owner, done FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND chunk_no = $5`,
+      [...this.params(), chunkNo],
+    );
+    const x = r.rows[0];
+    return x ? { lastKey: x.last_key, owner: x.owner, done: x.done } : null;
+  }
+
+  /** Gives a chunk back (SIGINT, an error): another worker, or the next run, continues it from its last key. */
+  async release(chunkNo: number, owner: number): Promise<void> {
+    await this.db.query(
+      `UPDATE ${this.t} SET owner = NULL WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND chunk_no = $5 AND owner = $6`,
+      [...this.params(), chunkNo, owner],
+    );
+  }
+
+  /** Marks the whole backfill done; the caller has seen every chunk planned and done. */
+  async finish(): Promise<void> {
+    await this.db.query(`UPDATE ${this.backfills} SET done = true, updated_at = now() WHERE migration = $1 AND change_index = $2 AND phase = $3`, [
+      this.key.migration,
+      this.key.changeIndex,
+      this.key.phase,
+    ]);
+  }
+}

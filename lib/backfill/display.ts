@@ -1,0 +1,135 @@
+import cliProgress from 'cli-progress';
+import type { BackfillProgress } from './keyset.js';
+import type { ThrottleEvent } from './throttle.js';
+
+export type DisplayMode = 'bar' | 'lines' | 'json';
+
+/** Where a running backfill reports: a progress bar on a terminal, plain lines in CI and logs, JSON lines for tools. */
+export interface BackfillDisplay {
+  start(label: string, totalEstimate: number): void;
+  update(p: BackfillProgress): void;
+  throttle(label: string, e: ThrottleEvent): void;
+  note(message: string): void;
+  finish(p: BackfillProgress | null, outcome: 'done' | 'interrupted' | 'failed'): void;
+}
+
+/** A bar only where someone watches: a TTY, and not CI (CI logs keep every redraw as a line). */
+export function chooseDisplayMode(opts: { json: boolean; stream?: NodeJS.WriteStream; env?: NodeJS.ProcessEnv }): DisplayMode {
+  if (opts.json) return 'json';
+  const env = opts.env ?? process.env;
+  const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
+  return (opts.stream ?? process.stdout).isTTY && !ci ? 'bar' : 'lines';
+}
+
+function eta(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const s = Math.round(seconds);
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+/** Rate over the rows this process has seen done since it started watching (others' work on other machines included). */
+class Rate {
+  private readonly t0 = Date.now();
+  private first: number | null = null;
+  observe(rowsDone: number): number {
+    this.first ??= rowsDone;
+    const secs = (Date.now() - this.t0) / 1000;
+    return secs > 0 ? (rowsDone - this.first) / secs : 0;
+  }
+}
+
+export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = process.stdout, linesEveryMs = 5000): BackfillDisplay {
+  let label = '';
+  let total = 0;
+  let rate = new Rate();
+  let lastLine = 0;
+  const write = (s: string) => out.write(s + '\n');
+  if (mode === 'json') {
+    return {
+      start: (l, t) => {
+        label = l;
+        write(JSON.stringify({ event: 'backfill-start', backfill: l, totalEstimate: t, at: new Date().toISOString() }));
+      },
+      update: (p) => write(JSON.stringify({ event: 'backfill-progress', backfill: label, ...p, at: new Date().toISOString() })),
+      throttle: (l, e) => write(JSON.stringify({ event: 'backfill-throttle', backfill: l, ...e, at: new Date().toISOString() })),
+      note: (message) => write(JSON.stringify({ event: 'note', message })),
+      finish: (p, outcome) => write(JSON.stringify({ event: 'backfill-end', backfill: label, outcome, ...(p ?? {}), at: new Date().toISOString() })),
+    };
+  }
+  if (mode === 'lines') {
+    const line = (p: BackfillProgress) => {
+      const r = rate.observe(p.rowsDone);
+      const t = Math.max(total, p.rowsDone);
+      const pct = t > 0 ? ` (${((100 * p.rowsDone) / t).toFixed(1)} %)` : '';
+      return `backfill ${label}: ${p.rowsDone}/${t || '?'} rows${pct}, ${Math.round(r)} rows/s, ETA ${eta(r > 0 ? (t - p.rowsDone) / r : NaN)}`;
+    };
+    return {
+      start: (l, t) => {
+        label = l;
+        total = t;
+        rate = new Rate();
+        lastLine = 0;
+        write(`backfill ${l}: starting (about ${t} rows)`);
+      },
+      update: (p) => {
+        const now = Date.now();
+        const text = line(p);
+        if (now - lastLine >= linesEveryMs) {
+          lastLine = now;
+          write(text);
+        }
+      },
+      throttle: (l, e) =>
+        write(`backfill ${l}: ${e.state === 'paused' ? `paused: ${e.reason}` : e.state === 'rebaselined' ? `rebaselined: ${e.reason}` : `resumed after ${e.pausedMs ?? 0} ms`}`),
+      note: (m) => write(m),
+      finish: (p, outcome) => write(`backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`),
+    };
+  }
+  // cli-progress: bar, percentage, value/total, ETA from a moving average, redraw throttling and clean TTY handling.
+  let bar: cliProgress.SingleBar | null = null;
+  return {
+    start: (l, t) => {
+      label = l;
+      total = t;
+      rate = new Rate();
+      bar = new cliProgress.SingleBar(
+        {
+          format: `${l} [{bar}] {percentage}% | {value}/{total} rows | {rate} | ETA {eta_formatted}`,
+          etaBuffer: 50,
+          hideCursor: true,
+          stream: out as NodeJS.WritableStream & { isTTY?: boolean },
+        } as cliProgress.Options,
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(Math.max(1, t), 0, { rate: '0 rows/s' });
+    },
+    update: (p) => {
+      if (!bar) return;
+      if (p.rowsDone > total) {
+        total = p.rowsDone;
+        bar.setTotal(total);
+      }
+      bar.update(p.rowsDone, { rate: `${Math.round(rate.observe(p.rowsDone))} rows/s` });
+    },
+    throttle: (l, e) => {
+      if (e.state === 'paused') bar?.update({ rate: `paused (${e.reason})` });
+      else if (e.state === 'resumed') bar?.update({ rate: 'resuming' });
+      void l;
+    },
+    note: (m) => {
+      bar?.stop();
+      write(m);
+    },
+    finish: (p, outcome) => {
+      if (p && outcome === 'done') {
+        bar?.setTotal(Math.max(1, p.rowsDone));
+        bar?.update(p.rowsDone);
+      }
+      bar?.stop();
+      bar = null;
+      write(`backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`);
+    },
+  };
+}

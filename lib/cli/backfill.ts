@@ -1,0 +1,159 @@
+import { CommandLineAction, type CommandLineFlagParameter, type CommandLineIntegerParameter } from '@rushstack/ts-command-line';
+import type { UmzugCLI } from 'umzug';
+import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
+import { chooseDisplayMode, createDisplay, type BackfillDisplay } from '../backfill/display.js';
+import { tableLabel } from '../postgres/identifiers.js';
+import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+
+export interface RunBackfillsOptions {
+  /** Workers in this process; default: the configured backfill.workers. */
+  readonly workers?: number;
+  readonly signal?: AbortSignal;
+  readonly display?: BackfillDisplay;
+  /**
+   * Worker mode, for extra machines: wait (polling) until some backfill needs doing, join it, and return once none
+   * is left. Without it, returns at once when there is nothing to do.
+   */
+  readonly waitForWork?: boolean;
+  readonly pollMs?: number;
+}
+
+export interface PendingBackfill {
+  readonly migration: string;
+  readonly changeIndex: number;
+  readonly label: string;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+  });
+
+/**
+ * Backfills whose expand steps are done but whose rows are not all walked yet: an `up` that was stopped, or one that
+ * is running right now on another machine (joining it is safe: chunks are claimed, never shared).
+ */
+export async function pendingBackfills(umzug: ZeroDowntimeUmzug): Promise<PendingBackfill[]> {
+  const out: PendingBackfill[] = [];
+  const { engine } = umzug;
+  for (const e of await umzug.entries()) {
+    if (e.phase !== 'expand') continue;
+    for (const [i, change] of e.changes.entries()) {
+      const st = await engine.state.getChange(e.name, i);
+      if (!st || st.expandFinishedAt) continue;
+      const plan = change.describe(st.snapshot, engine.ctx).expand;
+      if (!plan.backfill) continue;
+      const bf = await engine.state.getBackfill(e.name, i, 'expand');
+      if (bf?.done) continue;
+      const done = await engine.state.doneSteps(e.name, i, 'expand');
+      if (!plan.steps.every((s) => done.has(s.id))) continue; // its column or trigger does not exist yet
+      out.push({ migration: e.name, changeIndex: i, label: `${e.name.replace(/:expand$/, '')} #${i + 1} ${tableLabel(plan.backfill.table)}` });
+    }
+  }
+  return out;
+}
+
+/** Runs (or joins) every pending backfill with `workers` workers in this process. */
+export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsOptions = {}): Promise<BackfillProgress[]> {
+  const { engine } = umzug;
+  const display = opts.display;
+  const results: BackfillProgress[] = [];
+  const seen = new Set<string>();
+  const unsubscribe = engine.subscribe((ev) => {
+    if (ev.type === 'backfill-throttle') display?.throttle(`${ev.migration} #${ev.changeIndex + 1}`, ev.throttle);
+  });
+  try {
+    for (;;) {
+      if (opts.signal?.aborted) throw new BackfillInterrupted('stopped before starting; nothing was changed');
+      const pending = (await pendingBackfills(umzug)).filter((p) => !seen.has(`${p.migration}#${p.changeIndex}`));
+      if (pending.length === 0) {
+        if (opts.waitForWork && results.length === 0) {
+          await sleep(opts.pollMs ?? 2000, opts.signal);
+          continue;
+        }
+        return results;
+      }
+      for (const p of pending) {
+        seen.add(`${p.migration}#${p.changeIndex}`);
+        const st = (await engine.state.getChange(p.migration, p.changeIndex))!;
+        const entry = (await umzug.entries()).find((e) => e.name === p.migration)!;
+        const spec = entry.changes[p.changeIndex]!.describe(st.snapshot, engine.ctx).expand.backfill!;
+        const before = await engine.state.getBackfill(p.migration, p.changeIndex, 'expand');
+        display?.start(p.label, before?.totalEstimate ?? 0);
+        let last: BackfillProgress | null = null;
+        try {
+          last = await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, spec, st.snapshot, {
+            ...(opts.workers ? { options: { workers: opts.workers } } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            onProgress: (pr) => {
+              last = pr;
+              display?.update(pr);
+            },
+          });
+          results.push(last);
+          display?.finish(last, 'done');
+        } catch (e) {
+          display?.finish(last, e instanceof BackfillInterrupted ? 'interrupted' : 'failed');
+          throw e;
+        }
+      }
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
+class BackfillAction extends CommandLineAction {
+  private readonly workers: CommandLineIntegerParameter;
+  private readonly json: CommandLineFlagParameter;
+  private readonly worker: CommandLineFlagParameter;
+  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+    super({
+      actionName: 'backfill',
+      summary: 'Runs, resumes or joins the backfills of expanded migrations, with N workers',
+      documentation:
+        'Walks every pending backfill in keyset batches (adaptive size, throttled by replication lag, your health check and a canary read). ' +
+        'Run it on several machines at once: they share the work by claiming chunks. --worker waits for a backfill to start (e.g. from `umzug up` ' +
+        'on another machine) and helps until none is left. Ctrl-C stops after the current batch; progress is saved.',
+    });
+    this.workers = this.defineIntegerParameter({ parameterLongName: '--workers', argumentName: 'N', description: 'workers in this process (default: backfill.workers, 1)' });
+    this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print progress as JSON lines' });
+    this.worker = this.defineFlagParameter({ parameterLongName: '--worker', description: 'worker mode for extra machines: wait for a backfill to start, help until none is left' });
+  }
+
+  protected override async onExecute(): Promise<void> {
+    if (this.workers.value !== undefined && this.workers.value < 1) throw new Error('--workers must be at least 1');
+    const display = createDisplay(chooseDisplayMode({ json: this.json.value }));
+    const controller = new AbortController();
+    const stop = () => controller.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      const done = await runBackfills(this.umzug, {
+        ...(this.workers.value !== undefined ? { workers: this.workers.value } : {}),
+        signal: controller.signal,
+        display,
+        waitForWork: this.worker.value,
+      });
+      if (done.length === 0) display.note(controller.signal.aborted ? 'Stopped; nothing was running.' : 'No backfill to run.');
+    } catch (e) {
+      if (e instanceof BackfillInterrupted) {
+        display.note(`Stopped: ${e.message}.`);
+        // 128 + SIGINT, as shells expect; set on exit because the bin sets the code from the CLI's own result.
+        process.once('exit', () => {
+          process.exitCode = 130;
+        });
+        return;
+      }
+      throw e;
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  }
+}
+
+export function addBackfillAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+  cli.addAction(new BackfillAction(umzug));
+}

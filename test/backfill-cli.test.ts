@@ -1,0 +1,110 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Knex } from 'knex';
+import { zeroDowntime } from '../lib/index.js';
+import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
+import { tempProject } from './support/project.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = path.resolve(here, '../lib/cli/bin.ts');
+const ROWS = 20_000;
+// The project folder is elsewhere: tsx must be given by location, not by name.
+const TSX = import.meta.resolve('tsx');
+
+function bin(cwd: string, url: string, args: string[]) {
+  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  return { child, exited, output: () => out };
+}
+
+const events = (out: string) =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { event: string; outcome?: string; rowsDone?: number });
+
+describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with several processes', function () {
+  this.timeout(120_000);
+  let url: string;
+  let knex: Knex;
+  let dir: string;
+  before(async () => {
+    url = await freshDatabase('backfill_cli');
+    knex = knexFor(url);
+    await knex.raw(`CREATE TABLE items (id int PRIMARY KEY, title text)`);
+    await knex.raw(`INSERT INTO items SELECT g, 't' || g FROM generate_series(1, ${ROWS}) g`);
+    const project = tempProject('backfill-cli');
+    dir = project.dir;
+    project.write(
+      '001.items-name.ts',
+      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [renameColumn({ table: 'items', from: 'title', to: 'name' })] });
+`,
+    );
+    writeFileSync(
+      path.join(dir, 'umzug.config.ts'),
+      `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 8 } }, contract: { after: 0 },
+  backfill: { batchSize: 200, adaptive: false, pause: '15ms', chunkRows: 2000, canary: false } };
+`,
+    );
+  });
+  after(() => knex?.destroy());
+
+  const backfillRow = async () =>
+    ((await knex.raw(`SELECT rows_done, done FROM zero_downtime.backfills`).catch(() => ({ rows: [] }))) as { rows: { rows_done: string; done: boolean }[] }).rows[0];
+
+  it('runs the backfill an `up` left unfinished, stops cleanly on SIGINT, and finishes with a --workers 2 process and a --worker process', async () => {
+    // 1. `up` killed mid-backfill: the expand is half done.
+    const up = bin(dir, url, ['up']);
+    for (let i = 0; i < 400 && Number((await backfillRow())?.rows_done ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    up.child.kill('SIGKILL');
+    await up.exited;
+    const afterKill = Number((await backfillRow())!.rows_done);
+    expect(afterKill).to.be.greaterThan(0).and.lessThan(ROWS);
+
+    // 2. `umzug backfill` resumes, and stops after its current batch on SIGINT, keeping its progress.
+    const first = bin(dir, url, ['backfill', '--json']);
+    for (let i = 0; i < 400 && Number((await backfillRow())!.rows_done) < afterKill + 1000; i++) await new Promise((r) => setTimeout(r, 25));
+    first.child.kill('SIGINT');
+    expect(await first.exited, first.output()).to.equal(130);
+    const ev = events(first.output());
+    expect(ev.some((e) => e.event === 'backfill-progress')).to.equal(true);
+    expect(ev.find((e) => e.event === 'backfill-end')?.outcome).to.equal('interrupted');
+    const stopped = await backfillRow();
+    expect(stopped!.done).to.equal(false);
+    expect(Number(stopped!.rows_done)).to.be.greaterThan(afterKill);
+    const held = await knex.raw(`SELECT count(*)::int AS n FROM zero_downtime.backfill_chunks WHERE NOT done AND owner IS NOT NULL`);
+    expect(held.rows[0].n, 'a stopped worker gives its chunk back').to.equal(0);
+
+    // 3. Two processes share the rest: one with 2 workers, one in worker mode (as on another machine).
+    const a = bin(dir, url, ['backfill', '--workers', '2', '--json']);
+    const b = bin(dir, url, ['backfill', '--worker']);
+    expect(await a.exited, a.output()).to.equal(0);
+    expect(await b.exited, b.output()).to.equal(0);
+    expect(events(a.output()).find((e) => e.event === 'backfill-end')?.outcome).to.equal('done');
+    expect(b.output(), 'plain lines when not on a terminal').to.match(/backfill 001\.items-name\.ts #1 public\.items: (starting|done)/);
+    const end = await backfillRow();
+    expect(end!.done).to.equal(true);
+    // Every row walked exactly once across the killed up, the interrupted run and the two final processes.
+    expect(Number(end!.rows_done)).to.equal(ROWS);
+    const owners = await knex.raw(`SELECT count(DISTINCT owner)::int AS n FROM zero_downtime.backfill_chunks`);
+    expect(owners.rows[0].n).to.be.greaterThan(1);
+
+    // 4. `up` finishes the expand (verify included) without walking the table again.
+    const umzug = zeroDowntime({ knex, cwd: dir, contract: { after: 0 }, logger: silentLogger });
+    let batches = 0;
+    umzug.engine.subscribe((e) => {
+      if (e.type === 'backfill') batches++;
+    });
+    await umzug.up({ to: '001.items-name.ts:expand' });
+    expect(batches).to.equal(0);
+    const bad = await knex.raw(`SELECT count(*)::int AS n FROM items WHERE name IS DISTINCT FROM title`);
+    expect(bad.rows[0].n).to.equal(0);
+  });
+});

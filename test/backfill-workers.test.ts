@@ -1,0 +1,112 @@
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import { Db } from '../lib/engine/db.js';
+import { StateStore } from '../lib/engine/state.js';
+import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
+import { runKeysetBackfill, DEFAULT_BACKFILL } from '../lib/backfill/keyset.js';
+import { freshDatabase, knexFor, pgClient } from './support/pg.js';
+import { spawnBackfill } from './support/backfill-spawn.js';
+
+const ROWS = 30_000;
+const keys = [{ name: 'id', type: 'bigint' }];
+
+describe('backfill workers and lost connections', function () {
+  this.timeout(120_000);
+  let url: string;
+  let knex: Knex;
+  before(async () => {
+    url = await freshDatabase('backfill_workers');
+    knex = knexFor(url);
+    await knex.raw(`CREATE TABLE items (id bigint PRIMARY KEY, hits int NOT NULL DEFAULT 0)`);
+    await knex.raw(`INSERT INTO items SELECT g, 0 FROM generate_series(1, ${ROWS}) g`);
+  });
+  beforeEach(async () => {
+    await knex.raw(`UPDATE items SET hits = 0`);
+    await knex.raw(`DROP SCHEMA IF EXISTS zero_downtime CASCADE`);
+  });
+  after(() => knex?.destroy());
+
+  const exactlyOnce = async () => {
+    const counts = (await knex.raw(`SELECT hits, count(*)::int AS n FROM items GROUP BY hits ORDER BY hits`)).rows as { hits: number; n: number }[];
+    expect(counts).to.deep.equal([{ hits: 1, n: ROWS }]);
+    const bf = (await knex.raw(`SELECT rows_done, done FROM zero_downtime.backfills`)).rows[0] as { rows_done: string; done: boolean };
+    expect(bf.done).to.equal(true);
+    expect(Number(bf.rows_done)).to.equal(ROWS);
+  };
+
+  it('3 worker processes share one backfill and do every row exactly once', async () => {
+    const options = { batchSize: 200, adaptive: false, pauseMs: 5, chunkRows: 1500, workers: 1 };
+    const children = [0, 1, 2].map(() => spawnBackfill(url, { table: 'items', keys, options }));
+    const codes = await Promise.all(children.map((c) => c.exited));
+    expect(codes, children.map((c) => c.output()).join('\n')).to.deep.equal([0, 0, 0]);
+    await exactlyOnce();
+    // Each process holds its own lease: the chunks' owners show that all three did a share of the work.
+    const owners = (await knex.raw(`SELECT count(DISTINCT owner)::int AS n, count(*)::int AS chunks FROM zero_downtime.backfill_chunks`)).rows[0] as {
+      n: number;
+      chunks: number;
+    };
+    expect(owners.chunks).to.equal(Math.ceil(ROWS / 1500) + 1);
+    expect(owners.n).to.equal(3);
+  });
+
+  it('3 workers in one process (--workers 3) do every row exactly once', async () => {
+    const db = new Db(knex);
+    const p = await runKeysetBackfill({
+      db,
+      state: new StateStore(db, 'zero_downtime'),
+      key: { migration: 'm1', changeIndex: 0, phase: 'expand' },
+      spec: { table: { schema: 'public', name: 'items' }, set: [{ column: 'hits', expression: 'hits + 1' }] },
+      keys,
+      totalEstimate: ROWS,
+      options: { ...DEFAULT_BACKFILL, batchSize: 500, chunkRows: 2000, workers: 3, canary: false },
+      lock: DEFAULT_LOCK_SAFETY,
+    });
+    expect(p.done).to.equal(true);
+    await exactlyOnce();
+  });
+
+  it('connections terminated (pg_terminate_backend) mid-batch are retried and the backfill completes exactly once', async () => {
+    const app = 'zd-backfill-victim';
+    const victim = knexFactory({ client: 'pg', connection: { connectionString: url, application_name: app }, pool: { min: 0, max: 10 } });
+    const db = new Db(victim);
+    const killer = await pgClient(url, 'zd-killer');
+    const retries: string[] = [];
+    let terminated = 0;
+    let running = true;
+    // Terminates every connection of the tool (batch, lease) whenever one of them is inside a batch's UPDATE.
+    const hunt = (async () => {
+      while (running && terminated < 4) {
+        const r = await killer.query(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+            WHERE application_name = $1 AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 AND a.state = 'active' AND a.query LIKE 'UPDATE%items%')`,
+          [app],
+        );
+        if (r.rows[0].n > 0) terminated++;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    })();
+    try {
+      const p = await runKeysetBackfill({
+        db,
+        state: new StateStore(db, 'zero_downtime'),
+        key: { migration: 'm1', changeIndex: 0, phase: 'expand' },
+        // pg_sleep keeps each batch's UPDATE running long enough to be caught in the act.
+        spec: { table: { schema: 'public', name: 'items' }, set: [{ column: 'hits', expression: `hits + 1 + CASE WHEN id % 50 = 0 THEN 0 * length(pg_sleep(0.002)::text) ELSE 0 END` }] },
+        keys,
+        totalEstimate: ROWS,
+        options: { ...DEFAULT_BACKFILL, batchSize: 1000, adaptive: false, chunkRows: 10_000, workers: 1, canary: false, maxBatchAttempts: 20 },
+        lock: { ...DEFAULT_LOCK_SAFETY, baseDelayMs: 20, maxDelayMs: 100 },
+        onRetry: (e) => retries.push(e.code),
+      });
+      expect(p.done).to.equal(true);
+    } finally {
+      running = false;
+      await hunt;
+      await killer.end();
+      await victim.destroy();
+    }
+    expect(terminated, 'the test never caught a batch in flight').to.be.greaterThan(1);
+    expect(retries.length).to.be.greaterThan(0);
+    await exactlyOnce();
+  });
+});
