@@ -1,0 +1,61 @@
+import type { Change, ResolveContext } from '../migration.js';
+import { constantLiteral } from '../postgres/ddl.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { createTable as createTableSql, dropOrArchiveTable, type ColumnDef } from '../postgres/table-ddl.js';
+import { checkExpression, checkName, checkNames, checkType, txStep } from './common.js';
+
+export interface CreateTableOptions {
+  readonly table: TableInput;
+  readonly columns: readonly {
+    readonly name: string;
+    readonly type: string;
+    /** Default true. */
+    readonly nullable?: boolean;
+    /** A constant default, passed as a literal. */
+    readonly default?: string | number | boolean;
+    /** A default expression such as `now()` or `gen_random_uuid()`. */
+    readonly defaultSql?: string;
+  }[];
+  readonly primaryKey: readonly string[];
+}
+
+/**
+ * Creates a table. Nothing of the running version depends on it, so expand is one short transaction. `down` drops it
+ * when it is still empty; if the new version already wrote rows, it is moved into the state schema instead, so they are
+ * kept until purge.
+ */
+export function createTable(options: CreateTableOptions): Change {
+  if (!Array.isArray(options?.columns) || options.columns.length === 0) throw new ChangeInputError('createTable: columns must be a non-empty array of { name, type }');
+  const columns: ColumnDef[] = options.columns.map((c, i) => {
+    const name = checkName(c?.name, `createTable: columns[${i}].name`);
+    ident(name);
+    const type = checkType(c.type, `createTable: columns[${i}].type`);
+    if (c.default !== undefined && c.defaultSql !== undefined) throw new ChangeInputError(`createTable: ${name}: give default or defaultSql, not both`);
+    const defaultSql =
+      c.default !== undefined ? constantLiteral(c.default, type) : c.defaultSql !== undefined ? checkExpression(c.defaultSql, `createTable: ${name}.defaultSql`) : null;
+    return { name, type, notNull: c.nullable === false, defaultSql };
+  });
+  const names = new Set(columns.map((c) => c.name));
+  if (names.size !== columns.length) throw new ChangeInputError('createTable: two columns have the same name');
+  const primaryKey = checkNames(options.primaryKey, 'createTable: primaryKey');
+  for (const k of primaryKey) if (!names.has(k)) throw new ChangeInputError(`createTable: primary key column ${JSON.stringify(k)} is not among the columns`);
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
+  return {
+    kind: 'createTable',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [{ kind: 'relation-absent', table: table(ctx) }],
+    describe: (_catalog, ctx) => {
+      const t = table(ctx);
+      const archive = `${objectName('zd_created', t.schema, t.name)}_${Date.now().toString(36)}`;
+      return {
+        summary: `create table ${tableLabel(t)} (${columns.map((c) => c.name).join(', ')})`,
+        expand: { steps: [txStep('create-table', `create table ${tableLabel(t)}`, [createTableSql(t, columns, primaryKey)])] },
+        contract: { steps: [] },
+        undoContract: { steps: [] },
+        undoExpand: {
+          steps: [txStep('drop-or-archive', `drop ${tableLabel(t)} (or archive it if it holds rows)`, [dropOrArchiveTable(t, ctx.stateSchema ?? 'zero_downtime', archive)])],
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import type { Change, ResolveContext } from '../migration.js';
+import { tableInfo } from '../postgres/catalog.js';
+import { ChangeInputError, ident, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { dropIndexConcurrently, recreateIndexConcurrently } from '../postgres/index-sql.js';
+import { checkName } from './common.js';
+
+export interface DropIndexOptions {
+  readonly table: TableInput;
+  readonly name: string;
+}
+
+/**
+ * Drops an index with DROP INDEX CONCURRENTLY at contract, once the version whose queries may rely on it is gone.
+ * Its definition is captured (pg_get_indexdef) when the change first runs, so `down` builds it again, concurrently.
+ */
+export function dropIndex(options: DropIndexOptions): Change {
+  const name = checkName(options?.name, 'dropIndex: name');
+  ident(name);
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
+  return {
+    kind: 'dropIndex',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [
+      { kind: 'table-exists', table: table(ctx) },
+      { kind: 'index-exists', table: table(ctx), index: name },
+    ],
+    describe: (catalog, ctx) => {
+      const t = table(ctx);
+      const info = tableInfo(catalog, t)?.indexes?.find((i) => i.name === name);
+      if (!info) throw new ChangeInputError(`dropIndex: index ${JSON.stringify(name)} of ${tableLabel(t)} is not in the catalog read at first run. Nothing was changed.`);
+      if (info.constraint) {
+        throw new ChangeInputError(
+          `dropIndex: ${name} implements the constraint ${JSON.stringify(info.constraint)} of ${tableLabel(t)}; dropping it would drop the constraint. ` +
+            'Nothing was changed. Drop the constraint with sql() instead.',
+        );
+      }
+      if (!info.valid) throw new ChangeInputError(`dropIndex: ${name} on ${tableLabel(t)} is INVALID (a failed concurrent build); drop it with sql() and DROP INDEX CONCURRENTLY. Nothing was changed.`);
+      return {
+        summary: `drop index ${t.schema}.${name} of ${tableLabel(t)}`,
+        expand: { steps: [] },
+        contract: {
+          steps: [{ id: 'drop-index', description: `drop index ${name} concurrently`, statements: [dropIndexConcurrently(t.schema, name)], transactional: false }],
+        },
+        undoContract: {
+          steps: [
+            {
+              id: 'recreate-index',
+              description: `build index ${name} again concurrently`,
+              statements: [recreateIndexConcurrently(info.definition)],
+              transactional: false,
+              concurrentIndex: { schema: t.schema, name },
+            },
+          ],
+        },
+        undoExpand: { steps: [] },
+      };
+    },
+  };
+}

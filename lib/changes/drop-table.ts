@@ -1,0 +1,49 @@
+import type { Change, ResolveContext } from '../migration.js';
+import { tableInfo } from '../postgres/catalog.js';
+import { ChangeInputError, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { renameTable, setSchema } from '../postgres/table-ddl.js';
+import { txStep } from './common.js';
+
+export interface DropTableOptions {
+  readonly table: TableInput;
+}
+
+/** Where dropTable keeps a table until purge: the state schema, under a name derived from the original. */
+export function droppedTableArchive(t: TableName, stateSchema: string): TableName {
+  return { schema: stateSchema, name: objectName('zd_dropped', t.schema, t.name) };
+}
+
+/**
+ * Drops a table at contract, once the version that used it is gone, by moving it into the state schema under an
+ * archive name (a catalog-only change: no rewrite, no copy). `down` moves it back with every row, index, constraint,
+ * trigger and owned sequence; purge drops it for good.
+ */
+export function dropTable(options: DropTableOptions): Change {
+  const table = (ctx: ResolveContext): TableName => resolveTable(options?.table, ctx.defaultSchema);
+  return {
+    kind: 'dropTable',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [{ kind: 'table-exists', table: table(ctx) }],
+    describe: (catalog, ctx) => {
+      const t = table(ctx);
+      const referencedBy = [...new Set((tableInfo(catalog, t)?.columns ?? []).flatMap((c) => c.referencedBy))];
+      if (referencedBy.length > 0) {
+        throw new ChangeInputError(
+          `dropTable: ${tableLabel(t)} is referenced by the foreign keys ${referencedBy.join(', ')} of other tables; archived, it would go on checking their rows. ` +
+            'Nothing was changed. Drop those foreign keys first (sql(), in an earlier migration), then the table.',
+        );
+      }
+      const archive = droppedTableArchive(t, ctx.stateSchema ?? 'zero_downtime');
+      const renamed: TableName = { schema: t.schema, name: archive.name };
+      return {
+        summary: `drop table ${tableLabel(t)} (archived as ${tableLabel(archive)} until purge)`,
+        expand: { steps: [] },
+        contract: { steps: [txStep('archive-table', `move ${tableLabel(t)} into ${tableLabel(archive)}`, [renameTable(t, archive.name), setSchema(renamed, archive.schema)])] },
+        undoContract: {
+          steps: [txStep('restore-table', `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [setSchema(archive, t.schema), renameTable(renamed, t.name)])],
+        },
+        undoExpand: { steps: [] },
+      };
+    },
+  };
+}

@@ -1,0 +1,180 @@
+import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
+import { tableInfo, type CatalogSnapshot, type ColumnInfo, type TableInfo } from '../postgres/catalog.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { copyTablePrivileges, renameTable, setSchema } from '../postgres/table-ddl.js';
+import { dropSyncTrigger, lockInOrder, mergeResync, mergeSyncTriggers, moveSerialOwnership, type MergeSync } from '../postgres/table-sync.js';
+import { droppedTableArchive } from './drop-table.js';
+import { checkNames, txStep } from './common.js';
+
+export interface MergeTablesOptions {
+  /**
+   * [a, b]: every row of `a` becomes a row of `into`; `b` is joined 1 : 0..1 on the key (a missing row of `b` gives
+   * NULLs). Both have `key` as their primary key.
+   */
+  readonly from: readonly [TableInput, TableInput];
+  /** The new table (in a's schema when a bare name). */
+  readonly into: TableInput;
+  readonly key: readonly string[];
+  /** Non-key columns to carry, from either table; default all of both. A name both tables have is refused. */
+  readonly columns?: readonly string[];
+}
+
+/**
+ * Merges two tables that share a primary key into one. Expand creates `into` and triggers on all three tables that
+ * propagate INSERT, UPDATE and DELETE (a quiet flag stops the echo); the backfill copies a LEFT JOIN b in keyset
+ * batches; verify compares every row of `a`. Contract drops the triggers and archives `a` and `b` in the state schema
+ * (until purge); `down` brings them back and re-syncs them from `into`.
+ */
+export function mergeTables(options: MergeTablesOptions): Change {
+  if (!Array.isArray(options?.from) || options.from.length !== 2) throw new ChangeInputError('mergeTables: from must be [a, b], two tables');
+  const key = checkNames(options.key, 'mergeTables: key');
+  key.forEach(ident);
+  const columns = options.columns !== undefined ? checkNames(options.columns, 'mergeTables: columns') : undefined;
+  columns?.forEach(ident);
+  const a = (ctx: ResolveContext): TableName => resolveTable(options.from[0], ctx.defaultSchema);
+  const b = (ctx: ResolveContext): TableName => resolveTable(options.from[1], ctx.defaultSchema);
+  const into = (ctx: ResolveContext): TableName => resolveTable(options.into, a(ctx).schema);
+  return {
+    kind: 'mergeTables',
+    tables: (ctx) => [a(ctx), b(ctx), into(ctx)],
+    preconditions: (ctx) => [
+      { kind: 'table-exists', table: a(ctx) },
+      { kind: 'table-exists', table: b(ctx) },
+      { kind: 'has-primary-key', table: a(ctx) },
+      { kind: 'has-primary-key', table: b(ctx) },
+      { kind: 'relation-absent', table: into(ctx) },
+    ],
+    describe: (catalog, ctx) => describeMerge(catalog, a(ctx), b(ctx), into(ctx), key, columns, ctx.stateSchema ?? 'zero_downtime'),
+  };
+}
+
+function requireTable(catalog: CatalogSnapshot, t: TableName, key: readonly string[]): TableInfo {
+  const info = tableInfo(catalog, t);
+  if (!info) throw new ChangeInputError(`mergeTables: ${tableLabel(t)} does not exist. Nothing was changed.`);
+  if (info.primaryKey.join('\u0000') !== key.join('\u0000')) {
+    throw new ChangeInputError(`mergeTables: key ${JSON.stringify(key)} must be the primary key of ${tableLabel(t)}, which is ${JSON.stringify(info.primaryKey)}. Nothing was changed.`);
+  }
+  return info;
+}
+
+function carried(info: TableInfo, key: readonly string[], wanted: readonly string[] | undefined): ColumnInfo[] {
+  return info.columns.filter((c) => !key.includes(c.name) && (!wanted || wanted.includes(c.name)) && !c.generated);
+}
+
+function describeMerge(
+  catalog: CatalogSnapshot,
+  a: TableName,
+  b: TableName,
+  into: TableName,
+  key: readonly string[],
+  wanted: readonly string[] | undefined,
+  stateSchema: string,
+): ChangeDescription {
+  const ai = requireTable(catalog, a, key);
+  const bi = requireTable(catalog, b, key);
+  const ac = carried(ai, key, wanted);
+  const bc = carried(bi, key, wanted);
+  const clash = ac.filter((c) => bc.some((x) => x.name === c.name)).map((c) => c.name);
+  if (clash.length > 0) {
+    throw new ChangeInputError(
+      `mergeTables: ${JSON.stringify(clash)} exist in both ${tableLabel(a)} and ${tableLabel(b)}; rename one side first or list the columns to carry. Nothing was changed.`,
+    );
+  }
+  if (wanted) {
+    const missing = wanted.filter((w) => !ac.some((c) => c.name === w) && !bc.some((c) => c.name === w));
+    if (missing.length > 0) throw new ChangeInputError(`mergeTables: ${JSON.stringify(missing)} are not non-key columns of either table. Nothing was changed.`);
+  }
+  if (ac.length === 0 || bc.length === 0) throw new ChangeInputError('mergeTables: each table must contribute at least one non-key column. Nothing was changed.');
+  const keyCols = key.map((k) => ai.columns.find((c) => c.name === k)!);
+  // Only the key may draw from a's sequence (handed over to `into` at contract); other sequence defaults are not copied.
+  const plainDefault = (c: ColumnInfo) => (c.default != null && !c.default.includes('nextval(') ? ` DEFAULT ${c.default}` : '');
+  const keyDefault = (c: ColumnInfo) => (key.length === 1 && c.default?.startsWith('nextval(') && !c.identity ? ` DEFAULT ${c.default}` : '');
+  const createInto = `CREATE TABLE ${qualified(into)} (${[
+    ...keyCols.map((c) => `${ident(c.name)} ${c.type} NOT NULL${keyDefault(c)}`),
+    ...ac.map((c) => `${ident(c.name)} ${c.type}${c.notNull ? ' NOT NULL' : ''}${plainDefault(c)}`),
+    ...bc.map((c) => `${ident(c.name)} ${c.type}${plainDefault(c)}`),
+    `PRIMARY KEY (${key.map(ident).join(', ')})`,
+  ].join(', ')})`;
+  const names = (p: string) => ({ fn: objectName(p, a.name, b.name, into.name), trigger: objectName(p, a.name, b.name, into.name) });
+  const sync: MergeSync = {
+    a,
+    b,
+    into,
+    key,
+    aColumns: ac.map((c) => c.name),
+    bColumns: bc.map((c) => c.name),
+    flag: `zd.${objectName('merge', a.schema, a.name, b.name, into.name)}`,
+    fromA: names('zd_merge_a'),
+    fromB: names('zd_merge_b'),
+    back: names('zd_merge_back'),
+  };
+  // The three triggers appear in one transaction: a window with only some of them would let a write slip through.
+  const triggers = txStep('sync', `sync triggers on ${tableLabel(a)}, ${tableLabel(b)} and ${tableLabel(into)}`, mergeSyncTriggers(sync));
+  // At contract only the new version writes (to `into`); at undo of expand only the old one (to `a` and `b`).
+  const dropTriggers = (busiest: 'into' | 'a'): Step =>
+    txStep('drop-sync', 'drop the sync triggers', [
+      ...(busiest === 'into' ? lockInOrder(into, [a, b]) : lockInOrder(a, [b, into])),
+      ...dropSyncTrigger(a, sync.fromA),
+      ...dropSyncTrigger(b, sync.fromB),
+      ...dropSyncTrigger(into, sync.back),
+    ]);
+  const k0 = key[0]!;
+  const outer = (k: string) => `${qualified(a)}.${ident(k)}`;
+  const keyRow = (p: string) => `ROW(${key.map((k) => `${p}${ident(k)}`).join(', ')})`;
+  const cols = (p: string, cs: readonly ColumnInfo[]) => `ROW(${cs.map((c) => `${p}${ident(c.name)}`).join(', ')})`;
+  const verify = {
+    table: a,
+    equal: [
+      {
+        column: k0,
+        expression: `CASE WHEN EXISTS (SELECT 1 FROM ${qualified(into)} _zd_i LEFT JOIN ${qualified(b)} _zd_j ON ${keyRow('_zd_j.')} = ROW(${key.map(outer).join(', ')})
+          WHERE ${keyRow('_zd_i.')} = ROW(${key.map(outer).join(', ')}) AND ${cols('_zd_i.', ac)} IS NOT DISTINCT FROM ${cols(`${qualified(a)}.`, ac)}
+            AND ${cols('_zd_i.', bc)} IS NOT DISTINCT FROM ${cols('_zd_j.', bc)}) THEN ${outer(k0)} END`,
+      },
+    ],
+  };
+  const archiveStep = (t: TableName, id: string): Step => {
+    const arch = droppedTableArchive(t, stateSchema);
+    return txStep(id, `move ${tableLabel(t)} into ${tableLabel(arch)}`, [renameTable(t, arch.name), setSchema({ schema: t.schema, name: arch.name }, arch.schema)]);
+  };
+  const restoreStep = (t: TableName, id: string): Step => {
+    const arch = droppedTableArchive(t, stateSchema);
+    return txStep(id, `move ${tableLabel(arch)} back to ${tableLabel(t)}`, [setSchema(arch, t.schema), renameTable({ schema: t.schema, name: arch.name }, t.name)]);
+  };
+  return {
+    summary: `merge ${tableLabel(a)} and ${tableLabel(b)} into ${tableLabel(into)}`,
+    expand: {
+      steps: [txStep('create-table', `create ${tableLabel(into)}`, [{ text: createInto }, copyTablePrivileges(a, into), copyTablePrivileges(b, into)]), triggers],
+      backfill: {
+        table: a,
+        set: [],
+        copy: {
+          into,
+          key,
+          join: b,
+          columns: [...ac.map((c) => ({ column: c.name, expression: `_zd_s.${ident(c.name)}` })), ...bc.map((c) => ({ column: c.name, expression: `_zd_j.${ident(c.name)}` }))],
+          mode: 'insert',
+          quietFlag: sync.flag,
+        },
+      },
+      verify,
+    },
+    contract: {
+      steps: [
+        dropTriggers('into'),
+        txStep('take-sequence', `let ${tableLabel(into)} own the sequence of ${tableLabel(a)}.${k0}`, [moveSerialOwnership(a, into, k0)]),
+        archiveStep(b, 'archive-b'),
+        archiveStep(a, 'archive-a'),
+      ],
+    },
+    undoContract: {
+      steps: [
+        restoreStep(a, 'restore-a'),
+        restoreStep(b, 'restore-b'),
+        txStep('give-back-sequence', `give the sequence back to ${tableLabel(a)}.${k0}`, [moveSerialOwnership(into, a, k0)]),
+        triggers, txStep('resync', `put rows written to ${tableLabel(into)} since the contract back`, mergeResync(sync))],
+      verify,
+    },
+    undoExpand: { steps: [dropTriggers('a'), txStep('drop-table', `drop ${tableLabel(into)} (its rows mirror the two tables)`, [{ text: `DROP TABLE IF EXISTS ${qualified(into)}` }])] },
+  };
+}
