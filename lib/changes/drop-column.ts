@@ -1,0 +1,116 @@
+import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
+import { columnInfo, tableInfo } from '../postgres/catalog.js';
+import * as ddl from '../postgres/ddl.js';
+import { archiveColumns, archiveName, archivedValue, archivedWhere, dropArchive, requireArchive, restoreColumnLike, type ArchiveSpec } from '../postgres/archive.js';
+import { columnAttachments, lockTables, refuseUncarriedDependents } from '../postgres/column-attachments.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { checkName } from './common.js';
+import { lockStep, rebuildOriginals } from './column-replacement.js';
+
+export interface DropColumnOptions {
+  readonly table: TableInput;
+  readonly column: string;
+}
+
+/**
+ * Drops a column once no running version uses it. Expand does nothing harmful: it only drops a NOT NULL that has no
+ * default, so the new version can insert rows without the column. Contract copies the column's values (primary key
+ * + value) into an archive table in the state schema, with its comment, privileges and collation, then drops it and
+ * with it its indexes and constraints. Down adds it back, fills it from the archive and rebuilds default, NOT NULL,
+ * CHECKs, foreign keys and indexes from the catalog snapshot; `umzug purge` deletes archives older than a retention.
+ */
+export function dropColumn(options: DropColumnOptions): Change {
+  const column = checkName(options?.column, 'dropColumn: column');
+  ident(column);
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
+  return {
+    kind: 'dropColumn',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [
+      { kind: 'table-exists', table: table(ctx) },
+      { kind: 'has-primary-key', table: table(ctx) },
+      { kind: 'column-exists', table: table(ctx), column },
+    ],
+    describe: (catalog, ctx): ChangeDescription => {
+      const t = table(ctx);
+      const stateSchema = ctx.stateSchema ?? 'zero_downtime';
+      const info = tableInfo(catalog, t);
+      const col = columnInfo(catalog, t, column);
+      if (!info || !col) throw new ChangeInputError(`dropColumn: column ${JSON.stringify(column)} does not exist in ${tableLabel(t)}`);
+      const label = `${tableLabel(t)}.${column}`;
+      const refuse = (why: string) => {
+        throw new ChangeInputError(`dropColumn: ${label} ${why}. Nothing was changed.`);
+      };
+      if (info.primaryKey.includes(column)) refuse('is part of the primary key; the archive is keyed by it. Give the table another primary key first');
+      if (col.identity) refuse('is an identity column; its sequence would go with it and down could not continue it. Drop the identity (sql()) in an earlier migration');
+      if (col.generated) refuse('is a generated column; adding it back would rewrite the table under lock. Drop it with sql()');
+      if (col.default?.includes('nextval(')) refuse(`owns the sequence behind its default ${col.default}, which would be dropped with it. Detach it first (ALTER SEQUENCE … OWNED BY NONE) or drop the column with sql()`);
+      const att = columnAttachments(info, col, 'dropColumn');
+      if (att.incoming.length > 0) {
+        refuse(`is referenced by the foreign keys ${att.incoming.map((f) => `${f.name} of ${tableLabel(f.table)}`).join(', ')}; drop them first (in an earlier migration)`);
+      }
+      const keyConstraints = att.indexes.flatMap((i) => (i.constraint ? [i.constraint.name] : []));
+      const known = { indexes: att.indexes.map((i) => i.name), constraints: [...keyConstraints, ...att.constraints.map((c) => c.name)] };
+      const archive: ArchiveSpec = {
+        archive: archiveName(stateSchema, 'drop', t, column),
+        table: t,
+        keys: info.primaryKey.map((k) => ({ name: k, type: info.columns.find((c) => c.name === k)!.type })),
+        values: [{ name: column, type: col.type }],
+        kind: 'drop-column',
+      };
+      // Without a default, NOT NULL would reject the new version's inserts (it no longer writes the column).
+      const relaxNotNull = col.notNull && col.default == null;
+      const nn = objectName('zd_nn', t.name, column);
+      const fallback = col.default != null ? `COALESCE(${ident(column)}, ${col.default})` : ident(column);
+      const dropsToo = [...att.indexes.map((i) => `index ${i.name}`), ...att.constraints.map((c) => `constraint ${c.name}`)];
+      const restoreNotNull: Step[] = relaxNotNull
+        ? [
+            lockStep('nn-add', `add CHECK (${column} IS NOT NULL) NOT VALID`, [ddl.addNotNullCheck(t, nn, column)]),
+            lockStep('nn-validate', `validate CHECK (${column} IS NOT NULL): rows the new version inserted without ${column} must be filled first`, [
+              ddl.validateConstraint(t, nn),
+            ]),
+            lockStep('nn-set', `set ${column} NOT NULL`, [ddl.setNotNull(t, column), ddl.dropConstraintIfExists(t, nn)]),
+          ]
+        : [];
+      return {
+        summary: `drop column ${label}${dropsToo.length ? ` (with ${dropsToo.join(', ')})` : ''}, archived in ${tableLabel(archive.archive)} until purge`,
+        expand: {
+          steps: [
+            lockStep('check-and-relax', relaxNotNull ? `check what depends on ${column}; drop its NOT NULL (it has no default)` : `check what depends on ${column}`, [
+              refuseUncarriedDependents(t, column, known, 'dropColumn', { allowSequences: false, requirePlainTable: false }),
+              ...(relaxNotNull ? [ddl.dropNotNull(t, column)] : []),
+            ]),
+          ],
+        },
+        contract: {
+          steps: [
+            lockStep('archive', `archive ${label} (key + value) in ${tableLabel(archive.archive)}`, archiveColumns(archive, stateSchema)),
+            lockStep('drop-column', `drop ${label}`, [
+              lockTables([t]),
+              refuseUncarriedDependents(t, column, known, 'dropColumn', { allowSequences: false, requirePlainTable: false }),
+              ddl.dropColumnIfExists(t, column),
+            ]),
+          ],
+        },
+        undoContract: {
+          steps: [
+            lockStep('restore-column', `add ${column} ${col.type} back`, [
+              requireArchive(archive, stateSchema, 'dropColumn'),
+              restoreColumnLike(archive, stateSchema, 0),
+              ...(col.default != null ? [ddl.setDefault(t, column, col.default)] : []),
+            ]),
+          ],
+          backfill: {
+            table: t,
+            set: [{ column, expression: `CASE WHEN ${archivedWhere(archive)} THEN ${archivedValue(archive, 0)} ELSE ${fallback} END` }],
+          },
+          afterBackfill: [
+            ...rebuildOriginals(t, [{ ...col, notNull: col.notNull && !relaxNotNull }], [att], 'rs'),
+            lockStep('drop-archive', `drop the archive ${tableLabel(archive.archive)}`, dropArchive(archive, stateSchema)),
+          ],
+        },
+        undoExpand: { steps: restoreNotNull },
+      };
+    },
+  };
+}

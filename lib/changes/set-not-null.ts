@@ -1,0 +1,114 @@
+import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
+import { columnInfo, tableInfo } from '../postgres/catalog.js';
+import * as ddl from '../postgres/ddl.js';
+import { archiveColumns, archiveName, archivedWhere, dropArchive, ensureArchive, type ArchiveSpec } from '../postgres/archive.js';
+import { doBlock } from '../postgres/column-attachments.js';
+import { ChangeInputError, ident, literal, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { checkExpression, checkName } from './common.js';
+import { lockStep } from './column-replacement.js';
+
+export interface SetNotNullOptions {
+  readonly table: TableInput;
+  readonly column: string;
+  /** A constant for the rows that are NULL now, and the column's default from then on (so old-version inserts get it). */
+  readonly default?: string | number | boolean;
+  /** The same as an expression, e.g. `now()`; existing NULLs get it through the backfill. */
+  readonly defaultSql?: string;
+}
+
+/**
+ * Makes a column NOT NULL without a full-table scan under ACCESS EXCLUSIVE: CHECK (col IS NOT NULL) NOT VALID
+ * (a brief lock) → VALIDATE (a scan that lets reads and writes go on) → at contract SET NOT NULL (PostgreSQL 12+
+ * uses the validated CHECK and skips the scan) → drop the CHECK. With a default, the column gets it as its default
+ * first and NULL rows are backfilled in batches; their keys are archived, so down puts the NULLs back (on rows
+ * still holding the default).
+ */
+export function setNotNull(options: SetNotNullOptions): Change {
+  const column = checkName(options?.column, 'setNotNull: column');
+  ident(column);
+  if (options.default !== undefined && options.defaultSql !== undefined) throw new ChangeInputError('setNotNull: give either default or defaultSql, not both');
+  if (options.default !== undefined && !['string', 'number', 'boolean'].includes(typeof options.default)) {
+    throw new ChangeInputError(`setNotNull: default must be a string, number or boolean, got ${JSON.stringify(options.default)}`);
+  }
+  const defaultSql = options.defaultSql !== undefined ? checkExpression(options.defaultSql, 'setNotNull: defaultSql') : undefined;
+  const hasDefault = options.default !== undefined || defaultSql !== undefined;
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
+  return {
+    kind: 'setNotNull',
+    tables: (ctx) => [table(ctx)],
+    preconditions: (ctx) => [
+      { kind: 'table-exists', table: table(ctx) },
+      { kind: 'column-exists', table: table(ctx), column },
+      ...(hasDefault ? [{ kind: 'has-primary-key' as const, table: table(ctx) }] : []),
+    ],
+    describe: (catalog, ctx): ChangeDescription => {
+      const t = table(ctx);
+      const stateSchema = ctx.stateSchema ?? 'zero_downtime';
+      const info = tableInfo(catalog, t);
+      const col = columnInfo(catalog, t, column);
+      if (!info || !col) throw new ChangeInputError(`setNotNull: column ${JSON.stringify(column)} does not exist in ${tableLabel(t)}`);
+      if (col.notNull) throw new ChangeInputError(`setNotNull: ${tableLabel(t)}.${column} is already NOT NULL. Nothing was changed.`);
+      const def = options.default !== undefined ? ddl.constantLiteral(options.default, col.type) : defaultSql;
+      const check = objectName('zd_nn', t.name, column);
+      const label = `${tableLabel(t)}.${column}`;
+      const archive: ArchiveSpec | null = def
+        ? {
+            archive: archiveName(stateSchema, 'nulls', t, column),
+            table: t,
+            keys: info.primaryKey.map((k) => ({ name: k, type: info.columns.find((c) => c.name === k)!.type })),
+            values: [],
+            kind: 'set-not-null',
+          }
+        : null;
+      const explainNulls = doBlock(`
+DECLARE _zd_n bigint;
+BEGIN
+  SELECT count(*) INTO _zd_n FROM (SELECT 1 FROM ${qualified(t)} WHERE ${ident(column)} IS NULL LIMIT 1000) s;
+  IF _zd_n > 0 THEN
+    RAISE EXCEPTION 'setNotNull: % has % NULL values (counting up to 1000); the CHECK (% IS NOT NULL) stays NOT VALID, so writers are not blocked, but it cannot be validated. Fill those rows (or give setNotNull a default to backfill them) and run up again, or run down to remove the CHECK.',
+      ${literal(label)}, _zd_n, ${literal(column)};
+  END IF;
+END`);
+      const steps: Step[] = [];
+      if (def && archive) {
+        steps.push(
+          lockStep('default-and-archive', `set the default of ${column}; archive the keys of rows where it is NULL`, [
+            ddl.setDefault(t, column, def),
+            ...archiveColumns(archive, stateSchema, `${ident(column)} IS NULL`),
+          ]),
+        );
+      }
+      const restoreDefault = col.default != null ? ddl.setDefault(t, column, col.default) : ddl.dropDefault(t, column);
+      return {
+        summary: `set ${label} NOT NULL${def ? ` (NULLs become ${def})` : ''}`,
+        expand: {
+          steps,
+          ...(def ? { backfill: { table: t, set: [{ column, expression: def }], only: 'null' as const } } : {}),
+          afterBackfill: [
+            // Added after the backfill: a NOT VALID CHECK still rejects an old-version UPDATE of a row that is still NULL.
+            lockStep('add-check', `add CHECK (${column} IS NOT NULL) NOT VALID`, [ddl.addNotNullCheck(t, check, column)]),
+            lockStep('validate-check', `validate CHECK (${column} IS NOT NULL)`, [explainNulls, ddl.validateConstraint(t, check)]),
+          ],
+        },
+        contract: { steps: [lockStep('set-not-null', `set ${column} NOT NULL (no scan: the CHECK is validated) and drop the CHECK`, [ddl.setNotNull(t, column), ddl.dropConstraintIfExists(t, check)])] },
+        undoContract: {
+          steps: [
+            lockStep('add-check', `add CHECK (${column} IS NOT NULL) NOT VALID and drop NOT NULL`, [ddl.addNotNullCheck(t, check, column), ddl.dropNotNull(t, column)]),
+            lockStep('validate-check', `validate CHECK (${column} IS NOT NULL)`, [ddl.validateConstraint(t, check)]),
+          ],
+        },
+        undoExpand:
+          def && archive
+            ? {
+                steps: [
+                  lockStep('drop-check', `drop the CHECK and restore the default of ${column}`, [ddl.dropConstraintIfExists(t, check), restoreDefault, ...ensureArchive(archive, stateSchema)]),
+                ],
+                // Rows the backfill filled, and still holding that value, get their NULL back.
+                backfill: { table: t, set: [{ column, expression: `CASE WHEN ${archivedWhere(archive, `${ident(column)} IS NOT DISTINCT FROM (${def})`)} THEN NULL ELSE ${ident(column)} END` }] },
+                afterBackfill: [lockStep('drop-archive', `drop the archive ${tableLabel(archive.archive)}`, dropArchive(archive, stateSchema))],
+              }
+            : { steps: [lockStep('drop-check', `drop the CHECK`, [ddl.dropConstraintIfExists(t, check)])] },
+      };
+    },
+  };
+}

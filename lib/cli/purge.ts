@@ -1,0 +1,105 @@
+import { CommandLineAction, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
+import type { UmzugCLI } from 'umzug';
+import { parseDuration } from '../engine/duration.js';
+import { REGISTRY, registryTable } from '../postgres/archive.js';
+import { qualified } from '../postgres/identifiers.js';
+import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+
+export interface PurgedArchive {
+  readonly archive: string;
+  readonly table: string;
+  readonly columns: readonly string[];
+  readonly kind: string;
+  readonly createdAt: string;
+  readonly rows: number | null;
+}
+
+export interface PurgeReport {
+  readonly olderThanMs: number;
+  readonly dryRun: boolean;
+  /** Archives deleted (or, with dryRun, that would be). */
+  readonly purged: readonly PurgedArchive[];
+  /** Archives kept: younger than the retention. */
+  readonly kept: number;
+}
+
+/**
+ * Deletes column archives (dropColumn, changeColumnType, renameColumn, deriveColumn, setNotNull) made more than
+ * `olderThanMs` ago, under the migration lock. Each is dropped in a transaction of its own with its registry row.
+ * What it means for `down`: a dropColumn contract can then no longer be undone with its data (down refuses and says
+ * so); a type change, rename or derived column is still undone, every row through its `down` conversion.
+ */
+export async function purgeArchives(umzug: ZeroDowntimeUmzug, opts: { readonly olderThanMs: number; readonly dryRun?: boolean }): Promise<PurgeReport> {
+  if (!Number.isFinite(opts.olderThanMs) || opts.olderThanMs < 0) throw new TypeError('purge: --older-than must be a non-negative duration such as "30d"');
+  return umzug.asCommand('purge', async () => {
+    const schema = umzug.config.stateSchema;
+    const registry = registryTable(schema);
+    const exists = await umzug.db.query<{ r: string | null }>(`SELECT to_regclass($1)::text AS r`, [registry]);
+    if (!exists.rows[0]?.r) return { olderThanMs: opts.olderThanMs, dryRun: opts.dryRun === true, purged: [], kept: 0 };
+    const rows = await umzug.db.query<{ archive: string; source_table: string; source_columns: string[]; kind: string; created_at: Date; rows: string | null; old: boolean }>(
+      `SELECT archive, source_table, source_columns, kind, created_at, rows::text AS rows,
+              created_at < now() - make_interval(secs => $1::float8 / 1000) AS old
+         FROM ${registry} ORDER BY created_at`,
+      [opts.olderThanMs],
+    );
+    const purged: PurgedArchive[] = [];
+    for (const r of rows.rows.filter((x) => x.old)) {
+      if (!opts.dryRun) {
+        await umzug.db.transaction(async (c) => {
+          await c.query(`DROP TABLE IF EXISTS ${qualified({ schema, name: r.archive })}`);
+          await c.query(`DELETE FROM ${registry} WHERE archive = $1`, [r.archive]);
+        });
+      }
+      purged.push({
+        archive: `${schema}.${r.archive}`,
+        table: r.source_table,
+        columns: r.source_columns,
+        kind: r.kind,
+        createdAt: r.created_at.toISOString(),
+        rows: r.rows === null ? null : Number(r.rows),
+      });
+    }
+    return { olderThanMs: opts.olderThanMs, dryRun: opts.dryRun === true, purged, kept: rows.rows.length - purged.length };
+  });
+}
+
+export function formatPurge(report: PurgeReport): string {
+  if (report.purged.length === 0) return `No archive older than the retention (${report.kept} kept).`;
+  const verb = report.dryRun ? 'Would purge' : 'Purged';
+  return [
+    `${verb} ${report.purged.length} archive(s); ${report.kept} kept.`,
+    ...report.purged.map((p) => `  ${p.archive}: ${p.table} (${p.columns.join(', ') || 'keys'}) ${p.kind}, ${p.rows ?? '?'} rows, made ${p.createdAt}`),
+  ].join('\n');
+}
+
+class PurgeAction extends CommandLineAction {
+  private readonly olderThan: CommandLineStringParameter;
+  private readonly json: CommandLineFlagParameter;
+  private readonly dryRun: CommandLineFlagParameter;
+  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+    super({
+      actionName: 'purge',
+      summary: 'Deletes the archives of dropped and replaced columns older than a retention',
+      documentation:
+        `Contracts keep the columns they drop in archive tables of the state schema (listed in ${REGISTRY}), so down can restore them. ` +
+        'purge --older-than 30d deletes those made more than 30 days ago. A dropColumn contract whose archive is gone can no longer be undone with its data.',
+    });
+    this.olderThan = this.defineStringParameter({
+      parameterLongName: '--older-than',
+      argumentName: 'DURATION',
+      description: 'retention, e.g. 30d, 12h, 90m',
+      required: true,
+    });
+    this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the report as JSON' });
+    this.dryRun = this.defineFlagParameter({ parameterLongName: '--dry-run', description: 'list what would be purged, delete nothing' });
+  }
+  protected override async onExecute(): Promise<void> {
+    const olderThanMs = parseDuration(this.olderThan.value!, '--older-than');
+    const report = await purgeArchives(this.umzug, { olderThanMs, dryRun: this.dryRun.value });
+    process.stdout.write(this.json.value ? JSON.stringify(report, null, 2) + '\n' : formatPurge(report) + '\n');
+  }
+}
+
+export function addPurgeAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+  cli.addAction(new PurgeAction(umzug));
+}

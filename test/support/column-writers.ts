@@ -1,0 +1,70 @@
+import type pg from 'pg';
+import { pgClient } from './pg.js';
+
+export interface LoopWriter {
+  readonly label: string;
+  ops(): number;
+  readonly errors: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A simulated application instance running `step` in a loop on its own connection (single statements, 1 ms think
+ * time). Every error is kept: the column tests require none.
+ */
+export async function startLoop(url: string, label: string, step: (c: pg.Client, i: number) => Promise<void>): Promise<LoopWriter> {
+  const client = await pgClient(url, label);
+  const errors: string[] = [];
+  let ops = 0;
+  let running = true;
+  const loop = (async () => {
+    for (let i = 1; running; i++) {
+      try {
+        await step(client, i);
+        ops++;
+      } catch (e) {
+        errors.push(`${label}: ${(e as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  return {
+    label,
+    ops: () => ops,
+    errors,
+    async stop() {
+      running = false;
+      await loop;
+      await client.end();
+    },
+  };
+}
+
+/**
+ * A loop that runs `check` every 25 ms and records what it returns (a problem description) or throws, except errors
+ * matching `expected` (a column briefly absent while a phase swaps it).
+ */
+export function startChecker(check: () => Promise<string | null>, expected?: RegExp): { stop(): Promise<{ checks: number; violations: string[] }> } {
+  const violations: string[] = [];
+  let checks = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        const problem = await check();
+        checks++;
+        if (problem) violations.push(problem);
+      } catch (e) {
+        if (!expected || !expected.test((e as Error).message)) violations.push((e as Error).message);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { checks, violations };
+    },
+  };
+}
