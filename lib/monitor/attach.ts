@@ -1,0 +1,27 @@
+import type { Knex } from 'knex';
+import type { ResolvedConfig, ZeroDowntimeLogger } from '../config.js';
+import type { Engine } from '../engine/runner.js';
+import type { Db } from '../engine/db.js';
+import type { Change } from '../migration.js';
+import { Monitor } from './monitor.js';
+import { MonitorStore } from './store.js';
+
+/** What the monitor needs of ZeroDowntimeUmzug (a structural type: no import cycle). */
+export interface MonitoredUmzug {
+  readonly knex: Knex;
+  readonly db: Db;
+  readonly engine: Engine;
+  readonly config: ResolvedConfig;
+  entries(): Promise<readonly { readonly name: string; readonly phase: string; readonly changes: readonly Change[] }[]>;
+  on(event: 'afterCommand', listener: (e: { command: string }) => Promise<void> | void): unknown;
+}
+
+/** The monitor of a ZeroDowntimeUmzug: watches its engine, and stops its canaries when a command ends. */
+export function createMonitor(umzug: MonitoredUmzug, logger: ZeroDowntimeLogger | null): Monitor {
+  const monitor = new Monitor(umzug.knex, new MonitorStore(umzug.db, umzug.config.stateSchema), umzug.config.monitor, undefined, (m) =>
+    (m.event === 'threshold-breached' || m.event === 'auto-rollback' ? logger?.warn : logger?.info)?.(m),
+  );
+  monitor.attach(umzug.engine, async (migration) => (await umzug.entries()).find((e) => e.name === migration && e.phase === 'expand')?.changes ?? null);
+  umzug.on('afterCommand', () => monitor.stopWatches());
+  return monitor;
+}

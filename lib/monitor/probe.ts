@@ -1,0 +1,157 @@
+import type { Knex } from 'knex';
+import type { SqlParam } from '../engine/db.js';
+
+export interface ProbeOptions {
+  /** Time between probes. */
+  readonly intervalMs: number;
+  /** p50 / p99 are taken over the probes of this last stretch. */
+  readonly windowMs: number;
+  /** Probes measured for the baseline, before the backfill's first batch (at most 10 ms apart). */
+  readonly baselineSamples: number;
+  /** statement_timeout of one probe: a probe stuck behind a lock counts as this slow instead of stopping the loop. */
+  readonly timeoutMs: number;
+}
+
+export interface ProbeTarget {
+  /** What the probe does, in words, for breach explanations ("reads of public.users by key"). */
+  readonly label: string;
+  readonly sql: string;
+  /** Parameter sets the probe cycles through (sampled keys); empty for a query without parameters. */
+  readonly params: readonly (readonly SqlParam[])[];
+}
+
+interface RawConnection {
+  query(text: string, values?: readonly unknown[]): Promise<unknown>;
+}
+
+interface RawConnectionClient {
+  acquireRawConnection(): Promise<RawConnection>;
+  destroyRawConnection(c: RawConnection): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/**
+ * The monitor's canary: one read the application does (by default a row by key of the table being backfilled),
+ * timed in a loop on a connection of its own, outside the pool, so the backfill's workers never wait for it and it
+ * never waits for them. The backfill engine has a canary of its own that steers its speed; this one is what the
+ * thresholds, the metrics and the report look at, and it keeps running while the backfill is paused.
+ */
+export class LatencyProbe {
+  private conn: RawConnection | null = null;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private next = 0;
+  private window: { at: number; ms: number }[] = [];
+  private inFlightSince: number | null = null;
+  baselineP99Ms = 0;
+  baselineP50Ms = 0;
+  failures = 0;
+
+  constructor(
+    private readonly knex: Knex,
+    readonly target: ProbeTarget,
+    private readonly opts: ProbeOptions,
+    private readonly onSample?: (ms: number) => void,
+    private readonly onError?: (err: Error) => void,
+  ) {}
+
+  /** Opens the connection and measures the baseline; false when no connection could be opened. */
+  async start(): Promise<boolean> {
+    const client = this.knex.client as unknown as RawConnectionClient;
+    try {
+      this.conn = await client.acquireRawConnection();
+      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+      await this.conn.query(`SET application_name = 'umzug-zero-downtime canary'`);
+    } catch (e) {
+      this.onError?.(e as Error);
+      return false;
+    }
+    for (let i = 0; i < 3; i++) await this.probe(); // plan and cache warm-up
+    const base: number[] = [];
+    for (let i = 0; i < this.opts.baselineSamples; i++) {
+      base.push(await this.probe());
+      // Short spacing: the first batch waits for the baseline; the max of these probes is a cautious baseline.
+      await sleep(Math.min(10, this.opts.intervalMs));
+    }
+    base.sort((a, b) => a - b);
+    this.baselineP99Ms = percentile(base, 99);
+    this.baselineP50Ms = percentile(base, 50);
+    this.running = true;
+    this.loop = this.run();
+    return true;
+  }
+
+  private async probe(): Promise<number> {
+    const params = this.target.params.length > 0 ? this.target.params[this.next++ % this.target.params.length] : undefined;
+    const started = performance.now();
+    this.inFlightSince = Date.now();
+    try {
+      await this.conn!.query(this.target.sql, params ? [...params] : undefined);
+    } catch (e) {
+      // A probe cancelled by its statement_timeout was slow, not broken: it counts with the time it took.
+      if ((e as { code?: string }).code !== '57014') {
+        this.failures++;
+        this.onError?.(e as Error);
+        await this.reconnectIfLost(e);
+      }
+    } finally {
+      this.inFlightSince = null;
+    }
+    return performance.now() - started;
+  }
+
+  private async reconnectIfLost(e: unknown): Promise<void> {
+    if (!/terminat|closed|ECONNRESET|EPIPE|Connection/i.test(String((e as Error)?.message))) return;
+    const client = this.knex.client as unknown as RawConnectionClient;
+    await client.destroyRawConnection(this.conn!).catch(() => undefined);
+    await sleep(200);
+    try {
+      this.conn = await client.acquireRawConnection();
+      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+    } catch {
+      // the next probe fails again and comes back here
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const ms = await this.probe();
+      const at = Date.now();
+      this.window.push({ at, ms });
+      while (this.window.length > 0 && this.window[0]!.at < at - this.opts.windowMs) this.window.shift();
+      this.onSample?.(ms);
+      await sleep(this.opts.intervalMs);
+    }
+  }
+
+  /** p50 and p99 of the recent window; null while it holds too few probes to say (fewer than 10). */
+  recent(): { p50Ms: number; p99Ms: number; samples: number } | null {
+    const now = Date.now();
+    const ms = this.window.filter((s) => s.at >= now - this.opts.windowMs).map((s) => s.ms);
+    // A probe still waiting (behind a lock, say) is already at least this slow: it must not go unseen until it ends.
+    if (this.inFlightSince !== null && this.running) ms.push(now - this.inFlightSince);
+    if (ms.length < 10) return null;
+    ms.sort((a, b) => a - b);
+    return { p50Ms: percentile(ms, 50), p99Ms: percentile(ms, 99), samples: ms.length };
+  }
+
+  get windowMs(): number {
+    return this.opts.windowMs;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    if (this.conn) {
+      const client = this.knex.client as unknown as RawConnectionClient;
+      await client.destroyRawConnection(this.conn).catch(() => undefined);
+      this.conn = null;
+    }
+  }
+}

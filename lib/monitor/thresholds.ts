@@ -1,0 +1,138 @@
+import { parseDuration } from '../engine/duration.js';
+import { formatDuration } from '../engine/runner.js';
+
+/** `thresholds` in the config. Every field is optional; the defaults are the seed's. */
+export interface ThresholdsConfig {
+  /** Verify may find at most this share of rows where old and new disagree, in percent. Default 1. */
+  readonly mismatchPercent?: number;
+  /** The canary's p99 may reach this multiple of its baseline. Default 2. */
+  readonly canaryP99Factor?: number;
+  /** …and at least baseline + this, so sub-millisecond noise on an idle database trips nothing. Default `5ms`. */
+  readonly canaryMinIncrease?: string | number;
+  /** Errors (lock retries, failed canary probes, errors the application reports) allowed per errorWindow. Default 20. */
+  readonly maxErrors?: number;
+  /** Default `1m`. */
+  readonly errorWindow?: string | number;
+  /** A running backfill that has not advanced for this long is a breach. Default `1h`. */
+  readonly noProgressFor?: string | number;
+}
+
+export interface ResolvedThresholds {
+  readonly mismatchRatio: number;
+  readonly canaryFactor: number;
+  readonly canaryMinIncreaseMs: number;
+  readonly maxErrors: number;
+  readonly errorWindowMs: number;
+  readonly noProgressMs: number;
+}
+
+export const DEFAULT_THRESHOLDS: ResolvedThresholds = Object.freeze({
+  mismatchRatio: 0.01,
+  canaryFactor: 2,
+  canaryMinIncreaseMs: 5,
+  maxErrors: 20,
+  errorWindowMs: 60_000,
+  noProgressMs: 3_600_000,
+});
+
+const KNOWN = ['mismatchPercent', 'canaryP99Factor', 'canaryMinIncrease', 'maxErrors', 'errorWindow', 'noProgressFor'];
+
+/** Throws a TypeError naming the field for anything unknown or out of range. */
+export function resolveThresholds(input: ThresholdsConfig | undefined): ResolvedThresholds {
+  if (input === undefined) return DEFAULT_THRESHOLDS;
+  if (!input || typeof input !== 'object') throw new TypeError('must be an object');
+  for (const k of Object.keys(input)) if (!KNOWN.includes(k)) throw new TypeError(`unknown key thresholds.${k} (known: ${KNOWN.join(', ')})`);
+  const num = (v: unknown, field: string, min: number, max: number, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new TypeError(`thresholds.${field} must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const maxErrors = num(input.maxErrors, 'maxErrors', 1, Number.MAX_SAFE_INTEGER, DEFAULT_THRESHOLDS.maxErrors);
+  if (!Number.isInteger(maxErrors)) throw new TypeError(`thresholds.maxErrors must be an integer, got ${maxErrors}`);
+  return {
+    mismatchRatio: num(input.mismatchPercent, 'mismatchPercent', 0, 100, DEFAULT_THRESHOLDS.mismatchRatio * 100) / 100,
+    canaryFactor: num(input.canaryP99Factor, 'canaryP99Factor', 1, 1000, DEFAULT_THRESHOLDS.canaryFactor),
+    canaryMinIncreaseMs: parseDuration(input.canaryMinIncrease ?? DEFAULT_THRESHOLDS.canaryMinIncreaseMs, 'thresholds.canaryMinIncrease'),
+    maxErrors,
+    errorWindowMs: positive(parseDuration(input.errorWindow ?? DEFAULT_THRESHOLDS.errorWindowMs, 'thresholds.errorWindow'), 'thresholds.errorWindow'),
+    noProgressMs: positive(parseDuration(input.noProgressFor ?? DEFAULT_THRESHOLDS.noProgressMs, 'thresholds.noProgressFor'), 'thresholds.noProgressFor'),
+  };
+}
+
+function positive(ms: number, field: string): number {
+  if (!(ms > 0)) throw new TypeError(`${field} must be longer than 0`);
+  return ms;
+}
+
+export type ThresholdName = 'mismatch' | 'canary' | 'error-rate' | 'no-progress';
+
+/** A threshold crossed: the numbers, and what they mean in plain words. */
+export interface Finding {
+  readonly threshold: ThresholdName;
+  readonly value: number;
+  readonly limit: number;
+  readonly message: string;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+const ms = (x: number) => `${x < 10 ? x.toFixed(2) : x.toFixed(0)} ms`;
+
+export function checkMismatch(r: { rowsChecked: number; mismatches: number }, t: ResolvedThresholds, what: string): Finding | null {
+  if (r.rowsChecked <= 0) return null;
+  const ratio = r.mismatches / r.rowsChecked;
+  if (ratio <= t.mismatchRatio) return null;
+  return {
+    threshold: 'mismatch',
+    value: ratio,
+    limit: t.mismatchRatio,
+    message:
+      `verify of ${what} found ${r.mismatches} of ${r.rowsChecked} rows (${pct(ratio)}) where the old and the new structure disagree; ` +
+      `at most ${pct(t.mismatchRatio)} is tolerated. Something writes around the sync trigger (a session with ` +
+      'session_replication_role = replica, a disabled trigger, a bulk load) or the change\'s expressions do not map old to new.',
+  };
+}
+
+/** The p99 limit for a baseline: factor × baseline, and at least baseline + the minimum increase. */
+export function canaryLimitMs(baselineMs: number, t: ResolvedThresholds): number {
+  return Math.max(baselineMs * t.canaryFactor, baselineMs + t.canaryMinIncreaseMs);
+}
+
+export function checkCanary(s: { p99Ms: number; p50Ms: number; baselineMs: number; windowMs: number; probe: string }, t: ResolvedThresholds): Finding | null {
+  const limit = canaryLimitMs(s.baselineMs, t);
+  if (s.p99Ms <= limit) return null;
+  return {
+    threshold: 'canary',
+    value: s.p99Ms,
+    limit,
+    message:
+      `the application's reads got slow: ${s.probe} took ${ms(s.p99Ms)} at the 99th percentile (median ${ms(s.p50Ms)}) over the last ` +
+      `${formatDuration(s.windowMs)}, against ${ms(s.baselineMs)} before the backfill started; the limit is ${ms(limit)} ` +
+      `(${t.canaryFactor}× the baseline). A lock held on the table, a long transaction or the backfill's own load can cause it.`,
+  };
+}
+
+export function checkErrors(byKind: ReadonlyMap<string, number>, t: ResolvedThresholds): Finding | null {
+  const total = [...byKind.values()].reduce((a, b) => a + b, 0);
+  if (total <= t.maxErrors) return null;
+  const parts = [...byKind.entries()].filter(([, n]) => n > 0).map(([k, n]) => `${k} ×${n}`);
+  return {
+    threshold: 'error-rate',
+    value: total,
+    limit: t.maxErrors,
+    message: `${total} errors in the last ${formatDuration(t.errorWindowMs)} (${parts.join(', ')}); at most ${t.maxErrors} are tolerated. The database is refusing or timing out work.`,
+  };
+}
+
+export function checkStall(s: { lastProgressAt: number; now: number; rowsDone: number; totalEstimate: number; what: string }, t: ResolvedThresholds): Finding | null {
+  const idle = s.now - s.lastProgressAt;
+  if (idle <= t.noProgressMs) return null;
+  const share = s.totalEstimate > 0 ? ` (${Math.min(100, (100 * s.rowsDone) / s.totalEstimate).toFixed(1)} % done)` : '';
+  return {
+    threshold: 'no-progress',
+    value: idle,
+    limit: t.noProgressMs,
+    message:
+      `the backfill of ${s.what} has not advanced for ${formatDuration(idle)}, since ${new Date(s.lastProgressAt).toISOString()}${share}; ` +
+      `the limit is ${formatDuration(t.noProgressMs)}. Its process may be gone or blocked: \`umzug backfill\` resumes it where it stopped.`,
+  };
+}
