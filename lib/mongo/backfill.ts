@@ -1,0 +1,293 @@
+import type { Collection } from 'mongodb';
+import type { BackfillProgress } from '../backfill/keyset.js';
+import { isConnectionLost, type Db } from '../engine/db.js';
+import type { PhaseName } from '../engine/state.js';
+import { ident } from '../postgres/identifiers.js';
+import { bsonKind } from './bson.js';
+import { isTransientMongoError, type MongoModule } from './driver.js';
+import type { MongoDocument } from './move.js';
+import type { PostgresSink } from './sink.js';
+
+/**
+ * MongoDB sorts `_id`s of different BSON types by type first (this order), and `$gt` only matches values of the same
+ * type bracket. So the walk is one cursor over the whole collection sorted by `_id`, and resuming after `last` asks
+ * for `_id > last` (same bracket) OR `_id` of a bracket sorting after it. Numbers (Int32, Int64, Double, Decimal128)
+ * share one bracket, as do strings and symbols.
+ */
+export const BRACKET_ORDER = ['minKey', 'null', 'number', 'string', 'object', 'array', 'binData', 'objectId', 'bool', 'date', 'timestamp', 'regex', 'maxKey'] as const;
+export type IdBracket = (typeof BRACKET_ORDER)[number];
+
+const BRACKET_TYPES: Record<IdBracket, readonly string[]> = {
+  minKey: ['minKey'],
+  null: ['null', 'undefined'],
+  number: ['number'],
+  string: ['string', 'symbol'],
+  object: ['object'],
+  array: ['array'],
+  binData: ['binData'],
+  objectId: ['objectId'],
+  bool: ['bool'],
+  date: ['date'],
+  timestamp: ['timestamp'],
+  regex: ['regex'],
+  maxKey: ['maxKey'],
+};
+
+export function bracketOf(id: unknown): IdBracket {
+  switch (bsonKind(id)) {
+    case 'minKey':
+      return 'minKey';
+    case 'missing':
+    case 'null':
+    case 'undefined':
+      return 'null';
+    case 'int32':
+    case 'int64':
+    case 'double':
+    case 'decimal128':
+      return 'number';
+    case 'string':
+    case 'symbol':
+      return 'string';
+    case 'array':
+      return 'array';
+    case 'binary':
+      return 'binData';
+    case 'objectId':
+      return 'objectId';
+    case 'boolean':
+      return 'bool';
+    case 'date':
+      return 'date';
+    case 'timestamp':
+      return 'timestamp';
+    case 'regex':
+      return 'regex';
+    case 'maxKey':
+      return 'maxKey';
+    default:
+      return 'object';
+  }
+}
+
+/** Type aliases some servers do not know (FerretDB, which cannot store these types either). */
+const EXOTIC = new Set(['minKey', 'maxKey', 'symbol', 'undefined']);
+
+/** Whether the server knows every $type alias (MongoDB) or only the common ones (FerretDB). */
+export async function knowsExoticTypes(collection: Collection<MongoDocument>): Promise<boolean> {
+  try {
+    await collection.find({ _id: { $type: [...EXOTIC] } } as never).limit(1).toArray();
+    return true;
+  } catch (e) {
+    if (/type (name alias|code)/i.test((e as Error).message)) return false;
+    throw e;
+  }
+}
+
+/** The filter of the walk after `last` (none: from the start). */
+export function afterFilter(last: unknown, exotic = true): Record<string, unknown> {
+  if (last === undefined) return {};
+  const b = bracketOf(last);
+  const later = BRACKET_ORDER.slice(BRACKET_ORDER.indexOf(b) + 1)
+    .flatMap((x) => BRACKET_TYPES[x])
+    .filter((t) => exotic || !EXOTIC.has(t));
+  const same = b === 'minKey' || b === 'maxKey' || b === 'null' ? [] : [{ _id: { $gt: last } }];
+  const or = [...same, ...(later.length > 0 ? [{ _id: { $type: later } }] : [])];
+  return or.length === 0 ? { _id: { $exists: false } } : or.length === 1 ? or[0]! : { $or: or };
+}
+
+export interface MongoBackfillProgress {
+  readonly read: number;
+  readonly written: number;
+  readonly quarantined: number;
+  readonly totalEstimate: number;
+  readonly bracket: IdBracket;
+  readonly done: boolean;
+}
+
+export interface MongoBackfillRun {
+  readonly db: Db;
+  readonly stateSchema: string;
+  readonly sink: PostgresSink;
+  readonly collection: Collection<MongoDocument>;
+  readonly bson: MongoModule;
+  readonly batchSize?: number;
+  readonly signal?: AbortSignal;
+  /** The engine's own backfill row to keep in step, so `umzug status` shows the progress bar. */
+  readonly engineKey?: { readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName };
+  readonly onProgress?: (p: MongoBackfillProgress, engine: BackfillProgress | null) => void;
+  readonly beforeBatch?: (p: BackfillProgress) => Promise<void>;
+  /** How long to keep retrying while MongoDB or PostgreSQL is unreachable. Default 120 s. */
+  readonly outageBudgetMs?: number;
+}
+
+export class MongoBackfillInterrupted extends Error {
+  override name = 'MongoBackfillInterrupted';
+}
+
+interface BracketState {
+  lastId: string | null;
+  done: boolean;
+}
+
+/**
+ * Copies a collection into the target table: one cursor sorted by `_id`, from the last committed `_id`, in batches; each batch's rows, quarantine entries and progress row commit in one PostgreSQL transaction, so a
+ * crash or a stop resumes after the last committed batch and a batch is never half-applied. A lost MongoDB connection
+ * (server restart) reopens the cursor after the last committed `_id`. Upserts are version-guarded, so rows the
+ * dual-writer wrote meanwhile are never overwritten with older documents.
+ */
+export async function runMongoBackfill(run: MongoBackfillRun): Promise<MongoBackfillProgress> {
+  const { db, sink, collection, bson } = run;
+  const s = ident(run.stateSchema);
+  const batch = run.batchSize ?? sink.move.batchSize;
+  const budget = run.outageBudgetMs ?? 120_000;
+  const totalEstimate = await withRetry(() => collection.estimatedDocumentCount(), budget, run.signal);
+  await db.query(`INSERT INTO ${s}.mongo_backfill (move, bracket) VALUES ($1, '*') ON CONFLICT DO NOTHING`, [sink.id]);
+  if (run.engineKey) {
+    const k = run.engineKey;
+    await db.query(
+      `INSERT INTO ${s}.backfills (migration, change_index, phase, total_estimate) VALUES ($1, $2, $3, $4) ON CONFLICT (migration, change_index, phase) DO NOTHING`,
+      [k.migration, k.changeIndex, k.phase, totalEstimate],
+    );
+  }
+  const totals = async () => {
+    const r = await db.query<{ read: string; written: string; quarantined: string }>(
+      `SELECT coalesce(sum(read), 0)::text AS read, coalesce(sum(written), 0)::text AS written, coalesce(sum(quarantined), 0)::text AS quarantined FROM ${s}.mongo_backfill WHERE move = $1`,
+      [sink.id],
+    );
+    const x = r.rows[0]!;
+    return { read: Number(x.read), written: Number(x.written), quarantined: Number(x.quarantined) };
+  };
+  let counts = await totals();
+  let batches = 0;
+  const engineProgress = (bracket: IdBracket, done: boolean): BackfillProgress | null =>
+    run.engineKey
+      ? { ...run.engineKey, rowsDone: counts.read, rowsUpdated: counts.written, totalEstimate: Math.max(totalEstimate, counts.read), batches, done, batchSize: batch }
+      : null;
+  const report = (bracket: IdBracket, done: boolean) =>
+    run.onProgress?.({ ...counts, totalEstimate, bracket, done }, engineProgress(bracket, done));
+
+  let state = await loadState(db, s, sink.id);
+  const exotic = await withRetry(() => knowsExoticTypes(collection), budget, run.signal);
+  let bracket: IdBracket = 'minKey';
+  const parseId = (text: string): unknown => bson.BSON.EJSON.parse(text, { relaxed: false, useBigInt64: true } as never);
+  while (!state.done) {
+    if (run.signal?.aborted) throw new MongoBackfillInterrupted(`stopped after ${counts.read} documents; progress is saved, run it again to resume`);
+    // One cursor over everything in _id order, reopened after the last committed _id when the server goes away.
+    const cursor = collection.find(afterFilter(state.lastId === null ? undefined : parseId(state.lastId), exotic)).sort({ _id: 1 }).batchSize(batch);
+    try {
+      let pending: MongoDocument[] = [];
+      const flush = async (final: boolean) => {
+        const docs = pending;
+        pending = [];
+        const eng = engineProgress(bracket, false);
+        if (eng && run.beforeBatch) await run.beforeBatch(eng);
+        const lastId = docs.length > 0 ? sink.docId(docs[docs.length - 1]!._id) : state.lastId;
+        if (docs.length > 0) bracket = bracketOf(docs[docs.length - 1]!._id);
+        const expected = state.lastId;
+        const res = await withRetry(
+          () =>
+            db.transaction(async (c) => {
+              const w = docs.length > 0 ? await sink.write(c, docs, 'backfill') : { written: 0, quarantined: 0, resolved: 0 };
+              const u = await c.query(
+                `UPDATE ${s}.mongo_backfill SET last_id = $2, done = $3, read = read + $4, written = written + $5, quarantined = quarantined + $6, updated_at = now()
+                  WHERE move = $1 AND bracket = '*' AND last_id IS NOT DISTINCT FROM $7 AND NOT done`,
+                [sink.id, lastId, final, docs.length, w.written, w.quarantined, expected],
+              );
+              if (u.rowCount !== 1) return null; // another runner moved on: this batch is rolled back
+              if (run.engineKey) {
+                const k = run.engineKey;
+                await c.query(
+                  `UPDATE ${s}.backfills SET rows_done = rows_done + $4, rows_updated = rows_updated + $5, batches = batches + 1, last_key = $6::jsonb, updated_at = now()
+                    WHERE migration = $1 AND change_index = $2 AND phase = $3`,
+                  [k.migration, k.changeIndex, k.phase, docs.length, w.written, JSON.stringify([lastId ?? ''])],
+                );
+              }
+              return w;
+            }),
+          budget,
+          run.signal,
+        );
+        if (res === null) {
+          state = await loadState(db, s, sink.id);
+          throw new RestartWalk();
+        }
+        batches++;
+        counts = { read: counts.read + docs.length, written: counts.written + res.written, quarantined: counts.quarantined + res.quarantined };
+        state = { lastId, done: final };
+        report(bracket, false);
+      };
+      for await (const doc of cursor) {
+        pending.push(doc);
+        if (pending.length >= batch) await flush(false);
+        if (run.signal?.aborted) break;
+      }
+      if (run.signal?.aborted) {
+        if (pending.length > 0) await flush(false);
+        continue;
+      }
+      await flush(true);
+    } catch (e) {
+      if (e instanceof RestartWalk) continue;
+      if (isTransientMongoError(e)) {
+        await waitForMongo(collection, budget, run.signal, e);
+        continue;
+      }
+      throw e;
+    } finally {
+      await cursor.close().catch(() => undefined);
+    }
+  }
+  counts = await totals();
+  if (run.engineKey) {
+    const k = run.engineKey;
+    await db.query(`UPDATE ${s}.backfills SET done = true, rows_done = $4, rows_updated = $5, updated_at = now() WHERE migration = $1 AND change_index = $2 AND phase = $3`, [
+      k.migration,
+      k.changeIndex,
+      k.phase,
+      counts.read,
+      counts.written,
+    ]);
+  }
+  report(bracket, true);
+  return { ...counts, totalEstimate, bracket, done: true };
+}
+
+class RestartWalk extends Error {}
+
+async function loadState(db: Db, s: string, move: string): Promise<BracketState> {
+  const r = await db.query<{ last_id: string | null; done: boolean }>(`SELECT last_id, done FROM ${s}.mongo_backfill WHERE move = $1 AND bracket = '*'`, [move]);
+  const x = r.rows[0];
+  return { lastId: x?.last_id ?? null, done: x?.done ?? false };
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** Retries what fails because a server is away (MongoDB restarting, PostgreSQL connection lost) within a time budget. */
+export async function withRetry<T>(f: () => Promise<T>, budgetMs: number, signal?: AbortSignal): Promise<T> {
+  const start = Date.now();
+  for (let i = 0; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      const transient = isTransientMongoError(e) || isConnectionLost(e);
+      if (!transient || Date.now() - start > budgetMs || signal?.aborted) throw e;
+      await sleep(Math.min(2000, 50 * 2 ** i) * (0.5 + Math.random() / 2), signal);
+    }
+  }
+}
+
+async function waitForMongo(collection: Collection<MongoDocument>, budgetMs: number, signal: AbortSignal | undefined, cause: unknown): Promise<void> {
+  try {
+    await withRetry(() => collection.findOne({}, { projection: { _id: 1 } }), budgetMs, signal);
+  } catch (e) {
+    throw new Error(
+      `MongoDB stayed unreachable for ${Math.round(budgetMs / 1000)} s (${(cause as Error).message}; then ${(e as Error).message}). ` +
+        'Every batch up to the last committed one is in PostgreSQL; run the backfill again to resume from there.',
+    );
+  }
+}
