@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { register } from 'tsx/esm/api';
+import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
+import type { ZeroDowntimeConfig } from '../config.js';
+
+// Migrations and configs are often TypeScript: let Node import .ts files directly.
+register();
+
+const CONFIG_NAMES = ['umzug.config.ts', 'umzug.config.mts', 'umzug.config.js', 'umzug.config.mjs', 'umzug.config.cjs'];
+const KNEXFILE_NAMES = ['knexfile.ts', 'knexfile.mts', 'knexfile.js', 'knexfile.mjs', 'knexfile.cjs'];
+
+async function importDefault(file: string): Promise<unknown> {
+  const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  let exported: unknown = mod.default ?? mod;
+  // A CommonJS file compiled from ESM nests its export once more.
+  if (exported && typeof exported === 'object' && 'default' in exported && Object.keys(exported).length === 1) exported = (exported as { default: unknown }).default;
+  return exported;
+}
+
+/**
+ * The project's knexfile, as the knex CLI reads it: one config, or one per environment picked by NODE_ENV
+ * (default development); a function is called. Its migrations.directory becomes our migrations glob.
+ */
+async function knexfileConfig(cwd: string): Promise<{ file: string; knex: Record<string, unknown>; migrations?: string } | null> {
+  const file = KNEXFILE_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
+  if (!file) return null;
+  let config = await importDefault(file);
+  if (typeof config === 'function') config = await (config as () => unknown)();
+  if (!config || typeof config !== 'object') throw new Error(`${file} exports no Knex config`);
+  let knex = config as Record<string, unknown>;
+  if (!('client' in knex)) {
+    const env = process.env.NODE_ENV || 'development';
+    const picked = knex[env];
+    if (!picked || typeof picked !== 'object') {
+      throw new Error(`${file} has no config for NODE_ENV=${env} (it has: ${Object.keys(knex).join(', ')}). Set NODE_ENV or add that environment.`);
+    }
+    knex = picked as Record<string, unknown>;
+  }
+  const dir = (knex.migrations as { directory?: unknown } | undefined)?.directory;
+  const { migrations: _knexOwn, seeds: _seeds, ...rest } = knex;
+  return { file, knex: rest, ...(typeof dir === 'string' ? { migrations: `${dir.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` } : {}) };
+}
+
+/**
+ * Options that choose the project (config file, database, migrations glob) are needed before Umzug's own parser
+ * exists, because that parser is built from the configured instance. Node's parseArgs picks them out; every other
+ * argument goes to Umzug's CLI untouched.
+ */
+function splitGlobalOptions(argv: string[]): { globals: { config?: string; databaseUrl?: string; migrations?: string }; rest: string[] } {
+  const { tokens } = parseArgs({
+    args: argv,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+    options: { config: { type: 'string' }, 'database-url': { type: 'string' }, migrations: { type: 'string' } },
+  });
+  const globals: { config?: string; databaseUrl?: string; migrations?: string } = {};
+  const drop = new Set<number>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || !['config', 'database-url', 'migrations'].includes(t.name)) continue;
+    if (t.value === undefined) throw new Error(`--${t.name} needs a value`);
+    drop.add(t.index);
+    if (!t.inlineValue) drop.add(t.index + 1);
+    if (t.name === 'config') globals.config = t.value;
+    else if (t.name === 'database-url') globals.databaseUrl = t.value;
+    else globals.migrations = t.value;
+  }
+  return { globals, rest: argv.filter((_a, i) => !drop.has(i)) };
+}
+
+async function loadUmzug(globals: { config?: string; databaseUrl?: string; migrations?: string }): Promise<ZeroDowntimeUmzug> {
+  const cwd = process.cwd();
+  const file = globals.config ? path.resolve(cwd, globals.config) : CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
+  if (globals.config && !existsSync(file!)) throw new Error(`config file ${file} does not exist`);
+  const knexfile = await knexfileConfig(cwd);
+  if (file) {
+    let exported = await importDefault(file);
+    if (typeof exported === 'function' && !(exported as { client?: unknown }).client) exported = await (exported as () => unknown)();
+    if (typeof (exported as { runAsCLI?: unknown }).runAsCLI === 'function') return exported as ZeroDowntimeUmzug;
+    const config = exported as ZeroDowntimeConfig;
+    // A config without `knex` reuses the project's knexfile.
+    const knex = globals.databaseUrl ? { client: 'pg', connection: globals.databaseUrl } : (config.knex ?? knexfile?.knex);
+    return zeroDowntime({
+      ...config,
+      ...(knex ? { knex: knex as ZeroDowntimeConfig['knex'] } : {}),
+      ...(globals.migrations ? { migrations: globals.migrations } : !config.migrations && knexfile?.migrations ? { migrations: knexfile.migrations } : {}),
+    });
+  }
+  const url = globals.databaseUrl ?? (knexfile ? undefined : process.env.DATABASE_URL);
+  if (knexfile && !url) {
+    return zeroDowntime({ knex: knexfile.knex as ZeroDowntimeConfig['knex'], ...((globals.migrations ?? knexfile.migrations) ? { migrations: (globals.migrations ?? knexfile.migrations)! } : {}) });
+  }
+  if (!url) {
+    throw new Error(`no ${CONFIG_NAMES.join(' / ')} or ${KNEXFILE_NAMES.join(' / ')} in ${cwd}, and neither --database-url nor DATABASE_URL is set: nothing to connect to.`);
+  }
+  return zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, ...(globals.migrations ? { migrations: globals.migrations } : {}) });
+}
+
+async function main(): Promise<number> {
+  const { globals, rest } = splitGlobalOptions(process.argv.slice(2));
+  let umzug: ZeroDowntimeUmzug;
+  try {
+    umzug = await loadUmzug(globals);
+  } catch (e) {
+    process.stderr.write(`umzug: ${(e as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const ok = await umzug.runAsCLI(rest);
+    return ok ? 0 : 1;
+  } finally {
+    await umzug.close();
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`umzug: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,135 @@
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { buildPlan, formatPlan, type PlannedStatement } from '../lib/cli/plan.js';
+import { schemaSnapshot, dataChecksums } from '../lib/postgres/snapshot.js';
+import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
+import { tempProject } from './support/project.js';
+
+describe('umzug plan: locks, rewrites and scans as PostgreSQL reports them, nothing changed', function () {
+  this.timeout(60_000);
+  let url: string;
+  let knex: Knex;
+  let umzug: ZeroDowntimeUmzug;
+
+  const picture = async () => {
+    const c = await pgClient(url);
+    try {
+      const conn = { query: (t: string, v?: readonly unknown[]) => c.query(t, v as unknown[]) as never };
+      return { schema: await schemaSnapshot(conn, ['public']), data: await dataChecksums(conn, ['public']) };
+    } finally {
+      await c.end();
+    }
+  };
+
+  before(async () => {
+    url = await freshDatabase('cli_plan');
+    knex = knexFor(url, 4);
+    await knex.raw(`CREATE TABLE orders (id bigint PRIMARY KEY, amount int NOT NULL, note text)`);
+    await knex.raw(`INSERT INTO orders SELECT g, g % 100, 'n' || g FROM generate_series(1, 500) g`);
+    const project = tempProject('cli-plan');
+    project.write(
+      '001.orders.ts',
+      `import { defineMigration, addCheck, addIndex, sql } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [
+  addCheck({ table: 'orders', name: 'orders_amount_positive', check: 'amount >= 0' }),
+  addIndex({ table: 'orders', columns: ['amount'] }),
+  sql({ up: 'ALTER TABLE orders ALTER COLUMN amount TYPE bigint', down: 'ALTER TABLE orders ALTER COLUMN amount TYPE int' }),
+] });
+`,
+    );
+    umzug = zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, cwd: project.dir, logger: silentLogger, lock: { timeout: '300ms' } });
+  });
+  after(async () => {
+    await umzug?.close();
+    await knex?.destroy();
+  });
+
+  const statements = (plan: Awaited<ReturnType<typeof buildPlan>>, kind: string): PlannedStatement[] => {
+    const c = plan.phases[0]!.changes.find((x) => x.kind === kind)!;
+    return [...c.steps, ...c.afterBackfill].flatMap((s) => s.statements);
+  };
+
+  it('reports the NOT VALID check’s brief lock without a scan, the VALIDATE’s scan under SHARE UPDATE EXCLUSIVE, the type change’s rewrite, and CONCURRENTLY as documented', async () => {
+    const before = await picture();
+    const plan = await buildPlan(umzug);
+    expect(plan.rolledBack).to.equal(true);
+    const [notValid, validate] = statements(plan, 'addCheck');
+    expect(notValid!.text).to.match(/NOT VALID/);
+    expect(notValid!.effects!.locks).to.deep.equal([{ relation: 'public.orders', mode: 'AccessExclusiveLock' }]);
+    expect(notValid!.effects!.scans).to.deep.equal([]);
+    expect(validate!.text).to.match(/VALIDATE CONSTRAINT/);
+    expect(validate!.effects!.locks).to.deep.equal([{ relation: 'public.orders', mode: 'ShareUpdateExclusiveLock' }]);
+    // NOT VALID ran alone too (its lock is exact); VALIDATE needs the constraint, so it was measured after that step.
+    expect(notValid!.lockSource).to.equal('isolated');
+    expect(validate!.lockSource).to.equal('after-earlier-steps');
+    expect(validate!.effects!.scans).to.deep.equal([{ relation: 'public.orders', rows: 500 }]);
+    expect(validate!.effects!.rewrites).to.deep.equal([]);
+
+    const index = statements(plan, 'addIndex').find((s) => /CREATE INDEX CONCURRENTLY/.test(s.text))!;
+    expect(index.run).to.equal('described');
+    expect(index.documentedLock!.mode).to.equal('ShareUpdateExclusiveLock');
+
+    const [alter] = statements(plan, 'sql');
+    expect(alter!.effects!.rewrites).to.deep.equal(['public.orders']);
+    expect(alter!.effects!.locks[0]).to.deep.equal({ relation: 'public.orders', mode: 'AccessExclusiveLock' });
+
+    const text = formatPlan(plan);
+    expect(text).to.include('REWRITES public.orders');
+    expect(text).to.include('scans public.orders (500 rows)');
+    expect(text).to.match(/SHARE UPDATE EXCLUSIVE \(blocks other DDL and VACUUM, not reads or writes\) — CONCURRENTLY/);
+
+    expect(await picture()).to.deep.equal(before);
+    const state = await knex.raw(`SELECT to_regnamespace('zero_downtime') IS NULL AS absent`);
+    expect((state as { rows: { absent: boolean }[] }).rows[0]!.absent).to.equal(true);
+  });
+
+  it('behind a session holding a lock, plan reports the lock wait within lock.timeout instead of queueing', async () => {
+    const holder: pg.Client = await pgClient(url, 'lock-holder');
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM orders LIMIT 1'); // ACCESS SHARE until the transaction ends
+    try {
+      const started = Date.now();
+      const plan = await buildPlan(umzug);
+      const [notValid] = statements(plan, 'addCheck');
+      expect(notValid!.run).to.equal('failed');
+      expect(notValid!.error).to.match(/could not get its lock within lock\.timeout/);
+      // Every measured statement waits at most 300 ms, twice (the cumulative and the isolated run).
+      expect(Date.now() - started).to.be.lessThan(10_000);
+      // Meanwhile the holder's reads were never blocked behind a queued ACCESS EXCLUSIVE request.
+      const r = await holder.query('SELECT count(*)::int AS n FROM orders');
+      expect(r.rows[0].n).to.equal(500);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+  });
+
+  it('cuts a long statement at the plan’s own statement timeout and says so, instead of holding its locks', async () => {
+    const project = tempProject('cli-plan-slow');
+    project.write('001.slow.ts', `import { defineMigration, sql } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM orders LIMIT 1', down: 'SELECT 1' })] });
+`);
+    const slow = zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 2 } }, cwd: project.dir, logger: silentLogger });
+    try {
+      const started = Date.now();
+      const plan = await buildPlan(slow, { statementTimeoutMs: 200 });
+      const [stmt] = statements(plan, 'sql');
+      expect(stmt!.run).to.equal('failed');
+      expect(stmt!.error).to.match(/did not finish within the plan's statement timeout/);
+      expect(Date.now() - started).to.be.lessThan(1500);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('after up, plans only the contract, with the reasons its gate is closed', async () => {
+    await umzug.up();
+    const plan = await buildPlan(umzug);
+    expect(plan.phases.map((p) => p.phase)).to.deep.equal(['contract']);
+    expect(plan.phases[0]!.gate!.open).to.equal(false);
+    expect(plan.phases[0]!.gate!.reasons.join(' ')).to.match(/safety window/);
+    await umzug.down();
+  });
+});

@@ -1,0 +1,77 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LIB_INDEX } from './support/project.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const BIN = path.resolve(here, '../lib/cli/bin.ts');
+// The project folder is elsewhere: tsx must be given by location, not by name.
+export const TSX = import.meta.resolve('tsx');
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface CliProject {
+  readonly dir: string;
+  write(file: string, body: string): string;
+  files(folder: string): string[];
+  /** Runs the real `umzug` bin in the project folder. */
+  run(args: readonly string[], env?: Record<string, string>): Promise<RunResult>;
+}
+
+/**
+ * A throwaway project that depends on umzug-zero-downtime the way a user's does: `node_modules/umzug-zero-downtime`
+ * (here a shim re-exporting lib/index.ts, for `import` and `require`), so the files `umzug create` writes load as-is.
+ */
+export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' }, databaseUrl: string): CliProject {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `zdt-${prefix}-`));
+  const shim = path.join(dir, 'node_modules', 'umzug-zero-downtime');
+  mkdirSync(shim, { recursive: true });
+  writeFileSync(path.join(shim, 'package.json'), JSON.stringify({ name: 'umzug-zero-downtime', exports: { import: './index.mjs', require: './index.cjs' } }));
+  writeFileSync(path.join(shim, 'index.mjs'), `export * from ${JSON.stringify(LIB_INDEX)};\n`);
+  writeFileSync(path.join(shim, 'index.cjs'), `module.exports = require(${JSON.stringify(LIB_INDEX)});\n`);
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `app-${prefix}`, private: true, type: pkg.type }));
+  return {
+    dir,
+    write(file, body) {
+      const full = path.join(dir, file);
+      mkdirSync(path.dirname(full), { recursive: true });
+      writeFileSync(full, body);
+      return full;
+    },
+    files(folder) {
+      try {
+        return readdirSync(path.join(dir, folder)).sort();
+      } catch {
+        return [];
+      }
+    },
+    run(args, env = {}) {
+      const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], {
+        cwd: dir,
+        env: { ...process.env, DATABASE_URL: databaseUrl, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+    },
+  };
+}
+
+/** The JSON document a `--json` command printed (the last top-level `{…}` block of stdout). */
+export function jsonOut<T>(r: RunResult): T {
+  const start = r.stdout.lastIndexOf('\n{\n') >= 0 ? r.stdout.lastIndexOf('\n{\n') + 1 : r.stdout.indexOf('{');
+  try {
+    return JSON.parse(r.stdout.slice(start)) as T;
+  } catch (e) {
+    throw new Error(`not JSON (${(e as Error).message}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
