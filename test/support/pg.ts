@@ -1,0 +1,37 @@
+import pg from 'pg';
+import knexFactory, { type Knex } from 'knex';
+
+export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+
+export function urlFor(database: string): string {
+  return `${PG_BASE}/${database}`;
+}
+
+/**
+ * A database of the test file's own, dropped and made anew, so tests cannot leak into each other.
+ * The name is derived from the file name by the caller.
+ */
+export async function freshDatabase(name: string): Promise<string> {
+  const database = `zdt_${name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
+  const admin = new pg.Client({ connectionString: urlFor('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+  } finally {
+    await admin.end();
+  }
+  return urlFor(database);
+}
+
+export function knexFor(url: string, poolMax = 10): Knex {
+  return knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: poolMax } });
+}
+
+export async function pgClient(url: string, applicationName = 'zdt-test'): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, application_name: applicationName });
+  await c.connect();
+  return c;
+}
+
+export const silentLogger = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };

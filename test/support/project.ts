@@ -1,0 +1,22 @@
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const LIB_INDEX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/index.ts');
+
+/** A throwaway project folder with a migrations/ directory; files import the library by absolute path. */
+export function tempProject(prefix: string): { dir: string; migrations: string; write(name: string, body: string): string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `zdt-${prefix}-`));
+  const migrations = path.join(dir, 'migrations');
+  mkdirSync(migrations);
+  return {
+    dir,
+    migrations,
+    write(name, body) {
+      const file = path.join(migrations, name);
+      writeFileSync(file, body.replaceAll('umzug-zero-downtime', LIB_INDEX));
+      return file;
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import type pg from 'pg';
+import { pgClient } from './pg.js';
+
+export interface WriterStats {
+  ops: number;
+  errors: string[];
+}
+
+export interface Writer {
+  readonly stats: WriterStats;
+  stop(): Promise<void>;
+}
+
+/**
+ * A simulated application instance: a loop of single-row INSERT / UPDATE / DELETE on its own connection, writing the
+ * column its version knows. Every error is recorded; the tests require none.
+ */
+export async function startWriter(
+  url: string,
+  opts: { table: string; column: string; idColumn?: string; maxId: () => number; label: string; extra?: (c: pg.Client, i: number) => Promise<void> },
+): Promise<Writer> {
+  const client = await pgClient(url, opts.label);
+  const stats: WriterStats = { ops: 0, errors: [] };
+  let running = true;
+  const id = opts.idColumn ?? 'id';
+  const loop = (async () => {
+    let i = 0;
+    while (running) {
+      i++;
+      const r = Math.random();
+      const target = 1 + Math.floor(Math.random() * Math.max(1, opts.maxId()));
+      const value = `${opts.label}-${i}`;
+      try {
+        if (r < 0.35) {
+          await client.query(`INSERT INTO ${opts.table} (${opts.column}) VALUES ($1)`, [value]);
+        } else if (r < 0.8) {
+          await client.query(`UPDATE ${opts.table} SET ${opts.column} = $1 WHERE ${id} = $2`, [value, target]);
+        } else if (r < 0.9) {
+          await client.query(`UPDATE ${opts.table} SET email = $1 WHERE ${id} = $2`, [`${value}@x`, target]);
+        } else {
+          await client.query(`DELETE FROM ${opts.table} WHERE ${id} = $1`, [target]);
+        }
+        if (opts.extra) await opts.extra(client, i);
+        stats.ops++;
+      } catch (e) {
+        stats.errors.push(`${opts.label}: ${(e as Error).message}`);
+      }
+      // Yield so the event loop serves the migration too; a real app has think time as well.
+      await new Promise((res) => setTimeout(res, 1));
+    }
+  })();
+  return {
+    stats,
+    async stop() {
+      running = false;
+      await loop;
+      await client.end();
+    },
+  };
+}
