@@ -195,7 +195,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'users', from: 
 
   it('lets any change declare a read flag (withReadFlag), and refuses a bad flag name at declaration', () => {
     const change = withReadFlag(renameColumn({ table: 'users', from: 'a', to: 'b' }), 'users-b');
-    const snapshot = { tables: { 'public.users': { table: { schema: 'public', name: 'users' }, columns: [{ name: 'a', type: 'text', notNull: false, default: null, identity: '', generated: '', indexes: [], constraints: [], referencedBy: [] }], primaryKey: ['id'], estimatedRows: 0 } } };
+    const snapshot = { tables: { 'public.users': { table: { schema: 'public', name: 'users' }, columns: [{ name: 'id', type: 'bigint', notNull: true, default: null, identity: '', generated: '', indexes: ['users_pkey'], constraints: [{ name: 'users_pkey', type: 'p' }], referencedBy: [] }, { name: 'a', type: 'text', notNull: false, default: null, identity: '', generated: '', indexes: [], constraints: [], referencedBy: [] }], primaryKey: ['id'], estimatedRows: 0 } } };
     expect(change.describe(snapshot as never, { defaultSchema: 'public' }).readFlag).to.equal('users-b');
     expect(() => withReadFlag(change, 'no spaces')).to.throw(ChangeInputError, /readFlag must be/);
     expect(() => renameColumn({ table: 'users', from: 'a', to: 'b', readFlag: '' })).to.throw(ChangeInputError, /renameColumn: readFlag/);
