@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, purgeArchives, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
 import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot } from '../lib/postgres/snapshot.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
@@ -178,6 +178,59 @@ export default defineMigration({ changes: [
     await umzug.down();
     expect(await relkind('shop.orders')).to.equal(null);
     expect((await knex.raw(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'zero_downtime' AND c.relname LIKE 'zd_created_%' AND c.relkind = 'r'`)).rows[0].n).to.equal(1);
+  });
+
+  it('purge deletes archived tables (a dropped one, an undone created one) past the retention; down then refuses, saying why and changing nothing', async () => {
+    await knex.raw(`CREATE SCHEMA purged`);
+    await knex.raw(`CREATE TABLE purged.old_stuff (id int PRIMARY KEY, v text)`);
+    await knex.raw(`INSERT INTO purged.old_stuff SELECT g, 'v' || g FROM generate_series(1, 300) g`);
+    const project = tempProject('purge-tables');
+    project.write(
+      '001.drop.ts',
+      `import { defineMigration, dropTable } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [dropTable({ table: { schema: 'purged', name: 'old_stuff' } })] });
+`,
+    );
+    project.write(
+      '002.create.ts',
+      `import { defineMigration, createTable } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [createTable({ table: { schema: 'purged', name: 'fresh' }, columns: [{ name: 'id', type: 'int', nullable: false }], primaryKey: ['id'] })] });
+`,
+    );
+    const umzug = umzugFor(project.dir);
+    try {
+      await umzug.up(); // both expands
+      await knex.raw(`INSERT INTO purged.fresh VALUES (1)`);
+      await umzug.down(); // 002 expand: fresh holds a row, so it is archived
+      expect(await relkind('purged.fresh')).to.equal(null);
+      await umzug.up(); // 002 expand again, and 001's contract: old_stuff is archived
+      expect(await relkind('purged.old_stuff')).to.equal(null);
+
+      const dry = await purgeArchives(umzug, { olderThanMs: 0, dryRun: true });
+      expect(dry.purged.filter((p) => p.table.startsWith('purged.')).map((p) => [p.table, p.kind])).to.have.deep.members([
+        ['purged.old_stuff', 'drop-table'],
+        ['purged.fresh', 'create-table-undone'],
+      ]);
+      expect((await purgeArchives(umzug, { olderThanMs: 30 * 86_400_000 })).purged).to.deep.equal([]);
+      const done = await purgeArchives(umzug, { olderThanMs: 0 });
+      expect(done.purged.filter((p) => p.table.startsWith('purged.'))).to.have.length(2);
+      const left = await knex.raw<{ rows: { relname: string }[] }>(
+        `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'zero_downtime' AND (c.relname LIKE 'zd_dropped_purged%' OR c.relname LIKE 'zd_created_purged%')`,
+      );
+      expect(left.rows).to.deep.equal([]);
+
+      const executed = await umzug.engine.state.executedNames();
+      const err = await umzug.down().then(
+        () => null,
+        (e: Error) => e,
+      );
+      const message = String((err as { cause?: Error } | null)?.cause?.message ?? err?.message);
+      expect(message).to.match(/the archive zero_downtime\.zd_dropped_\S* of table purged\.old_stuff is gone \(purged\?\), so down cannot bring the table back\. Nothing was changed/);
+      expect(await umzug.engine.state.executedNames()).to.deep.equal(executed);
+      expect(await relkind('purged.old_stuff')).to.equal(null);
+    } finally {
+      await umzug.close();
+    }
   });
 
   it('refuses to create a table whose name is taken (by a view), a hostile type, an unknown key column, and to drop a table other tables reference', async () => {

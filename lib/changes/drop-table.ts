@@ -1,6 +1,7 @@
 import type { Change, ResolveContext } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { forgetTableArchive, registerTableArchiveSql, requireTableArchive } from '../postgres/archive.js';
 import { renameTable, setSchema } from '../postgres/table-ddl.js';
 import { txStep } from './common.js';
 
@@ -38,9 +39,24 @@ export function dropTable(options: DropTableOptions): Change {
       return {
         summary: `drop table ${tableLabel(t)} (archived as ${tableLabel(archive)} until purge)`,
         expand: { steps: [] },
-        contract: { steps: [txStep('archive-table', `move ${tableLabel(t)} into ${tableLabel(archive)}`, [renameTable(t, archive.name), setSchema(renamed, archive.schema)])] },
+        contract: {
+          steps: [
+            txStep('archive-table', `move ${tableLabel(t)} into ${tableLabel(archive)}`, [
+              renameTable(t, archive.name),
+              setSchema(renamed, archive.schema),
+              { text: registerTableArchiveSql(archive.schema, archive.name, t, 'drop-table') },
+            ]),
+          ],
+        },
         undoContract: {
-          steps: [txStep('restore-table', `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [setSchema(archive, t.schema), renameTable(renamed, t.name)])],
+          steps: [
+            txStep('restore-table', `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [
+              requireTableArchive(archive.schema, archive.name, t, `dropTable ${tableLabel(t)}`),
+              setSchema(archive, t.schema),
+              renameTable(renamed, t.name),
+              forgetTableArchive(archive.schema, archive.name),
+            ]),
+          ],
         },
         undoExpand: { steps: [] },
       };

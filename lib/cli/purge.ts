@@ -1,7 +1,7 @@
 import { CommandLineAction, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
 import { parseDuration } from '../engine/duration.js';
-import { REGISTRY, registryTable } from '../postgres/archive.js';
+import { REGISTRY, registryTable, TABLE_ARCHIVE_KINDS } from '../postgres/archive.js';
 import { qualified } from '../postgres/identifiers.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 
@@ -24,10 +24,12 @@ export interface PurgeReport {
 }
 
 /**
- * Deletes column archives (dropColumn, changeColumnType, renameColumn, deriveColumn, setNotNull) made more than
- * `olderThanMs` ago, under the migration lock. Each is dropped in a transaction of its own with its registry row.
+ * Deletes archives made more than `olderThanMs` ago, under the migration lock: column archives (dropColumn,
+ * changeColumnType, renameColumn, deriveColumn, setNotNull) and whole tables (dropTable, an undone createTable that
+ * held rows). Each is dropped in a transaction of its own with its registry row.
  * What it means for `down`: a dropColumn contract can then no longer be undone with its data (down refuses and says
- * so); a type change, rename or derived column is still undone, every row through its `down` conversion.
+ * so); a type change, rename or derived column is still undone, every row through its `down` conversion; a dropTable
+ * contract can no longer be undone (down refuses and says so).
  */
 export async function purgeArchives(umzug: ZeroDowntimeUmzug, opts: { readonly olderThanMs: number; readonly dryRun?: boolean }): Promise<PurgeReport> {
   if (!Number.isFinite(opts.olderThanMs) || opts.olderThanMs < 0) throw new TypeError('purge: --older-than must be a non-negative duration such as "30d"');
@@ -68,7 +70,7 @@ export function formatPurge(report: PurgeReport): string {
   const verb = report.dryRun ? 'Would purge' : 'Purged';
   return [
     `${verb} ${report.purged.length} archive(s); ${report.kept} kept.`,
-    ...report.purged.map((p) => `  ${p.archive}: ${p.table} (${p.columns.join(', ') || 'keys'}) ${p.kind}, ${p.rows ?? '?'} rows, made ${p.createdAt}`),
+    ...report.purged.map((p) => `  ${p.archive}: ${p.table} (${p.columns.join(', ') || (TABLE_ARCHIVE_KINDS.includes(p.kind) ? 'whole table' : 'keys')}) ${p.kind}, ${p.rows ?? '?'} rows, made ${p.createdAt}`),
   ].join('\n');
 }
 
@@ -79,10 +81,10 @@ class PurgeAction extends CommandLineAction {
   constructor(private readonly umzug: ZeroDowntimeUmzug) {
     super({
       actionName: 'purge',
-      summary: 'Deletes the archives of dropped and replaced columns older than a retention',
+      summary: 'Deletes the archives of dropped and replaced columns and of dropped tables older than a retention',
       documentation:
-        `Contracts keep the columns they drop in archive tables of the state schema (listed in ${REGISTRY}), so down can restore them. ` +
-        'purge --older-than 30d deletes those made more than 30 days ago. A dropColumn contract whose archive is gone can no longer be undone with its data.',
+        `Contracts keep the columns and tables they drop in archive tables of the state schema (listed in ${REGISTRY}), so down can restore them. ` +
+        'purge --older-than 30d deletes those made more than 30 days ago. A dropColumn or dropTable contract whose archive is gone can no longer be undone with its data.',
     });
     this.olderThan = this.defineStringParameter({
       parameterLongName: '--older-than',

@@ -144,3 +144,39 @@ BEGIN
   END LOOP;
 END`);
 }
+
+/** Registry kinds of whole-table archives (the others archive columns: keys + values). */
+export const TABLE_ARCHIVE_KINDS: readonly string[] = ['drop-table', 'create-table-undone'];
+
+/**
+ * SQL (literals, no parameters: it also runs inside DO blocks) that registers a whole table moved into the state
+ * schema — dropTable's contract, an undone createTable that held rows — so `umzug purge` finds it like a column
+ * archive. `rows` is the planner's estimate: counting would scan the table while the move holds its ACCESS EXCLUSIVE
+ * lock.
+ */
+export function registerTableArchiveSql(stateSchema: string, archive: string, source: TableName, kind: string): string {
+  const registry = registryTable(stateSchema);
+  return `${ensureRegistry(stateSchema).text};
+INSERT INTO ${registry} (archive, source_table, source_columns, kind, rows)
+SELECT ${literal(archive)}, ${literal(tableLabel(source))}, '{}'::text[], ${literal(kind)},
+       (SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END FROM pg_class c WHERE c.oid = to_regclass(${literal(qualified({ schema: stateSchema, name: archive }))}))
+ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, kind = EXCLUDED.kind, source_table = EXCLUDED.source_table`;
+}
+
+/** Refuses (rolling back its step) to restore a table whose archive was purged. */
+export function requireTableArchive(stateSchema: string, archive: string, source: TableName, what: string): Statement {
+  return doBlock(`
+BEGIN
+  IF to_regclass(${literal(qualified({ schema: stateSchema, name: archive }))}) IS NULL THEN
+    RAISE EXCEPTION '%: the archive %.% of table % is gone (purged?), so down cannot bring the table back. Nothing was changed. Recreate the table with createTable() or sql() in a new migration if you need it.',
+      ${literal(what)}, ${literal(stateSchema)}, ${literal(archive)}, ${literal(tableLabel(source))};
+  END IF;
+END`);
+}
+
+/** Forgets a table archive that was moved back (its registry row), if the registry exists. */
+export function forgetTableArchive(stateSchema: string, archive: string): Statement {
+  return doBlock(
+    `BEGIN IF to_regclass(${literal(registryTable(stateSchema))}) IS NOT NULL THEN DELETE FROM ${registryTable(stateSchema)} WHERE archive = ${literal(archive)}; END IF; END`,
+  );
+}

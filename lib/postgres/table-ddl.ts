@@ -1,4 +1,5 @@
 import type { Statement } from '../engine/db.js';
+import { registerTableArchiveSql } from './archive.js';
 import { ident, literal, qualified, type TableName } from './identifiers.js';
 
 /** Table-level DDL: renames, views standing in for an old name, archiving into the state schema. */
@@ -47,7 +48,7 @@ function dollarQuote(body: string): string {
 
 /**
  * Undo of a table creation: an empty table is dropped; one holding rows (written by the new version) is moved into the
- * state schema under `archive`, so nothing is lost until purge.
+ * state schema under `archive` and registered, so nothing is lost until `umzug purge`.
  */
 export function dropOrArchiveTable(t: TableName, stateSchema: string, archive: string): Statement {
   const body = `
@@ -55,6 +56,7 @@ BEGIN
   IF EXISTS (SELECT 1 FROM ${qualified(t)}) THEN
     ALTER TABLE ${qualified(t)} RENAME TO ${ident(archive)};
     ALTER TABLE ${qualified({ schema: t.schema, name: archive })} SET SCHEMA ${ident(stateSchema)};
+    ${registerTableArchiveSql(stateSchema, archive, t, 'create-table-undone')};
   ELSE
     DROP TABLE ${qualified(t)};
   END IF;
