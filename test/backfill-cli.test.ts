@@ -107,4 +107,50 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
     const bad = await knex.raw(`SELECT count(*)::int AS n FROM items WHERE name IS DISTINCT FROM title`);
     expect(bad.rows[0].n).to.equal(0);
   });
+
+  it('`umzug up` stops cleanly on SIGINT mid-backfill (exit 130, progress kept, nothing recorded as applied), and the next `up` finishes it', async () => {
+    await knex.raw(`CREATE TABLE gadgets (id int PRIMARY KEY, label text)`);
+    await knex.raw(`INSERT INTO gadgets SELECT g, 'g' || g FROM generate_series(1, ${ROWS}) g`);
+    const project = tempProject('up-sigint');
+    project.write(
+      '001.gadgets-name.ts',
+      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [renameColumn({ table: 'gadgets', from: 'label', to: 'name' })] });
+`,
+    );
+    // A state schema of its own: this project's migrations are not the first test's.
+    writeFileSync(
+      path.join(project.dir, 'umzug.config.ts'),
+      `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 8 } }, stateSchema: 'zd_sigint', contract: { after: 0 },
+  backfill: { batchSize: 200, adaptive: false, pause: '15ms', chunkRows: 2000, canary: false } };
+`,
+    );
+    const progress = async () =>
+      ((await knex.raw(`SELECT rows_done, done FROM zd_sigint.backfills`).catch(() => ({ rows: [] }))) as { rows: { rows_done: string; done: boolean }[] }).rows[0];
+
+    const up = bin(project.dir, url, ['up']);
+    for (let i = 0; i < 400 && Number((await progress())?.rows_done ?? 0) < 1000; i++) await new Promise((r) => setTimeout(r, 25));
+    up.child.kill('SIGINT');
+    expect(await up.exited, up.output()).to.equal(130);
+    expect(up.output()).to.match(/Stopping after the current batch/);
+    expect(up.output()).to.match(/Stopped: .*`umzug up` \(or `umzug backfill`\) resumes from there/);
+    const stopped = await progress();
+    expect(stopped!.done).to.equal(false);
+    expect(Number(stopped!.rows_done)).to.be.greaterThan(0).and.lessThan(ROWS);
+    const held = await knex.raw(`SELECT count(*)::int AS n FROM zd_sigint.backfill_chunks WHERE NOT done AND owner IS NOT NULL`);
+    expect(held.rows[0].n, 'the stopped up gives its chunk back').to.equal(0);
+    const applied = await knex.raw(`SELECT name FROM zd_sigint.migrations`);
+    expect(applied.rows, 'an interrupted expand is not recorded as applied').to.deep.equal([]);
+    const free = await knex.raw(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    expect(free.rows[0].n, 'the migration lock died with the stopped process').to.equal(0);
+
+    const again = bin(project.dir, url, ['up', '--json']);
+    expect(await again.exited, again.output()).to.equal(0);
+    expect(JSON.parse(again.output().slice(again.output().indexOf('{'))).applied).to.deep.equal(['001.gadgets-name.ts:expand']);
+    const end = await progress();
+    expect(end!.done).to.equal(true);
+    expect(Number(end!.rows_done), 'every row walked exactly once across both runs').to.equal(ROWS);
+    const bad = await knex.raw(`SELECT count(*)::int AS n FROM gadgets WHERE name IS DISTINCT FROM label`);
+    expect(bad.rows[0].n).to.equal(0);
+  });
 });

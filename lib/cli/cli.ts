@@ -3,9 +3,18 @@ import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umz
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { TemplateCreateAction } from './create.js';
 
+/** The backfill stop (ours or the Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
+function interruption(e: unknown): Error | null {
+  for (let x: unknown = e, depth = 0; x instanceof Error && depth < 10; x = (x as { cause?: unknown }).cause, depth++) {
+    if (x.name === 'BackfillInterrupted' || x.name === 'MongoBackfillInterrupted') return x;
+  }
+  return null;
+}
+
 /**
  * Umzug's up or down, plus `--json`: the phases it applied or reverted (and for up, the contracts left waiting and
- * why), as one JSON document on stdout. The logger is muted meanwhile, so stdout holds nothing else.
+ * why), as one JSON document on stdout. The logger is muted meanwhile, so stdout holds nothing else. `up` also stops
+ * cleanly on SIGINT/SIGTERM: the running backfill ends after its batch, and the exit code is 130.
  */
 function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: ZeroDowntimeUmzug): UpAction | DownAction {
   const Json = class extends (Base as unknown as new (u: Umzug) => UpAction) {
@@ -15,6 +24,35 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
       this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the phases applied or reverted as JSON' });
     }
     override async onExecute(): Promise<void> {
+      if (this.actionName !== 'up') return this.run();
+      // Ctrl-C (or a deploy tool's SIGTERM) during a backfill: stop after the current batch, whose progress commits
+      // with it, rather than dying mid-statement. A second Ctrl-C gets Node's default: exit at once (still safe).
+      const controller = new AbortController();
+      const stop = () => {
+        process.stderr.write('Stopping after the current batch; finished batches are kept (Ctrl-C again to quit at once)…\n');
+        controller.abort();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        await umzug.engine.withSignal(controller.signal, () => this.run());
+      } catch (e) {
+        const interrupted = controller.signal.aborted ? interruption(e) : null;
+        if (!interrupted) throw e;
+        const message = `Stopped: ${interrupted.message}. Every finished batch is committed; \`umzug up\` (or \`umzug backfill\`) resumes from there.`;
+        if (this.json.value) process.stdout.write(JSON.stringify({ command: 'up', interrupted: true, message }, null, 2) + '\n');
+        else process.stderr.write(message + '\n');
+        // 128 + SIGINT, as shells expect; set on exit because the bin sets the code from the CLI's own result.
+        process.once('exit', () => {
+          process.exitCode = 130;
+        });
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    }
+
+    private async run(): Promise<void> {
       if (!this.json.value) return super.onExecute();
       const names: string[] = [];
       const event = this.actionName === 'up' ? 'migrated' : 'reverted';

@@ -103,6 +103,28 @@ export class Engine {
     if (options.onEvent) this.listeners.add(options.onEvent);
   }
 
+  private interruptSignal: AbortSignal | undefined;
+
+  /**
+   * Runs `f` with a stop signal for the backfills and tasks it starts (the bin's `up` passes SIGINT's), on top of
+   * `options.signal`: a stopped backfill ends after its current batch, with its progress committed.
+   */
+  async withSignal<T>(signal: AbortSignal, f: () => Promise<T>): Promise<T> {
+    const previous = this.interruptSignal;
+    this.interruptSignal = previous ? AbortSignal.any([previous, signal]) : signal;
+    try {
+      return await f();
+    } finally {
+      this.interruptSignal = previous;
+    }
+  }
+
+  private stopSignal(): AbortSignal | undefined {
+    const own = this.options.signal;
+    const extra = this.interruptSignal;
+    return own && extra ? AbortSignal.any([own, extra]) : (own ?? extra);
+  }
+
   /** Listens to every step, retry, backfill batch and verification; returns the function that stops listening. */
   subscribe(listener: (e: EngineEvent) => void): () => void {
     this.listeners.add(listener);
@@ -136,7 +158,7 @@ export class Engine {
             'The steps before it are done and recorded; configure what it needs (e.g. `mongo: { url }` in zeroDowntime()) and run again.',
         );
       }
-      const signal = this.options.signal;
+      const signal = this.stopSignal();
       await runner(task, {
         engine: this,
         migration,
@@ -314,7 +336,7 @@ export class Engine {
     overrides: { readonly options?: Partial<BackfillOptions>; readonly signal?: AbortSignal; readonly onProgress?: (p: BackfillProgress) => void } = {},
   ): Promise<BackfillProgress> {
     const info = tableInfo(snapshot, spec.table);
-    const signal = overrides.signal ?? this.options.signal;
+    const signal = overrides.signal ?? this.stopSignal();
     return runKeysetBackfill({
       db: this.db,
       state: this.state,
