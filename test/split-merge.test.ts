@@ -214,7 +214,9 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
               await c.query('COMMIT');
             } else if (r < 0.5) await c.query(`UPDATE users SET name = $1 WHERE id = $2`, [`old${w}-${i}`, pick(maxId)]);
             else if (r < 0.75)
-              await c.query(`INSERT INTO "prefs; drop table x" (id, theme) SELECT id, $1 FROM users WHERE id = $2 ON CONFLICT (id) DO UPDATE SET theme = EXCLUDED.theme`, [
+              // FOR KEY SHARE: a user deleted by another writer after this statement's snapshot is skipped rather than
+              // failing the foreign key (an application race that exists without any migration running).
+              await c.query(`INSERT INTO "prefs; drop table x" (id, theme) SELECT id, $1 FROM users WHERE id = $2 FOR KEY SHARE ON CONFLICT (id) DO UPDATE SET theme = EXCLUDED.theme`, [
                 `t${i}`,
                 pick(maxId),
               ]);

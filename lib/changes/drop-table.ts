@@ -1,4 +1,4 @@
-import type { Change, ResolveContext } from '../migration.js';
+import type { Change, ResolveContext, Step } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { forgetTableArchive, registerTableArchiveSql, requireTableArchive } from '../postgres/archive.js';
@@ -12,6 +12,30 @@ export interface DropTableOptions {
 /** Where dropTable keeps a table until purge: the state schema, under a name derived from the original. */
 export function droppedTableArchive(t: TableName, stateSchema: string): TableName {
   return { schema: stateSchema, name: objectName('zd_dropped', t.schema, t.name) };
+}
+
+/**
+ * The step that moves a table into the state schema under its archive name (a catalog-only change: no rewrite, no
+ * copy) and registers it for `umzug purge`. Used by dropTable and mergeTables.
+ */
+export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: string): Step {
+  const archive = droppedTableArchive(t, stateSchema);
+  return txStep(id, `move ${tableLabel(t)} into ${tableLabel(archive)}`, [
+    renameTable(t, archive.name),
+    setSchema({ schema: t.schema, name: archive.name }, archive.schema),
+    { text: registerTableArchiveSql(archive.schema, archive.name, t, kind) },
+  ]);
+}
+
+/** The step that moves an archived table back; it refuses, changing nothing, when purge deleted the archive. */
+export function restoreTableStep(t: TableName, stateSchema: string, id: string, what: string): Step {
+  const archive = droppedTableArchive(t, stateSchema);
+  return txStep(id, `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [
+    requireTableArchive(archive.schema, archive.name, t, what),
+    setSchema(archive, t.schema),
+    renameTable({ schema: t.schema, name: archive.name }, t.name),
+    forgetTableArchive(archive.schema, archive.name),
+  ]);
 }
 
 /**
@@ -34,30 +58,12 @@ export function dropTable(options: DropTableOptions): Change {
             'Nothing was changed. Drop those foreign keys first (sql(), in an earlier migration), then the table.',
         );
       }
-      const archive = droppedTableArchive(t, ctx.stateSchema ?? 'zero_downtime');
-      const renamed: TableName = { schema: t.schema, name: archive.name };
+      const stateSchema = ctx.stateSchema ?? 'zero_downtime';
       return {
-        summary: `drop table ${tableLabel(t)} (archived as ${tableLabel(archive)} until purge)`,
+        summary: `drop table ${tableLabel(t)} (archived as ${tableLabel(droppedTableArchive(t, stateSchema))} until purge)`,
         expand: { steps: [] },
-        contract: {
-          steps: [
-            txStep('archive-table', `move ${tableLabel(t)} into ${tableLabel(archive)}`, [
-              renameTable(t, archive.name),
-              setSchema(renamed, archive.schema),
-              { text: registerTableArchiveSql(archive.schema, archive.name, t, 'drop-table') },
-            ]),
-          ],
-        },
-        undoContract: {
-          steps: [
-            txStep('restore-table', `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [
-              requireTableArchive(archive.schema, archive.name, t, `dropTable ${tableLabel(t)}`),
-              setSchema(archive, t.schema),
-              renameTable(renamed, t.name),
-              forgetTableArchive(archive.schema, archive.name),
-            ]),
-          ],
-        },
+        contract: { steps: [archiveTableStep(t, stateSchema, 'archive-table', 'drop-table')] },
+        undoContract: { steps: [restoreTableStep(t, stateSchema, 'restore-table', `dropTable ${tableLabel(t)}`)] },
         undoExpand: { steps: [] },
       };
     },

@@ -1,9 +1,9 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { tableInfo, type CatalogSnapshot, type ColumnInfo, type TableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
-import { copyTablePrivileges, renameTable, setSchema } from '../postgres/table-ddl.js';
+import { copyTablePrivileges } from '../postgres/table-ddl.js';
 import { dropSyncTrigger, lockInOrder, mergeResync, mergeSyncTriggers, moveSerialOwnership, type MergeSync } from '../postgres/table-sync.js';
-import { droppedTableArchive } from './drop-table.js';
+import { archiveTableStep, restoreTableStep } from './drop-table.js';
 import { checkNames, txStep } from './common.js';
 
 export interface MergeTablesOptions {
@@ -133,14 +133,8 @@ function describeMerge(
       },
     ],
   };
-  const archiveStep = (t: TableName, id: string): Step => {
-    const arch = droppedTableArchive(t, stateSchema);
-    return txStep(id, `move ${tableLabel(t)} into ${tableLabel(arch)}`, [renameTable(t, arch.name), setSchema({ schema: t.schema, name: arch.name }, arch.schema)]);
-  };
-  const restoreStep = (t: TableName, id: string): Step => {
-    const arch = droppedTableArchive(t, stateSchema);
-    return txStep(id, `move ${tableLabel(arch)} back to ${tableLabel(t)}`, [setSchema(arch, t.schema), renameTable({ schema: t.schema, name: arch.name }, t.name)]);
-  };
+  const archiveStep = (t: TableName, id: string): Step => archiveTableStep(t, stateSchema, id, 'merge-tables');
+  const restoreStep = (t: TableName, id: string): Step => restoreTableStep(t, stateSchema, id, `mergeTables into ${tableLabel(into)}`);
   return {
     summary: `merge ${tableLabel(a)} and ${tableLabel(b)} into ${tableLabel(into)}`,
     expand: {
