@@ -54,12 +54,23 @@ export class Throttle {
 
   private async replicationReason(): Promise<string | null> {
     if (this.opts.maxReplicationLagMs === null || this.db.isEmbedded) return null;
-    const r = await this.db.query<{ lag_ms: number | null }>(
-      `SELECT max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)) * 1000)::float8 AS lag_ms FROM pg_stat_replication`,
+    // Per receiver, the lag that matters to it: a standby's replay lag (its readers see data that old); for a WAL
+    // receiver that never replays (pg_receivewal, Barman), its write lag — its flush_lag/replay_lag grow without end
+    // because it confirms no flush before a segment is full, and counting them would pause a backfill for good.
+    // The *_lag columns only move when a receiver reports, so a stalled one (hung, network cut) keeps its last small
+    // values: one that is behind the primary's WAL counts as at least as late as its last report is old.
+    const r = await this.db.query<{ lag_ms: number | null; name: string | null }>(
+      `SELECT extract(epoch FROM lag) * 1000 AS lag_ms, name FROM (
+         SELECT greatest(CASE WHEN replay_lsn IS NOT NULL THEN replay_lag ELSE write_lag END,
+                         CASE WHEN coalesce(replay_lsn, write_lsn, '0/0'::pg_lsn) < pg_current_wal_lsn() THEN now() - reply_time END) AS lag,
+                application_name AS name
+           FROM pg_stat_replication) r
+        WHERE lag IS NOT NULL ORDER BY lag DESC LIMIT 1`,
     );
-    const lag = r.rows[0]?.lag_ms ?? null;
+    const row = r.rows[0];
+    const lag = row?.lag_ms === undefined || row.lag_ms === null ? null : Number(row.lag_ms);
     return lag !== null && lag > this.opts.maxReplicationLagMs
-      ? `replication lag ${Math.round(lag)} ms > ${this.opts.maxReplicationLagMs} ms`
+      ? `replication lag ${Math.round(lag)} ms > ${this.opts.maxReplicationLagMs} ms${row?.name ? ` (${row.name})` : ''}`
       : null;
   }
 
