@@ -62,6 +62,9 @@ export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsO
   const seen = new Set<string>();
   const unsubscribe = engine.subscribe((ev) => {
     if (ev.type === 'backfill-throttle') display?.throttle(`${ev.migration} #${ev.changeIndex + 1}`, ev.throttle);
+    if (ev.type === 'backfill-retry') {
+      display?.note(`${ev.migration} #${ev.changeIndex + 1}: batch retried after ${ev.retry.code} (attempt ${ev.retry.attempt}, next in ${Math.round(ev.retry.delayMs)} ms)`);
+    }
   });
   try {
     for (;;) {

@@ -13,6 +13,7 @@ export type EngineEvent =
   | { readonly type: 'step'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly step: string; readonly status: 'done' | 'skipped' }
   | { readonly type: 'lock-retry'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly retry: RetryEvent }
   | { readonly type: 'backfill'; readonly progress: BackfillProgress }
+  | { readonly type: 'backfill-retry'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly retry: { readonly attempt: number; readonly code: string; readonly delayMs: number } }
   | { readonly type: 'backfill-throttle'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly throttle: ThrottleEvent }
   | { readonly type: 'verify'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly result: VerifyResult }
   | { readonly type: 'phase'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly status: 'done' }
@@ -352,6 +353,7 @@ export class Engine {
         overrides.onProgress?.(progress);
       },
       onThrottle: (throttle) => this.emit({ type: 'backfill-throttle', ...key, throttle }),
+      onRetry: (retry) => this.emit({ type: 'backfill-retry', ...key, retry }),
       beforeBatch: async (progress) => {
         for (const guard of this.batchGuards) await guard(progress);
       },

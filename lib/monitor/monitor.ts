@@ -209,6 +209,12 @@ export class Monitor {
         this.metrics.lockRetries.inc({ migration: e.migration, phase: e.phase, code: e.retry.code });
         this.recordError(`lock retry (${e.retry.code})`);
         break;
+      case 'backfill-retry':
+        // A batch that met a lock timeout, deadlock, serialization failure or lost connection: the same signal as a
+        // DDL lock retry (someone else holds the rows), counted towards the error rate.
+        this.metrics.lockRetries.inc({ migration: e.migration, phase: e.phase, code: e.retry.code });
+        this.recordError(`backfill batch retry (${e.retry.code})`);
+        break;
       case 'backfill':
         this.onProgress(e.progress);
         break;
