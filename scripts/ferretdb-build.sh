@@ -12,15 +12,22 @@ if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 command -v go >/dev/null || { echo "ferretdb-build: Go is required to build FerretDB $version (none on PATH; tried /usr/local/go/bin too)" >&2; exit 1; }
 mkdir -p "$cache"
 work="$(mktemp -d)"
+log="$cache/build.log"
 trap 'rm -rf "$work"' EXIT
-(
+echo "ferretdb-build: building FerretDB $version once (about 2 minutes; log in $log)" >&2
+# Go's download chatter goes to the log; it is shown only when the build fails.
+if ! (
   cd "$work"
-  go mod init ferretdb-build >/dev/null 2>&1
-  go get -tool "github.com/FerretDB/FerretDB/cmd/ferretdb@$version" >&2
-  go mod vendor >&2
+  go mod init ferretdb-build
+  go get -tool "github.com/FerretDB/FerretDB/cmd/ferretdb@$version"
+  go mod vendor
   printf '%s\n' "$version" > vendor/github.com/FerretDB/FerretDB/build/version/version.txt
-  go build -mod=vendor -o "$bin.tmp" github.com/FerretDB/FerretDB/cmd/ferretdb >&2
-  "$bin.tmp" --version | grep -q "version: $version" || { echo "ferretdb-build: built binary does not report $version" >&2; exit 1; }
-)
+  go build -mod=vendor -o "$bin.tmp" github.com/FerretDB/FerretDB/cmd/ferretdb
+  "$bin.tmp" --version | grep -q "version: $version" || { echo "ferretdb-build: built binary does not report $version"; exit 1; }
+) >"$log" 2>&1; then
+  tail -40 "$log" >&2
+  echo "ferretdb-build: building FerretDB $version failed (full log: $log). Nothing was installed; fix the cause and run again." >&2
+  exit 1
+fi
 mv "$bin.tmp" "$bin"
 echo "$bin"
