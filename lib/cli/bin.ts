@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { register } from 'tsx/esm/api';
+import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
 
@@ -47,32 +48,44 @@ async function knexfileConfig(cwd: string): Promise<{ file: string; knex: Record
 
 /**
  * Options that choose the project (config file, database, migrations glob) are needed before Umzug's own parser
- * exists, because that parser is built from the configured instance. Node's parseArgs picks them out; every other
- * argument goes to Umzug's CLI untouched.
+ * exists, because that parser is built from the configured instance. Node's parseArgs picks them out, with the
+ * metrics endpoint that any command may serve; every other argument goes to Umzug's CLI untouched.
  */
-function splitGlobalOptions(argv: string[]): { globals: { config?: string; databaseUrl?: string; migrations?: string }; rest: string[] } {
+interface GlobalOptions {
+  config?: string;
+  databaseUrl?: string;
+  migrations?: string;
+  metricsPort?: string;
+  metricsHost?: string;
+}
+
+const GLOBAL_OPTIONS = ['config', 'database-url', 'migrations', 'metrics-port', 'metrics-host'];
+
+function splitGlobalOptions(argv: string[]): { globals: GlobalOptions; rest: string[] } {
   const { tokens } = parseArgs({
     args: argv,
     strict: false,
     allowPositionals: true,
     tokens: true,
-    options: { config: { type: 'string' }, 'database-url': { type: 'string' }, migrations: { type: 'string' } },
+    options: Object.fromEntries(GLOBAL_OPTIONS.map((o) => [o, { type: 'string' as const }])),
   });
-  const globals: { config?: string; databaseUrl?: string; migrations?: string } = {};
+  const globals: GlobalOptions = {};
   const drop = new Set<number>();
   for (const t of tokens ?? []) {
-    if (t.kind !== 'option' || !['config', 'database-url', 'migrations'].includes(t.name)) continue;
+    if (t.kind !== 'option' || !GLOBAL_OPTIONS.includes(t.name)) continue;
     if (t.value === undefined) throw new Error(`--${t.name} needs a value`);
     drop.add(t.index);
     if (!t.inlineValue) drop.add(t.index + 1);
     if (t.name === 'config') globals.config = t.value;
     else if (t.name === 'database-url') globals.databaseUrl = t.value;
+    else if (t.name === 'metrics-port') globals.metricsPort = t.value;
+    else if (t.name === 'metrics-host') globals.metricsHost = t.value;
     else globals.migrations = t.value;
   }
   return { globals, rest: argv.filter((_a, i) => !drop.has(i)) };
 }
 
-async function loadUmzug(globals: { config?: string; databaseUrl?: string; migrations?: string }): Promise<ZeroDowntimeUmzug> {
+async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
   const cwd = process.cwd();
   const file = globals.config ? path.resolve(cwd, globals.config) : CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
   if (globals.config && !existsSync(file!)) throw new Error(`config file ${file} does not exist`);
@@ -109,10 +122,23 @@ async function main(): Promise<number> {
     process.stderr.write(`umzug: ${(e as Error).message}\n`);
     return 2;
   }
+  let metrics: MetricsServer | null = null;
   try {
+    if (globals.metricsPort !== undefined) {
+      try {
+        const port = /^\d{1,5}$/.test(globals.metricsPort) ? Number(globals.metricsPort) : Number.NaN;
+        if (!(port <= 65535)) throw new Error(`--metrics-port must be a port number from 0 to 65535, not ${JSON.stringify(globals.metricsPort)}; nothing was run.`);
+        metrics = await serveMetrics(umzug.monitor.metrics.registry, port, globals.metricsHost);
+      } catch (e) {
+        process.stderr.write(`umzug: ${(e as Error).message}\n`);
+        return 2;
+      }
+      process.stderr.write(`umzug: Prometheus metrics on ${metrics.url}\n`);
+    }
     const ok = await umzug.runAsCLI(rest);
     return ok ? 0 : 1;
   } finally {
+    await metrics?.close();
     await umzug.close();
   }
 }
