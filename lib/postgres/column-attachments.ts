@@ -314,6 +314,7 @@ BEGIN
   END IF;`
       : ''
   }
+  -- NOT NULL is carried by the change itself; PostgreSQL 18 (and PGlite) also records it as a constraint (contype n).
   SELECT string_agg(DISTINCT coalesce((SELECT 'view ' || r.ev_class::regclass::text FROM pg_rewrite r
                                          WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid AND r.rulename = '_RETURN'),
                                         pg_describe_object(d.classid, d.objid, d.objsubid)), ', ') INTO _zd_bad
@@ -324,6 +325,7 @@ BEGIN
      AND NOT (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT co.oid FROM pg_constraint co WHERE co.conname = ANY (${arr(known.constraints)})
               AND (co.conrelid = ${regclass(t)} OR co.confrelid = ${regclass(t)})))
      AND NOT (d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT ad.oid FROM pg_attrdef ad WHERE ad.adrelid = ${regclass(t)} AND ad.adnum = a.attnum))
+     AND NOT (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT co.oid FROM pg_constraint co WHERE co.conrelid = ${regclass(t)} AND co.contype::text = 'n'))
      ${opts.allowSequences ? `AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT c.oid FROM pg_class c WHERE c.relkind = 'S'))` : ''};
   IF _zd_bad IS NOT NULL THEN
     RAISE EXCEPTION '% cannot carry what depends on %.%: %. They would be lost with the old column. Nothing was changed by this step; drop them first (and recreate them after the contract), or change the column with sql().',
