@@ -175,6 +175,12 @@ export async function runMongoBackfill(run: MongoBackfillRun): Promise<MongoBack
     if (run.signal?.aborted) throw new MongoBackfillInterrupted(`stopped after ${counts.read} documents; progress is saved, run it again to resume`);
     // One cursor over everything in _id order, reopened after the last committed _id when the server goes away.
     const cursor = collection.find(afterFilter(state.lastId === null ? undefined : parseId(state.lastId), exotic)).sort({ _id: 1 }).batchSize(batch);
+    let inflight: Promise<void> | null = null;
+    const settle = async () => {
+      const f = inflight;
+      inflight = null;
+      if (f) await f;
+    };
     try {
       let pending: MongoDocument[] = [];
       const flush = async (final: boolean) => {
@@ -217,11 +223,20 @@ export async function runMongoBackfill(run: MongoBackfillRun): Promise<MongoBack
         state = { lastId, done: final };
         report(bracket, false);
       };
+      // The next batch is read from MongoDB while the previous one commits in PostgreSQL (the two servers work at the
+      // same time instead of taking turns); at most one batch is in flight, so batches still commit in _id order.
+      const submit = async () => {
+        await settle();
+        const f = flush(false);
+        f.catch(() => undefined); // raised where it is awaited (settle)
+        inflight = f;
+      };
       for await (const doc of cursor) {
         pending.push(doc);
-        if (pending.length >= batch) await flush(false);
+        if (pending.length >= batch) await submit();
         if (run.signal?.aborted) break;
       }
+      await settle();
       if (run.signal?.aborted) {
         if (pending.length > 0) await flush(false);
         continue;
@@ -235,6 +250,8 @@ export async function runMongoBackfill(run: MongoBackfillRun): Promise<MongoBack
       }
       throw e;
     } finally {
+      // A batch still committing when the cursor failed: let it finish (or fail) before the walk reopens after it.
+      await settle().catch(() => undefined);
       await cursor.close().catch(() => undefined);
     }
   }
