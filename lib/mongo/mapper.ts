@@ -86,8 +86,12 @@ export class DocumentMapper {
         }
         if (!source || typeof source !== 'object') throw new MapError('map() returned no object');
       }
+      // Fields that are null where a scalar column holds NULL, as NULL also means "missing": the unmapped-fields
+      // column records them, so the reverse direction gives back null, not a missing field.
+      const nulls: string[] = [];
       for (const c of this.move.columns) {
         const raw = source ? source[c.name] : readPath(doc, c.from);
+        if (raw === null && c.type !== 'jsonb') nulls.push(c.from);
         if (c.required && (raw === undefined || raw === null)) {
           throw new MapError(`${c.from}: required, but ${raw === undefined ? 'missing' : 'null'}`);
         }
@@ -96,8 +100,9 @@ export class DocumentMapper {
         view[c.name] = viewValue(c.type, cell);
       }
       if (!this.move.map && this.move.unmapped !== 'ignore') {
-        const rest = leftover(doc, this.move.columns.map((c) => c.from), this.move.versionField);
-        if (typeof this.move.unmapped === 'object') {
+        const keep = typeof this.move.unmapped === 'object';
+        const rest = leftover(doc, this.move.columns.map((c) => c.from), this.move.versionField, keep ? { nulls } : null);
+        if (keep) {
           const node = rest ? fromBson(rest, this.checkString, '(unmapped fields)') : null;
           const cell: Cell = node === null ? { param: null, piece: null } : { param: compactJson(node), piece: jsonbText(node) };
           cells.push(cell);
@@ -170,8 +175,13 @@ function viewSchema(t: MongoColumnType): Record<string, unknown> {
   }
 }
 
-/** The fields of `doc` that no path takes (besides `_id` and the version field); null when none. */
-function leftover(doc: MongoDocument, paths: readonly string[], versionField: string): Record<string, unknown> | null {
+/**
+ * The fields of `doc` that no path takes (besides `_id` and the version field); null when none. With `nulls` (the
+ * unmapped-fields column is on), the taken paths whose value is null are kept as null, and an embedded document a
+ * path runs through that is empty is kept as `{}`: a column cannot tell these from a missing field, and the reverse
+ * direction must give the document back as it was.
+ */
+function leftover(doc: MongoDocument, paths: readonly string[], versionField: string, keep: { readonly nulls: readonly string[] } | null): Record<string, unknown> | null {
   const tree: Record<string, unknown> = {};
   for (const p of paths) {
     let node = tree;
@@ -184,15 +194,20 @@ function leftover(doc: MongoDocument, paths: readonly string[], versionField: st
       }
     });
   }
-  const walk = (d: Record<string, unknown>, t: Record<string, unknown>): Record<string, unknown> | null => {
+  const nulls = new Set(keep?.nulls ?? []);
+  const walk = (d: Record<string, unknown>, t: Record<string, unknown>, prefix: string): Record<string, unknown> | null => {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(d)) {
       if (v === undefined) continue;
       const taken = t[k];
-      if (taken === true) continue;
+      if (taken === true) {
+        if (v === null && nulls.has(prefix + k)) out[k] = null;
+        continue;
+      }
       if (taken && bsonKind(v) === 'object') {
-        const inner = walk(v as Record<string, unknown>, taken as Record<string, unknown>);
+        const inner = walk(v as Record<string, unknown>, taken as Record<string, unknown>, `${prefix}${k}.`);
         if (inner) out[k] = inner;
+        else if (keep && Object.values(v as Record<string, unknown>).every((x) => x === undefined)) out[k] = {};
         continue;
       }
       out[k] = v;
@@ -200,7 +215,7 @@ function leftover(doc: MongoDocument, paths: readonly string[], versionField: st
     return Object.keys(out).length > 0 ? out : null;
   };
   const { _id: _ignored, [versionField]: _v, ...rest } = doc;
-  return walk(rest, tree);
+  return walk(rest, tree, '');
 }
 
 function fieldList(rest: Record<string, unknown>, prefix = ''): string[] {

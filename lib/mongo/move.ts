@@ -40,7 +40,9 @@ export interface MongoToPostgresOptions {
   readonly version?: string;
   /**
    * Fields no column takes: `quarantine` the document (default: nothing is dropped silently), `ignore` them, or
-   * keep them in a jsonb column (`{ column: 'extra' }`).
+   * keep them in a jsonb column (`{ column: 'extra' }`). That column also records what a column cannot: a mapped
+   * field that is null (NULL in a column means missing) and an empty embedded document on a mapped path, so the
+   * reverse direction gives documents back exactly.
    */
   readonly unmapped?: 'quarantine' | 'ignore' | { readonly column: string };
   /** Strings with a NUL character, which PostgreSQL text and jsonb cannot hold: `quarantine` (default) or `strip`. */

@@ -1,11 +1,12 @@
 import type { Collection } from 'mongodb';
-import type { Db } from '../engine/db.js';
-import { ident, type TableName } from '../postgres/identifiers.js';
+import type { Connection, Db } from '../engine/db.js';
+import { ChangeInputError, ident, type TableName } from '../postgres/identifiers.js';
 import { reversePageSql, reverseRowSql, tombstoneNextSql } from '../postgres/mongo-sql.js';
-import { bsonKind } from './bson.js';
-import type { MongoColumnType } from './column-types.js';
+import { bsonKind, describeBson } from './bson.js';
+import { convert, type MongoColumnType } from './column-types.js';
 import { isTransientMongoError, type MongoModule } from './driver.js';
-import { parseJson, toBson } from './json.js';
+import { compactJson, fromBson, parseJson, toBson } from './json.js';
+import { DocumentMapper } from './mapper.js';
 import { allColumns, DELETED_COLUMN, VERSION_COLUMN, moveId, type MongoDocument, type MongoMove } from './move.js';
 
 /**
@@ -13,27 +14,29 @@ import { allColumns, DELETED_COLUMN, VERSION_COLUMN, moveId, type MongoDocument,
  * MongoDB the copy kept in sync. Row → document is the inverse of the type rules: numeric → Decimal128, bigint →
  * Int64, double precision → Double, timestamptz → Date (milliseconds; microseconds written directly in PostgreSQL are
  * cut), uuid → Binary subtype 4, bytea → Binary, jsonb → its BSON values, NULL → a missing field (jsonb null stays
- * null). A move with your own `map` function has no inverse, so it has no reverse direction.
+ * null; with an unmapped-fields column, a field that was null comes back null from it). A move with your own `map`
+ * function has no inverse, so it has no reverse direction. Decimal128 is the only exact form of numeric: a server
+ * without it (FerretDB) cannot take the reverse of a numeric column.
  */
 export function rowToDocument(move: MongoMove, texts: readonly (string | null)[], version: bigint, bson: MongoModule): MongoDocument {
-  if (move.map) throw new Error(`the move ${move.collection.name} → ${String(move.table)} maps documents with your own function, which has no inverse: the reverse direction needs a columns-only move`);
+  if (move.map) throw new Error(`the move ${move.collection.name} → ${typeof move.table === 'string' ? move.table : JSON.stringify(move.table)} maps documents with your own function, which has no inverse: the reverse direction needs a columns-only move`);
   const cols = allColumns(move);
   const doc: MongoDocument = {};
   const rest = typeof move.unmapped === 'object' ? move.unmapped.column : null;
+  const restIndex = rest === null ? -1 : cols.length - 1;
+  doc._id = pieceToBson(cols[0]!.type, texts[0] ?? null, bson);
+  // The unmapped fields first, the columns over them: a column changed in PostgreSQL after the copy wins over a null
+  // (or an empty embedded document) the unmapped-fields column recorded for its path back then.
+  const restText = restIndex >= 0 ? (texts[restIndex] ?? null) : null;
+  if (restText !== null) deepMerge(doc, toBson(parseJson(restText), bson) as MongoDocument);
   cols.forEach((c, i) => {
     const text = texts[i] ?? null;
-    if (i === 0) {
-      doc._id = pieceToBson(c.type, text, bson);
-      return;
-    }
-    if (c.name === rest) {
-      if (text !== null) deepMerge(doc, toBson(parseJson(text), bson) as MongoDocument);
-      return;
-    }
-    if (text === null) return;
+    if (i === 0 || i === restIndex || text === null) return;
     setPath(doc, move.columns[i - 1]!.from, pieceToBson(c.type, text, bson));
   });
-  doc[move.versionField] = version;
+  // Version 0 is a document that never had a version field (the backfill copied it as it was): leave it out, so a
+  // legacy document comes back exactly as it was.
+  if (version !== 0n) doc[move.versionField] = version;
   return doc;
 }
 
@@ -99,22 +102,44 @@ function readRow(r: Record<string, unknown>, n: number): ReverseRow {
   return { texts, version: BigInt(String(r.v)), deleted: Boolean(r.deleted) };
 }
 
+/** What MongoDB holds for a key, read beforehand: absent, or present at a version (a missing version field is 0). */
+export type KnownDocument = { readonly exists: false } | { readonly exists: true; readonly version: bigint };
+
 /**
  * Writes one row's state into MongoDB, never over a newer document: `replaceOne({ _id, version < v }, doc, upsert)`
  * either replaces an older document, inserts a missing one, or fails on the duplicate `_id` of a newer one (which is
- * then left alone). A tombstone deletes the document if it is not newer. Returns what happened.
+ * then left alone). A tombstone deletes the document if it is not newer. With `known` (the document's version read
+ * beforehand by `_id`), a document already at the row's version is not written at all and a missing one is inserted
+ * with a plain insert: a filter on more than `_id` costs FerretDB a scan of the collection, so the guarded write is
+ * kept for the documents that need it. Returns what happened.
  */
 export async function applyRowToMongo(
   coll: Collection<MongoDocument>,
   move: MongoMove,
   row: ReverseRow,
   bson: MongoModule,
+  known?: KnownDocument,
 ): Promise<'written' | 'deleted' | 'newer-kept'> {
+  if (known?.exists && known.version >= row.version) return 'newer-kept';
+  if (known && !known.exists && row.deleted) return 'newer-kept';
   const doc = rowToDocument(move, row.texts, row.version, bson);
-  const older = { _id: doc._id, $or: [{ [move.versionField]: { $lt: row.version } }, { [move.versionField]: { $exists: false } }] } as Record<string, unknown>;
+  // A document without a version field counts as version 0 (as the forward mapping reads it): older than any row the
+  // dual-writer touched, but not older than a version-0 row, e.g. the tombstone of a quarantined legacy document,
+  // which must not delete that document.
+  const vf = move.versionField;
+  const older = { _id: doc._id, $or: [{ [vf]: { $lt: row.version } }, ...(row.version > 0n ? [{ [vf]: null }] : [])] } as Record<string, unknown>;
   if (row.deleted) {
     const r = await coll.deleteOne(older);
     return r.deletedCount === 1 ? 'deleted' : 'newer-kept';
+  }
+  if (known && !known.exists) {
+    try {
+      await coll.insertOne(doc);
+      return 'written';
+    } catch (e) {
+      if ((e as { code?: number }).code !== 11000) throw e;
+      // inserted meanwhile by another writer: the guarded replace below decides which version stays
+    }
   }
   try {
     const r = await coll.replaceOne(older, doc, { upsert: true });
@@ -125,10 +150,23 @@ export async function applyRowToMongo(
   }
 }
 
+/** The versions MongoDB holds for these `_id`s, by key text (one query by `_id`, which every server answers by index). */
+async function knownVersions(coll: Collection<MongoDocument>, move: MongoMove, ids: readonly unknown[], mapper: DocumentMapper): Promise<Map<string, bigint>> {
+  const docs = await coll.find({ _id: { $in: ids } } as never, { projection: { [move.versionField]: 1 } }).toArray();
+  const out = new Map<string, bigint>();
+  for (const d of docs) {
+    const k = mapper.keyOf(d._id);
+    const v = mapper.versionOf(d);
+    if ('key' in k) out.set(k.key, typeof v === 'bigint' ? v : 0n);
+  }
+  return out;
+}
+
 export interface ReverseSyncResult {
   readonly rows: number;
   readonly written: number;
   readonly deleted: number;
+  /** Rows whose document MongoDB already had at the row's version or newer (or, for a tombstone, no longer had). */
   readonly newerKept: number;
 }
 
@@ -149,6 +187,7 @@ export async function reverseSync(opts: {
   const batch = opts.batchSize ?? 500;
   let last: string | null = null;
   const out = { rows: 0, written: 0, deleted: 0, newerKept: 0 };
+  const mapper = new DocumentMapper(opts.move);
   for (;;) {
     if (opts.signal?.aborted) throw new Error(`reverse sync stopped after ${out.rows} rows; run it again to go on (it is idempotent)`);
     const r: { rows: Record<string, unknown>[] } =
@@ -156,9 +195,11 @@ export async function reverseSync(opts: {
         ? await opts.db.query<Record<string, unknown>>(reversePageSql(opts.table, cols, opts.move.key.column, opts.move.key.type, false), [batch])
         : await opts.db.query<Record<string, unknown>>(reversePageSql(opts.table, cols, opts.move.key.column, opts.move.key.type, true), [last, batch]);
     if (r.rows.length === 0) return out;
-    for (const raw of r.rows) {
-      const row = readRow(raw, cols.length);
-      const what = await withMongoRetry(() => applyRowToMongo(opts.collection, opts.move, row, opts.bson));
+    const rows = r.rows.map((raw) => readRow(raw, cols.length));
+    const known = await withMongoRetry(() => knownVersions(opts.collection, opts.move, rows.map((x) => pieceToBson(cols[0]!.type, x.texts[0]!, opts.bson)), mapper));
+    for (const row of rows) {
+      const v = known.get(row.texts[0]!);
+      const what = await withMongoRetry(() => applyRowToMongo(opts.collection, opts.move, row, opts.bson, v === undefined ? { exists: false } : { exists: true, version: v }));
       out.rows++;
       if (what === 'written') out.written++;
       else if (what === 'deleted') out.deleted++;
@@ -180,8 +221,20 @@ async function withMongoRetry<T>(f: () => Promise<T>, attempts = 30): Promise<T>
 }
 
 export interface ReverseWrite {
-  /** Column values as the application has them: key column included; bigint/numeric as strings keep them exact. */
+  /**
+   * Column values as the application has them: strings as PostgreSQL reads them (bigint and numeric as strings stay
+   * exact), or BSON/JavaScript values converted by the same rules as the forward mapping (ObjectId, bigint, Date,
+   * Binary/Buffer, UUID); a jsonb value is JSON text if it is a string, else converted like a document's field (Int64
+   * and Decimal128 exactly, ObjectId and Date in Extended JSON).
+   */
   readonly [column: string]: unknown;
+}
+
+export interface ReverseWriteResult {
+  /** The row's version after the write; null when there was nothing to change (no such live row). */
+  readonly version: bigint | null;
+  /** false when the MongoDB copy failed and waits in the outbox for reconcile(). */
+  readonly synced: boolean;
 }
 
 /**
@@ -191,6 +244,7 @@ export interface ReverseWrite {
  */
 export class ReverseDualWriter {
   private readonly cols: { name: string; type: MongoColumnType }[];
+  private readonly mapper: DocumentMapper;
   constructor(
     private readonly opts: {
       readonly db: Db;
@@ -202,57 +256,129 @@ export class ReverseDualWriter {
     },
   ) {
     this.cols = allColumns(opts.move);
+    this.mapper = new DocumentMapper(opts.move);
   }
 
   private get outbox(): string {
     return `${ident(this.opts.stateSchema ?? 'zero_downtime')}.mongo_outbox`;
   }
 
-  /** Inserts or replaces a row (all columns; missing ones become NULL). Returns the new version. */
-  async upsert(values: ReverseWrite): Promise<bigint> {
-    const { move, table } = this.opts;
-    const t = `${ident(table.schema)}.${ident(table.name)}`;
+  /**
+   * Inside the write's transaction: the row must map back by the move's rules (else the write is refused, so MongoDB
+   * never gets a document the forward direction would quarantine), and the unmapped-fields column is brought to what
+   * the forward mapping gives for the document now, e.g. the null it recorded for a path a column now has a value for.
+   * So a later validation compares like with like.
+   */
+  private async settle(c: Connection, keyText: string): Promise<void> {
+    const { move, table, bson } = this.opts;
+    const r = await c.query<Record<string, unknown>>(reverseRowSql(table, this.cols, move.key.column, move.key.type), [keyText]);
+    const row = readRow(r.rows[0]!, this.cols.length);
+    const mapped = this.mapper.map(rowToDocument(move, row.texts, row.version, bson));
+    if (!mapped.ok) {
+      throw new ChangeInputError(
+        `write to ${moveId(table)} refused: key ${keyText} would not map back to a document the move accepts (${mapped.reason}). Nothing was written.`,
+      );
+    }
+    const rest = typeof move.unmapped === 'object' ? this.cols.length - 1 : -1;
+    if (rest < 0 || mapped.row.cells[rest]!.piece === row.texts[rest]) return;
+    const cast = move.key.type === 'objectid' ? 'text' : move.key.type;
+    await c.query(`UPDATE ${this.qualifiedTable} SET ${ident(this.cols[rest]!.name)} = $2::jsonb WHERE ${ident(move.key.column)} = $1::${cast}`, [keyText, mapped.row.cells[rest]!.param]);
+  }
+
+  private get qualifiedTable(): string {
+    return `${ident(this.opts.table.schema)}.${ident(this.opts.table.name)}`;
+  }
+
+  /** A value for a column of type `t` as a query parameter (see ReverseWrite). */
+  private param(t: MongoColumnType, v: unknown, column: string): string | Buffer | null {
+    if (v === undefined || v === null) return null;
+    if (typeof v === 'string') return v;
+    const where = `column ${column}`;
+    if (t === 'jsonb') return compactJson(fromBson(v, (x) => x, where));
+    return convert(t, v, where, (x) => x).param;
+  }
+
+  private keyParam(key: unknown): string {
+    const p = this.param(this.opts.move.key.type, key, this.opts.move.key.column);
+    if (p === null || typeof p !== 'string') throw new Error(`a key of ${moveId(this.opts.table)} cannot be ${describeBson(key)}`);
+    return p;
+  }
+
+  /** Inserts or replaces a row (all columns; missing ones become NULL). */
+  async upsert(values: ReverseWrite): Promise<ReverseWriteResult & { readonly version: bigint }> {
+    const { move } = this.opts;
     const names = this.cols.map((c) => ident(c.name));
-    const params = this.cols.map((c) => {
-      const v = values[c.name];
-      return v === undefined || v === null ? null : c.type === 'jsonb' && typeof v !== 'string' ? JSON.stringify(v) : (v as string);
-    });
+    const params = this.cols.map((c) => this.param(c.type, values[c.name], c.name));
+    if (params[0] === null) throw new Error(`upsert into ${moveId(this.opts.table)}: the key column ${move.key.column} has no value; nothing was written`);
     const key = ident(move.key.column);
     const ver = ident(VERSION_COLUMN);
     const set = [...names.slice(1).map((n) => `${n} = EXCLUDED.${n}`), `${ver} = zd_t.${ver} + 1`, `${ident(DELETED_COLUMN)} = NULL`];
-    const version = await this.opts.db.transaction(async (c) => {
+    const written = await this.opts.db.transaction(async (c) => {
       const r = await c.query<{ k: string; v: string }>(
-        `INSERT INTO ${t} AS zd_t (${names.join(', ')}, ${ver}) VALUES (${names.map((_n, i) => `$${i + 1}`).join(', ')}, 1)
+        `INSERT INTO ${this.qualifiedTable} AS zd_t (${names.join(', ')}, ${ver}) VALUES (${names.map((_n, i) => `$${i + 1}`).join(', ')}, 1)
          ON CONFLICT (${key}) DO UPDATE SET ${set.join(', ')} RETURNING ${key}::text AS k, ${ver}::text AS v`,
         params,
       );
       const row = r.rows[0]!;
-      await c.query(`INSERT INTO ${this.outbox} (move, key, version) VALUES ($1, $2, $3)`, [moveId(table), row.k, row.v]);
+      await this.settle(c, row.k);
+      await this.note(c, row.k, row.v);
       return { key: row.k, version: BigInt(row.v) };
     });
-    await this.push(version.key, version.version);
-    return version.version;
+    return { version: written.version, synced: await this.push(written.key, written.version) };
+  }
+
+  /** Changes some columns of a live row (the others keep their values); version null when there is no such row. */
+  async update(key: unknown, values: ReverseWrite): Promise<ReverseWriteResult> {
+    const { move } = this.opts;
+    const keyText = this.keyParam(key);
+    const changed = this.cols.slice(1).filter((c) => Object.prototype.hasOwnProperty.call(values, c.name));
+    const unknown = Object.keys(values).filter((k) => !this.cols.some((c) => c.name === k));
+    if (unknown.length > 0) throw new Error(`update of ${moveId(this.opts.table)}: no column ${unknown.map((u) => JSON.stringify(u)).join(', ')}; nothing was written`);
+    const ver = ident(VERSION_COLUMN);
+    const set = [...changed.map((c, i) => `${ident(c.name)} = $${i + 2}`), `${ver} = ${ver} + 1`];
+    const cast = move.key.type === 'objectid' ? 'text' : move.key.type;
+    const version = await this.opts.db.transaction(async (c) => {
+      const r = await c.query<{ v: string }>(
+        `UPDATE ${this.qualifiedTable} SET ${set.join(', ')} WHERE ${ident(move.key.column)} = $1::${cast} AND ${ident(DELETED_COLUMN)} IS NULL RETURNING ${ver}::text AS v`,
+        [keyText, ...changed.map((col) => this.param(col.type, values[col.name], col.name))],
+      );
+      const v = r.rows[0]?.v;
+      if (v === undefined) return null;
+      await this.settle(c, keyText);
+      await this.note(c, keyText, v);
+      return BigInt(v);
+    });
+    if (version === null) return { version: null, synced: true };
+    return { version, synced: await this.push(keyText, version) };
   }
 
   /** Deletes a row: a tombstone one version up, then the document. */
-  async delete(keyText: string): Promise<void> {
+  async delete(key: unknown): Promise<ReverseWriteResult> {
     const { move, table } = this.opts;
+    const keyText = this.keyParam(key);
     const version = await this.opts.db.transaction(async (c) => {
       const r = await c.query<{ v: string }>(`${tombstoneNextSql(table, move.key.column, move.key.type)} RETURNING ${ident(VERSION_COLUMN)}::text AS v`, [keyText]);
       const v = r.rows[0]?.v;
       if (v === undefined) return null;
-      await c.query(`INSERT INTO ${this.outbox} (move, key, version) VALUES ($1, $2, $3)`, [moveId(table), keyText, v]);
+      await this.note(c, keyText, v);
       return BigInt(v);
     });
-    if (version !== null) await this.push(keyText, version);
+    if (version === null) return { version: null, synced: true };
+    return { version, synced: await this.push(keyText, version) };
   }
 
-  private async push(keyText: string, version: bigint): Promise<void> {
+  private async note(c: Connection, keyText: string, version: string): Promise<void> {
+    await c.query(`INSERT INTO ${this.outbox} (move, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [moveId(this.opts.table), keyText, version]);
+  }
+
+  private async push(keyText: string, version: bigint): Promise<boolean> {
     try {
       await this.syncKey(keyText);
       await this.opts.db.query(`DELETE FROM ${this.outbox} WHERE move = $1 AND key = $2 AND version <= $3`, [moveId(this.opts.table), keyText, version.toString()]);
+      return true;
     } catch {
       // Left in the outbox: reconcile() applies it. The primary write (PostgreSQL) succeeded, so the call succeeds.
+      return false;
     }
   }
 
@@ -261,27 +387,38 @@ export class ReverseDualWriter {
     const { move, table, collection, bson, db } = this.opts;
     const r = await db.query<Record<string, unknown>>(reverseRowSql(table, this.cols, move.key.column, move.key.type), [keyText]);
     if (r.rows.length === 0) return;
-    await applyRowToMongo(collection, move, readRow(r.rows[0]!, this.cols.length), bson);
+    const row = readRow(r.rows[0]!, this.cols.length);
+    const known = await knownVersions(collection, move, [pieceToBson(this.cols[0]!.type, row.texts[0]!, bson)], this.mapper);
+    const v = known.get(row.texts[0]!);
+    await applyRowToMongo(collection, move, row, bson, v === undefined ? { exists: false } : { exists: true, version: v });
   }
 
-  /** Applies every outbox entry (oldest first); returns how many were applied and how many are still pending. */
-  async reconcile(limit = 1000): Promise<{ applied: number; pending: number }> {
+  /**
+   * Applies the outbox (oldest first): each key's document is brought to the row's current state. Returns how many
+   * entries were applied, how many failed (left for the next run) and how many are pending; `error` is the first
+   * failure's message.
+   */
+  async reconcile(limit = 1000): Promise<{ applied: number; failed: number; pending: number; error?: string }> {
     const id = moveId(this.opts.table);
-    const r = await this.opts.db.query<{ key: string; version: string }>(
-      `SELECT key, max(version)::text AS version FROM ${this.outbox} WHERE move = $1 GROUP BY key ORDER BY min(created_at) LIMIT $2`,
+    const r = await this.opts.db.query<{ key: string; version: string; n: number }>(
+      `SELECT key, max(version)::text AS version, count(*)::int AS n FROM ${this.outbox} WHERE move = $1 GROUP BY key ORDER BY min(created_at) LIMIT $2`,
       [id, limit],
     );
     let applied = 0;
+    let failed = 0;
+    let error: string | undefined;
     for (const e of r.rows) {
       try {
         await this.syncKey(e.key);
-        await this.opts.db.query(`DELETE FROM ${this.outbox} WHERE move = $1 AND key = $2 AND version <= $3`, [id, e.key, e.version]);
-        applied++;
+        const d = await this.opts.db.query(`DELETE FROM ${this.outbox} WHERE move = $1 AND key = $2 AND version <= $3`, [id, e.key, e.version]);
+        applied += d.rowCount;
       } catch (err) {
-        if (!isTransientMongoError(err)) throw err;
+        // One document MongoDB refuses must not hold up the others: it stays pending, with the reason reported.
+        failed += e.n;
+        error ??= `${e.key}: ${(err as Error).message}`;
       }
     }
     const p = await this.opts.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.outbox} WHERE move = $1`, [id]);
-    return { applied, pending: p.rows[0]!.n };
+    return { applied, failed, pending: p.rows[0]!.n, ...(error !== undefined ? { error } : {}) };
   }
 }

@@ -1,11 +1,13 @@
 import type { MongoClient } from 'mongodb';
+import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
 import type { Engine, TaskContext } from '../engine/runner.js';
-import type { TaskSpec } from '../migration.js';
-import { ident, type TableName } from '../postgres/identifiers.js';
+import type { PhaseName } from '../engine/state.js';
+import type { Change, TaskSpec } from '../migration.js';
+import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { purgeTombstonesSql } from '../postgres/mongo-sql.js';
-import { runMongoBackfill } from './backfill.js';
+import { MongoBackfillInterrupted, runMongoBackfill } from './backfill.js';
 import { connectMongo, loadMongoDriver, type MongoConnectionConfig } from './driver.js';
-import { isMongoMove, moveId, type MongoDocument, type MongoMove } from './move.js';
+import { isMongoMove, moveId, targetTable, type MongoDocument, type MongoMove } from './move.js';
 import { PostgresSink } from './sink.js';
 import { validateMove, type MoveValidation } from './validate.js';
 
@@ -40,56 +42,203 @@ async function withCollection<T>(config: MongoConnectionConfig | undefined, move
   }
 }
 
+/** The `mongo` config each engine was registered with, so the CLI (`umzug backfill`, `verify`) reaches the same server. */
+const CONFIGS = new WeakMap<Engine, MongoConnectionConfig | undefined>();
+
+interface BackfillHooks {
+  readonly signal?: AbortSignal;
+  readonly beforeBatch?: (p: BackfillProgress) => Promise<void>;
+  readonly onProgress?: (p: BackfillProgress | null, message: string, read: number, total: number) => void;
+}
+
+/** Copies (or resumes copying) a move's collection, keeping the engine's backfill row in step for `umzug status`. */
+async function backfillMove(
+  engine: Engine,
+  move: MongoMove,
+  table: TableName,
+  key: { readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName },
+  hooks: BackfillHooks,
+): Promise<BackfillProgress | null> {
+  const stateSchema = engine.options.stateSchema;
+  const bson = await loadMongoDriver();
+  let last: BackfillProgress | null = null;
+  await withCollection(CONFIGS.get(engine), move, async (client, dbName) => {
+    const collection = client.db(dbName).collection<MongoDocument>(move.collection.name);
+    await runMongoBackfill({
+      db: engine.db,
+      stateSchema,
+      sink: new PostgresSink(move, table, stateSchema, bson),
+      collection,
+      bson,
+      engineKey: key,
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      ...(hooks.beforeBatch ? { beforeBatch: hooks.beforeBatch } : {}),
+      onProgress: (p, backfill) => {
+        last = backfill;
+        hooks.onProgress?.(backfill, `${p.read} documents read, ${p.written} written, ${p.quarantined} quarantined (${p.bracket} _ids)`, p.read, p.totalEstimate);
+      },
+    });
+  });
+  return last;
+}
+
+/** Validates a move (full: counts, chunked checksums, bisection) and records the result where the gate and status read it. */
+async function validateAndRecord(
+  engine: Engine,
+  move: MongoMove,
+  table: TableName,
+  migration: string,
+  changeIndex: number,
+  opts: { readonly signal?: AbortSignal; readonly onChunk?: (checked: number, mismatches: number) => void },
+): Promise<MoveValidation> {
+  const stateSchema = engine.options.stateSchema;
+  const bson = await loadMongoDriver();
+  const result = await withCollection(CONFIGS.get(engine), move, async (client, dbName) => {
+    const collection = client.db(dbName).collection<MongoDocument>(move.collection.name);
+    return validateMove({
+      db: engine.db,
+      sink: new PostgresSink(move, table, stateSchema, bson),
+      collection,
+      bson,
+      stateSchema,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onChunk ? { onChunk: opts.onChunk } : {}),
+    });
+  });
+  await engine.state.recordVerify(migration, changeIndex, result.checked, result.mismatches, result.details.slice(0, 10).map((d) => [d.key, d.kind]));
+  return result;
+}
+
+/** The move of a mongoToPostgres() change; null for every other kind. */
+export function moveOfChange(change: Change): MongoMove | null {
+  const move = (change as { move?: unknown }).move;
+  return change.kind === 'mongoToPostgres' && isMongoMove(move) ? move : null;
+}
+
+/** The expand task of this kind of a move's change, as it was described when the change first ran. */
+async function expandTask(engine: Engine, migration: string, changeIndex: number, change: Change, kind: string): Promise<{ task: TaskSpec; move: MongoMove; table: TableName } | null> {
+  const st = await engine.state.getChange(migration, changeIndex);
+  if (!st) return null;
+  const task = change.describe(st.snapshot, engine.ctx).expand.tasks?.find((t) => t.kind === kind);
+  return task ? { task, ...paramsOf(task) } : null;
+}
+
+/**
+ * A move's copy that `umzug backfill` can run: its expand steps (state tables, target table) are done and its
+ * backfill task is not. Returns the label the progress display shows, or null.
+ */
+export async function pendingMongoBackfill(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<string | null> {
+  if (!moveOfChange(change)) return null;
+  const st = await engine.state.getChange(migration, changeIndex);
+  if (!st || st.expandFinishedAt) return null;
+  const plan = change.describe(st.snapshot, engine.ctx).expand;
+  const task = plan.tasks?.find((t) => t.kind === 'mongo-backfill');
+  if (!task) return null;
+  const done = await engine.state.doneSteps(migration, changeIndex, 'expand');
+  if (done.has(`task:${task.id}`) || !plan.steps.every((s) => done.has(s.id))) return null;
+  const { move, table } = paramsOf(task);
+  return `${migration.replace(/:expand$/, '')} #${changeIndex + 1} ${move.collection.name} → ${tableLabel(table)}`;
+}
+
+/**
+ * Runs or resumes a move's copy outside `umzug up` (the `umzug backfill` command), then records the task as done so
+ * `up` goes on with the validation. A stop (signal) throws BackfillInterrupted like the keyset backfill, with the
+ * progress committed.
+ */
+export async function runMongoChangeBackfill(
+  engine: Engine,
+  migration: string,
+  changeIndex: number,
+  change: Change,
+  opts: { readonly signal?: AbortSignal; readonly onProgress?: (p: BackfillProgress) => void } = {},
+): Promise<BackfillProgress> {
+  const found = await expandTask(engine, migration, changeIndex, change, 'mongo-backfill');
+  if (!found) throw new Error(`${migration}: change #${changeIndex + 1} is not a MongoDB move whose expand has started; run \`umzug up\` first.`);
+  const key = { migration, changeIndex, phase: 'expand' as const };
+  let last: BackfillProgress | null;
+  try {
+    last = await backfillMove(engine, found.move, found.table, key, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onProgress: (p) => {
+        if (p) opts.onProgress?.(p);
+      },
+    });
+  } catch (e) {
+    if (e instanceof MongoBackfillInterrupted) throw new BackfillInterrupted(e.message);
+    throw e;
+  }
+  await engine.db.withConnection((c) => engine.state.recordStep(c, migration, changeIndex, 'expand', `task:${found.task.id}`, found.task.description));
+  return last ?? { ...key, rowsDone: 0, rowsUpdated: 0, totalEstimate: 0, batches: 0, done: true };
+}
+
+/**
+ * `umzug verify` for a move: a full validation, recorded like the expand's. rowsChecked counts documents; a sample
+ * key is `[key, kind]` (missing-in-postgres, extra-in-postgres, different, not-quarantined). Null for other kinds.
+ */
+export async function verifyMongoChange(
+  engine: Engine,
+  migration: string,
+  changeIndex: number,
+  change: Change,
+): Promise<{ rowsChecked: number; mismatches: number; sampleKeys: string[][]; validation: MoveValidation } | null> {
+  if (!moveOfChange(change)) return null;
+  const found = await expandTask(engine, migration, changeIndex, change, 'mongo-verify');
+  if (!found) return null;
+  const validation = await validateAndRecord(engine, found.move, found.table, migration, changeIndex, {});
+  return {
+    rowsChecked: validation.checked,
+    mismatches: validation.mismatches,
+    sampleKeys: validation.details.slice(0, 10).map((d) => [d.key, d.kind]),
+    validation,
+  };
+}
+
+/** What `umzug status` adds for a move: documents read, rows written, documents quarantined. Null for other kinds. */
+export async function mongoChangeStatus(engine: Engine, change: Change): Promise<{ read: number; written: number; quarantined: number } | null> {
+  const move = moveOfChange(change);
+  if (!move) return null;
+  const s = ident(engine.options.stateSchema);
+  const exists = await engine.db.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [`${s}.mongo_backfill`]);
+  if (!exists.rows[0]?.t) return null;
+  const id = moveId(targetTable(move, engine.ctx.defaultSchema));
+  const r = await engine.db.query<{ read: string; written: string; quarantined: string }>(
+    `SELECT coalesce(sum(read), 0)::text AS read, coalesce(sum(written), 0)::text AS written,
+            (SELECT count(*) FROM ${s}.mongo_quarantine WHERE move = $1)::text AS quarantined
+       FROM ${s}.mongo_backfill WHERE move = $1`,
+    [id],
+  );
+  const x = r.rows[0]!;
+  return { read: Number(x.read), written: Number(x.written), quarantined: Number(x.quarantined) };
+}
+
 /**
  * Registers the runners of the tasks mongoToPostgres() describes. Done by zeroDowntime() for every engine: the
  * driver is only loaded when a task of a move actually runs.
  */
 export function registerMongoTasks(engine: Engine, config: MongoConnectionConfig | undefined): void {
-  const stateSchema = engine.options.stateSchema;
+  CONFIGS.set(engine, config);
 
   engine.registerTaskRunner('mongo-backfill', async (task, ctx: TaskContext) => {
     const { move, table } = paramsOf(task);
-    const bson = await loadMongoDriver();
-    await withCollection(config, move, async (client, dbName) => {
-      const collection = client.db(dbName).collection<MongoDocument>(move.collection.name);
-      const sink = new PostgresSink(move, table, stateSchema, bson);
-      await runMongoBackfill({
-        db: engine.db,
-        stateSchema,
-        sink,
-        collection,
-        bson,
-        engineKey: { migration: ctx.migration, changeIndex: ctx.changeIndex, phase: ctx.phase },
+    await backfillMove(
+      engine,
+      move,
+      table,
+      { migration: ctx.migration, changeIndex: ctx.changeIndex, phase: ctx.phase },
+      {
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         beforeBatch: (p) => ctx.beforeBatch(p),
-        onProgress: (p, backfill) =>
-          ctx.progress({
-            done: p.read,
-            total: p.totalEstimate,
-            message: `${p.read} documents read, ${p.written} written, ${p.quarantined} quarantined (${p.bracket} _ids)`,
-            ...(backfill ? { backfill } : {}),
-          }),
-      });
-    });
+        onProgress: (backfill, message, read, total) => ctx.progress({ done: read, total, message, ...(backfill ? { backfill } : {}) }),
+      },
+    );
   });
 
   engine.registerTaskRunner('mongo-verify', async (task, ctx) => {
     const { move, table } = paramsOf(task);
-    const bson = await loadMongoDriver();
-    const result = await withCollection(config, move, async (client, dbName) => {
-      const collection = client.db(dbName).collection<MongoDocument>(move.collection.name);
-      const sink = new PostgresSink(move, table, stateSchema, bson);
-      return validateMove({
-        db: engine.db,
-        sink,
-        collection,
-        bson,
-        stateSchema,
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-        onChunk: (checked, mismatches) => ctx.progress({ done: checked, total: null, message: `validated ${checked} documents, ${mismatches} suspect` }),
-      });
+    const result = await validateAndRecord(engine, move, table, ctx.migration, ctx.changeIndex, {
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onChunk: (checked, mismatches) => ctx.progress({ done: checked, total: null, message: `validated ${checked} documents, ${mismatches} suspect` }),
     });
-    await engine.state.recordVerify(ctx.migration, ctx.changeIndex, result.checked, result.mismatches, result.details.slice(0, 10).map((d) => [d.key, d.kind]));
     ctx.progress({
       done: result.checked,
       total: result.checked,
@@ -116,7 +265,7 @@ export function registerMongoTasks(engine: Engine, config: MongoConnectionConfig
 
   engine.registerTaskRunner('mongo-forget', async (task) => {
     const { table } = paramsOf(task);
-    const s = ident(stateSchema);
+    const s = ident(engine.options.stateSchema);
     const exists = await engine.db.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [`${s}.mongo_backfill`]);
     if (!exists.rows[0]?.t) return;
     await engine.db.transaction(async (c) => {
