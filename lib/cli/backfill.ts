@@ -4,6 +4,7 @@ import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.j
 import { chooseDisplayMode, createDisplay, type BackfillDisplay } from '../backfill/display.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { moveOfChange, pendingMongoBackfill, runMongoChangeBackfill } from '../mongo/tasks.js';
 
 export interface RunBackfillsOptions {
   /** Workers in this process; default: the configured backfill.workers. */
@@ -40,6 +41,12 @@ export async function pendingBackfills(umzug: ZeroDowntimeUmzug): Promise<Pendin
   for (const e of await umzug.entries()) {
     if (e.phase !== 'expand') continue;
     for (const [i, change] of e.changes.entries()) {
+      if (moveOfChange(change)) {
+        // A MongoDB move copies in a task, not a keyset backfill: pending while its expand steps are done and its copy is not.
+        const label = await pendingMongoBackfill(engine, e.name, i, change);
+        if (label) out.push({ migration: e.name, changeIndex: i, label });
+        continue;
+      }
       const st = await engine.state.getChange(e.name, i);
       if (!st || st.expandFinishedAt) continue;
       const plan = change.describe(st.snapshot, engine.ctx).expand;
@@ -81,19 +88,23 @@ export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsO
         seen.add(`${p.migration}#${p.changeIndex}`);
         const st = (await engine.state.getChange(p.migration, p.changeIndex))!;
         const entry = (await umzug.entries()).find((e) => e.name === p.migration)!;
-        const spec = entry.changes[p.changeIndex]!.describe(st.snapshot, engine.ctx).expand.backfill!;
+        const change = entry.changes[p.changeIndex]!;
         const before = await engine.state.getBackfill(p.migration, p.changeIndex, 'expand');
         display?.start(p.label, before?.totalEstimate ?? 0);
         let last: BackfillProgress | null = null;
+        const onProgress = (pr: BackfillProgress) => {
+          last = pr;
+          display?.update(pr);
+        };
         try {
-          last = await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, spec, st.snapshot, {
-            ...(opts.workers ? { options: { workers: opts.workers } } : {}),
-            ...(opts.signal ? { signal: opts.signal } : {}),
-            onProgress: (pr) => {
-              last = pr;
-              display?.update(pr);
-            },
-          });
+          // A MongoDB move reads one cursor in _id order: one worker, whatever --workers says.
+          last = moveOfChange(change)
+            ? await runMongoChangeBackfill(engine, p.migration, p.changeIndex, change, { ...(opts.signal ? { signal: opts.signal } : {}), onProgress })
+            : await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, change.describe(st.snapshot, engine.ctx).expand.backfill!, st.snapshot, {
+                ...(opts.workers ? { options: { workers: opts.workers } } : {}),
+                ...(opts.signal ? { signal: opts.signal } : {}),
+                onProgress,
+              });
           results.push(last);
           display?.finish(last, 'done');
         } catch (e) {

@@ -2,6 +2,7 @@ import { CommandLineAction, type CommandLineFlagParameter } from '@rushstack/ts-
 import type { UmzugCLI } from 'umzug';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
+import { mongoChangeStatus } from '../mongo/tasks.js';
 
 export interface ChangeStatus {
   readonly index: number;
@@ -11,6 +12,8 @@ export interface ChangeStatus {
   readonly contractFinishedAt: string | null;
   readonly backfill: { readonly rowsDone: number; readonly totalEstimate: number | null; readonly done: boolean } | null;
   readonly verify: { readonly rowsChecked: number; readonly mismatches: number; readonly at: string | null } | null;
+  /** For a MongoDB move: documents read, rows written and documents quarantined (with their reasons, in the state schema). */
+  readonly mongo?: { readonly read: number; readonly written: number; readonly quarantined: number };
 }
 
 export interface MigrationStatus {
@@ -46,6 +49,7 @@ export async function buildStatus(umzug: ZeroDowntimeUmzug): Promise<StatusRepor
     for (const [i, change] of e.changes.entries()) {
       const st = await umzug.engine.state.getChange(e.name, i);
       const bf = st ? await umzug.engine.state.getBackfill(e.name, i, 'expand') : null;
+      const mongo = st ? await mongoChangeStatus(umzug.engine, change) : null;
       changes.push({
         index: i,
         kind: change.kind,
@@ -57,6 +61,7 @@ export async function buildStatus(umzug: ZeroDowntimeUmzug): Promise<StatusRepor
           st && st.verifiedRows != null
             ? { rowsChecked: st.verifiedRows, mismatches: st.verifyMismatches ?? 0, at: st.verifiedAt?.toISOString() ?? null }
             : null,
+        ...(mongo ? { mongo } : {}),
       });
     }
     const expandApplied = executed.has(e.name);
@@ -99,6 +104,10 @@ const PHASE_WORDS: Record<string, string> = {
   ready: 'ready',
 };
 
+function mongoLine(m: NonNullable<ChangeStatus['mongo']>): string {
+  return `     MongoDB: ${m.read} documents read, ${m.written} rows written, ${m.quarantined} quarantined${m.quarantined > 0 ? ' (reasons in the mongo_quarantine table)' : ''}`;
+}
+
 /** Pads cells to their column's width; the last column is left ragged; a one-cell row is a note spanning the line. */
 function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
@@ -127,11 +136,13 @@ export function formatStatus(report: StatusReport): string {
     if (m.changes.length === 1) {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, ...cells(m.changes[0]!), contract]);
       rows.push([`  #1 ${m.changes[0]!.kind}${m.changes[0]!.summary ? `: ${m.changes[0]!.summary}` : ''}`]);
+      if (m.changes[0]!.mongo) rows.push([mongoLine(m.changes[0]!.mongo)]);
     } else {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, '', '', contract]);
       for (const c of m.changes) {
         rows.push([`  #${c.index + 1} ${c.kind}`, c.expandFinishedAt ? 'done' : c.summary ? 'started' : '', ...cells(c), c.contractFinishedAt ? 'done' : '']);
         if (c.summary) rows.push([`     ${c.summary}`]);
+        if (c.mongo) rows.push([`   ${mongoLine(c.mongo)}`]);
       }
     }
   }

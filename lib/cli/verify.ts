@@ -1,6 +1,8 @@
 import { CommandLineAction, type CommandLineFlagParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { verifyMongoChange } from '../mongo/tasks.js';
+import type { MoveValidation } from '../mongo/validate.js';
 
 export interface VerifiedChange {
   readonly migration: string;
@@ -12,6 +14,8 @@ export interface VerifiedChange {
   /** Up to 10 keys (as text) of rows where the old and the new structure disagree. */
   readonly sampleKeys: readonly (readonly string[])[];
   readonly ms: number;
+  /** For a MongoDB move: the validation's counts (rowsChecked counts documents; a sample key is [key, kind]). */
+  readonly mongo?: Pick<MoveValidation, 'mongoCount' | 'postgresCount' | 'quarantineCount' | 'mismatchRate' | 'chunks' | 'bisections'>;
 }
 
 export interface VerifyReport {
@@ -35,7 +39,8 @@ export async function verifyInFlight(umzug: ZeroDowntimeUmzug, onChange?: (c: Ve
       const st = await umzug.engine.state.getChange(e.name, i);
       if (!st || !st.expandFinishedAt || st.contractFinishedAt) continue;
       const started = Date.now();
-      const result = await umzug.engine.verify(e.name, i, change);
+      const mongo = await verifyMongoChange(umzug.engine, e.name, i, change);
+      const result = mongo ?? (await umzug.engine.verify(e.name, i, change));
       if (!result) {
         nothing.push({ migration: e.name, changeIndex: i, kind: change.kind });
         continue;
@@ -49,6 +54,18 @@ export async function verifyInFlight(umzug: ZeroDowntimeUmzug, onChange?: (c: Ve
         mismatches: result.mismatches,
         sampleKeys: result.sampleKeys,
         ms: Date.now() - started,
+        ...(mongo
+          ? {
+              mongo: {
+                mongoCount: mongo.validation.mongoCount,
+                postgresCount: mongo.validation.postgresCount,
+                quarantineCount: mongo.validation.quarantineCount,
+                mismatchRate: mongo.validation.mismatchRate,
+                chunks: mongo.validation.chunks,
+                bisections: mongo.validation.bisections,
+              },
+            }
+          : {}),
       };
       changes.push(v);
       onChange?.(v);
@@ -58,7 +75,9 @@ export async function verifyInFlight(umzug: ZeroDowntimeUmzug, onChange?: (c: Ve
 }
 
 export function formatVerifiedChange(c: VerifiedChange): string {
-  const head = `${c.migration.replace(/:expand$/, '')} #${c.changeIndex + 1} ${c.kind} — ${c.summary}`;
+  const head =
+    `${c.migration.replace(/:expand$/, '')} #${c.changeIndex + 1} ${c.kind} — ${c.summary}` +
+    (c.mongo ? `\n  MongoDB ${c.mongo.mongoCount} documents; PostgreSQL ${c.mongo.postgresCount} rows + ${c.mongo.quarantineCount} quarantined` : '');
   if (c.mismatches === 0) return `${head}\n  consistent: ${c.rowsChecked} rows checked in ${c.ms} ms`;
   return `${head}\n  ${c.mismatches} of ${c.rowsChecked} rows disagree; sample keys: ${c.sampleKeys.map((k) => `(${k.join(', ')})`).join(' ')}`;
 }
@@ -88,6 +107,7 @@ class VerifyAction extends CommandLineAction {
     if (report.mismatches > 0) {
       throw new VerifyMismatchError(
         `verify found ${report.mismatches} rows where old and new disagree. Nothing was changed; contracts of these changes stay closed. ` +
+          (report.changes.some((c) => c.mongo && c.mismatches > 0) ? 'For a MongoDB move: look for a writer that bypasses the dual-writer and run its reconcile(). ' : '') +
           'Look for a writer that bypasses the sync triggers (a disabled trigger, session_replication_role = replica) or a wrong up/down expression, fix it, and run `umzug verify` again.',
       );
     }
