@@ -21,7 +21,9 @@ ferret_port="${FERRETDB_PORT:-27117}"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if ! port_open "$ferret_port"; then
   bin="$("$here/ferretdb-build.sh")"
-  state="$root/.services"
+  # One FerretDB per port on the machine, whichever checkout started it: its data, log and pid live beside the
+  # build cache, so a test that restarts it (test/support/mongo.ts) finds them from any checkout.
+  state="${FERRETDB_STATE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/umzug-zero-downtime/ferretdb-run-$ferret_port}"
   data="$state/ferretdb-data"
   mkdir -p "$data"
   nohup "$bin" --handler=sqlite --sqlite-url="file:$data/" --listen-addr="127.0.0.1:$ferret_port" \

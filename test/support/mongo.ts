@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Binary, BSONRegExp, Long, MongoClient, ObjectId, Timestamp } from 'mongodb';
@@ -13,9 +14,16 @@ export async function mongoClient(): Promise<MongoClient> {
   return c;
 }
 
-/** Stops FerretDB (SIGTERM to the pid scripts/services.sh recorded) and waits until its port is closed. */
+/** Where scripts/services.sh keeps the FerretDB it started on this port (data, log, pid): shared by every checkout. */
+function ferretStateDir(): string {
+  const port = process.env.FERRETDB_PORT ?? '27117';
+  const cache = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache');
+  return process.env.FERRETDB_STATE_DIR ?? path.join(cache, 'umzug-zero-downtime', `ferretdb-run-${port}`);
+}
+
+/** Stops FerretDB (SIGKILL to the pid scripts/services.sh recorded) and waits until the process is gone. */
 export async function stopFerret(): Promise<void> {
-  const pid = Number(readFileSync(path.join(ROOT, '.services/ferretdb.pid'), 'utf8').trim());
+  const pid = Number(readFileSync(path.join(ferretStateDir(), 'ferretdb.pid'), 'utf8').trim());
   process.kill(pid, 'SIGKILL');
   for (let i = 0; i < 100; i++) {
     try {
