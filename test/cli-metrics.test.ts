@@ -1,24 +1,14 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { BIN, TSX } from './cli-support.js';
+import { spawnBin as run } from './cli-support.js';
 import { freshDatabase, knexFor } from './support/pg.js';
 import { tempProject } from './support/project.js';
 
 const ROWS = 20_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function run(cwd: string, url: string, args: string[]) {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  return { child, exited, output: () => out };
-}
 
 describe('`umzug --metrics-port`: Prometheus scrapes a running command', function () {
   this.timeout(120_000);

@@ -66,6 +66,19 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
   };
 }
 
+/**
+ * The real `umzug` bin started in `cwd` against `url` (CI=true), left running: the test signals or awaits it.
+ * `output()` is stdout and stderr as they came so far.
+ */
+export function spawnBin(cwd: string, url: string, args: string[]) {
+  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  return { child, exited, output: () => out };
+}
+
 /** The JSON document a `--json` command printed (the last top-level `{…}` block of stdout). */
 export function jsonOut<T>(r: RunResult): T {
   const start = r.stdout.lastIndexOf('\n{\n') >= 0 ? r.stdout.lastIndexOf('\n{\n') + 1 : r.stdout.indexOf('{');

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { Db, zeroDowntime } from '../lib/index.js';
-import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot } from '../lib/postgres/snapshot.js';
-import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
+import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { startChecker, startLoop, type LoopWriter } from './support/column-writers.js';
+import { expectCleanRun } from './support/writers.js';
+import { expectExactRoundTrip, takeState } from './support/db-state.js';
 
 const ROWS = 20_000;
 
@@ -13,9 +14,7 @@ describe('setNotNull', function () {
   let knex: Knex;
   let db: Db;
   before(async () => {
-    url = await freshDatabase('col_not_null');
-    knex = knexFor(url);
-    db = new Db(knex);
+    ({ url, knex, db } = await openTestDatabase('col_not_null'));
   });
   after(() => knex?.destroy());
   const q = async <R>(sql: string) => (await knex.raw<{ rows: R[] }>(sql)).rows;
@@ -73,11 +72,7 @@ export default defineMigration({ changes: [setNotNull({ table: 'tickets', column
       result = await checker.stop();
       await umzug.close();
     }
-    const errors = writers.flatMap((w) => w.errors);
-    expect(errors, errors.slice(0, 5).join('\n')).to.deep.equal([]);
-    expect(result.violations).to.deep.equal([]);
-    expect(result.checks).to.be.greaterThan(5);
-    expect(writers.reduce((n, w) => n + w.ops(), 0)).to.be.greaterThan(200);
+    expectCleanRun(writers, result, { minChecks: 5, minOps: 200 });
   });
 
   it('up → down → up: the NULLs come back exactly, schema identical', async () => {
@@ -95,24 +90,13 @@ export default defineMigration({ changes: [
 `,
     );
     const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
-    const snap = () => db.withConnection(async (c) => ({ schema: await schemaSnapshot(c, ['rt']), data: await dataChecksums(c, ['rt']) }));
-    const before = await snap();
-    await umzug.up();
-    await umzug.up();
-    const contracted = await snap();
-    expect(contracted.schema.objects['column rt.items.color']).to.equal(`text NOT NULL DEFAULT 'grey'::text`);
-    expect(contracted.schema.objects['column rt.items.size']).to.equal(`integer NOT NULL DEFAULT (0 + 1)`);
-    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM rt.items WHERE color = 'grey'`))[0]!.n).to.equal(750);
-    await umzug.down();
-    await umzug.down();
-    const after = await snap();
-    expect(diffSnapshots(before.schema, after.schema)).to.deep.equal([]);
-    expect(diffChecksums(before.data, after.data)).to.deep.equal([]);
-    await umzug.up();
-    await umzug.up();
-    const again = await snap();
-    expect(diffSnapshots(contracted.schema, again.schema)).to.deep.equal([]);
-    expect(diffChecksums(contracted.data, again.data)).to.deep.equal([]);
+    await expectExactRoundTrip(umzug, () => takeState(db, ['rt']), {
+      contracted: async (contracted) => {
+        expect(contracted.schema.objects['column rt.items.color']).to.equal(`text NOT NULL DEFAULT 'grey'::text`);
+        expect(contracted.schema.objects['column rt.items.size']).to.equal(`integer NOT NULL DEFAULT (0 + 1)`);
+        expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM rt.items WHERE color = 'grey'`))[0]!.n).to.equal(750);
+      },
+    });
     await umzug.close();
   });
 

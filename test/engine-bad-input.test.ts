@@ -1,17 +1,15 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { ChangeInputError, Db, addColumn, renameColumn, zeroDowntime } from '../lib/index.js';
-import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot } from '../lib/postgres/snapshot.js';
-import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
+import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
+import { expectSameState, takeState } from './support/db-state.js';
 
 describe('bad input: a clear error, and nothing changed', function () {
   let knex: Knex;
   let db: Db;
   before(async () => {
-    const url = await freshDatabase('engine_bad_input');
-    knex = knexFor(url);
-    db = new Db(knex);
+    ({ knex, db } = await openTestDatabase('engine_bad_input'));
     await knex.raw(`CREATE TABLE users (id int PRIMARY KEY, name text)`);
     await knex.raw(`CREATE TABLE nokey (name text)`);
     await knex.raw(`INSERT INTO users SELECT g, 'n' || g FROM generate_series(1, 100) g`);
@@ -20,7 +18,7 @@ describe('bad input: a clear error, and nothing changed', function () {
   });
   after(() => knex?.destroy());
 
-  const snapshot = () => db.withConnection(async (c) => ({ schema: await schemaSnapshot(c, ['public']), data: await dataChecksums(c, ['public']) }));
+  const snapshot = () => takeState(db, ['public']);
 
   const attempt = async (body: string) => {
     const p = tempProject('bad');
@@ -33,9 +31,7 @@ describe('bad input: a clear error, and nothing changed', function () {
     } catch (e) {
       error = e;
     }
-    const after = await snapshot();
-    expect(diffSnapshots(before.schema, after.schema)).to.deep.equal([]);
-    expect(diffChecksums(before.data, after.data)).to.deep.equal([]);
+    expectSameState(before, await snapshot(), 'after the refused up');
     const executed = await knex.raw<{ rows: unknown[] }>(`SELECT * FROM zd_bad.migrations`);
     expect(executed.rows).to.deep.equal([]);
     return ((error as { cause?: Error })?.cause ?? error) as Error;

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { Db, StepFailedError, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
-import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot } from '../lib/postgres/snapshot.js';
-import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
+import { openTestDatabase, pgClient, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
-import { startWriter, type Writer } from './support/writers.js';
+import { expectCleanRun, startWriter, type Writer } from './support/writers.js';
+import { startChecker } from './support/column-writers.js';
+import { expectExactRoundTrip, takeState } from './support/db-state.js';
 
 const ROWS = 20_000;
 
@@ -28,9 +29,7 @@ describe('addIndex / dropIndex: CONCURRENTLY, with writers, round trip, failed b
   let db: Db;
 
   before(async () => {
-    url = await freshDatabase('idx_changes');
-    knex = knexFor(url);
-    db = new Db(knex);
+    ({ url, knex, db } = await openTestDatabase('idx_changes'));
     await knex.raw('CREATE EXTENSION IF NOT EXISTS amcheck');
   });
   after(async () => {
@@ -61,31 +60,25 @@ export default defineMigration({ changes: [
     for (let i = 0; i < 3; i++) writers.push(await startWriter(url, { table: 'users', column: 'name', maxId: () => maxId, label: `w${i}` }));
 
     // Every valid index must hold every row (amcheck's heapallindexed), checked all along.
-    const violations: string[] = [];
-    let checks = 0;
-    let checking = true;
-    const checker = (async () => {
-      while (checking) {
-        try {
-          for (const ix of await indexes(knex, 'users')) {
-            if (!ix.valid) continue; // a build in progress is invalid until it finishes
-            try {
-              await knex.raw(`SELECT bt_index_check(?::regclass, true)`, [ix.name]);
-            } catch (e) {
-              // DROP INDEX CONCURRENTLY marks the index invalid first: only a still-valid index must pass.
-              const still = (await indexes(knex, 'users')).find((x) => x.name === ix.name);
-              if (still?.valid) throw e;
-            }
+    // An index dropped between listing and checking is fine.
+    const checker = startChecker(
+      async () => {
+        for (const ix of await indexes(knex, 'users')) {
+          if (!ix.valid) continue; // a build in progress is invalid until it finishes
+          try {
+            await knex.raw(`SELECT bt_index_check(?::regclass, true)`, [ix.name]);
+          } catch (e) {
+            // DROP INDEX CONCURRENTLY marks the index invalid first: only a still-valid index must pass.
+            const still = (await indexes(knex, 'users')).find((x) => x.name === ix.name);
+            if (still?.valid) throw e;
           }
-          maxId = Number((await knex.raw<{ rows: { m: string }[] }>('SELECT max(id) AS m FROM users')).rows[0]!.m);
-          checks++;
-        } catch (e) {
-          // An index dropped between listing and checking is fine.
-          if (!/does not exist|could not open relation/.test((e as Error).message)) violations.push((e as Error).message);
         }
-        await new Promise((r) => setTimeout(r, 30));
-      }
-    })();
+        maxId = Number((await knex.raw<{ rows: { m: string }[] }>('SELECT max(id) AS m FROM users')).rows[0]!.m);
+        return null;
+      },
+      /does not exist|could not open relation/,
+      { intervalMs: 30 },
+    );
 
     expect((await umzug.up()).map((m) => m.name)).to.deep.equal(['001.users-indexes.ts:expand']);
     let now = await indexes(knex, 'users');
@@ -106,13 +99,7 @@ export default defineMigration({ changes: [
     expect((await indexes(knex, 'users')).map((i) => i.name)).to.have.members(['users_pkey', 'users_email_key', 'users_name_cover', 'users_name_old_idx']);
 
     await Promise.all(writers.map((w) => w.stop()));
-    checking = false;
-    await checker;
-    const errors = writers.flatMap((w) => w.stats.errors);
-    expect(errors, errors.slice(0, 5).join('\n')).to.deep.equal([]);
-    expect(violations).to.deep.equal([]);
-    expect(checks).to.be.greaterThan(5);
-    expect(writers.reduce((n, w) => n + w.stats.ops, 0)).to.be.greaterThan(200);
+    expectCleanRun(writers, await checker.stop(), { minChecks: 5, minOps: 200 });
     expect(await invalidIndexes(knex)).to.deep.equal([]);
   });
 
@@ -132,22 +119,9 @@ export default defineMigration({ changes: [
 `,
     );
     const umzug = umzugFor(project.dir);
-    const snap = () => db.withConnection(async (c) => ({ schema: await schemaSnapshot(c, ['rt']), data: await dataChecksums(c, ['rt']) }));
-    const before = await snap();
-    await umzug.up();
-    await umzug.up();
-    const contracted = await snap();
-    expect(Object.keys(contracted.schema.objects)).to.include('index rt.items_sku_key').and.not.include('index rt.items_tags_gin');
-    await umzug.down();
-    await umzug.down();
-    const after = await snap();
-    expect(diffSnapshots(before.schema, after.schema)).to.deep.equal([]);
-    expect(diffChecksums(before.data, after.data)).to.deep.equal([]);
-    await umzug.up();
-    await umzug.up();
-    const again = await snap();
-    expect(diffSnapshots(contracted.schema, again.schema)).to.deep.equal([]);
-    expect(diffChecksums(contracted.data, again.data)).to.deep.equal([]);
+    await expectExactRoundTrip(umzug, () => takeState(db, ['rt']), {
+      contracted: (contracted) => expect(Object.keys(contracted.schema.objects)).to.include('index rt.items_sku_key').and.not.include('index rt.items_tags_gin'),
+    });
   });
 
   it('a unique build that meets a duplicate half-way fails cleanly and leaves no INVALID index; a crash leftover is dropped and rebuilt', async () => {

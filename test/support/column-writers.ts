@@ -41,23 +41,28 @@ export async function startLoop(url: string, label: string, step: (c: pg.Client,
 }
 
 /**
- * A loop that runs `check` every 25 ms and records what it returns (a problem description) or throws, except errors
- * matching `expected` (a column briefly absent while a phase swaps it).
+ * A loop that runs `check` every 25 ms (or `intervalMs`) and records the problems it returns (one description or
+ * several) or throws, except errors matching `expected` (a column briefly absent while a phase swaps it). It ends at
+ * stop(), or as soon as `aborted()` says so (a failed test that never reached its stop()).
  */
-export function startChecker(check: () => Promise<string | null>, expected?: RegExp): { stop(): Promise<{ checks: number; violations: string[] }> } {
+export function startChecker(
+  check: () => Promise<string | readonly string[] | null>,
+  expected?: RegExp,
+  opts: { intervalMs?: number; aborted?: () => boolean } = {},
+): { stop(): Promise<{ checks: number; violations: string[] }> } {
   const violations: string[] = [];
   let checks = 0;
   let running = true;
   const loop = (async () => {
-    while (running) {
+    while (running && !opts.aborted?.()) {
       try {
         const problem = await check();
         checks++;
-        if (problem) violations.push(problem);
+        for (const p of typeof problem === 'string' ? [problem] : (problem ?? [])) if (p) violations.push(p);
       } catch (e) {
         if (!expected || !expected.test((e as Error).message)) violations.push((e as Error).message);
       }
-      await new Promise((r) => setTimeout(r, 25));
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 25));
     }
   })();
   return {

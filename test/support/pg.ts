@@ -1,5 +1,6 @@
 import pg from 'pg';
 import knexFactory, { type Knex } from 'knex';
+import { Db } from '../../lib/engine/db.js';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
@@ -26,6 +27,13 @@ export async function freshDatabase(name: string): Promise<string> {
 
 export function knexFor(url: string, poolMax = 10): Knex {
   return knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: poolMax } });
+}
+
+/** A fresh database of the test file's own (see freshDatabase), a Knex pool on it and the engine's Db over that pool. */
+export async function openTestDatabase(name: string, poolMax?: number): Promise<{ url: string; knex: Knex; db: Db }> {
+  const url = await freshDatabase(name);
+  const knex = knexFor(url, poolMax);
+  return { url, knex, db: new Db(knex) };
 }
 
 export async function pgClient(url: string, applicationName = 'zdt-test'): Promise<pg.Client> {

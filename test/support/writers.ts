@@ -1,3 +1,4 @@
+import { expect } from 'chai';
 import type pg from 'pg';
 import { pgClient } from './pg.js';
 
@@ -57,4 +58,26 @@ export async function startWriter(
       await client.end();
     },
   };
+}
+
+/** A writer of any of the test kinds: `startLoop` (errors, ops()) or `startWriter` / `startLoopWriter` (stats). */
+export type AnyWriter = { readonly errors: readonly string[]; ops(): number } | { readonly stats: { readonly errors: readonly string[]; readonly ops: number } };
+
+const errorsOf = (w: AnyWriter) => ('stats' in w ? w.stats.errors : w.errors);
+const opsOf = (w: AnyWriter) => ('stats' in w ? w.stats.ops : w.ops());
+
+/**
+ * The closing assertions of a run under writers: no writer saw an error, the checker found no violation, and (where
+ * given) the checker ran more than `minChecks` times and the writers ran more than `minOps` statements between them.
+ */
+export function expectCleanRun(
+  writers: readonly AnyWriter[],
+  checker: { readonly checks: number; readonly violations: readonly string[] },
+  expected: { minChecks?: number; minOps?: number } = {},
+): void {
+  const errors = writers.flatMap(errorsOf);
+  expect(errors, errors.slice(0, 5).join('\n')).to.deep.equal([]);
+  expect(checker.violations, checker.violations.slice(0, 5).join('\n')).to.deep.equal([]);
+  if (expected.minChecks !== undefined) expect(checker.checks, 'checker rounds').to.be.greaterThan(expected.minChecks);
+  if (expected.minOps !== undefined) expect(writers.reduce((n, w) => n + opsOf(w), 0), 'writer statements').to.be.greaterThan(expected.minOps);
 }
