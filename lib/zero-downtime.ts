@@ -153,7 +153,9 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
       toolFileName: options?.toolFileName ?? 'umzug',
       toolDescription:
         options?.toolDescription ??
-        'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open.',
+        'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open. ' +
+        'Before the command: --config FILE, --database-url URL, --migrations GLOB choose the project; --metrics-port PORT ' +
+        '[--metrics-host HOST] serves Prometheus metrics on /metrics while the command runs.',
     });
     addStatusAction(cli, this);
     addBackfillAction(cli, this);
