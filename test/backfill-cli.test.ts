@@ -1,10 +1,8 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { renameProject } from './support/project.js';
 import { spawnBin as bin } from './cli-support.js';
 
 const ROWS = 20_000;
@@ -25,20 +23,13 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
     knex = knexFor(url);
     await knex.raw(`CREATE TABLE items (id int PRIMARY KEY, title text)`);
     await knex.raw(`INSERT INTO items SELECT g, 't' || g FROM generate_series(1, ${ROWS}) g`);
-    const project = tempProject('backfill-cli');
-    dir = project.dir;
-    project.write(
-      '001.items-name.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'items', from: 'title', to: 'name' })] });
-`,
-    );
-    writeFileSync(
-      path.join(dir, 'umzug.config.ts'),
+    dir = renameProject(
+      'backfill-cli',
+      { file: '001.items-name.ts', table: 'items', from: 'title', to: 'name' },
       `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 8 } }, contract: { after: 0 },
   backfill: { batchSize: 200, adaptive: false, pause: '15ms', chunkRows: 2000, canary: false } };
 `,
-    );
+    ).dir;
   });
   after(() => knex?.destroy());
 
@@ -97,16 +88,10 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
   it('`umzug up` stops cleanly on SIGINT mid-backfill (exit 130, progress kept, nothing recorded as applied), and the next `up` finishes it', async () => {
     await knex.raw(`CREATE TABLE gadgets (id int PRIMARY KEY, label text)`);
     await knex.raw(`INSERT INTO gadgets SELECT g, 'g' || g FROM generate_series(1, ${ROWS}) g`);
-    const project = tempProject('up-sigint');
-    project.write(
-      '001.gadgets-name.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'gadgets', from: 'label', to: 'name' })] });
-`,
-    );
     // A state schema of its own: this project's migrations are not the first test's.
-    writeFileSync(
-      path.join(project.dir, 'umzug.config.ts'),
+    const project = renameProject(
+      'up-sigint',
+      { file: '001.gadgets-name.ts', table: 'gadgets', from: 'label', to: 'name' },
       `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 8 } }, stateSchema: 'zd_sigint', contract: { after: 0 },
   backfill: { batchSize: 200, adaptive: false, pause: '15ms', chunkRows: 2000, canary: false } };
 `,

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { zeroDowntime, type EngineEvent } from '../lib/index.js';
 import { knexFor, silentLogger } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { renameProject } from './support/project.js';
 import { startReplicatedServer, type ReplicatedServer } from './support/replica.js';
 
 const ROWS = 60_000;
@@ -33,13 +33,7 @@ describe('backfill throttled by replication lag (a real WAL receiver, stalled an
     const streaming = await knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'`);
     expect(streaming.rows[0]!.n, 'the WAL receiver is connected').to.equal(1);
 
-    const project = tempProject('replication-lag');
-    project.write(
-      '001.parts-sku.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 'code', to: 'sku' })] });
-`,
-    );
+    const project = renameProject('replication-lag', { file: '001.parts-sku.ts', table: 'parts', from: 'code', to: 'sku' });
     const throttles: { at: number; state: string; reason: string }[] = [];
     const umzug = zeroDowntime({
       knex,

@@ -1,11 +1,9 @@
 import { expect } from 'chai';
 import { createServer } from 'node:net';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Knex } from 'knex';
 import { spawnBin as run } from './cli-support.js';
 import { freshDatabase, knexFor } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { renameProject } from './support/project.js';
 
 const ROWS = 20_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -20,20 +18,13 @@ describe('`umzug --metrics-port`: Prometheus scrapes a running command', functio
     knex = knexFor(url);
     await knex.raw(`CREATE TABLE books (id int PRIMARY KEY, name text)`);
     await knex.raw(`INSERT INTO books SELECT g, 'b' || g FROM generate_series(1, ${ROWS}) g`);
-    const project = tempProject('cli-metrics');
-    dir = project.dir;
-    project.write(
-      '001.books-title.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'books', from: 'name', to: 'title' })] });
-`,
-    );
-    writeFileSync(
-      path.join(dir, 'umzug.config.ts'),
+    dir = renameProject(
+      'cli-metrics',
+      { file: '001.books-title.ts', table: 'books', from: 'name', to: 'title' },
       `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 8 } },
   backfill: { batchSize: 200, adaptive: false, pause: '15ms', canary: false }, monitor: { canary: false, sampleEvery: '200ms' } };
 `,
-    );
+    ).dir;
   });
   after(() => knex?.destroy());
 

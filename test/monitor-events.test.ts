@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { zeroDowntime, type EngineEvent } from '../lib/index.js';
 import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { renameProject } from './support/project.js';
 
 const ROWS = 5000;
 
@@ -18,13 +18,7 @@ describe('monitor: a backfill batch that waits on a row lock is retried, reporte
   after(() => knex?.destroy());
 
   it('emits backfill-retry events with the SQLSTATE, counts them as lock retries in Prometheus, and completes once the holder commits', async () => {
-    const project = tempProject('monitor-events');
-    project.write(
-      '001.tickets-title.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'tickets', from: 'subject', to: 'title' })] });
-`,
-    );
+    const project = renameProject('monitor-events', { file: '001.tickets-title.ts', table: 'tickets', from: 'subject', to: 'title' });
     const holder = await pgClient(url, 'zd-row-holder');
     const events: EngineEvent[] = [];
     let holding: Promise<unknown> | null = null;

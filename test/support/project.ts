@@ -20,3 +20,23 @@ export function tempProject(prefix: string): { dir: string; migrations: string; 
     },
   };
 }
+
+/**
+ * A project whose one migration renames a column (the change most engine and CLI tests drive), with an optional
+ * `umzug.config.ts` body for the tests that run the bin.
+ */
+export function renameProject(
+  prefix: string,
+  rename: { readonly file: string; readonly table: string; readonly from: string; readonly to: string },
+  config?: string,
+): { dir: string; migrations: string; write(name: string, body: string): string } {
+  const project = tempProject(prefix);
+  project.write(
+    rename.file,
+    `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [renameColumn({ table: ${JSON.stringify(rename.table)}, from: ${JSON.stringify(rename.from)}, to: ${JSON.stringify(rename.to)} })] });
+`,
+  );
+  if (config !== undefined) writeFileSync(path.join(project.dir, 'umzug.config.ts'), config);
+  return project;
+}
