@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, purgeArchives, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { formatPurge } from '../lib/cli/purge.js';
 import { diffSnapshots } from '../lib/postgres/snapshot.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
@@ -250,6 +251,10 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
     phase = 'contracted';
     expect((await umzug.up()).map((m) => m.name)).to.deep.equal(['001.merge-accounts.ts:contract']);
     expect(await count(`SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname IN ('users', 'prefs; drop table x')`)).to.equal(0);
+    // Both retired tables are registered archives: purge lists them as whole tables.
+    const listed = formatPurge(await purgeArchives(umzug, { olderThanMs: 0, dryRun: true }));
+    expect(listed).to.match(/: public\.users \(whole table\) merge-tables,/);
+    expect(listed).to.match(/: public\.prefs; drop table x \(whole table\) merge-tables,/);
     await new Promise((res) => setTimeout(res, 300)); // the new version writes accounts alone
     await stopAll(neu);
     await umzug.down(); // users and prefs come back, with what was written to accounts meanwhile

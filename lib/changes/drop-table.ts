@@ -1,7 +1,7 @@
 import type { Change, ResolveContext, Step } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
-import { forgetTableArchive, registerTableArchiveSql, requireTableArchive } from '../postgres/archive.js';
+import { forgetArchive, registerTableArchiveSql, requireTableArchive, type TableArchiveKind } from '../postgres/archive.js';
 import { renameTable, setSchema } from '../postgres/table-ddl.js';
 import { txStep } from './common.js';
 
@@ -18,7 +18,7 @@ export function droppedTableArchive(t: TableName, stateSchema: string): TableNam
  * The step that moves a table into the state schema under its archive name (a catalog-only change: no rewrite, no
  * copy) and registers it for `umzug purge`. Used by dropTable and mergeTables.
  */
-export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: string): Step {
+export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: TableArchiveKind): Step {
   const archive = droppedTableArchive(t, stateSchema);
   return txStep(id, `move ${tableLabel(t)} into ${tableLabel(archive)}`, [
     renameTable(t, archive.name),
@@ -34,7 +34,7 @@ export function restoreTableStep(t: TableName, stateSchema: string, id: string, 
     requireTableArchive(archive.schema, archive.name, t, what),
     setSchema(archive, t.schema),
     renameTable({ schema: t.schema, name: archive.name }, t.name),
-    forgetTableArchive(archive.schema, archive.name),
+    forgetArchive(archive.schema, archive.name),
   ]);
 }
 

@@ -1,7 +1,7 @@
 import { CommandLineAction, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
 import { parseDuration } from '../engine/duration.js';
-import { REGISTRY, registryTable, TABLE_ARCHIVE_KINDS } from '../postgres/archive.js';
+import { isTableArchiveKind, REGISTRY, registryTable } from '../postgres/archive.js';
 import { qualified } from '../postgres/identifiers.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 
@@ -25,8 +25,8 @@ export interface PurgeReport {
 
 /**
  * Deletes archives made more than `olderThanMs` ago, under the migration lock: column archives (dropColumn,
- * changeColumnType, renameColumn, deriveColumn, setNotNull) and whole tables (dropTable, an undone createTable that
- * held rows). Each is dropped in a transaction of its own with its registry row.
+ * changeColumnType, renameColumn, deriveColumn, setNotNull) and whole tables (dropTable, the two tables a mergeTables
+ * contract retired, an undone createTable that held rows). Each is dropped in a transaction of its own with its registry row.
  * What it means for `down`: a dropColumn contract can then no longer be undone with its data (down refuses and says
  * so); a type change, rename or derived column is still undone, every row through its `down` conversion; a dropTable
  * contract can no longer be undone (down refuses and says so).
@@ -70,7 +70,7 @@ export function formatPurge(report: PurgeReport): string {
   const verb = report.dryRun ? 'Would purge' : 'Purged';
   return [
     `${verb} ${report.purged.length} archive(s); ${report.kept} kept.`,
-    ...report.purged.map((p) => `  ${p.archive}: ${p.table} (${p.columns.join(', ') || (TABLE_ARCHIVE_KINDS.includes(p.kind) ? 'whole table' : 'keys')}) ${p.kind}, ${p.rows ?? '?'} rows, made ${p.createdAt}`),
+    ...report.purged.map((p) => `  ${p.archive}: ${p.table} (${p.columns.join(', ') || (isTableArchiveKind(p.kind) ? 'whole table' : 'keys')}) ${p.kind}, ${p.rows ?? '?'} rows, made ${p.createdAt}`),
   ].join('\n');
 }
 

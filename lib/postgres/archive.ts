@@ -96,10 +96,7 @@ END`);
 }
 
 export function dropArchive(a: ArchiveSpec, stateSchema: string): Statement[] {
-  return [
-    { text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` },
-    doBlock(`BEGIN IF to_regclass(${literal(registryTable(stateSchema))}) IS NOT NULL THEN DELETE FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)}; END IF; END`),
-  ];
+  return [{ text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` }, forgetArchive(stateSchema, a.archive.name)];
 }
 
 /** `(k0, k1) = (a._zd_k0, a._zd_k1)`: the archive row of the current row (keys unqualified, as the backfill writes them). */
@@ -146,7 +143,12 @@ END`);
 }
 
 /** Registry kinds of whole-table archives (the others archive columns: keys + values). */
-export const TABLE_ARCHIVE_KINDS: readonly string[] = ['drop-table', 'create-table-undone'];
+export const TABLE_ARCHIVE_KINDS = ['drop-table', 'merge-tables', 'create-table-undone'] as const;
+export type TableArchiveKind = (typeof TABLE_ARCHIVE_KINDS)[number];
+
+export function isTableArchiveKind(kind: string): kind is TableArchiveKind {
+  return (TABLE_ARCHIVE_KINDS as readonly string[]).includes(kind);
+}
 
 /**
  * SQL (literals, no parameters: it also runs inside DO blocks) that registers a whole table moved into the state
@@ -154,7 +156,7 @@ export const TABLE_ARCHIVE_KINDS: readonly string[] = ['drop-table', 'create-tab
  * archive. `rows` is the planner's estimate: counting would scan the table while the move holds its ACCESS EXCLUSIVE
  * lock.
  */
-export function registerTableArchiveSql(stateSchema: string, archive: string, source: TableName, kind: string): string {
+export function registerTableArchiveSql(stateSchema: string, archive: string, source: TableName, kind: TableArchiveKind): string {
   const registry = registryTable(stateSchema);
   return `${ensureRegistry(stateSchema).text};
 INSERT INTO ${registry} (archive, source_table, source_columns, kind, rows)
@@ -174,8 +176,8 @@ BEGIN
 END`);
 }
 
-/** Forgets a table archive that was moved back (its registry row), if the registry exists. */
-export function forgetTableArchive(stateSchema: string, archive: string): Statement {
+/** Forgets an archive (its registry row) that was dropped or moved back, if the registry exists. */
+export function forgetArchive(stateSchema: string, archive: string): Statement {
   return doBlock(
     `BEGIN IF to_regclass(${literal(registryTable(stateSchema))}) IS NOT NULL THEN DELETE FROM ${registryTable(stateSchema)} WHERE archive = ${literal(archive)}; END IF; END`,
   );
