@@ -126,9 +126,7 @@ async function main(): Promise<number> {
   try {
     if (globals.metricsPort !== undefined) {
       try {
-        const port = /^\d{1,5}$/.test(globals.metricsPort) ? Number(globals.metricsPort) : Number.NaN;
-        if (!(port <= 65535)) throw new Error(`--metrics-port must be a port number from 0 to 65535, not ${JSON.stringify(globals.metricsPort)}; nothing was run.`);
-        metrics = await serveMetrics(umzug.monitor.metrics.registry, port, globals.metricsHost);
+        metrics = await serveMetrics(umzug.monitor.metrics.registry, globals.metricsPort, globals.metricsHost);
       } catch (e) {
         process.stderr.write(`umzug: ${(e as Error).message}\n`);
         return 2;

@@ -16,9 +16,11 @@ export class MetricsServerError extends Error {
  * Serves a registry on GET /metrics while a long command runs — a backfill in a deploy job lives minutes to hours,
  * longer than a Pushgateway push is worth — and nothing else. Bound to loopback unless a host is given.
  */
-export async function serveMetrics(registry: Registry, port: number, host = '127.0.0.1'): Promise<MetricsServer> {
+export async function serveMetrics(registry: Registry, portGiven: number | string, host = '127.0.0.1'): Promise<MetricsServer> {
+  // A string is the command line's text: digits only, so "80x" or "1e3" is not silently read as a number.
+  const port = typeof portGiven === 'number' ? portGiven : /^\d{1,5}$/.test(portGiven) ? Number(portGiven) : Number.NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new MetricsServerError(`--metrics-port must be a port number from 0 to 65535, not ${JSON.stringify(port)}; nothing was run.`);
+    throw new MetricsServerError(`--metrics-port must be a port number from 0 to 65535, not ${JSON.stringify(portGiven)}; nothing was run.`);
   }
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
