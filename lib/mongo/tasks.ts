@@ -2,7 +2,7 @@ import type { MongoClient } from 'mongodb';
 import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
 import type { Engine, TaskContext } from '../engine/runner.js';
 import type { PhaseName } from '../engine/state.js';
-import type { Change, TaskSpec } from '../migration.js';
+import type { Change, PhasePlan, TaskSpec } from '../migration.js';
 import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { purgeTombstonesSql } from '../postgres/mongo-sql.js';
 import { MongoBackfillInterrupted, runMongoBackfill } from './backfill.js';
@@ -105,8 +105,13 @@ async function validateAndRecord(
       ...(opts.onChunk ? { onChunk: opts.onChunk } : {}),
     });
   });
-  await engine.state.recordVerify(migration, changeIndex, result.checked, result.mismatches, result.details.slice(0, 10).map((d) => [d.key, d.kind]));
+  await engine.state.recordVerify(migration, changeIndex, result.checked, result.mismatches, sampleKeys(result));
   return result;
+}
+
+/** The first mismatches as `[key, kind]`, as verify and status show them. */
+function sampleKeys(v: MoveValidation): string[][] {
+  return v.details.slice(0, 10).map((d) => [d.key, d.kind]);
 }
 
 /** The move of a mongoToPostgres() change; null for every other kind. */
@@ -115,12 +120,19 @@ export function moveOfChange(change: Change): MongoMove | null {
   return change.kind === 'mongoToPostgres' && isMongoMove(move) ? move : null;
 }
 
-/** The expand task of this kind of a move's change, as it was described when the change first ran. */
-async function expandTask(engine: Engine, migration: string, changeIndex: number, change: Change, kind: string): Promise<{ task: TaskSpec; move: MongoMove; table: TableName } | null> {
+/** The expand task of this kind of a move's change, with its expand plan, as described when the change first ran. */
+async function expandTask(
+  engine: Engine,
+  migration: string,
+  changeIndex: number,
+  change: Change,
+  kind: string,
+): Promise<{ task: TaskSpec; move: MongoMove; table: TableName; plan: PhasePlan; finished: boolean } | null> {
   const st = await engine.state.getChange(migration, changeIndex);
   if (!st) return null;
-  const task = change.describe(st.snapshot, engine.ctx).expand.tasks?.find((t) => t.kind === kind);
-  return task ? { task, ...paramsOf(task) } : null;
+  const plan = change.describe(st.snapshot, engine.ctx).expand;
+  const task = plan.tasks?.find((t) => t.kind === kind);
+  return task ? { task, plan, finished: st.expandFinishedAt !== null, ...paramsOf(task) } : null;
 }
 
 /**
@@ -129,15 +141,11 @@ async function expandTask(engine: Engine, migration: string, changeIndex: number
  */
 export async function pendingMongoBackfill(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<string | null> {
   if (!moveOfChange(change)) return null;
-  const st = await engine.state.getChange(migration, changeIndex);
-  if (!st || st.expandFinishedAt) return null;
-  const plan = change.describe(st.snapshot, engine.ctx).expand;
-  const task = plan.tasks?.find((t) => t.kind === 'mongo-backfill');
-  if (!task) return null;
+  const found = await expandTask(engine, migration, changeIndex, change, 'mongo-backfill');
+  if (!found || found.finished) return null;
   const done = await engine.state.doneSteps(migration, changeIndex, 'expand');
-  if (done.has(`task:${task.id}`) || !plan.steps.every((s) => done.has(s.id))) return null;
-  const { move, table } = paramsOf(task);
-  return `${migration.replace(/:expand$/, '')} #${changeIndex + 1} ${move.collection.name} → ${tableLabel(table)}`;
+  if (done.has(`task:${found.task.id}`) || !found.plan.steps.every((s) => done.has(s.id))) return null;
+  return `${migration.replace(/:expand$/, '')} #${changeIndex + 1} ${found.move.collection.name} → ${tableLabel(found.table)}`;
 }
 
 /**
@@ -188,7 +196,7 @@ export async function verifyMongoChange(
   return {
     rowsChecked: validation.checked,
     mismatches: validation.mismatches,
-    sampleKeys: validation.details.slice(0, 10).map((d) => [d.key, d.kind]),
+    sampleKeys: sampleKeys(validation),
     validation,
   };
 }
