@@ -1,12 +1,13 @@
 import { CommandLineParser, type CommandLineFlagParameter } from '@rushstack/ts-command-line';
 import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umzug';
+import { BackfillInterrupted } from '../backfill/keyset.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { TemplateCreateAction } from './create.js';
 
-/** The backfill stop (ours or the Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
+/** The backfill stop (a keyset backfill's or a Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
 function interruption(e: unknown): Error | null {
   for (let x: unknown = e, depth = 0; x instanceof Error && depth < 10; x = (x as { cause?: unknown }).cause, depth++) {
-    if (x.name === 'BackfillInterrupted' || x.name === 'MongoBackfillInterrupted') return x;
+    if (x instanceof BackfillInterrupted) return x;
   }
   return null;
 }

@@ -1,5 +1,5 @@
 import type { Collection } from 'mongodb';
-import type { BackfillProgress } from '../backfill/keyset.js';
+import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
 import { isConnectionLost, type Db } from '../engine/db.js';
 import type { PhaseName } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
@@ -121,7 +121,8 @@ export interface MongoBackfillRun {
   readonly outageBudgetMs?: number;
 }
 
-export class MongoBackfillInterrupted extends Error {
+/** A stopped move copy is a stopped backfill: every caller that handles one (CLI, monitor) handles the other. */
+export class MongoBackfillInterrupted extends BackfillInterrupted {
   override name = 'MongoBackfillInterrupted';
 }
 

@@ -1,11 +1,11 @@
 import type { MongoClient } from 'mongodb';
-import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
+import type { BackfillProgress } from '../backfill/keyset.js';
 import type { Engine, TaskContext } from '../engine/runner.js';
 import type { PhaseName } from '../engine/state.js';
 import type { Change, PhasePlan, TaskSpec } from '../migration.js';
 import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { purgeTombstonesSql } from '../postgres/mongo-sql.js';
-import { MongoBackfillInterrupted, runMongoBackfill } from './backfill.js';
+import { runMongoBackfill } from './backfill.js';
 import { connectMongo, loadMongoDriver, type MongoConnectionConfig } from './driver.js';
 import { isMongoMove, moveId, targetTable, type MongoDocument, type MongoMove } from './move.js';
 import { PostgresSink } from './sink.js';
@@ -163,18 +163,12 @@ export async function runMongoChangeBackfill(
   const found = await expandTask(engine, migration, changeIndex, change, 'mongo-backfill');
   if (!found) throw new Error(`${migration}: change #${changeIndex + 1} is not a MongoDB move whose expand has started; run \`umzug up\` first.`);
   const key = { migration, changeIndex, phase: 'expand' as const };
-  let last: BackfillProgress | null;
-  try {
-    last = await backfillMove(engine, found.move, found.table, key, {
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onProgress: (p) => {
-        if (p) opts.onProgress?.(p);
-      },
-    });
-  } catch (e) {
-    if (e instanceof MongoBackfillInterrupted) throw new BackfillInterrupted(e.message);
-    throw e;
-  }
+  const last = await backfillMove(engine, found.move, found.table, key, {
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onProgress: (p) => {
+      if (p) opts.onProgress?.(p);
+    },
+  });
   await engine.db.withConnection((c) => engine.state.recordStep(c, migration, changeIndex, 'expand', `task:${found.task.id}`, found.task.description));
   return last ?? { ...key, rowsDone: 0, rowsUpdated: 0, totalEstimate: 0, batches: 0, done: true };
 }
