@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -76,17 +76,20 @@ EOF`,
   );
   let stderr = '';
   receiver.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  writeFileSync(path.join(dir, 'receiver.pid'), String(receiver.pid));
 
-  // mocha exits without running `after` hooks that time out: never leave a server running behind.
-  const onExit = () => {
+  /** Stops the server (if it still runs) and removes its folder; synchronous, so it also works in an 'exit' handler. */
+  const removeServer = () => {
     try {
-      receiver.kill('SIGKILL');
       asServerUser(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);
-      rmSync(dir, { recursive: true, force: true });
     } catch {
       // already stopped
     }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // mocha exits without running `after` hooks that time out: never leave a server running behind.
+  const onExit = () => {
+    receiver.kill('SIGKILL');
+    removeServer();
   };
   process.once('exit', onExit);
   const stop = async () => {
@@ -96,12 +99,7 @@ EOF`,
       receiver.kill('SIGKILL');
       await new Promise((r) => receiver.once('exit', r));
     }
-    try {
-      asServerUser(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);
-    } catch (e) {
-      appendFileSync(path.join(dir, 'stop-error.log'), String(e));
-    }
-    rmSync(dir, { recursive: true, force: true });
+    removeServer();
   };
   receiver.once('exit', (code) => {
     if (code !== null && code !== 0 && stderr) process.stderr.write(`pg_receivewal exited ${code}: ${stderr}\n`);
