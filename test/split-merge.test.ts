@@ -96,7 +96,7 @@ export default defineMigration({ changes: [splitTable({ from: 'people', to: 'pro
       });
 
     // While both tables carry the columns, every row present in both must agree; no profile without a person.
-    let phase: 'synced' | 'contracted' = 'synced';
+    let phase: 'synced' | 'contracted' | 'unsynced' = 'synced';
     let stage = 'expand';
     const checker = startChecker(
       async () => {
@@ -156,7 +156,9 @@ export default defineMigration({ changes: [splitTable({ from: 'people', to: 'pro
     await new Promise((res) => setTimeout(res, 400));
     await stopAll(neu);
     expect(await fullyConsistent()).to.equal(0);
-    stage = 'undo of expand';
+    // The undo of expand drops the sync triggers, then the new table, in two steps (one lock at a time): in between,
+    // the table is deliberately no longer kept in sync, so agreement is checked up to here, not during the undo.
+    phase = 'unsynced';
     await umzug.down();
     expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname = 'profiles'`)).to.equal(0);
     await stopAll(old);
@@ -215,7 +217,7 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
         else await c.query(`DELETE FROM accounts WHERE id = $1`, [pick(maxId)]);
       });
 
-    let phase: 'synced' | 'contracted' = 'synced';
+    let phase: 'synced' | 'contracted' | 'unsynced' = 'synced';
     const checker = startChecker(
       async () => {
         if (phase !== 'synced') return null;
@@ -265,6 +267,9 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
     await new Promise((res) => setTimeout(res, 400));
     await stopAll(neu);
     expect(await fullyConsistent()).to.equal(0);
+    // The undo of expand drops the sync triggers, then the new table, in two steps (one lock at a time): in between,
+    // the table is deliberately no longer kept in sync, so agreement is checked up to here, not during the undo.
+    phase = 'unsynced';
     await umzug.down();
     await stopAll(old);
     const checked = await checker.stop();
