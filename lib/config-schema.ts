@@ -59,7 +59,7 @@ export const CONFIG_SCHEMA = {
         adaptive: { type: 'boolean', description: 'false keeps every batch at batchSize; default true' },
         batchTimeout: { ...duration, description: 'statement_timeout of one batch (split and retried past it); default 10s' },
         workers: { ...positiveInt, description: 'workers per process; default 1' },
-        chunkRows: { ...positiveInt, description: 'rows per chunk, the unit workers claim; default 100000' },
+        chunkRows: { ...positiveInt, description: 'rows per chunk, the unit workers claim; default 250000' },
         maxReplicationLag: { anyOf: [{ type: 'null' }, duration], description: 'pause while a standby lags more than this; null ignores lag; default 10s' },
         healthCheck: { isFunction: true, description: 'your own check: the backfill pauses while it returns false or { ok: false }' },
         canary: {

@@ -6,7 +6,8 @@ import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL, DEFAULT_CANARY, type BackfillOptions, type BackfillRun } from '../lib/backfill/keyset.js';
 import { BatchSizer } from '../lib/backfill/adaptive.js';
 import { Throttle, type ThrottleEvent } from '../lib/backfill/throttle.js';
-import { CanaryProbe } from '../lib/backfill/canary.js';
+import { CanaryProbe, sampleProbeTargets } from '../lib/backfill/canary.js';
+import { busyFraction, restAfter, MIN_FRACTION, START_FRACTION } from '../lib/backfill/pacer.js';
 import { resolveConfig, ConfigError } from '../lib/config.js';
 import { freshDatabase, knexFor } from './support/pg.js';
 
@@ -107,26 +108,123 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     await exactlyOnce();
   });
 
+  it('runs batches back to back once the canary shows they do not slow the reads (batches that wait, not work)', async () => {
+    const events: ThrottleEvent[] = [];
+    const started = Date.now();
+    let lastPacedAt = 0;
+    await run(
+      { batchSize: 250, adaptive: false, canary: { ...DEFAULT_CANARY, baselineSamples: 30, budget: 3, slackMs: 5 } },
+      {
+        onThrottle: (e) => {
+          events.push(e);
+          if (e.state === 'paced') lastPacedAt = Date.now();
+        },
+      },
+      // 100 ms per batch (one row in 250) spent sleeping in the server: no CPU, no lock a reader waits for
+      `hits + 1 + CASE WHEN id % 250 = 0 THEN 0 * length(pg_sleep(0.1)::text) ELSE 0 END`,
+    );
+    const paced = events.filter((e) => e.state === 'paced').map((e) => e.busyFraction);
+    expect(paced[0]).to.be.at.most(2 * START_FRACTION); // from a quarter of the time, doubling on each fresh look
+    expect(paced).to.include(1);
+    expect(lastPacedAt - started).to.be.lessThan(12_000);
+    await exactlyOnce();
+  });
+
   it('moves the canary baseline when the application alone is over budget, instead of stalling for good', async () => {
     const canary = new CanaryProbe(db, { schema: 'public', name: 'items' }, { kind: 'keys', columns: [{ name: 'id', type: 'integer' }], source: 'primary key' }, {
       ...DEFAULT_CANARY,
       baselineSamples: 20,
     });
-    expect(await canary.start(ROWS)).to.equal(true);
+    expect(await canary.start()).to.equal(true);
     // As if the baseline had been taken in an unusually quiet moment: every probe from now on is "slow".
     canary.rebaseline(0.0001);
-    await new Promise((r) => setTimeout(r, 700)); // let the probes of the recent window come in
+    await new Promise((r) => setTimeout(r, 1500)); // the tail window needs 100 probes before it judges
     const events: ThrottleEvent[] = [];
     const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000 }, canary, (e) => events.push(e));
     try {
       const t0 = Date.now();
       await throttle.wait();
-      expect(Date.now() - t0).to.be.within(4500, 15_000);
+      // held until the idle probes (300 of them, ~3 s) replace the baseline; 1.5 s of them came in before the wait
+      expect(Date.now() - t0).to.be.within(500, 15_000);
     } finally {
       await canary.stop();
     }
     expect(events.map((e) => e.state)).to.deep.equal(['paused', 'rebaselined', 'resumed']);
     expect(canary.baselineP99).to.be.greaterThan(0.0001);
+  });
+
+  it('paces batches by the canary: solves for the duty that keeps slow probes under 1 %, opens up only on fresh evidence', () => {
+    expect(busyFraction({ sBusy: null, busyProbes: 0, sIdle: null })).to.equal(START_FRACTION);
+    expect(busyFraction({ sBusy: 0.005, busyProbes: 300, sIdle: 0.004 })).to.equal(1); // batches do not slow the reads
+    // 10 % of the reads during batches over budget, 0.5 % between: busy about (0.8 − 0.5) / (10 − 0.5) ≈ 3 % of the time
+    expect(busyFraction({ sBusy: 0.1, busyProbes: 300, sIdle: 0.005 })).to.be.closeTo(0.003 / 0.095, 1e-9);
+    expect(busyFraction({ sBusy: 0.5, busyProbes: 300, sIdle: 0.009 })).to.equal(MIN_FRACTION); // the app alone is at the target
+    expect(restAfter(200, 1, 1, 100)).to.equal(0);
+    expect(restAfter(200, 0.1, 1, 100)).to.equal(2800); // (200 + 100) / 0.1 − 200: busy 300 ms of every 3 s
+    expect(restAfter(200, 0.1, 3, 100)).to.equal(8800); // three workers share the same 10 %
+
+    const canary = new CanaryProbe(db, { schema: 'public', name: 'items' }, { kind: 'keys', columns: [{ name: 'id', type: 'integer' }], source: 'primary key' }, DEFAULT_CANARY);
+    canary.rebaseline(1); // a first baseline of 1 ms, replaced by the idle probes' p99 (0.5 ms → budget 0.55 ms)
+    const events: ThrottleEvent[] = [];
+    const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000 }, canary, (e) => events.push(e));
+    const probes = (ring: 'busy' | 'idle', n: number, slowEvery: number) => {
+      for (let i = 0; i < n; i++) {
+        canary[ring].push(i % slowEvery === 0 ? 5 : 0.5);
+        if (ring === 'busy') canary.busyProbes++;
+      }
+    };
+    probes('idle', 2000, 200); // 0.5 % of the reads between batches over budget
+    expect(throttle.pace()).to.equal(START_FRACTION);
+    probes('busy', 300, 1000); // fast during batches too (0.3 %): the duty doubles per 40 fresh probes, not at once
+    expect(throttle.pace()).to.equal(0.5);
+    expect(throttle.pace()).to.equal(0.5); // no fresh probes, no change
+    probes('busy', 40, 1000);
+    expect(throttle.pace()).to.equal(1);
+    probes('busy', 500, 10); // now 10 % of the reads during batches are slow: down at once
+    expect(throttle.pace()).to.be.closeTo(0.003 / 0.095, 1e-9);
+    expect(events.filter((e) => e.state === 'paced').map((e) => e.busyFraction)).to.deep.equal([START_FRACTION, 0.5, 1, throttle.pace()]);
+    expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 3\.2 % of the time: 10\.0 % of canary probes during batches and 0\.5 % between them over budget 0\.55 ms/);
+  });
+
+  it('files canary probes as busy while a batch runs, and a rolling idle baseline replaces the first one', async () => {
+    const canary = new CanaryProbe(db, { schema: 'public', name: 'items' }, { kind: 'keys', columns: [{ name: 'id', type: 'integer' }], source: 'primary key' }, {
+      ...DEFAULT_CANARY,
+      baselineSamples: 10,
+    });
+    expect(await canary.start()).to.equal(true);
+    try {
+      canary.rebaseline(123); // a first baseline no probe will match
+      canary.batchStarted();
+      await new Promise((r) => setTimeout(r, 400));
+      canary.batchEnded();
+      const busy = canary.busy.size;
+      expect(busy).to.be.greaterThan(10);
+      expect(canary.idle.size).to.equal(0);
+      expect(canary.baselineP99).to.equal(123); // no idle probes yet: still the first baseline
+      await new Promise((r) => setTimeout(r, 150 + 50)); // past the wake
+      const idleBefore = canary.idle.size;
+      for (let i = 0; i < 200 && canary.idle.size < 300; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(canary.idle.size).to.be.at.least(300);
+      expect(canary.busy.size).to.be.within(busy, busy + 12); // only the wake after the batch, never the idle time
+      expect(idleBefore).to.be.lessThan(300);
+      expect(canary.baselineP99).to.be.lessThan(50).and.equal(canary.idle.percentile(99));
+    } finally {
+      await canary.stop();
+    }
+  });
+
+  it('spreads canary targets over the table: one key per heap page', async () => {
+    await knex.raw(`CREATE TABLE IF NOT EXISTS wide (id int PRIMARY KEY, pad text)`);
+    await knex.raw(`TRUNCATE wide`);
+    await knex.raw(`INSERT INTO wide SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g`);
+    await knex.raw(`ANALYZE wide`);
+    const targets = await sampleProbeTargets(db, { schema: 'public', name: 'wide' }, [{ name: 'id', type: 'integer' }], 50);
+    expect(targets).to.have.length(50);
+    const pages = await knex.raw(`SELECT count(DISTINCT (ctid::text::point)[0])::int AS n FROM wide WHERE id = ANY(?::int[])`, [targets.map((k) => Number(k[0]))]);
+    expect(pages.rows[0].n).to.equal(50);
+    expect(await sampleProbeTargets(db, { schema: 'public', name: 'wide' }, [{ name: 'id', type: 'integer' }], 50_000)).to.have.length.within(100, 20_000);
+    await knex.raw(`TRUNCATE wide`);
+    expect(await sampleProbeTargets(db, { schema: 'public', name: 'wide' }, [{ name: 'id', type: 'integer' }])).to.deep.equal([]);
   });
 
   it('validates the backfill keys of the config and names the bad one', () => {

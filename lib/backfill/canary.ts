@@ -1,67 +1,147 @@
 import type { Connection, Db } from '../engine/db.js';
-import { ctidProbeSql, keyProbeSql, sampleKeysSql } from '../postgres/batch-sql.js';
+import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { qualified } from '../postgres/identifiers.js';
 import type { TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
 
 export interface CanaryOptions {
-  /**
-   * Length of the stretch over which at most 1 % of probes may be over budget (the p99 promise). Default 60 s.
-   */
+  /** Length of the stretch over which at most 1 % of probes may be over budget (the p99 promise). Default 60 s. */
   readonly tailWindowMs?: number;
-  /** Probes measured before the backfill starts, for the baseline p99. */
+  /** Probes measured before the backfill starts, for the first baseline p99. */
   readonly baselineSamples: number;
   /** Time between probes while the backfill runs. */
   readonly intervalMs: number;
-  /** p99 is taken over the probes of this last stretch of time. */
-  readonly windowMs: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function percentile(values: readonly number[], p: number): number {
+export function percentile(values: ArrayLike<number>, p: number): number {
   if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
+  const sorted = Float64Array.from(values).sort();
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 /**
+ * The last `capacity` values, in fixed memory. Shares and percentiles are computed when asked (a few thousand numbers,
+ * a few times a second), so a threshold that moves applies to every probe kept, not only to those after the move.
+ */
+export class SampleRing {
+  private readonly values: Float64Array;
+  private pos = 0;
+  private filled = 0;
+  constructor(readonly capacity: number) {
+    this.values = new Float64Array(Math.max(1, capacity));
+  }
+  push(v: number): void {
+    this.values[this.pos] = v;
+    this.pos = (this.pos + 1) % this.values.length;
+    if (this.filled < this.values.length) this.filled++;
+  }
+  get size(): number {
+    return this.filled;
+  }
+  /** Share of the kept values above `limit`, or null when none are kept. */
+  shareAbove(limit: number): number | null {
+    if (this.filled === 0) return null;
+    let n = 0;
+    for (let i = 0; i < this.filled; i++) if (this.values[i]! > limit) n++;
+    return n / this.filled;
+  }
+  percentile(p: number): number {
+    return percentile(this.values.subarray(0, this.filled), p);
+  }
+  clear(): void {
+    this.pos = 0;
+    this.filled = 0;
+  }
+}
+
+/** Probe targets: this many keys, each on a page of its own, probed in turn. */
+export const PROBE_TARGETS = 2000;
+
+/**
+ * Keys to probe, spread over the table: about twice as many pages as targets are sampled (a few megabytes read once),
+ * one key taken from each, so the probes read pages the way an application's reads across the table do, most of
+ * them not in the buffer cache, rather than the same few hot pages. Empty for an empty table.
+ */
+export async function sampleProbeTargets(db: Db, table: TableName, keys: readonly KeyColumn[] | 'ctid', n = PROBE_TARGETS): Promise<string[][]> {
+  const pages = Number((await db.query<{ pages: number }>(relationPagesSql, [qualified(table)])).rows[0]?.pages ?? 1);
+  const sql = sampleKeysSql(table, keys);
+  let rows = (await db.query<{ k: string[] }>(sql, [Math.min(100, Math.max(0.0001, (100 * 2 * n) / pages)), n])).rows;
+  if (rows.length < Math.min(10, n)) rows = (await db.query<{ k: string[] }>(sql, [100, n])).rows;
+  return rows.map((r) => r.k);
+}
+
+/**
+ * A probe counts as during a batch when it starts while one runs or in the batch's wake: half as long as the batch
+ * took, at most 100 ms (the WAL and dirty pages it left are written out meanwhile; in bench/, probes in the first
+ * 100 ms after a 200 ms batch were over budget three times as often as idle ones, later ones no more than idle).
+ */
+export function wakeMs(batchMs: number): number {
+  return Math.min(100, batchMs / 2);
+}
+/** Idle probes that replace the first baseline (a second or two of probes says little about a p99). */
+const IDLE_FOR_BASELINE = 300;
+
+/**
  * A canary: the read an application does most (one row by key), timed on a connection of its own before and during
- * the backfill. The backfill pauses while the recent p99 is above the budget over the baseline, so what users feel
- * bounds its speed rather than a guessed fixed pause.
+ * the backfill. Each probe is filed as *busy* (a batch of this process was running, or had just ended) or *idle*
+ * (none was): the idle probes keep measuring what the application gets without the backfill, so the baseline follows
+ * the application's own load instead of one moment before the start; the busy probes measure what a batch costs it.
+ * The pacer (pacer.ts) turns the two into the pause after each batch.
  */
 export class CanaryProbe {
   private targets: string[][] = [];
   private next = 0;
-  private samples: { at: number; ms: number }[] = [];
   private running = false;
   private loop: Promise<void> | null = null;
-  baselineP99 = 0;
-  /** Probe times collected while the backfill is paused (see Throttle.wait), or null when not collecting. */
-  idle: number[] | null = null;
-  /** Probe time above which a probe counts as slow; set by the throttle from the budget. */
-  slowAboveMs = Infinity;
-  private ring: Uint8Array = new Uint8Array(1);
-  private ringPos = 0;
-  private ringFilled = 0;
-  private ringSlow = 0;
+  private batchesRunning = 0;
+  private lastBatchEnd = -Infinity;
+  private lastWake = 0;
+  private batchStart = 0;
+  private firstBaseline = 0;
+  /** Every probe of the tail window (the p99 promise is kept over it). */
+  readonly all: SampleRing;
+  /** Probes with no batch of ours running or just ended. */
+  readonly idle: SampleRing;
+  /** Probes that started during a batch of ours or in its wake. */
+  readonly busy: SampleRing;
   /** Every probe time measured after the baseline, for reports (bounded). */
   readonly during: number[] = [];
+  /** Busy probes measured so far (the ring keeps only the last ones). */
+  busyProbes = 0;
 
   constructor(
     private readonly db: Db,
     private readonly table: TableName,
     private readonly walk: WalkKey,
     private readonly opts: CanaryOptions,
-  ) {}
+  ) {
+    const tail = Math.max(100, Math.round((opts.tailWindowMs ?? 60_000) / Math.max(1, opts.intervalMs)));
+    this.all = new SampleRing(tail);
+    // The same span as `all`: with no batch running the two hold the same probes, and 1.1× the p99 of a set is
+    // passed by fewer than 1 % of that set, so the application's own ups and downs can never hold the backfill.
+    this.idle = new SampleRing(tail);
+    this.busy = new SampleRing(500);
+  }
+
+  /**
+   * The application's p99 without the backfill: measured before the first batch, then, once enough of them have come
+   * in, the p99 of the recent idle probes.
+   */
+  get baselineP99(): number {
+    return this.idle.size >= IDLE_FOR_BASELINE ? this.idle.percentile(99) : this.firstBaseline;
+  }
+
+  /** The baseline measured before the first batch. */
+  get initialBaselineP99(): number {
+    return this.firstBaseline;
+  }
 
   /** Picks probe targets from a block sample and measures the baseline; false when the table is empty. */
-  async start(estimatedRows: number): Promise<boolean> {
-    const percent = Math.min(100, Math.max(0.001, (100 * 400) / Math.max(estimatedRows, 1)));
-    const sql = sampleKeysSql(this.table, this.walk.kind === 'ctid' ? 'ctid' : this.walk.columns);
-    let rows = (await this.db.query<{ k: string[] }>(sql, [percent, 200])).rows;
-    if (rows.length < 10) rows = (await this.db.query<{ k: string[] }>(sql, [100, 200])).rows;
-    if (rows.length === 0) return false;
-    this.targets = rows.map((r) => r.k);
+  async start(): Promise<boolean> {
+    this.targets = await sampleProbeTargets(this.db, this.table, this.walk.kind === 'ctid' ? 'ctid' : this.walk.columns);
+    if (this.targets.length === 0) return false;
     this.running = true;
     const baseline: number[] = [];
     await this.db.withConnection(async (c) => {
@@ -72,10 +152,19 @@ export class CanaryProbe {
         await sleep(this.opts.intervalMs);
       }
     });
-    this.baselineP99 = percentile(baseline, 99);
-    this.ring = new Uint8Array(Math.max(100, Math.round((this.opts.tailWindowMs ?? 60_000) / Math.max(1, this.opts.intervalMs))));
+    this.firstBaseline = percentile(baseline, 99);
     this.loop = this.run();
     return true;
+  }
+
+  /** A batch of this process starts / ends: probes from now until its wake has passed are busy. */
+  batchStarted(): void {
+    if (this.batchesRunning++ === 0) this.batchStart = performance.now();
+  }
+  batchEnded(): void {
+    this.batchesRunning = Math.max(0, this.batchesRunning - 1);
+    this.lastBatchEnd = performance.now();
+    this.lastWake = wakeMs(this.lastBatchEnd - this.batchStart);
   }
 
   private async probe(c: Connection): Promise<number> {
@@ -91,18 +180,15 @@ export class CanaryProbe {
       try {
         await this.db.withConnection(async (c) => {
           while (this.running) {
+            const startedAt = performance.now();
+            const busy = this.batchesRunning > 0 || startedAt - this.lastBatchEnd < this.lastWake;
             const ms = await this.probe(c);
-            const at = Date.now();
-            this.samples.push({ at, ms });
+            this.all.push(ms);
+            if (busy || this.batchesRunning > 0) {
+              this.busy.push(ms);
+              this.busyProbes++;
+            } else this.idle.push(ms);
             if (this.during.length < 200_000) this.during.push(ms);
-            if (this.idle && this.idle.length < 100_000) this.idle.push(ms);
-            const slow = ms > this.slowAboveMs ? 1 : 0;
-            if (this.ringFilled === this.ring.length) this.ringSlow -= this.ring[this.ringPos]!;
-            else this.ringFilled++;
-            this.ring[this.ringPos] = slow;
-            this.ringSlow += slow;
-            this.ringPos = (this.ringPos + 1) % this.ring.length;
-            while (this.samples.length > 0 && this.samples[0]!.at < at - this.opts.windowMs) this.samples.shift();
             await sleep(this.opts.intervalMs);
           }
         });
@@ -113,33 +199,15 @@ export class CanaryProbe {
     }
   }
 
-  /** p99 of the probes in the recent window, or null while there are too few to say. */
-  recentP99(): number | null {
-    if (this.samples.length < 10) return null;
-    return percentile(
-      this.samples.map((s) => s.ms),
-      99,
-    );
-  }
-
   /**
-   * Share of the probes of the tail window that were slow, or null while there are too few. Above 1 % the p99 over
-   * that stretch is over budget, however short each slow spell was.
-   */
-  slowShare(): number | null {
-    return this.ringFilled < 100 ? null : this.ringSlow / this.ringFilled;
-  }
-
-  /**
-   * The application's latency moved for reasons of its own (measured while the backfill was paused): the new p99 is
-   * the baseline from now on, and the record of slow probes starts afresh.
+   * The application's latency moved for reasons of its own (measured while the backfill was held): `p99` is the
+   * baseline from now on, and the record of probes starts afresh.
    */
   rebaseline(p99: number): void {
-    this.baselineP99 = p99;
-    this.ring.fill(0);
-    this.ringSlow = 0;
-    this.ringFilled = 0;
-    this.ringPos = 0;
+    this.firstBaseline = p99;
+    this.all.clear();
+    this.idle.clear();
+    this.busy.clear();
   }
 
   async stop(): Promise<void> {

@@ -82,7 +82,7 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
         }
       },
       throttle: (l, e) =>
-        write(`backfill ${l}: ${e.state === 'paused' ? `paused: ${e.reason}` : e.state === 'rebaselined' ? `rebaselined: ${e.reason}` : `resumed after ${e.pausedMs ?? 0} ms`}`),
+        write(`backfill ${l}: ${e.state === 'resumed' ? `resumed after ${e.pausedMs ?? 0} ms` : `${e.state}: ${e.reason}`}`),
       note: (m) => write(m),
       finish: (p, outcome) => write(`backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`),
     };
@@ -116,6 +116,7 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
     throttle: (l, e) => {
       if (e.state === 'paused') bar?.update({ rate: `paused (${e.reason})` });
       else if (e.state === 'resumed') bar?.update({ rate: 'resuming' });
+      else if (e.state === 'paced' && e.busyFraction !== undefined && e.busyFraction < 1) bar?.update({ rate: `paced to ${Math.round(e.busyFraction * 100)} % by the canary` });
       void l;
     },
     note: (m) => {

@@ -1,11 +1,11 @@
-import { isConnectionLost, sqlState, type Connection, type Db } from '../engine/db.js';
+import { isConnectionLost, sqlState, type Db } from '../engine/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import type { BackfillSpec } from '../migration.js';
-import { ctidRangeUpdateSql, keysetBoundSql, keysetRangeUpdateSql, type KeyColumn } from '../postgres/batch-sql.js';
-import { qualified, tableLabel } from '../postgres/identifiers.js';
-import { copyRangeSql } from '../postgres/table-sync.js';
+import type { KeyColumn } from '../postgres/batch-sql.js';
+import { tableLabel } from '../postgres/identifiers.js';
 import { BatchSizer } from './adaptive.js';
+import { makeBatch, makePlanner, tableStats, type Batch } from './batch.js';
 import { CanaryProbe } from './canary.js';
 import { ChunkStore, type Chunk } from './chunks.js';
 import { WorkerLease } from './lease.js';
@@ -13,14 +13,14 @@ import { Throttle, type HealthCheck, type ThrottleEvent } from './throttle.js';
 import { resolveWalkKey, type WalkKey } from './walk-key.js';
 
 export interface CanarySettings {
-  /** The canary's p99 may reach baseline × budget before the backfill pauses. Default 1.5. */
+  /** A probe over baseline × budget counts as slow; the pacer keeps slow probes under 1 %, so the p99 within it. Default 1.5. */
   readonly budget: number;
   /** …and at least baseline + slackMs, so sub-millisecond noise does not stop a backfill. Default 2 ms. */
   readonly slackMs: number;
+  /** Probes before the first batch, for the first baseline (idle probes between batches replace it). Default 100. */
   readonly baselineSamples: number;
   readonly intervalMs: number;
-  readonly windowMs: number;
-  /** Over this stretch at most 1 % of probes may be over budget. Default 60 s. */
+  /** Over this stretch at most 1 % of probes may be over budget; past that the backfill is held. Default 60 s. */
   readonly tailWindowMs: number;
 }
 
@@ -41,7 +41,7 @@ export interface BackfillOptions {
   readonly batchTimeoutMs?: number;
   /** Workers in this process (each its own connection). Default 1. */
   readonly workers?: number;
-  /** Rows per chunk, the unit workers claim. Default 100 000. */
+  /** Rows per chunk, the unit workers claim. Default 250 000 (five batches of the largest size: a chunk's planning is paid once per chunk). */
   readonly chunkRows?: number;
   /** Pause while a standby lags more than this (pg_stat_replication); null = ignore. Default 10 s. */
   readonly maxReplicationLagMs?: number | null;
@@ -50,7 +50,7 @@ export interface BackfillOptions {
   readonly canary?: Partial<CanarySettings> | false;
 }
 
-export const DEFAULT_CANARY: CanarySettings = Object.freeze({ budget: 1.5, slackMs: 2, baselineSamples: 100, intervalMs: 10, windowMs: 500, tailWindowMs: 60_000 });
+export const DEFAULT_CANARY: CanarySettings = Object.freeze({ budget: 1.5, slackMs: 2, baselineSamples: 100, intervalMs: 10, tailWindowMs: 60_000 });
 
 export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   batchSize: 1000,
@@ -62,7 +62,7 @@ export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   adaptive: true,
   batchTimeoutMs: 10_000,
   workers: 1,
-  chunkRows: 100_000,
+  chunkRows: 250_000,
   maxReplicationLagMs: 10_000,
   canary: process.env.ZD_NO_CANARY ? false : DEFAULT_CANARY,
 });
@@ -104,7 +104,7 @@ export interface BackfillRun {
   /** Told once, before the first batch, what the backfill walks and the canary's baseline. */
   readonly onStart?: (e: { walk: WalkKey; workers: number; canaryBaselineP99Ms: number | null; totalEstimate: number }) => void;
   /** Filled at the end with the canary's probe times measured during the backfill (for benchmarks). */
-  readonly canaryReport?: { baselineP99Ms?: number; during?: number[] };
+  readonly canaryReport?: { baselineP99Ms?: number; finalBaselineP99Ms?: number; during?: number[] };
 }
 
 export class BackfillInterrupted extends Error {
@@ -115,16 +115,6 @@ class ProgressMoved extends Error {}
 
 const RETRYABLE_BATCH = new Set(['55P03', '40P01', '40001', '57014']);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-interface BatchResult {
-  scanned: number;
-  updated: number;
-  /** The new last key of the chunk. */
-  to: string[] | null;
-  finished: boolean;
-  /** Rows the batch was sized for (pages × rows per page for ctid walks). */
-  nominal: number;
-}
 
 /**
  * The backfill: the key space is cut into chunks that workers claim (SKIP LOCKED), and each chunk is walked in keyset
@@ -171,7 +161,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   try {
     if (canarySettings && !db.isEmbedded) {
       canary = new CanaryProbe(db, spec.table, walk, canarySettings);
-      if (!(await canary.start(totalEstimate))) canary = null;
+      if (!(await canary.start())) canary = null;
     }
     const throttle = new Throttle(
       db,
@@ -185,13 +175,16 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
       canary,
       run.onThrottle,
     );
-    const workers = db.isEmbedded ? 1 : Math.max(1, Math.min(o.workers ?? 1, poolMax - (poolMax >= 2 ? 1 : 0) - (canary ? 1 : 0)));
+    const spare = poolMax - (poolMax >= 2 ? 1 : 0) - (canary ? 1 : 0);
+    const workers = db.isEmbedded ? 1 : Math.max(1, Math.min(o.workers ?? 1, spare));
+    // A second connection per worker, where the pool has them, finds the next batch's end while a batch writes.
+    const prefetch = !db.isEmbedded && spare >= 2 * workers;
     run.onStart?.({ walk, workers, canaryBaselineP99Ms: canary?.baselineP99 ?? null, totalEstimate });
 
-    const planBound = makePlanner(walk, spec, o.chunkRows ?? 100_000, stats.rowsPerPage);
-    const batch = makeBatch(walk, spec, stats.rowsPerPage);
+    const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage);
 
     const worker = async (): Promise<void> => {
+      const batch = makeBatch(db, walk, spec, stats.rowsPerPage, prefetch);
       const sizer = new BatchSizer(o.batchSize, Math.min(o.minBatchSize ?? 100, o.batchSize), Math.max(o.maxBatchSize ?? 50_000, o.batchSize), o.targetBatchMs ?? 200, o.adaptive ?? true);
       for (;;) {
         if (stop.signal.aborted) throw interrupted(progress);
@@ -204,13 +197,14 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
           await sleep(200);
           continue;
         }
-        await walkChunk(got, sizer);
+        await walkChunk(got, sizer, batch);
       }
     };
 
-    const walkChunk = async (chunk: Chunk, sizer: BatchSizer): Promise<void> => {
+    const walkChunk = async (chunk: Chunk, sizer: BatchSizer, batch: Batch): Promise<void> => {
       let lastKey = chunk.lastKey;
       let done = false;
+      let batchMs = 0;
       try {
         while (!done) {
           await throttle.wait(stop.signal);
@@ -220,19 +214,26 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
             try {
               const from = lastKey;
               const started = performance.now();
+              canary?.batchStarted();
               const res = await db.transaction(async (conn) => {
-                await conn.query('SELECT set_config($1, $2, true), set_config($3, $4, true)', [
+                // synchronous_commit off: the batch and its progress commit together, so a server crash that loses
+                // the last commits loses both, and the resume redoes exactly those rows. The commit that records the
+                // phase as done is synchronous and flushes everything before it.
+                await conn.query('SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true)', [
                   'lock_timeout',
                   `${run.lock.lockTimeoutMs}ms`,
                   'statement_timeout',
                   `${o.batchTimeoutMs ?? 10_000}ms`,
+                  'synchronous_commit',
+                  'off',
                 ]);
                 const b = await batch(conn, chunk, from, sizer.size);
                 const totals = await chunks.advance(conn, chunk.chunkNo, lease.key, from, b.to, b.scanned, b.updated, b.finished);
                 if (!totals) throw new ProgressMoved();
                 return { ...b, totals };
-              });
-              sizer.observe(res.nominal, performance.now() - started);
+              }).finally(() => canary?.batchEnded());
+              batchMs = performance.now() - started;
+              sizer.observe(res.nominal, batchMs);
               lastKey = res.to ?? lastKey;
               done = res.finished;
               progress = { ...progress, ...res.totals, batchSize: sizer.size };
@@ -265,6 +266,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
               await sleep(delayMs);
             }
           }
+          if (!done) await throttle.rest(batchMs, workers, stop.signal);
           if (!done && o.pauseMs > 0) await sleep(o.pauseMs);
         }
       } catch (err) {
@@ -288,7 +290,8 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     if (canary) {
       await canary.stop();
       if (run.canaryReport) {
-        run.canaryReport.baselineP99Ms = canary.baselineP99;
+        run.canaryReport.baselineP99Ms = canary.initialBaselineP99;
+        run.canaryReport.finalBaselineP99Ms = canary.baselineP99;
         run.canaryReport.during = canary.during;
       }
     }
@@ -301,93 +304,4 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
 
 function interrupted(p: BackfillProgress): BackfillInterrupted {
   return new BackfillInterrupted(`backfill stopped after ${p.rowsDone} rows; progress is saved, run again to resume`);
-}
-
-async function tableStats(db: Db, spec: BackfillSpec): Promise<{ rows: number; rowsPerPage: number }> {
-  const r = await db.query<{ reltuples: number; relpages: number; live: number | null }>(
-    `SELECT c.reltuples::float8 AS reltuples, c.relpages::int AS relpages, s.n_live_tup::float8 AS live
-       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
-    [qualified(spec.table)],
-  );
-  const x = r.rows[0];
-  let rows = Math.max(0, Math.round(Math.max(x?.reltuples ?? 0, x?.live ?? 0)));
-  if (rows === 0) {
-    // Never analyzed: the planner still estimates from the file's size and the row width, which beats "?".
-    const plan = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${qualified(spec.table)}`);
-    rows = Math.round(plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0);
-  }
-  const rowsPerPage = x && x.reltuples > 0 && x.relpages > 0 ? Math.max(1, x.reltuples / x.relpages) : 50;
-  return { rows, rowsPerPage };
-}
-
-type Planner = (c: Connection, after: Chunk | null) => Promise<{ lo: string[] | null; hi: string[] | null; final: boolean; endKey: string[] | null }>;
-
-/** The next chunk after `after`: chunkRows keys further (read from the index, not counted), or a page range. */
-function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Planner {
-  if (walk.kind === 'ctid') {
-    return async (c, after) => {
-      let end = after?.endKey ? Number(after.endKey[0]) : NaN;
-      if (!after) {
-        // Pages that exist now; rows written later are the triggers' business, and our own new row versions land
-        // beyond this end (or are found again holding their value already).
-        const r = await c.query<{ pages: string }>(
-          `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int)::bigint AS pages`,
-          [qualified(spec.table)],
-        );
-        end = Number(r.rows[0]!.pages);
-      }
-      const lo = after?.hi ? Number(after.hi[0]) : 0;
-      const hi = Math.min(end, lo + Math.max(1, Math.ceil(chunkRows / rowsPerPage)));
-      return { lo: [String(lo)], hi: [String(hi)], final: hi >= end, endKey: [String(end)] };
-    };
-  }
-  return async (c, after) => {
-    const lo = after?.hi ?? null;
-    const r = await c.query<{ n: number; last_key: string[] | null }>(keysetBoundSql(spec.table, walk.columns, lo !== null, false), [chunkRows, ...(lo ?? [])]);
-    const row = r.rows[0]!;
-    if (row.n < chunkRows) return { lo, hi: null, final: true, endKey: null };
-    return { lo, hi: row.last_key, final: false, endKey: null };
-  };
-}
-
-type Batch = (c: Connection, chunk: Chunk, from: string[] | null, size: number) => Promise<BatchResult>;
-
-function makeBatch(walk: WalkKey, spec: BackfillSpec, rowsPerPage: number): Batch {
-  const only = spec.only ?? 'distinct';
-  if (walk.kind === 'ctid') {
-    if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
-    const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
-    return async (c, chunk, from, size) => {
-      const start = Number((from ?? chunk.lo ?? ['0'])[0]);
-      const hi = Number(chunk.hi![0]);
-      const pages = Math.max(1, Math.round(size / rowsPerPage));
-      const to = Math.min(hi, start + pages);
-      const r = await c.query<{ scanned: number; updated: number }>(sql, [start, to]);
-      return { scanned: r.rows[0]!.scanned, updated: r.rows[0]!.updated, to: [String(to)], finished: to >= hi, nominal: pages * rowsPerPage };
-    };
-  }
-  const cols = walk.columns;
-  return async (c, chunk, from, size) => {
-    const lower = from ?? chunk.lo;
-    const b = await c.query<{ n: number; last_key: string[] | null }>(keysetBoundSql(spec.table, cols, lower !== null, chunk.hi !== null), [
-      size,
-      ...(lower ?? []),
-      ...(chunk.hi ?? []),
-    ]);
-    const { n, last_key } = b.rows[0]!;
-    const finished = n < size;
-    // A chunk's last batch runs to the chunk's end; the table's last chunk is open-ended.
-    const upper = finished ? chunk.hi : last_key;
-    let updated = 0;
-    if (n > 0) {
-      // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
-      if (spec.copy?.quietFlag) await c.query('SELECT set_config($1, $2, true)', [spec.copy.quietFlag, 'on']);
-      const write = spec.copy
-        ? copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)
-        : keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null);
-      const u = await c.query(write, [...(lower ?? []), ...(upper ?? [])]);
-      updated = u.rowCount;
-    }
-    return { scanned: n, updated, to: finished ? (chunk.hi ?? last_key ?? lower) : last_key, finished, nominal: n };
-  };
 }

@@ -1,5 +1,6 @@
 import type { Db } from '../engine/db.js';
-import { percentile, type CanaryProbe } from './canary.js';
+import { wakeMs, type CanaryProbe } from './canary.js';
+import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION } from './pacer.js';
 
 /** A user-supplied check: true (or { ok: true }) lets the backfill go on; anything else pauses it. */
 export type HealthCheck = () => Promise<boolean | { readonly ok: boolean; readonly reason?: string }>;
@@ -8,7 +9,7 @@ export interface ThrottleOptions {
   /** Pause while any standby replays more than this far behind (pg_stat_replication). null = do not look. */
   readonly maxReplicationLagMs: number | null;
   readonly healthCheck?: HealthCheck;
-  /** Canary p99 may reach baseline × budget (and at least baseline + slackMs) before the backfill pauses. */
+  /** Canary p99 may reach baseline × budget (and at least baseline + slackMs). */
   readonly canaryBudget: number;
   readonly canarySlackMs: number;
   /** How often lag and the health check are asked, at most. */
@@ -16,29 +17,54 @@ export interface ThrottleOptions {
 }
 
 export interface ThrottleEvent {
-  readonly state: 'paused' | 'resumed' | 'rebaselined';
+  /**
+   * paused / resumed: the backfill is held (lag, health check, the canary's tail) and goes on again; rebaselined:
+   * the canary's baseline moved while it was held; paced: the share of time the backfill may be busy changed.
+   */
+  readonly state: 'paused' | 'resumed' | 'rebaselined' | 'paced';
   readonly reason: string;
   /** For 'resumed': how long the pause lasted. */
   readonly pausedMs?: number;
+  /** For 'paced': the share of the time batches may run (1 = no rest). */
+  readonly busyFraction?: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Tail share of slow probes above which the backfill is held until enough fast probes have passed. */
+const TAIL_SHARE = 0.01;
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 /**
- * Decides, before every batch, whether the database can take another one now. While it cannot, the backfill
- * waits between batches, holding no locks and no open transaction.
+ * Decides, before every batch, whether the database can take another one now, and after every batch how long to rest.
+ * While it cannot, the backfill waits between batches, holding no locks and no open transaction.
  */
 export class Throttle {
   private lastCheck = 0;
   private cached: string | null = null;
+  private lastPace: number | null = null;
+  private fraction = START_FRACTION;
+  private busyAtChange = 0;
 
   constructor(
     private readonly db: Db,
     private readonly opts: ThrottleOptions,
     private readonly canary: CanaryProbe | null,
     private readonly onEvent?: (e: ThrottleEvent) => void,
-  ) {
-    if (canary) canary.slowAboveMs = Math.max(canary.baselineP99 * opts.canaryBudget, canary.baselineP99 + opts.canarySlackMs);
+  ) {}
+
+  /** Probe time above which a canary probe counts as slow. */
+  budget(): number {
+    const base = this.canary?.baselineP99 ?? 0;
+    return Math.max(base * this.opts.canaryBudget, base + this.opts.canarySlackMs);
   }
 
   /** Why the backfill should wait now, or null. */
@@ -86,23 +112,17 @@ export class Throttle {
   }
 
   /**
-   * Two views of the canary: the recent p99 (a spike now), and the share of slow probes over the tail window. The
-   * second is what keeps the p99 of the whole backfill within budget: short batches that each slow a few probes
-   * add up, and the backfill then pauses until enough fast probes have passed to keep the slow ones under 1 %.
+   * The p99 promise over the tail window: more than 1 % of its probes over budget means the p99 over that stretch is
+   * over budget, however short each slow spell was. The pacer keeps the share under this; should it get past
+   * (a burst of the application's own), the backfill waits until enough fast probes have come in.
    */
-  private budget(): number {
-    const base = this.canary?.baselineP99 ?? 0;
-    return Math.max(base * this.opts.canaryBudget, base + this.opts.canarySlackMs);
-  }
-
   private canaryReason(): string | null {
-    if (!this.canary) return null;
+    if (!this.canary || this.canary.all.size < 100) return null;
     const budget = this.budget();
-    this.canary.slowAboveMs = budget;
-    const p99 = this.canary.recentP99();
-    if (p99 !== null && p99 > budget) return `canary p99 ${p99.toFixed(2)} ms > budget ${budget.toFixed(2)} ms (baseline ${this.canary.baselineP99.toFixed(2)} ms)`;
-    const share = this.canary.slowShare();
-    if (share !== null && share > 0.01) return `${(share * 100).toFixed(1)} % of canary probes over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it)`;
+    const share = this.canary.all.shareAbove(budget);
+    if (share !== null && share > TAIL_SHARE) {
+      return `${(share * 100).toFixed(1)} % of canary probes over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it; baseline ${this.canary.baselineP99.toFixed(2)} ms)`;
+    }
     return null;
   }
 
@@ -112,29 +132,53 @@ export class Throttle {
     if (!why) return;
     const started = Date.now();
     this.onEvent?.({ state: 'paused', reason: why });
-    // While paused, the canary measures the application without the backfill. If that alone is over budget for a
-    // while, the load changed, not us: waiting would stall the backfill for good, so the baseline moves instead.
-    if (this.canary) this.canary.idle = [];
-    try {
-      while (why && !signal?.aborted) {
-        await sleep(100);
-        why = await this.reason();
-        const idle = this.canary?.idle;
-        if (why && this.canary && idle && idle.length >= 300 && Date.now() - started >= 5000) {
-          // the first half second still carries the last batch's wake
-          const idleP99 = percentile(idle.slice(50), 99);
-          if (idleP99 > this.budget()) {
-            this.onEvent?.({ state: 'rebaselined', reason: `canary p99 ${idleP99.toFixed(2)} ms with the backfill paused: the new baseline (was ${this.canary.baselineP99.toFixed(2)} ms)` });
-            this.canary.rebaseline(idleP99);
-            this.canary.slowAboveMs = this.budget();
-            why = await this.reason();
-          }
-          this.canary.idle = [];
-        }
-      }
-    } finally {
-      if (this.canary) this.canary.idle = null;
+    // While held, every canary probe is idle: the baseline follows what the application gets without the backfill,
+    // so a load that changed on its own (not our doing) moves the budget instead of stalling the backfill for good.
+    const before = this.canary?.baselineP99 ?? 0;
+    while (why && !signal?.aborted) {
+      await sleep(100, signal);
+      why = await this.reason();
+    }
+    const base = this.canary?.baselineP99 ?? 0;
+    if (this.canary && before > 0 && Math.abs(base - before) / before > 0.1) {
+      this.onEvent?.({ state: 'rebaselined', reason: `canary p99 ${base.toFixed(2)} ms with the backfill held: the new baseline (was ${before.toFixed(2)} ms)` });
     }
     this.onEvent?.({ state: 'resumed', reason: 'healthy again', pausedMs: Date.now() - started });
   }
+
+  /** Rests after a batch that took `batchMs`, as long as the canary says the application can take (none without one). */
+  async rest(batchMs: number, workers: number, signal?: AbortSignal): Promise<void> {
+    if (!this.canary) return;
+    const ms = restAfter(batchMs, this.pace(), workers, wakeMs(batchMs));
+    if (ms > 0) await sleep(ms, signal);
+  }
+
+  /** The share of the time batches may run now (1 without a canary), from what the canary has measured so far. */
+  pace(): number {
+    if (!this.canary) return 1;
+    const budget = this.budget();
+    const busy = this.canary.busy;
+    const wanted = busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: this.canary.idle.shareAbove(budget) });
+    // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty
+    // (no slow probe among 40 says little about a 1 % share, so a run of luck cannot open the throttle all the way).
+    if (wanted < this.fraction || (wanted > this.fraction && this.canary.busyProbes - this.busyAtChange >= MIN_BUSY_PROBES)) {
+      this.fraction = Math.min(wanted, this.fraction * 2);
+      this.busyAtChange = this.canary.busyProbes;
+    }
+    const fraction = this.fraction;
+    if (this.lastPace === null || fraction / this.lastPace >= 1.5 || this.lastPace / fraction >= 1.5) {
+      this.lastPace = fraction;
+      this.onEvent?.({
+        state: 'paced',
+        busyFraction: fraction,
+        reason:
+          fraction >= 1
+            ? 'batches back to back: the canary is not slowed by them'
+            : `batches ${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)} % of the time: ${pct(busy.shareAbove(budget))} of canary probes during batches and ${pct(this.canary.idle.shareAbove(budget))} between them over budget ${budget.toFixed(2)} ms`,
+      });
+    }
+    return fraction;
+  }
 }
+
+const pct = (s: number | null) => (s === null ? '?' : `${(s * 100).toFixed(1)} %`);

@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
 import type { Engine, EngineEvent } from '../engine/runner.js';
 import type { Change } from '../migration.js';
-import { keyProbeSql, ctidProbeSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { keyProbeSql, ctidProbeSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { sampleProbeTargets } from '../backfill/canary.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import { MonitorMetrics } from './metrics.js';
 import { LatencyProbe, type ProbeOptions, type ProbeTarget } from './probe.js';
@@ -398,15 +399,12 @@ export class Monitor {
     } catch {
       keys = 'ctid';
     }
-    const pct = Math.min(100, Math.max(0.001, (100 * 400) / Math.max(w.progress.totalEstimate, 1)));
-    const sample = sampleKeysSql(table, keys);
-    let rows = (await this.engine.db.query<{ k: string[] }>(sample, [pct, 200])).rows;
-    if (rows.length < 10) rows = (await this.engine.db.query<{ k: string[] }>(sample, [100, 200])).rows;
-    if (rows.length === 0) return null;
+    const targets = await sampleProbeTargets(this.engine.db, table, keys);
+    if (targets.length === 0) return null;
     return {
       label: `a read of one ${tableLabel(table)} row by key`,
       sql: keys === 'ctid' ? ctidProbeSql(table) : keyProbeSql(table, keys),
-      params: rows.map((r) => r.k),
+      params: targets,
     };
   }
 

@@ -1,0 +1,164 @@
+import type { Connection, Db } from '../engine/db.js';
+import type { BackfillSpec } from '../migration.js';
+import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
+import { qualified, tableLabel } from '../postgres/identifiers.js';
+import { copyRangeSql } from '../postgres/table-sync.js';
+import type { Chunk } from './chunks.js';
+import type { WalkKey } from './walk-key.js';
+
+export interface BatchResult {
+  readonly scanned: number;
+  readonly updated: number;
+  /** The new last key of the chunk. */
+  readonly to: string[] | null;
+  readonly finished: boolean;
+  /** Rows the batch was sized for (pages × rows per page for ctid walks). */
+  readonly nominal: number;
+}
+
+/** One batch of a chunk, inside the caller's transaction on `c`: the rows after `from`, `size` of them at most. */
+export type Batch = (c: Connection, chunk: Chunk, from: string[] | null, size: number) => Promise<BatchResult>;
+
+/** Where the next chunk after `after` ends: chunkRows keys further (found in the index, not counted), or a page range. */
+export type Planner = (c: Connection, after: Chunk | null) => Promise<{ lo: string[] | null; hi: string[] | null; final: boolean; endKey: string[] | null }>;
+
+export interface TableStats {
+  readonly rows: number;
+  readonly rowsPerPage: number;
+}
+
+export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats> {
+  const r = await db.query<{ reltuples: number; relpages: number; live: number | null }>(
+    `SELECT c.reltuples::float8 AS reltuples, c.relpages::int AS relpages, s.n_live_tup::float8 AS live
+       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
+    [qualified(spec.table)],
+  );
+  const x = r.rows[0];
+  let rows = Math.max(0, Math.round(Math.max(x?.reltuples ?? 0, x?.live ?? 0)));
+  if (rows === 0) {
+    // Never analyzed: the planner still estimates from the file's size and the row width, which beats "?".
+    const plan = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${qualified(spec.table)}`);
+    rows = Math.round(plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0);
+  }
+  const rowsPerPage = x && x.reltuples > 0 && x.relpages > 0 ? Math.max(1, x.reltuples / x.relpages) : 50;
+  return { rows, rowsPerPage };
+}
+
+export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Planner {
+  if (walk.kind === 'ctid') {
+    return async (c, after) => {
+      let end = after?.endKey ? Number(after.endKey[0]) : NaN;
+      if (!after) {
+        // Pages that exist now; rows written later are the triggers' business, and our own new row versions land
+        // beyond this end (or are found again holding their value already).
+        const r = await c.query<{ pages: string }>(
+          `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int)::bigint AS pages`,
+          [qualified(spec.table)],
+        );
+        end = Number(r.rows[0]!.pages);
+      }
+      const lo = after?.hi ? Number(after.hi[0]) : 0;
+      const hi = Math.min(end, lo + Math.max(1, Math.ceil(chunkRows / rowsPerPage)));
+      return { lo: [String(lo)], hi: [String(hi)], final: hi >= end, endKey: [String(end)] };
+    };
+  }
+  return async (c, after) => {
+    const lo = after?.hi ?? null;
+    const r = await c.query<{ last_key: string[] }>(keysetNthKeySql(spec.table, walk.columns, lo !== null, false), [chunkRows, ...(lo ?? [])]);
+    const hi = r.rows[0]?.last_key;
+    return hi ? { lo, hi, final: false, endKey: null } : { lo, hi: null, final: true, endKey: null };
+  };
+}
+
+/**
+ * Looks up where the next batch ends while the current one writes, on a pooled connection of its own. Finding the
+ * end reads every key of the batch in the index and, on pages not all-visible, checks each row in the heap: about
+ * a sixth of the batch's time, spent on the other core instead of in line before the UPDATE.
+ */
+class NextEnd {
+  private pending: { chunkNo: number; from: string; size: number; end: Promise<string[] | null | undefined> } | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly sqlFor: (hasFrom: boolean, hasTo: boolean) => string,
+  ) {}
+
+  start(chunk: Chunk, from: string[], size: number): void {
+    const end = this.db
+      .query<{ last_key: string[] }>(this.sqlFor(true, chunk.hi !== null), [size, ...from, ...(chunk.hi ?? [])])
+      .then((r) => r.rows[0]?.last_key ?? null)
+      .catch(() => undefined); // looked up again in the batch's own transaction
+    this.pending = { chunkNo: chunk.chunkNo, from: JSON.stringify(from), size, end };
+  }
+
+  /**
+   * The end looked up for this batch and the size it was looked up for, or undefined. A lookup for another start (a
+   * retry, a new chunk) is dropped, and so is one for a size far from what the sizer now wants (it shrinks a batch
+   * that came close to its timeout).
+   */
+  async take(chunk: Chunk, from: string[] | null, size: number): Promise<{ end: string[] | null; size: number } | undefined> {
+    const p = this.pending;
+    this.pending = null;
+    if (!p || from === null || p.chunkNo !== chunk.chunkNo || p.from !== JSON.stringify(from)) return undefined;
+    if (p.size > size * 1.25 || p.size < size * 0.75) return undefined;
+    const end = await p.end;
+    return end === undefined ? undefined : { end, size: p.size };
+  }
+}
+
+/**
+ * The batch function of one worker. `prefetch` (a pooled connection to spare per worker) lets the next batch's end
+ * be looked up while this batch's UPDATE runs.
+ */
+export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
+  const only = spec.only ?? 'distinct';
+  if (walk.kind === 'ctid') {
+    if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
+    const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
+    return async (c, chunk, from, size) => {
+      const start = Number((from ?? chunk.lo ?? ['0'])[0]);
+      const hi = Number(chunk.hi![0]);
+      const pages = Math.max(1, Math.round(size / rowsPerPage));
+      const to = Math.min(hi, start + pages);
+      const r = await c.query<{ scanned: number; updated: number }>(sql, [start, to]);
+      return { scanned: r.rows[0]!.scanned, updated: r.rows[0]!.updated, to: [String(to)], finished: to >= hi, nominal: pages * rowsPerPage };
+    };
+  }
+  const cols = walk.columns;
+  const nthSql = [false, true].map((f) => [false, true].map((t) => keysetNthKeySql(spec.table, cols, f, t)));
+  const next = prefetch ? new NextEnd(db, (f, t) => nthSql[+f]![+t]!) : null;
+  return async (c, chunk, from, size) => {
+    const lower = from ?? chunk.lo;
+    const bounds = [...(lower ?? []), ...(chunk.hi ?? [])];
+    const ahead = await next?.take(chunk, lower, size);
+    if (ahead) size = ahead.size;
+    let end = ahead ? ahead.end : (await c.query<{ last_key: string[] }>(nthSql[+(lower !== null)]![+(chunk.hi !== null)]!, [size, ...bounds])).rows[0]?.last_key ?? null;
+    let n = size;
+    if (end === null) {
+      // Fewer than `size` keys left in the chunk: once per chunk, count them and find the last one.
+      const tail = await c.query<{ n: number; last_key: string[] | null }>(keysetBoundSql(spec.table, cols, lower !== null, chunk.hi !== null), [size, ...bounds]);
+      ({ n, last_key: end } = tail.rows[0]!);
+    }
+    // Keys are unique and walked in order, so reaching the chunk's upper key ends the chunk with this batch.
+    const finished = n < size || (chunk.hi !== null && end !== null && sameKey(end, chunk.hi));
+    // A chunk's last batch runs to the chunk's end; the table's last chunk is open-ended.
+    const upper = finished ? chunk.hi : end;
+    if (!finished && end) next?.start(chunk, end, size);
+    let updated = 0;
+    if (n > 0) {
+      // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
+      if (spec.copy?.quietFlag) await c.query('SELECT set_config($1, $2, true)', [spec.copy.quietFlag, 'on']);
+      const write = spec.copy
+        ? copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)
+        : keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null);
+      const u = await c.query(write, [...(lower ?? []), ...(upper ?? [])]);
+      updated = u.rowCount;
+    }
+    return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
+  };
+}
+
+/** Key values as the server printed them (json_build_array of ::text), compared element by element. */
+function sameKey(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,47 @@
+/**
+ * How long a worker rests after a batch so that the canary's p99 stays within budget: a duty cycle, not a stop-and-go.
+ *
+ * The canary files its probes as busy (during a batch or its wake) or idle. If a share `sBusy` of the busy probes and
+ * `sIdle` of the idle ones are over the budget, and the backfill is busy a fraction f of the time, then about
+ * f·sBusy + (1 − f)·sIdle of all probes are over it; the p99 stays within budget while that is under 1 %. The pacer
+ * aims a little lower (TARGET_SHARE) and solves for f. On a server with cores to spare the batches do not slow the
+ * probes (sBusy ≈ sIdle), f is 1 and the backfill runs flat out; on a busy one it runs exactly as often as the
+ * application can take. Long batches with long rests hurt less than short ones with short rests at the same duty:
+ * the scheduler lets a waking reader preempt a long-running backend, but a backend that itself wakes every few
+ * milliseconds competes with the reader on equal terms (measured in bench/, see bench/README.md).
+ */
+
+/** The share of all probes over budget the pacer aims at; the throttle holds the backfill above 1 %. */
+export const TARGET_SHARE = 0.008;
+/** Before this many busy probes, the pacer does not trust its estimate of sBusy and uses START_FRACTION. */
+export const MIN_BUSY_PROBES = 40;
+export const START_FRACTION = 0.25;
+/** The pacer never plans a duty below this; below it the throttle's hold on the tail share takes over. */
+export const MIN_FRACTION = 0.01;
+
+export interface PaceEstimate {
+  /** Share of busy probes over budget, and how many busy probes it is taken over. */
+  readonly sBusy: number | null;
+  readonly busyProbes: number;
+  /** Share of idle probes over budget. */
+  readonly sIdle: number | null;
+}
+
+/** The fraction of the time the backfill may be busy (a batch running, or its wake). */
+export function busyFraction(e: PaceEstimate, target = TARGET_SHARE): number {
+  if (e.sBusy === null || e.busyProbes < MIN_BUSY_PROBES) return START_FRACTION;
+  const idle = e.sIdle ?? 0;
+  if (e.sBusy <= target) return 1;
+  // The application alone is at the target: the backfill gets the least, and the baseline catches up meanwhile.
+  if (idle >= target) return MIN_FRACTION;
+  return Math.min(1, Math.max(MIN_FRACTION, (target - idle) / (e.sBusy - idle)));
+}
+
+/**
+ * The rest after a batch of `batchMs` for one of `workers` workers, so that all of them together are busy about
+ * `fraction` of the time. Each batch makes the next `wakeMs` busy too.
+ */
+export function restAfter(batchMs: number, fraction: number, workers: number, wakeMs: number): number {
+  if (fraction >= 1) return 0;
+  return Math.max(0, ((batchMs + wakeMs) * Math.max(1, workers)) / fraction - batchMs);
+}
