@@ -7,18 +7,13 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import knexFactory from 'knex';
 import type pg from 'pg';
-import { Db } from '../lib/engine/db.js';
-import { StateStore } from '../lib/engine/state.js';
-import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
-import { runKeysetBackfill, DEFAULT_BACKFILL, BackfillInterrupted } from '../lib/backfill/keyset.js';
 import { createTwoWaySync } from '../lib/postgres/triggers.js';
-import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, percentile } from './support.js';
+import { canaryPhase, type CanaryPhaseResult } from './canary.js';
+import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const EXPR = `a || '-' || b`;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 interface SizeResult {
   rows: number;
@@ -26,11 +21,7 @@ interface SizeResult {
   backfillRowsPerSec: number;
   backfillBatches: number;
   maxRssKb: number;
-  canaryBaselineP99: number;
-  canaryDuringP99: number;
-  canaryAfterP99: number;
-  canaryRowsPerSec: number;
-  writerOps: number;
+  canary: CanaryPhaseResult;
   triggerRatio: number;
 }
 
@@ -44,62 +35,44 @@ async function createTable(c: pg.Client, name: string, rows: number): Promise<vo
   await c.query(`VACUUM ANALYZE ${name}`);
 }
 
-function runChild(url: string, table: string, column: string, options: object): Promise<{ rows: number; ms: number; maxRssKb: number; batches: number }> {
+interface ChildResult {
+  rows: number;
+  ms: number;
+  maxRssKb: number;
+  batches: number;
+  done: boolean;
+  baselineP99Ms?: number;
+  finalBaselineP99Ms?: number;
+}
+
+function spawnTsx(file: string, args: string[]) {
+  return spawn(process.execPath, ['--import', 'tsx', path.join(here, file), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+}
+
+/** Collects a child's stdout as lines; resolves with them when it exits 0. */
+function linesOf(child: ReturnType<typeof spawnTsx>, onLine?: (l: string) => void): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'backfill-child.ts'), url, table, column, EXPR, JSON.stringify(options)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const lines: string[] = [];
+    let rest = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      const parts = (rest + d.toString()).split('\n');
+      rest = parts.pop()!;
+      for (const l of parts) {
+        lines.push(l);
+        onLine?.(l);
+      }
     });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`backfill child exited ${code}: ${out}`))));
+    child.on('exit', (code) => {
+      if (rest) lines.push(rest);
+      code === 0 ? resolve(lines) : reject(new Error(`child exited ${code}: ${lines.slice(-5).join('\n')}`));
+    });
   });
 }
 
-/** Application-like load: single-row updates and inserts in a loop with 1 ms think time. */
-function startWriters(url: string, table: string, rows: number, n: number): { stop: () => Promise<number> } {
-  let running = true;
-  let ops = 0;
-  const loops = Array.from({ length: n }, async (_x, w) => {
-    const c = await client(url, `zd-bench-writer-${w}`);
-    let next = rows + 1 + w * 10_000_000;
-    while (running) {
-      if (Math.random() < 0.8) await c.query(`UPDATE ${table} SET b = b + 1 WHERE id = $1`, [1 + Math.floor(Math.random() * rows)]);
-      else await c.query(`INSERT INTO ${table} (id, a, b) VALUES ($1::bigint, md5($1::text), 1)`, [next++]);
-      ops++;
-      await sleep(1);
-    }
-    await c.end();
-  });
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return ops;
-    },
-  };
-}
-
-/** The same canary query the engine uses, timed independently of it by the benchmark. */
-function startProbe(url: string, table: string, rows: number): { samples: number[]; stop: () => Promise<void> } {
-  const samples: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    const c = await client(url, 'zd-bench-probe');
-    while (running) {
-      const t0 = performance.now();
-      await c.query(`SELECT * FROM ${table} WHERE (id) = (CAST($1 AS bigint))`, [String(1 + Math.floor(Math.random() * rows))]);
-      samples.push(performance.now() - t0);
-      await sleep(10);
-    }
-    await c.end();
-  })();
-  return {
-    samples,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
+function runChild(url: string, table: string, column: string, options: object): Promise<ChildResult> {
+  const child = spawnTsx('backfill-child.ts', [url, table, column, EXPR, JSON.stringify(options)]);
+  child.stdin!.end();
+  return linesOf(child).then((l) => JSON.parse(l[l.length - 1]!) as ChildResult);
 }
 
 async function timedUpdates(c: pg.Client, table: string, rows: number, n: number): Promise<number> {
@@ -108,7 +81,7 @@ async function timedUpdates(c: pg.Client, table: string, rows: number, n: number
   return performance.now() - t0;
 }
 
-async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean): Promise<SizeResult> {
+async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean, canaryBudget: number, windowMs: number): Promise<SizeResult> {
   const url = await freshBenchDatabase(`zd_bench_${rows}`);
   const c = await client(url);
   const log = (s: string) => process.stdout.write(`[${rows.toLocaleString('en')}] ${s}\n`);
@@ -118,10 +91,10 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
     await createTable(c, 't_backfill', rows);
     await c.query('CHECKPOINT');
 
-    let t0 = performance.now();
+    const t0 = performance.now();
     let singleRowsPerSec = NaN;
     let backfillRowsPerSec = NaN;
-    let bf = { rows: 0, ms: 0, maxRssKb: NaN, batches: 0 };
+    let bf: ChildResult = { rows: 0, ms: 0, maxRssKb: NaN, batches: 0, done: false };
     if (!canaryOnly) {
       log('single UPDATE…');
       const single = await c.query(`UPDATE t_single SET c = ${EXPR} WHERE c IS DISTINCT FROM ${EXPR}`);
@@ -135,44 +108,19 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
       await c.query('CHECKPOINT');
     }
 
-    log(`backfill under concurrent writers, canary budget 1.1× (at most ${canarySeconds} s)…`);
-    const writers = startWriters(url, 't_backfill', rows, 2);
-    const probe = startProbe(url, 't_backfill', rows);
-    await sleep(5000);
-    const baseline = [...probe.samples];
-    probe.samples.length = 0;
-    const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 10 } });
-    const db = new Db(knex);
-    t0 = performance.now();
-    // A budget this tight makes the backfill pause a lot; the phase is cut after canarySeconds (progress is kept).
-    const cut = new AbortController();
-    const timer = setTimeout(() => cut.abort(), canarySeconds * 1000);
-    let canaryRows = 0;
-    await runKeysetBackfill({
-      db,
-      state: new StateStore(db, 'zero_downtime'),
-      key: { migration: 'bench-canary', changeIndex: 0, phase: 'expand' },
-      spec: { table: { schema: 'public', name: 't_backfill' }, set: [{ column: 'c2', expression: EXPR }] },
-      keys: [{ name: 'id', type: 'bigint' }],
-      totalEstimate: rows,
-      options: { ...DEFAULT_BACKFILL, canary: { budget: 1.1, slackMs: 0.2 } },
-      lock: DEFAULT_LOCK_SAFETY,
-      signal: cut.signal,
-      onProgress: (pr) => (canaryRows = pr.rowsDone),
-    }).catch((e: unknown) => {
-      if (!(e instanceof BackfillInterrupted)) throw e;
+    log(`backfill under concurrent writers, canary budget ${canaryBudget}× (on/off windows of ${windowMs / 1000} s, at most ${canarySeconds} s on)…`);
+    const canary = await canaryPhase({
+      url,
+      table: 't_backfill',
+      column: 'c2',
+      expression: EXPR,
+      rows,
+      canary: { budget: canaryBudget, slackMs: 0 },
+      windowMs,
+      maxOnMs: canarySeconds * 1000,
+      warmupMs: 30_000,
+      log,
     });
-    clearTimeout(timer);
-    const canaryMs = performance.now() - t0;
-    const during = [...probe.samples];
-    // The machine may be busier or quieter than before the backfill for reasons of its own (it is shared): a second
-    // baseline after the backfill, under the same writers, shows how much of the ratio is drift.
-    probe.samples.length = 0;
-    await sleep(5000);
-    const after = [...probe.samples];
-    await probe.stop();
-    const writerOps = await writers.stop();
-    await knex.destroy();
 
     const ratios: number[] = [NaN, NaN, NaN];
     if (!canaryOnly) ratios.length = 0;
@@ -194,11 +142,7 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
       backfillRowsPerSec,
       backfillBatches: bf.batches,
       maxRssKb: bf.maxRssKb,
-      canaryBaselineP99: percentile(baseline, 99),
-      canaryDuringP99: percentile(during, 99),
-      canaryAfterP99: percentile(after, 99),
-      canaryRowsPerSec: canaryRows / (canaryMs / 1000),
-      writerOps,
+      canary,
       triggerRatio: ratios[1]!,
     };
   } finally {
@@ -208,24 +152,41 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { sizes: { type: 'string', default: '1m,10m' }, keep: { type: 'boolean' }, 'canary-seconds': { type: 'string', default: '60' }, 'canary-only': { type: 'boolean' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      sizes: { type: 'string', default: '1m,10m' },
+      keep: { type: 'boolean' },
+      'canary-seconds': { type: 'string', default: '60' },
+      'canary-only': { type: 'boolean' },
+      'canary-budget': { type: 'string', default: '1.1' },
+      'window-seconds': { type: 'string', default: '10' },
+    },
+  });
   const sizes = values.sizes!.split(',').map(parseSize);
   const results: SizeResult[] = [];
-  for (const n of sizes) results.push(await benchSize(n, Number(values['canary-seconds']), values['canary-only'] === true));
+  for (const n of sizes) {
+    results.push(await benchSize(n, Number(values['canary-seconds']), values['canary-only'] === true, Number(values['canary-budget']), Number(values['window-seconds']) * 1000));
+  }
   const first = results[0]!;
-  const out: string[] = ['', 'rows        | backfill÷UPDATE | (backfill rows/s, UPDATE rows/s) | canary p99 during÷before (ms, after) | rows/s under writers | trigger write cost | peak RSS MB'];
+  const out: string[] = [
+    '',
+    'rows        | backfill÷UPDATE | (backfill rows/s, UPDATE rows/s) | canary p99 on÷off (ms)       | simple: during÷before (before, after) | rows/s under writers | trigger write cost | peak RSS MB',
+  ];
   for (const r of results) {
+    const k = r.canary;
     out.push(
       `${r.rows.toLocaleString('en').padEnd(11)} | ${fmt(r.backfillRowsPerSec / r.singleRowsPerSec).padEnd(15)} | (${Math.round(r.backfillRowsPerSec)}, ${Math.round(r.singleRowsPerSec)})`.padEnd(67) +
-        ` | ${fmt(r.canaryDuringP99 / r.canaryBaselineP99)} (${fmt(r.canaryDuringP99, 3)} / ${fmt(r.canaryBaselineP99, 3)}, ${fmt(r.canaryAfterP99, 3)})`.padEnd(40) +
-        ` | ${Math.round(r.canaryRowsPerSec)} (${r.writerOps} writer ops)`.padEnd(23) +
+        ` | ${fmt(k.onP99 / k.offP99)} (${fmt(k.onP99, 3)} / ${fmt(k.offP99, 3)})`.padEnd(31) +
+        ` | ${fmt(k.onP99 / k.before)} (${fmt(k.before, 3)}, ${fmt(k.after, 3)})`.padEnd(40) +
+        ` | ${Math.round(k.onRowsPerSec)}${k.finished ? ' (done)' : ''}`.padEnd(23) +
         ` | ${fmt(r.triggerRatio)}`.padEnd(20) +
         ` | ${fmt(r.maxRssKb / 1024, 1)}`,
     );
   }
   const last = results[results.length - 1]!;
   out.push('');
-  out.push(`goals: backfill÷UPDATE ≥ 0.70 and not falling; canary p99 ratio ≤ 1.10; trigger write cost ≤ 1.5; peak RSS largest÷smallest ≤ 1.2`);
+  out.push(`goals: backfill÷UPDATE ≥ 0.70 and not falling; canary p99 on÷off ≤ 1.10; trigger write cost ≤ 1.5; peak RSS largest÷smallest ≤ 1.2`);
   if (results.length > 1) out.push(`peak RSS ${last.rows.toLocaleString('en')} ÷ ${first.rows.toLocaleString('en')} = ${fmt(last.maxRssKb / first.maxRssKb)}`);
   process.stdout.write(out.join('\n') + '\n');
 }
