@@ -1,5 +1,6 @@
 // Backfill benchmark: prints ratios measured side by side in one run (not part of `npm test`).
-//   npx tsx bench/backfill.ts [--sizes 1m,10m] [--canary-seconds 60] [--canary-only] [--keep]
+//   npx tsx bench/backfill.ts [--sizes 1m,10m] [--canary-seconds 60] [--canary-budget 1.1] [--window-seconds 10]
+//                             [--canary-only | --speed-only] [--keep]
 // For each size: backfill rows/s ÷ single-UPDATE rows/s on identical tables, canary p99 during a backfill ÷ its
 // baseline with concurrent writers, single-row write cost with the two-way sync trigger ÷ without, and the backfill
 // process's peak RSS (largest size ÷ smallest).
@@ -21,12 +22,12 @@ interface SizeResult {
   backfillRowsPerSec: number;
   backfillBatches: number;
   maxRssKb: number;
-  canary: CanaryPhaseResult;
+  canary: CanaryPhaseResult | null;
   triggerRatio: number;
 }
 
 async function createTable(c: pg.Client, name: string, rows: number): Promise<void> {
-  await c.query(`CREATE TABLE ${name} (id bigint PRIMARY KEY, a text NOT NULL, b int NOT NULL, c text, c2 text)`);
+  await c.query(`CREATE TABLE ${name} (id bigint PRIMARY KEY, a text NOT NULL, b int NOT NULL, c text, c2 text, c3 text)`);
   // Filled in slices so that a 10M-row load does not need one giant transaction's worth of memory.
   const slice = 1_000_000;
   for (let lo = 1; lo <= rows; lo += slice) {
@@ -81,7 +82,7 @@ async function timedUpdates(c: pg.Client, table: string, rows: number, n: number
   return performance.now() - t0;
 }
 
-async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean, canaryBudget: number, windowMs: number): Promise<SizeResult> {
+async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean, speedOnly: boolean, canaryBudget: number, windowMs: number): Promise<SizeResult> {
   const url = await freshBenchDatabase(`zd_bench_${rows}`);
   const c = await client(url);
   const log = (s: string) => process.stdout.write(`[${rows.toLocaleString('en')}] ${s}\n`);
@@ -91,28 +92,44 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
     await createTable(c, 't_backfill', rows);
     await c.query('CHECKPOINT');
 
-    const t0 = performance.now();
     let singleRowsPerSec = NaN;
     let backfillRowsPerSec = NaN;
     let bf: ChildResult = { rows: 0, ms: 0, maxRssKb: NaN, batches: 0, done: false };
+    const pairs: { single: number; backfill: number }[] = [];
     if (!canaryOnly) {
-      log('single UPDATE…');
-      const single = await c.query(`UPDATE t_single SET c = ${EXPR} WHERE c IS DISTINCT FROM ${EXPR}`);
-      const singleMs = performance.now() - t0;
-      singleRowsPerSec = (single.rowCount ?? 0) / (singleMs / 1000);
-      await c.query('CHECKPOINT');
-
-      log('backfill (separate process, canary off: engine speed)…');
-      bf = await runChild(url, 't_backfill', 'c', { canary: false });
-      backfillRowsPerSec = bf.rows / (bf.ms / 1000);
-      await c.query('CHECKPOINT');
+      // ABBA: UPDATE on one table, backfill on its twin, then the other way round on a second column of each (tables
+      // that now carry a dead version of every row), so neither side profits from going first or second.
+      const single = async (table: string, column: string) => {
+        log(`single UPDATE of ${table}.${column}…`);
+        const t0 = performance.now();
+        const r = await c.query(`UPDATE ${table} SET ${column} = ${EXPR} WHERE ${column} IS DISTINCT FROM ${EXPR}`);
+        const rate = (r.rowCount ?? 0) / ((performance.now() - t0) / 1000);
+        await c.query('CHECKPOINT');
+        return rate;
+      };
+      const backfill = async (table: string, column: string) => {
+        log(`backfill of ${table}.${column} (separate process, canary off: engine speed)…`);
+        const r = await runChild(url, table, column, { canary: false });
+        await c.query('CHECKPOINT');
+        if (!(r.maxRssKb <= bf.maxRssKb)) bf = r; // the larger peak of the two runs
+        return r.rows / (r.ms / 1000);
+      };
+      const a1 = await single('t_single', 'c');
+      const b1 = await backfill('t_backfill', 'c');
+      const b2 = await backfill('t_single', 'c2');
+      const a2 = await single('t_backfill', 'c2');
+      pairs.push({ single: a1, backfill: b1 }, { single: a2, backfill: b2 });
+      singleRowsPerSec = Math.sqrt(a1 * a2);
+      backfillRowsPerSec = Math.sqrt(b1 * b2);
+      log(`  fresh tables: backfill ${Math.round(b1)} ÷ UPDATE ${Math.round(a1)} rows/s = ${fmt(b1 / a1)}; second column: ${Math.round(b2)} ÷ ${Math.round(a2)} = ${fmt(b2 / a2)}`);
     }
+    if (speedOnly) return { rows, singleRowsPerSec, backfillRowsPerSec, backfillBatches: bf.batches, maxRssKb: bf.maxRssKb, canary: null, triggerRatio: NaN };
 
     log(`backfill under concurrent writers, canary budget ${canaryBudget}× (on/off windows of ${windowMs / 1000} s, at most ${canarySeconds} s on)…`);
     const canary = await canaryPhase({
       url,
       table: 't_backfill',
-      column: 'c2',
+      column: 'c3',
       expression: EXPR,
       rows,
       canary: { budget: canaryBudget, slackMs: 0 },
@@ -159,6 +176,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       keep: { type: 'boolean' },
       'canary-seconds': { type: 'string', default: '60' },
       'canary-only': { type: 'boolean' },
+      'speed-only': { type: 'boolean' },
       'canary-budget': { type: 'string', default: '1.1' },
       'window-seconds': { type: 'string', default: '10' },
     },
@@ -166,7 +184,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const sizes = values.sizes!.split(',').map(parseSize);
   const results: SizeResult[] = [];
   for (const n of sizes) {
-    results.push(await benchSize(n, Number(values['canary-seconds']), values['canary-only'] === true, Number(values['canary-budget']), Number(values['window-seconds']) * 1000));
+    results.push(await benchSize(n, Number(values['canary-seconds']), values['canary-only'] === true, values['speed-only'] === true, Number(values['canary-budget']), Number(values['window-seconds']) * 1000));
   }
   const first = results[0]!;
   const out: string[] = [
@@ -177,9 +195,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     const k = r.canary;
     out.push(
       `${r.rows.toLocaleString('en').padEnd(11)} | ${fmt(r.backfillRowsPerSec / r.singleRowsPerSec).padEnd(15)} | (${Math.round(r.backfillRowsPerSec)}, ${Math.round(r.singleRowsPerSec)})`.padEnd(67) +
-        ` | ${fmt(k.onP99 / k.offP99)} (${fmt(k.onP99, 3)} / ${fmt(k.offP99, 3)})`.padEnd(31) +
-        ` | ${fmt(k.onP99 / k.before)} (${fmt(k.before, 3)}, ${fmt(k.after, 3)})`.padEnd(40) +
-        ` | ${Math.round(k.onRowsPerSec)}${k.finished ? ' (done)' : ''}`.padEnd(23) +
+        (k
+          ? ` | ${fmt(k.onP99 / k.offP99)} (${fmt(k.onP99, 3)} / ${fmt(k.offP99, 3)})`.padEnd(31) +
+            ` | ${fmt(k.onP99 / k.before)} (${fmt(k.before, 3)}, ${fmt(k.after, 3)})`.padEnd(40) +
+            ` | ${Math.round(k.onRowsPerSec)}${k.finished ? ' (done)' : ''}`.padEnd(23)
+          : ' | -'.padEnd(31) + ' | -'.padEnd(40) + ' | -'.padEnd(23)) +
         ` | ${fmt(r.triggerRatio)}`.padEnd(20) +
         ` | ${fmt(r.maxRssKb / 1024, 1)}`,
     );

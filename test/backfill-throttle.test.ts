@@ -7,7 +7,7 @@ import { runKeysetBackfill, DEFAULT_BACKFILL, DEFAULT_CANARY, type BackfillOptio
 import { BatchSizer } from '../lib/backfill/adaptive.js';
 import { Throttle, type ThrottleEvent } from '../lib/backfill/throttle.js';
 import { CanaryProbe, sampleProbeTargets } from '../lib/backfill/canary.js';
-import { busyFraction, restAfter, MIN_FRACTION, START_FRACTION } from '../lib/backfill/pacer.js';
+import { busyFraction, restAfter, MIN_FRACTION, START_FRACTION, TARGET_SHARE } from '../lib/backfill/pacer.js';
 import { resolveConfig, ConfigError } from '../lib/config.js';
 import { freshDatabase, knexFor } from './support/pg.js';
 
@@ -156,8 +156,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
   it('paces batches by the canary: solves for the duty that keeps slow probes under 1 %, opens up only on fresh evidence', () => {
     expect(busyFraction({ sBusy: null, busyProbes: 0, sIdle: null })).to.equal(START_FRACTION);
     expect(busyFraction({ sBusy: 0.005, busyProbes: 300, sIdle: 0.004 })).to.equal(1); // batches do not slow the reads
-    // 10 % of the reads during batches over budget, 0.5 % between: busy about (0.8 − 0.5) / (10 − 0.5) ≈ 3 % of the time
-    expect(busyFraction({ sBusy: 0.1, busyProbes: 300, sIdle: 0.005 })).to.be.closeTo(0.003 / 0.095, 1e-9);
+    // 10 % of the reads during batches over budget, 0.2 % between: busy (0.6 − 0.2) / (10 − 0.2) ≈ 4 % of the time
+    expect(TARGET_SHARE).to.equal(0.006);
+    expect(busyFraction({ sBusy: 0.1, busyProbes: 300, sIdle: 0.002 })).to.be.closeTo(0.004 / 0.098, 1e-9);
     expect(busyFraction({ sBusy: 0.5, busyProbes: 300, sIdle: 0.009 })).to.equal(MIN_FRACTION); // the app alone is at the target
     expect(restAfter(200, 1, 1, 100)).to.equal(0);
     expect(restAfter(200, 0.1, 1, 100)).to.equal(2800); // (200 + 100) / 0.1 − 200: busy 300 ms of every 3 s
@@ -173,7 +174,7 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
         if (ring === 'busy') canary.busyProbes++;
       }
     };
-    probes('idle', 2000, 200); // 0.5 % of the reads between batches over budget
+    probes('idle', 2000, 500); // 0.2 % of the reads between batches over budget
     expect(throttle.pace()).to.equal(START_FRACTION);
     probes('busy', 300, 1000); // fast during batches too (0.3 %): the duty doubles per 40 fresh probes, not at once
     expect(throttle.pace()).to.equal(0.5);
@@ -181,9 +182,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     probes('busy', 40, 1000);
     expect(throttle.pace()).to.equal(1);
     probes('busy', 500, 10); // now 10 % of the reads during batches are slow: down at once
-    expect(throttle.pace()).to.be.closeTo(0.003 / 0.095, 1e-9);
+    expect(throttle.pace()).to.be.closeTo(0.004 / 0.098, 1e-9);
     expect(events.filter((e) => e.state === 'paced').map((e) => e.busyFraction)).to.deep.equal([START_FRACTION, 0.5, 1, throttle.pace()]);
-    expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 3\.2 % of the time: 10\.0 % of canary probes during batches and 0\.5 % between them over budget 0\.55 ms/);
+    expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 4\.1 % of the time: 10\.0 % of canary probes during batches and 0\.2 % between them over budget 0\.55 ms/);
   });
 
   it('files canary probes as busy while a batch runs, and a rolling idle baseline replaces the first one', async () => {

@@ -8,11 +8,11 @@
  * probes (sBusy ≈ sIdle), f is 1 and the backfill runs flat out; on a busy one it runs exactly as often as the
  * application can take. Long batches with long rests hurt less than short ones with short rests at the same duty:
  * the scheduler lets a waking reader preempt a long-running backend, but a backend that itself wakes every few
- * milliseconds competes with the reader on equal terms (measured in bench/, see bench/README.md).
+ * milliseconds competes with the reader on equal terms (measured with raw batch loops, see bench/README.md).
  */
 
 /** The share of all probes over budget the pacer aims at; the throttle holds the backfill above 1 %. */
-export const TARGET_SHARE = 0.008;
+export const TARGET_SHARE = 0.006;
 /** Before this many busy probes, the pacer does not trust its estimate of sBusy and uses START_FRACTION. */
 export const MIN_BUSY_PROBES = 40;
 export const START_FRACTION = 0.25;

@@ -127,7 +127,7 @@ class BackfillAction extends CommandLineAction {
       actionName: 'backfill',
       summary: 'Runs, resumes or joins the backfills of expanded migrations, with N workers',
       documentation:
-        'Walks every pending backfill in keyset batches (adaptive size, throttled by replication lag, your health check and a canary read). ' +
+        'Walks every pending backfill in keyset batches (adaptive size; held by replication lag and your health check; paced by a canary read so that the application\'s reads stay within budget). ' +
         'Run it on several machines at once: they share the work by claiming chunks. --worker waits for a backfill to start (e.g. from `umzug up` ' +
         'on another machine) and helps until none is left. Ctrl-C stops after the current batch; progress is saved.',
     });
