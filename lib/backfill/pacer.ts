@@ -3,16 +3,19 @@
  *
  * The canary files its probes as busy (during a batch or its wake) or idle. If a share `sBusy` of the busy probes and
  * `sIdle` of the idle ones are over the budget, and the backfill is busy a fraction f of the time, then about
- * f·sBusy + (1 − f)·sIdle of all probes are over it; the p99 stays within budget while that is under 1 %. The pacer
- * aims a little lower (TARGET_SHARE) and solves for f. On a server with cores to spare the batches do not slow the
+ * f·sBusy + (1 − f)·sIdle of all probes are over it; the p99 stays within budget while that is under 1 %. The room
+ * the application leaves is 1 % − sIdle (never negative: the budget is at least the idle probes' own p99); the pacer
+ * gives the backfill half of it (ROOM_SHARE) and solves for f, so noise in the estimates does not take the p99 over. On a server with cores to spare the batches do not slow the
  * probes (sBusy ≈ sIdle), f is 1 and the backfill runs flat out; on a busy one it runs exactly as often as the
  * application can take. Long batches with long rests hurt less than short ones with short rests at the same duty:
  * the scheduler lets a waking reader preempt a long-running backend, but a backend that itself wakes every few
  * milliseconds competes with the reader on equal terms (measured with raw batch loops, see bench/README.md).
  */
 
-/** The share of all probes over budget the pacer aims at; the throttle holds the backfill above 1 %. */
-export const TARGET_SHARE = 0.006;
+/** Share of all probes that may be over budget: the p99 promise; the throttle holds the backfill above it. */
+export const TAIL_SHARE = 0.01;
+/** The part of the room between the idle probes' share and TAIL_SHARE that the pacer lets the backfill take. */
+export const ROOM_SHARE = 0.5;
 /** Before this many busy probes, the pacer does not trust its estimate of sBusy and uses START_FRACTION. */
 export const MIN_BUSY_PROBES = 40;
 export const START_FRACTION = 0.25;
@@ -28,12 +31,11 @@ export interface PaceEstimate {
 }
 
 /** The fraction of the time the backfill may be busy (a batch running, or its wake). */
-export function busyFraction(e: PaceEstimate, target = TARGET_SHARE): number {
+export function busyFraction(e: PaceEstimate): number {
   if (e.sBusy === null || e.busyProbes < MIN_BUSY_PROBES) return START_FRACTION;
-  const idle = e.sIdle ?? 0;
+  const idle = Math.min(e.sIdle ?? 0, TAIL_SHARE);
+  const target = idle + (TAIL_SHARE - idle) * ROOM_SHARE;
   if (e.sBusy <= target) return 1;
-  // The application alone is at the target: the backfill gets the least, and the baseline catches up meanwhile.
-  if (idle >= target) return MIN_FRACTION;
   return Math.min(1, Math.max(MIN_FRACTION, (target - idle) / (e.sBusy - idle)));
 }
 

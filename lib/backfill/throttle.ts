@@ -1,6 +1,6 @@
 import type { Db } from '../engine/db.js';
 import { wakeMs, type CanaryProbe } from './canary.js';
-import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION } from './pacer.js';
+import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION, TAIL_SHARE } from './pacer.js';
 
 /** A user-supplied check: true (or { ok: true }) lets the backfill go on; anything else pauses it. */
 export type HealthCheck = () => Promise<boolean | { readonly ok: boolean; readonly reason?: string }>;
@@ -29,8 +29,6 @@ export interface ThrottleEvent {
   readonly busyFraction?: number;
 }
 
-/** Tail share of slow probes above which the backfill is held until enough fast probes have passed. */
-const TAIL_SHARE = 0.01;
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
