@@ -76,6 +76,14 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     await exactlyOnce();
   });
 
+  it('ends a chunk with the batch that reaches its last key (no empty batch per chunk)', async () => {
+    // 5 chunks of 1000 keys, 4 full batches each, and the open-ended last chunk found empty: 21 batches, not 26.
+    const p = await run({ batchSize: 250, adaptive: false, chunkRows: 1000 });
+    expect(p.batches).to.equal(21);
+    expect(p.rowsDone).to.equal(ROWS);
+    await exactlyOnce();
+  });
+
   it('pauses while the health check says no, and tells why', async () => {
     let healthyFrom = Infinity;
     const started = Date.now();
@@ -113,7 +121,7 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     const started = Date.now();
     let lastPacedAt = 0;
     await run(
-      { batchSize: 250, adaptive: false, canary: { ...DEFAULT_CANARY, baselineSamples: 30, budget: 3, slackMs: 5 } },
+      { batchSize: 250, adaptive: false, canary: { ...DEFAULT_CANARY, baselineSamples: 30, budget: 3, slackMs: 20 } },
       {
         onThrottle: (e) => {
           events.push(e);

@@ -5,7 +5,7 @@ import type { TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
 
 export interface CanaryOptions {
-  /** Length of the stretch over which at most 1 % of probes may be over budget (the p99 promise). Default 60 s. */
+  /** Length of the stretch over which at most 1 % of probes may be over budget (the p99 promise). Default 20 s. */
   readonly tailWindowMs?: number;
   /** Probes measured before the backfill starts, for the first baseline p99. */
   readonly baselineSamples: number;
@@ -117,7 +117,7 @@ export class CanaryProbe {
     private readonly walk: WalkKey,
     private readonly opts: CanaryOptions,
   ) {
-    const tail = Math.max(100, Math.round((opts.tailWindowMs ?? 60_000) / Math.max(1, opts.intervalMs)));
+    const tail = Math.max(100, Math.round((opts.tailWindowMs ?? 20_000) / Math.max(1, opts.intervalMs)));
     this.all = new SampleRing(tail);
     // The same span as `all`: with no batch running the two hold the same probes, and 1.1× the p99 of a set is
     // passed by fewer than 1 % of that set, so the application's own ups and downs can never hold the backfill.

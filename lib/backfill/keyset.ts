@@ -20,7 +20,9 @@ export interface CanarySettings {
   /** Probes before the first batch, for the first baseline (idle probes between batches replace it). Default 100. */
   readonly baselineSamples: number;
   readonly intervalMs: number;
-  /** Over this stretch at most 1 % of probes may be over budget; past that the backfill is held. Default 60 s. */
+  /** Over this stretch at most 1 % of probes may be over budget; past that the backfill is held. It is also the span
+   * of the idle probes whose p99 is the baseline: short enough that the baseline follows the application's load down
+   * again within seconds after a noisy stretch (a minute let a backfill started after one run on a loose budget). Default 20 s. */
   readonly tailWindowMs: number;
 }
 
@@ -50,7 +52,7 @@ export interface BackfillOptions {
   readonly canary?: Partial<CanarySettings> | false;
 }
 
-export const DEFAULT_CANARY: CanarySettings = Object.freeze({ budget: 1.5, slackMs: 2, baselineSamples: 100, intervalMs: 10, tailWindowMs: 60_000 });
+export const DEFAULT_CANARY: CanarySettings = Object.freeze({ budget: 1.5, slackMs: 2, baselineSamples: 100, intervalMs: 10, tailWindowMs: 20_000 });
 
 export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   batchSize: 1000,
