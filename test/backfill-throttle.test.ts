@@ -7,7 +7,7 @@ import { runKeysetBackfill, DEFAULT_BACKFILL, DEFAULT_CANARY, type BackfillOptio
 import { BatchSizer } from '../lib/backfill/adaptive.js';
 import { Throttle, type ThrottleEvent } from '../lib/backfill/throttle.js';
 import { CanaryProbe, sampleProbeTargets } from '../lib/backfill/canary.js';
-import { busyFraction, restAfter, MIN_FRACTION, ROOM_SHARE, START_FRACTION, TAIL_SHARE } from '../lib/backfill/pacer.js';
+import { busyFraction, restAfter, MIN_BUSY_PROBES, MIN_FRACTION, ROOM_SHARE, START_FRACTION, TAIL_SHARE } from '../lib/backfill/pacer.js';
 import { resolveConfig, ConfigError } from '../lib/config.js';
 import { freshDatabase, knexFor } from './support/pg.js';
 
@@ -132,7 +132,7 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
       `hits + 1 + CASE WHEN id % 250 = 0 THEN 0 * length(pg_sleep(0.1)::text) ELSE 0 END`,
     );
     const paced = events.filter((e) => e.state === 'paced').map((e) => e.busyFraction);
-    expect(paced[0]).to.be.at.most(2 * START_FRACTION); // from a quarter of the time, doubling on each fresh look
+    expect(paced[0]).to.be.at.most(2 * START_FRACTION); // from a tenth of the time, doubling on each fresh look
     expect(paced).to.include(1);
     expect(lastPacedAt - started).to.be.lessThan(12_000);
     await exactlyOnce();
@@ -180,20 +180,23 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000 }, canary, (e) => events.push(e));
     const probes = (ring: 'busy' | 'idle', n: number, slowEvery: number) => {
       for (let i = 0; i < n; i++) {
-        canary[ring].push(i % slowEvery === 0 ? 5 : 0.5);
+        canary[ring].push((i + 1) % slowEvery === 0 ? 5 : 0.5);
         if (ring === 'busy') canary.busyProbes++;
       }
     };
     probes('idle', 2000, 500); // 0.2 % of the reads between batches over budget
     expect(throttle.pace()).to.equal(START_FRACTION);
-    probes('busy', 300, 1000); // fast during batches too (0.3 %): the duty doubles per 40 fresh probes, not at once
-    expect(throttle.pace()).to.equal(0.5);
-    expect(throttle.pace()).to.equal(0.5); // no fresh probes, no change
-    probes('busy', 40, 1000);
-    expect(throttle.pace()).to.equal(1);
+    probes('busy', 300, 1000); // fast during batches too (none slow): the duty doubles per MIN_BUSY_PROBES fresh probes, not at once
+    const steps = [throttle.pace()];
+    expect(throttle.pace()).to.equal(steps[0]); // no fresh probes, no change
+    while (steps.at(-1)! < 1 && steps.length < 10) {
+      probes('busy', MIN_BUSY_PROBES, 1000);
+      steps.push(throttle.pace());
+    }
+    expect(steps).to.deep.equal([0.2, 0.4, 0.8, 1]);
     probes('busy', 500, 10); // now 10 % of the reads during batches are slow: down at once
     expect(throttle.pace()).to.be.closeTo(0.004 / 0.098, 1e-9);
-    expect(events.filter((e) => e.state === 'paced').map((e) => e.busyFraction)).to.deep.equal([START_FRACTION, 0.5, 1, throttle.pace()]);
+    expect(events.filter((e) => e.state === 'paced').map((e) => e.busyFraction)).to.deep.equal([START_FRACTION, 0.2, 0.4, 0.8, 1, throttle.pace()]);
     expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 4\.1 % of the time: 10\.0 % of canary probes during batches and 0\.2 % between them over budget 0\.55 ms/);
   });
 

@@ -164,7 +164,8 @@ export class Throttle {
       this.busyAtChange = this.canary.busyProbes;
     }
     const fraction = this.fraction;
-    if (this.lastPace === null || fraction / this.lastPace >= 1.5 || this.lastPace / fraction >= 1.5) {
+    const last = this.lastPace;
+    if (last === null || fraction / last >= 1.5 || last / fraction >= 1.5 || (fraction >= 1) !== (last >= 1)) {
       this.lastPace = fraction;
       this.onEvent?.({
         state: 'paced',
