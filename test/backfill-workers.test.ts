@@ -4,6 +4,9 @@ import { Db } from '../lib/engine/db.js';
 import { StateStore } from '../lib/engine/state.js';
 import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL } from '../lib/backfill/keyset.js';
+import { ChunkStore, type Chunk } from '../lib/backfill/chunks.js';
+import { WorkerLease } from '../lib/backfill/lease.js';
+import { makePlanner } from '../lib/backfill/batch.js';
 import { freshDatabase, knexFor, pgClient } from './support/pg.js';
 import { spawnBackfill } from './support/backfill-spawn.js';
 
@@ -63,6 +66,50 @@ describe('backfill workers and lost connections', function () {
     });
     expect(p.done).to.equal(true);
     await exactlyOnce();
+  });
+
+  it('a chunk planned ahead goes to whichever worker runs out first; planning ahead and in line never overlap', async () => {
+    const db = new Db(knex);
+    const state = new StateStore(db, 'zero_downtime');
+    await ChunkStore.ensure(db, state);
+    const key = { migration: 'm1', changeIndex: 0, phase: 'expand' as const };
+    await state.startBackfill(key.migration, key.changeIndex, key.phase, ROWS);
+    const chunks = new ChunkStore(db, state, key, '2026-01-01 00:00:00+00');
+    const bound = makePlanner({ kind: 'keys', columns: keys, source: 'primary key' }, { table: { schema: 'public', name: 'items' }, set: [] }, 1000, 50);
+    expect(await chunks.planAhead(bound), 'nothing to plan after before the first chunk').to.equal(false);
+    const [one, two] = [new WorkerLease(db), new WorkerLease(db)];
+    await Promise.all([one.start(), two.start()]);
+    try {
+      const first = await chunks.claimOrPlan(one.key, bound);
+      expect(first).to.include({ chunkNo: 0 });
+      expect(await chunks.planAhead(bound)).to.equal(true);
+      expect(await chunks.planAhead(bound), 'a free chunk is already waiting').to.equal(false);
+      const second = (await chunks.claimOrPlan(two.key, bound)) as Chunk;
+      expect(second.chunkNo, 'the live worker keeps chunk 0; the other takes the one planned ahead').to.equal(1);
+      expect(second.lo).to.deep.equal((first as Chunk).hi);
+      expect(await chunks.planAhead(bound), 'taken, so the next one is planned').to.equal(true);
+      // Planners ahead and in line at once until the table is planned to its end, each claimed chunk then marked
+      // done as if walked: every range must start where the one before ended.
+      const walk = async (owner: number) => {
+        const got = await chunks.claimOrPlan(owner, bound);
+        if (typeof got !== 'string') await knex.raw(`UPDATE zero_downtime.backfill_chunks SET done = true WHERE chunk_no = ?`, [got.chunkNo]);
+        return got;
+      };
+      for (let round = 0; round < 100; round++) {
+        const got = await Promise.all([chunks.planAhead(bound), walk(one.key), chunks.planAhead(bound), walk(two.key)]);
+        if (got[1] === 'all-done') break;
+      }
+    } finally {
+      await Promise.all([one.stop(), two.stop()]);
+    }
+    const rows = (await knex.raw(`SELECT chunk_no, lo->>0 AS lo, hi->>0 AS hi, final FROM zero_downtime.backfill_chunks ORDER BY chunk_no`)).rows as {
+      chunk_no: number; lo: string | null; hi: string | null; final: boolean;
+    }[];
+    expect(rows.map((r) => r.chunk_no)).to.deep.equal(rows.map((_r, i) => i));
+    rows.forEach((r, i) => expect(r.lo, `chunk ${i}`).to.equal(i === 0 ? null : rows[i - 1]!.hi));
+    expect(rows.at(-1)).to.include({ final: true, hi: null });
+    expect(rows.filter((r) => r.final)).to.have.length(1);
+    expect(Number(rows.at(-2)!.hi)).to.equal(ROWS);
   });
 
   it('connections terminated (pg_terminate_backend) mid-batch are retried and the backfill completes exactly once', async () => {

@@ -3,7 +3,7 @@ import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
 import { copyRangeSql } from '../postgres/table-sync.js';
-import type { Chunk } from './chunks.js';
+import type { Bound, Chunk } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
 
 export interface BatchResult {
@@ -19,8 +19,6 @@ export interface BatchResult {
 /** One batch of a chunk, inside the caller's transaction on `c`: the rows after `from`, `size` of them at most. */
 export type Batch = (c: Connection, chunk: Chunk, from: string[] | null, size: number) => Promise<BatchResult>;
 
-/** Where the next chunk after `after` ends: chunkRows keys further (found in the index, not counted), or a page range. */
-export type Planner = (c: Connection, after: Chunk | null) => Promise<{ lo: string[] | null; hi: string[] | null; final: boolean; endKey: string[] | null }>;
 
 export interface TableStats {
   readonly rows: number;
@@ -44,7 +42,8 @@ export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats
   return { rows, rowsPerPage };
 }
 
-export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Planner {
+/** Where the next chunk after `after` ends: chunkRows keys further (found in the index, not counted), or a page range. */
+export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Bound {
   if (walk.kind === 'ctid') {
     return async (c, after) => {
       let end = after?.endKey ? Number(after.endKey[0]) : NaN;

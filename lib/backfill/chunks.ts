@@ -31,6 +31,15 @@ interface ChunkRow {
   end_key: string[] | null;
 }
 
+/** Where a chunk planned after `after` starts and ends (see makePlanner). */
+export interface PlannedChunk {
+  readonly lo: string[] | null;
+  readonly hi: string[] | null;
+  readonly final: boolean;
+  readonly endKey: string[] | null;
+}
+export type Bound = (c: Connection, after: Chunk | null) => Promise<PlannedChunk>;
+
 const toChunk = (r: ChunkRow): Chunk => ({ chunkNo: r.chunk_no, lo: r.lo, hi: r.hi, lastKey: r.last_key, final: r.final, endKey: r.end_key });
 const json = (v: unknown) => (v == null ? null : JSON.stringify(v));
 
@@ -98,22 +107,14 @@ export class ChunkStore {
    * Returns 'none-free' when every chunk is planned and the unfinished ones are held by live workers, 'all-done' when
    * nothing is left at all.
    */
-  async claimOrPlan(
-    owner: number,
-    bound: (c: Connection, after: Chunk | null) => Promise<{ lo: string[] | null; hi: string[] | null; final: boolean; endKey: string[] | null }>,
-  ): Promise<Chunk | 'none-free' | 'all-done'> {
+  async claimOrPlan(owner: number, bound: Bound): Promise<Chunk | 'none-free' | 'all-done'> {
     const quick = await this.db.transaction((c) => this.claim(c, owner));
     if (quick) return quick;
     return this.db.transaction(async (c) => {
-      await c.query(`SELECT 1 FROM ${this.backfills} WHERE migration = $1 AND change_index = $2 AND phase = $3 FOR UPDATE`, this.params().slice(0, 3));
+      await this.lockPlanners(c);
       const again = await this.claim(c, owner);
       if (again) return again;
-      const last = await c.query<ChunkRow>(
-        `SELECT chunk_no, lo, hi, last_key, final, end_key FROM ${this.t}
-          WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 ORDER BY chunk_no DESC LIMIT 1`,
-        this.params(),
-      );
-      const prev = last.rows[0] ? toChunk(last.rows[0]) : null;
+      const prev = await this.last(c);
       if (prev?.final) {
         const open = await c.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND NOT done`,
@@ -125,15 +126,57 @@ export class ChunkStore {
         // chunks of an earlier generation (an expand undone and run again) are of no use any more
         await c.query(`DELETE FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation <> $4`, this.params());
       }
-      const next = await bound(c, prev);
-      const ins = await c.query<ChunkRow>(
-        `INSERT INTO ${this.t} (migration, change_index, phase, generation, chunk_no, lo, hi, final, end_key, owner, claimed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-         RETURNING chunk_no, lo, hi, last_key, final, end_key`,
-        [...this.params(), (prev?.chunkNo ?? -1) + 1, json(next.lo), json(next.hi), next.final, json(next.endKey), owner],
-      );
-      return toChunk(ins.rows[0]!);
+      return this.insert(c, prev, await bound(c, prev), owner);
     });
+  }
+
+  /**
+   * Plans the chunk after the last one while the workers still walk theirs, so the next worker to run out claims it
+   * at once instead of waiting in line for its bound: an index walk of chunkRows keys (heap checks included where
+   * pages are not all-visible) that took a sixth of the backfill's time at 10M rows when paid between chunks. The
+   * walk runs without the planners' lock, which the batches' progress updates also wait for; the chunk is inserted
+   * only if nobody planned one meanwhile, and unowned, so whichever worker is free first takes it. Does nothing while
+   * a free chunk is waiting, before the first chunk (claimOrPlan plans that one) and after the last.
+   */
+  async planAhead(bound: Bound): Promise<boolean> {
+    const prev = await this.db.withConnection((c) => this.last(c));
+    if (!prev || prev.final) return false;
+    const free = await this.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND NOT done AND owner IS NULL`,
+      this.params(),
+    );
+    if (free.rows[0]!.n > 0) return false;
+    const next = await this.db.withConnection((c) => bound(c, prev));
+    return this.db.transaction(async (c) => {
+      await this.lockPlanners(c);
+      const now = await this.last(c);
+      if (now?.chunkNo !== prev.chunkNo) return false;
+      await this.insert(c, prev, next, null);
+      return true;
+    });
+  }
+
+  private async lockPlanners(c: Connection): Promise<void> {
+    await c.query(`SELECT 1 FROM ${this.backfills} WHERE migration = $1 AND change_index = $2 AND phase = $3 FOR UPDATE`, this.params().slice(0, 3));
+  }
+
+  private async last(c: Connection): Promise<Chunk | null> {
+    const r = await c.query<ChunkRow>(
+      `SELECT chunk_no, lo, hi, last_key, final, end_key FROM ${this.t}
+        WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 ORDER BY chunk_no DESC LIMIT 1`,
+      this.params(),
+    );
+    return r.rows[0] ? toChunk(r.rows[0]) : null;
+  }
+
+  private async insert(c: Connection, prev: Chunk | null, next: PlannedChunk, owner: number | null): Promise<Chunk> {
+    const ins = await c.query<ChunkRow>(
+      `INSERT INTO ${this.t} (migration, change_index, phase, generation, chunk_no, lo, hi, final, end_key, owner, claimed_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10::int IS NULL THEN NULL ELSE now() END)
+       RETURNING chunk_no, lo, hi, last_key, final, end_key`,
+      [...this.params(), (prev?.chunkNo ?? -1) + 1, json(next.lo), json(next.hi), next.final, json(next.endKey), owner],
+    );
+    return toChunk(ins.rows[0]!);
   }
 
   /**

@@ -181,6 +181,8 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     const workers = db.isEmbedded ? 1 : Math.max(1, Math.min(o.workers ?? 1, spare));
     // A second connection per worker, where the pool has them, finds the next batch's end while a batch writes.
     const prefetch = !db.isEmbedded && spare >= 2 * workers;
+    // …and a third plans the next chunk while this one is walked (a page range costs nothing to plan).
+    const planAhead = prefetch && walk.kind !== 'ctid' && spare >= 3 * workers;
     run.onStart?.({ walk, workers, canaryBaselineP99Ms: canary?.baselineP99 ?? null, totalEstimate });
 
     const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage);
@@ -199,7 +201,12 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
           await sleep(200);
           continue;
         }
-        await walkChunk(got, sizer, batch);
+        const ahead = planAhead ? chunks.planAhead(planBound).catch(() => false) : null;
+        try {
+          await walkChunk(got, sizer, batch);
+        } finally {
+          await ahead; // a failed look-ahead costs nothing: claimOrPlan plans the chunk in line then
+        }
       }
     };
 
