@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { createTwoWaySync } from '../lib/postgres/triggers.js';
@@ -82,6 +83,24 @@ async function timedUpdates(c: pg.Client, table: string, rows: number, n: number
   return performance.now() - t0;
 }
 
+/**
+ * The share of CPU time the hypervisor gave to other guests since `from` (the steal column of /proc/stat): on a shared
+ * host it moves every figure here, the backfill's more than one UPDATE's, so each phase prints it. null off Linux.
+ */
+function cpuTimes(): { steal: number; total: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { steal: f[7]!, total: f.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+function stolenSince(from: ReturnType<typeof cpuTimes>): string {
+  const now = cpuTimes();
+  if (!from || !now || now.total <= from.total) return 'unknown';
+  return `${((100 * (now.steal - from.steal)) / (now.total - from.total)).toFixed(1)} %`;
+}
+
 async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean, speedOnly: boolean, canaryBudget: number, windowMs: number): Promise<SizeResult> {
   const url = await freshBenchDatabase(`zd_bench_${rows}`);
   const c = await client(url);
@@ -114,6 +133,7 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
         if (!(r.maxRssKb <= bf.maxRssKb)) bf = r; // the larger peak of the two runs
         return r.rows / (r.ms / 1000);
       };
+      const speedFrom = cpuTimes();
       const a1 = await single('t_single', 'c');
       const b1 = await backfill('t_backfill', 'c');
       const b2 = await backfill('t_single', 'c2');
@@ -122,10 +142,12 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
       singleRowsPerSec = Math.sqrt(a1 * a2);
       backfillRowsPerSec = Math.sqrt(b1 * b2);
       log(`  fresh tables: backfill ${Math.round(b1)} ÷ UPDATE ${Math.round(a1)} rows/s = ${fmt(b1 / a1)}; second column: ${Math.round(b2)} ÷ ${Math.round(a2)} = ${fmt(b2 / a2)}`);
+      log(`  CPU time stolen by the host during these four runs: ${stolenSince(speedFrom)}`);
     }
     if (speedOnly) return { rows, singleRowsPerSec, backfillRowsPerSec, backfillBatches: bf.batches, maxRssKb: bf.maxRssKb, canary: null, triggerRatio: NaN };
 
     log(`backfill under concurrent writers, canary budget ${canaryBudget}× (on/off windows of ${windowMs / 1000} s, at most ${canarySeconds} s on)…`);
+    const canaryFrom = cpuTimes();
     const canary = await canaryPhase({
       url,
       table: 't_backfill',
@@ -138,6 +160,7 @@ async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolea
       warmupMs: 30_000,
       log,
     });
+    log(`  CPU time stolen by the host during the canary phase: ${stolenSince(canaryFrom)}`);
 
     const ratios: number[] = [NaN, NaN, NaN];
     if (!canaryOnly) ratios.length = 0;
