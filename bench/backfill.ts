@@ -4,7 +4,6 @@
 // For each size: backfill rows/s ÷ single-UPDATE rows/s on identical tables, canary p99 during a backfill ÷ its
 // baseline with concurrent writers, single-row write cost with the two-way sync trigger ÷ without, and the backfill
 // process's peak RSS (largest size ÷ smallest).
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
@@ -12,9 +11,8 @@ import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { createTwoWaySync } from '../lib/postgres/triggers.js';
 import { canaryPhase, type CanaryPhaseResult } from './canary.js';
-import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
+import { client, dropBenchDatabase, fmt, freshBenchDatabase, lastLine, parseSize, spawnBenchScript } from './support.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const EXPR = `a || '-' || b`;
 
 interface SizeResult {
@@ -47,34 +45,10 @@ interface ChildResult {
   finalBaselineP99Ms?: number;
 }
 
-function spawnTsx(file: string, args: string[]) {
-  return spawn(process.execPath, ['--import', 'tsx', path.join(here, file), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-}
-
-/** Collects a child's stdout as lines; resolves with them when it exits 0. */
-function linesOf(child: ReturnType<typeof spawnTsx>, onLine?: (l: string) => void): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const lines: string[] = [];
-    let rest = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      const parts = (rest + d.toString()).split('\n');
-      rest = parts.pop()!;
-      for (const l of parts) {
-        lines.push(l);
-        onLine?.(l);
-      }
-    });
-    child.on('exit', (code) => {
-      if (rest) lines.push(rest);
-      code === 0 ? resolve(lines) : reject(new Error(`child exited ${code}: ${lines.slice(-5).join('\n')}`));
-    });
-  });
-}
-
 function runChild(url: string, table: string, column: string, options: object): Promise<ChildResult> {
-  const child = spawnTsx('backfill-child.ts', [url, table, column, EXPR, JSON.stringify(options)]);
-  child.stdin!.end();
-  return linesOf(child).then((l) => JSON.parse(l[l.length - 1]!) as ChildResult);
+  const child = spawnBenchScript('backfill-child.ts', [url, table, column, EXPR, JSON.stringify(options)]);
+  child.child.stdin!.end();
+  return child.exited.then((l) => JSON.parse(lastLine(l)) as ChildResult);
 }
 
 async function timedUpdates(c: pg.Client, table: string, rows: number, n: number): Promise<number> {

@@ -7,12 +7,8 @@
 // nothing running (bench/README.md), so one "before" and one "during" stretch compare two moments of the machine
 // rather than the backfill; alternating windows expose both sides to the same drift. The plain before / during /
 // after figures are printed as well.
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { percentile } from './support.js';
+import { lastLine, percentile, spawnBenchScript } from './support.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface CanaryPhaseOptions {
@@ -53,28 +49,11 @@ export interface CanaryPhaseResult {
   readonly paced: readonly string[];
 }
 
-function start(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  const lines: ((l: string) => void)[] = [];
-  let rest = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const l of parts) for (const f of lines) f(l);
-  });
-  const exited = new Promise<string>((resolve, reject) =>
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited ${code}: ${out.slice(-500)}`)))),
-  );
-  return { child, exited, onLine: (f: (l: string) => void) => lines.push(f) };
-}
-
 export async function canaryPhase(o: CanaryPhaseOptions): Promise<CanaryPhaseResult> {
-  const writers = start([path.join(here, 'load.ts'), 'writers', o.url, o.table, String(o.rows), '2']);
-  const probe = start([path.join(here, 'load.ts'), 'probe', o.url, o.table, String(o.rows)]);
+  const writers = spawnBenchScript('load.ts', ['writers', o.url, o.table, String(o.rows), '2']);
+  const probe = spawnBenchScript('load.ts', ['probe', o.url, o.table, String(o.rows)]);
   const options = { canary: { ...o.canary } };
-  const backfill = start([path.join(here, 'backfill-child.ts'), o.url, o.table, o.column, o.expression, JSON.stringify(options), 'controlled']);
+  const backfill = spawnBenchScript('backfill-child.ts', [o.url, o.table, o.column, o.expression, JSON.stringify(options), 'controlled']);
   let rowsDone = 0;
   let finished = false;
   let last: { rows?: number; done?: boolean; baselineP99Ms?: number; finalBaselineP99Ms?: number } = {};
@@ -121,7 +100,7 @@ export async function canaryPhase(o: CanaryPhaseOptions): Promise<CanaryPhaseRes
   const [, probeOut, writersOut] = await Promise.all([backfill.exited, probe.exited, writers.exited]);
   rowsDone = last.rows ?? 0;
   finished = last.done === true;
-  const samples = JSON.parse(probeOut.trim().split('\n').pop()!) as [number, number][];
+  const samples = JSON.parse(lastLine(probeOut)) as [number, number][];
   const within = (ivs: readonly [number, number][]) => samples.filter(([t]) => ivs.some(([a, b]) => t >= a && t < b)).map(([, ms]) => ms);
   const onMs = within(on);
   const offMs = within(off);
@@ -139,7 +118,7 @@ export async function canaryPhase(o: CanaryPhaseOptions): Promise<CanaryPhaseRes
     onRowsPerSec: rowsDone / (onTime / 1000),
     rowsDone,
     finished,
-    writerOps: (JSON.parse(writersOut.trim().split('\n').pop()!) as { ops: number }).ops,
+    writerOps: (JSON.parse(lastLine(writersOut)) as { ops: number }).ops,
     engineBaselineMs,
     engineFinalBaselineMs: last.finalBaselineP99Ms ?? null,
     paced,

@@ -1,4 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 export const PG_BASE = process.env.BENCH_PG_URL ?? process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 export const urlFor = (db: string) => `${PG_BASE}/${db}`;
@@ -44,3 +49,37 @@ export async function dropBenchDatabase(name: string): Promise<void> {
     await admin.end();
   }
 }
+
+export interface BenchChild {
+  readonly child: ChildProcess;
+  /** Every line the process printed, once it has exited 0; rejects with its last lines otherwise. */
+  readonly exited: Promise<string[]>;
+  /** Called with each line as it is printed. */
+  onLine(f: (line: string) => void): void;
+}
+
+/** A script of bench/ in a process of its own (run by tsx), its stdout taken line by line; stdin stays open for it. */
+export function spawnBenchScript(file: string, args: readonly string[]): BenchChild {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, file), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  const listeners: ((line: string) => void)[] = [];
+  let rest = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop()!;
+    for (const l of parts) {
+      lines.push(l);
+      for (const f of listeners) f(l);
+    }
+  });
+  const exited = new Promise<string[]>((resolve, reject) =>
+    child.on('exit', (code) => {
+      if (rest) lines.push(rest);
+      code === 0 ? resolve(lines) : reject(new Error(`${file} exited ${code}: ${lines.slice(-5).join('\n')}`));
+    }),
+  );
+  return { child, exited, onLine: (f) => listeners.push(f) };
+}
+
+/** The last non-empty line a bench script printed (its JSON result). */
+export const lastLine = (lines: readonly string[]): string => lines.filter((l) => l.trim() !== '').pop() ?? '';

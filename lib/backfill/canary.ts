@@ -1,7 +1,6 @@
 import type { Connection, Db } from '../engine/db.js';
 import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
-import { qualified } from '../postgres/identifiers.js';
-import type { TableName } from '../postgres/identifiers.js';
+import { qualified, type TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
 
 export interface CanaryOptions {
@@ -200,8 +199,8 @@ export class CanaryProbe {
   }
 
   /**
-   * The application's latency moved for reasons of its own (measured while the backfill was held): `p99` is the
-   * baseline from now on, and the record of probes starts afresh.
+   * Takes `p99` as the first baseline and starts the record of probes afresh (the rolling idle baseline replaces it
+   * once enough idle probes are in, as it replaces the one measured at start).
    */
   rebaseline(p99: number): void {
     this.firstBaseline = p99;

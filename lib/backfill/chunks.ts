@@ -139,14 +139,17 @@ export class ChunkStore {
    * a free chunk is waiting, before the first chunk (claimOrPlan plans that one) and after the last.
    */
   async planAhead(bound: Bound): Promise<boolean> {
-    const prev = await this.db.withConnection((c) => this.last(c));
-    if (!prev || prev.final) return false;
-    const free = await this.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND NOT done AND owner IS NULL`,
-      this.params(),
-    );
-    if (free.rows[0]!.n > 0) return false;
-    const next = await this.db.withConnection((c) => bound(c, prev));
+    const look = await this.db.withConnection(async (c) => {
+      const prev = await this.last(c);
+      if (!prev || prev.final) return null;
+      const free = await c.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${this.t} WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND NOT done AND owner IS NULL`,
+        this.params(),
+      );
+      return free.rows[0]!.n > 0 ? null : { prev, next: await bound(c, prev) };
+    });
+    if (!look) return false;
+    const { prev, next } = look;
     return this.db.transaction(async (c) => {
       await this.lockPlanners(c);
       const now = await this.last(c);

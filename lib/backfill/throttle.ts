@@ -158,7 +158,7 @@ export class Throttle {
     const busy = this.canary.busy;
     const wanted = busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: this.canary.idle.shareAbove(budget) });
     // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty
-    // (no slow probe among 40 says little about a 1 % share, so a run of luck cannot open the throttle all the way).
+    // (no slow probe among a few dozen says little about a 1 % share, so a run of luck cannot open the throttle all the way).
     if (wanted < this.fraction || (wanted > this.fraction && this.canary.busyProbes - this.busyAtChange >= MIN_BUSY_PROBES)) {
       this.fraction = Math.min(wanted, this.fraction * 2);
       this.busyAtChange = this.canary.busyProbes;

@@ -17,7 +17,7 @@ const alias = (i: number) => `_zd_k${i}`;
 
 /**
  * One verification chunk: counts rows in the next `limit` keys where any `column IS DISTINCT FROM expression`, with
- * up to 5 sample keys. Parameters as for backfillBatchSql.
+ * up to 5 sample keys. Parameters: $1 = limit, then one per key column when `hasLastKey`.
  */
 export function verifyChunkSql(
   table: TableName,
@@ -46,6 +46,14 @@ function keyCompare(keys: readonly KeyColumn[], op: '>' | '<=' | '=', firstParam
   return `(${cols}) ${op} (${vals})`;
 }
 
+/** The key range (from, to] of a batch or chunk, from `$firstParam` on: the `from` key when `hasFrom`, then the `to` key when `hasTo`. */
+function keyRange(keys: readonly KeyColumn[], hasFrom: boolean, hasTo: boolean, firstParam: number): string[] {
+  const conds: string[] = [];
+  if (hasFrom) conds.push(keyCompare(keys, '>', firstParam));
+  if (hasTo) conds.push(keyCompare(keys, '<=', firstParam + (hasFrom ? keys.length : 0)));
+  return conds;
+}
+
 function changedPredicate(set: readonly { column: string; expression: string }[], only: 'distinct' | 'null'): string {
   return set.map((s) => (only === 'null' ? `${ident(s.column)} IS NULL` : `${ident(s.column)} IS DISTINCT FROM (${s.expression})`)).join(' OR ');
 }
@@ -59,9 +67,7 @@ export function keysetBoundSql(table: TableName, keys: readonly KeyColumn[], has
   const t = qualified(table);
   const keyList = keys.map((k, i) => `${ident(k.name)} AS ${alias(i)}`).join(', ');
   const order = keys.map((k) => ident(k.name)).join(', ');
-  const conds: string[] = [];
-  if (hasFrom) conds.push(keyCompare(keys, '>', 2));
-  if (hasTo) conds.push(keyCompare(keys, '<=', 2 + (hasFrom ? keys.length : 0)));
+  const conds = keyRange(keys, hasFrom, hasTo, 2);
   const where = conds.length ? `WHERE ${conds.join(' AND ')}` : '';
   const lastKey = keys.map((_k, i) => `${alias(i)}::text`).join(', ');
   const desc = keys.map((_k, i) => `${alias(i)} DESC`).join(', ');
@@ -79,9 +85,7 @@ SELECT (SELECT count(*) FROM _zd_b)::int AS n, (SELECT json_build_array(${lastKe
  */
 export function keysetNthKeySql(table: TableName, keys: readonly KeyColumn[], hasFrom: boolean, hasTo: boolean): string {
   const order = keys.map((k) => ident(k.name)).join(', ');
-  const conds: string[] = [];
-  if (hasFrom) conds.push(keyCompare(keys, '>', 2));
-  if (hasTo) conds.push(keyCompare(keys, '<=', 2 + (hasFrom ? keys.length : 0)));
+  const conds = keyRange(keys, hasFrom, hasTo, 2);
   const where = conds.length ? `WHERE ${conds.join(' AND ')}` : '';
   const lastKey = keys.map((k) => `${ident(k.name)}::text`).join(', ');
   return `SELECT json_build_array(${lastKey}) AS last_key FROM ${qualified(table)} ${where} ORDER BY ${order} OFFSET $1::bigint - 1 LIMIT 1`;
@@ -100,9 +104,7 @@ export function keysetRangeUpdateSql(
   hasFrom: boolean,
   hasTo: boolean,
 ): string {
-  const conds: string[] = [];
-  if (hasFrom) conds.push(keyCompare(keys, '>', 1));
-  if (hasTo) conds.push(keyCompare(keys, '<=', 1 + (hasFrom ? keys.length : 0)));
+  const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(set, only)})`);
   const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
   return `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
