@@ -118,7 +118,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     this.ownsKnex = ownsKnex;
     this.zdLogger = logger;
     this.flags = new FlagStore(db, config.stateSchema);
-    this.monitor = createMonitor(this, logger);
+    this.monitor = createMonitor(this, () => (this.options.logger ? logger : null));
     registerMongoTasks(engine, input.mongo);
   }
 

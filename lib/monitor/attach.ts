@@ -16,11 +16,16 @@ export interface MonitoredUmzug {
   on(event: 'afterCommand', listener: (e: { command: string }) => Promise<void> | void): unknown;
 }
 
-/** The monitor of a ZeroDowntimeUmzug: watches its engine, and stops its canaries when a command ends. */
-export function createMonitor(umzug: MonitoredUmzug, logger: ZeroDowntimeLogger | null): Monitor {
-  const monitor = new Monitor(umzug.knex, new MonitorStore(umzug.db, umzug.config.stateSchema), umzug.config.monitor, undefined, (m) =>
-    (m.event === 'threshold-breached' || m.event === 'auto-rollback' ? logger?.warn : logger?.info)?.(m),
-  );
+/**
+ * The monitor of a ZeroDowntimeUmzug: watches its engine, and stops its canaries when a command ends. `logger` is
+ * asked at each event, not once: `up --json` mutes the logger for the command, and its stdout must hold the JSON
+ * document alone (a breach logged there made it unparseable).
+ */
+export function createMonitor(umzug: MonitoredUmzug, logger: () => ZeroDowntimeLogger | null): Monitor {
+  const monitor = new Monitor(umzug.knex, new MonitorStore(umzug.db, umzug.config.stateSchema), umzug.config.monitor, undefined, (m) => {
+    const l = logger();
+    (m.event === 'threshold-breached' || m.event === 'auto-rollback' ? l?.warn : l?.info)?.(m);
+  });
   monitor.attach(umzug.engine, async (migration) => (await umzug.entries()).find((e) => e.name === migration && e.phase === 'expand')?.changes ?? null);
   umzug.on('afterCommand', () => monitor.stopWatches());
   return monitor;
