@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { Long, MongoClient, ObjectId } from 'mongodb';
+import { testDatabaseName } from './support/pg.js';
 
 export const FERRETDB_URL = process.env.FERRETDB_URL ?? `mongodb://127.0.0.1:${process.env.FERRETDB_PORT ?? '27117'}/`;
 
@@ -12,7 +13,7 @@ describe('FerretDB is there for the Mongo side (smoke)', function () {
   after(() => client?.close());
 
   it('speaks the MongoDB wire protocol: insert, find by _id range, Int64 exact', async () => {
-    const db = client.db('zdt_smoke');
+    const db = client.db(testDatabaseName('smoke'));
     await db.dropDatabase();
     const coll = db.collection<{ _id: ObjectId; n: bigint; name: string }>('things');
     const docs = Array.from({ length: 100 }, (_v, i) => ({ _id: new ObjectId(), n: 9_007_199_254_740_993n + BigInt(i), name: `t${i}` }));

@@ -9,12 +9,12 @@ import { PostgresSink } from '../lib/mongo/sink.js';
 import { mongoStateTables, createTargetTable } from '../lib/postgres/mongo-sql.js';
 import { allColumns } from '../lib/mongo/move.js';
 import { Db } from '../lib/engine/db.js';
-import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
+import { freshDatabase, knexFor, silentLogger, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startFerret, stopFerret } from './support/mongo.js';
 
 const DOCS = 50_000;
-const MONGO_DB = 'zdt_mongo_backfill';
+const MONGO_DB = testDatabaseName('mongo_backfill');
 
 type Doc = Record<string, unknown>;
 

@@ -3,10 +3,10 @@ import type { Knex } from 'knex';
 import type { MongoClient } from 'mongodb';
 import { ObjectId } from 'mongodb';
 import { cliProject, jsonOut, type CliProject } from './cli-support.js';
-import { freshDatabase, knexFor } from './support/pg.js';
+import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { FERRETDB_URL, mongoClient } from './support/mongo.js';
 
-const MONGO_DB = 'zdt_mongo_cli';
+const MONGO_DB = testDatabaseName('mongo_cli');
 const DOCS = 300;
 
 interface StatusJson {

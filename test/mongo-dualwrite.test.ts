@@ -13,12 +13,12 @@ import { PostgresSink } from '../lib/mongo/sink.js';
 import { validateMove } from '../lib/mongo/validate.js';
 import { ReadRouter } from '../lib/mongo/read-router.js';
 import { createTargetTable, mongoStateTables } from '../lib/postgres/mongo-sql.js';
-import { freshDatabase, knexFor } from './support/pg.js';
+import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { FERRETDB_URL, mongoClient, rng } from './support/mongo.js';
 
 type Doc = Record<string, unknown>;
-const MONGO_DB = 'zdt_mongo_dualwrite';
+const MONGO_DB = testDatabaseName('mongo_dualwrite');
 const LEGACY = 6000;
 
 const OPTIONS: MongoToPostgresOptions = {

@@ -6,12 +6,12 @@ import { zeroDowntime, ReverseDualWriter, reverseSync, validateMove, type ZeroDo
 import { Db } from '../lib/engine/db.js';
 import { resolveMove, type MongoToPostgresOptions } from '../lib/mongo/move.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
-import { freshDatabase, knexFor } from './support/pg.js';
+import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { FERRETDB_URL, mongoClient } from './support/mongo.js';
 
 type Doc = Record<string, unknown>;
-const MONGO_DB = 'zdt_mongo_reverse';
+const MONGO_DB = testDatabaseName('mongo_reverse');
 const DOCS = 240;
 
 const OPTIONS: MongoToPostgresOptions = {

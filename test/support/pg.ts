@@ -9,11 +9,34 @@ export function urlFor(database: string): string {
 }
 
 /**
+ * This run's own prefix for every database it makes (PostgreSQL and FerretDB alike), so two `npm test` on one server
+ * never drop each other's databases. Inherited by the processes a test spawns; ZDT_RUN sets it by hand.
+ */
+export const RUN_ID = (process.env.ZDT_RUN ??= Math.random().toString(36).slice(2, 8));
+
+/** A database name of this run's own: `zdt_<run>_<name>`, at most 63 bytes (PostgreSQL truncates longer ones). */
+export function testDatabaseName(name: string): string {
+  return `zdt_${RUN_ID}_${name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`.slice(0, 63);
+}
+
+/** Drops every database this run made (the root hook calls it once the run ends). */
+export async function dropRunDatabases(): Promise<void> {
+  const admin = new pg.Client({ connectionString: urlFor('postgres') });
+  await admin.connect();
+  try {
+    const r = await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`zdt_${RUN_ID}_`]);
+    for (const { datname } of r.rows) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`).catch(() => undefined);
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
  * A database of the test file's own, dropped and made anew, so tests cannot leak into each other.
  * The name is derived from the file name by the caller.
  */
 export async function freshDatabase(name: string): Promise<string> {
-  const database = `zdt_${name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
+  const database = testDatabaseName(name);
   const admin = new pg.Client({ connectionString: urlFor('postgres') });
   await admin.connect();
   try {
