@@ -37,6 +37,17 @@ export interface BackfillSpec {
   readonly only?: 'distinct' | 'null';
   /** Copy rows into another table instead of updating `table` (splitTable, mergeTables); `set` is then empty. */
   readonly copy?: CopySpec;
+  /**
+   * A table LEFT JOINed 1:0..1 on the key as `_zd_a`, which `set` expressions may read (a column archive, when down
+   * restores from it): one merge of two key ranges per batch instead of a subquery per row.
+   */
+  readonly join?: BackfillJoin;
+}
+
+export interface BackfillJoin {
+  readonly table: TableName;
+  /** `table`'s key column → the joined table's column holding it, in key order. */
+  readonly on: readonly { readonly column: string; readonly joined: string }[];
 }
 
 /**
@@ -47,8 +58,10 @@ export interface BackfillSpec {
  */
 export interface CopySpec {
   readonly into: TableName;
-  /** Key columns: the same names in `table`, `join` and `into`. */
+  /** Key columns: the same names in `table`, `join` and `into` (unless `intoKey` names them in `into`). */
   readonly key: readonly string[];
+  /** The key columns' names in `into`, in `key`'s order, where they differ (a column archive's _zd_k0, _zd_k1…). */
+  readonly intoKey?: readonly string[];
   /** Columns of `into` (besides the key) ← SQL over the walked row `_zd_s` and the joined row `_zd_j`. */
   readonly columns: readonly { readonly column: string; readonly expression: string }[];
   /** A table joined 1:0..1 on the key (LEFT JOIN), for merges. */

@@ -113,6 +113,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
   const only = spec.only ?? 'distinct';
   if (walk.kind === 'ctid') {
     if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
+    if (spec.join) throw new Error(`backfill: restoring ${tableLabel(spec.table)} from ${tableLabel(spec.join.table)} needs its primary key to walk; it has none. Nothing was written.`);
     const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
     return async (c, chunk, from, size) => {
       const start = Number((from ?? chunk.lo ?? ['0'])[0]);
@@ -149,7 +150,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
       if (spec.copy?.quietFlag) await c.query('SELECT set_config($1, $2, true)', [spec.copy.quietFlag, 'on']);
       const write = spec.copy
         ? copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)
-        : keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null);
+        : keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.join);
       const u = await c.query(write, [...(lower ?? []), ...(upper ?? [])]);
       updated = u.rowCount;
     }

@@ -1,7 +1,21 @@
 import type { ChangeDescription, Statement, Step } from '../migration.js';
 import type { ColumnInfo, TableInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
-import { archiveColumns, archiveName, archivedValue, archivedWhere, dropArchive, ensureArchive, valueCol, type ArchiveSpec } from '../postgres/archive.js';
+import {
+  abandonArchiveFill,
+  analyzeArchive,
+  archiveFill,
+  archiveJoin,
+  archiveName,
+  archivedValueJoined,
+  archivedWhereJoined,
+  dropArchive,
+  ensureArchive,
+  finishArchiveFill,
+  startArchiveFill,
+  valueCol,
+  type ArchiveSpec,
+} from '../postgres/archive.js';
 import {
   addColumnLike,
   addConstraintNotValid,
@@ -96,8 +110,8 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
     buildObjects(s, att, { target, liveFrom, name, nn, only, prefix });
 
   const restoreExpr =
-    `CASE WHEN ${archivedWhere(archive, `${ident(K)} IS NOT DISTINCT FROM ${applyConversion(s.up, `_zd_a.${valueCol(0)}`)}`)} ` +
-    `THEN ${archivedValue(archive, 0)} ELSE ${applyConversion(s.down, ident(K))} END`;
+    `CASE WHEN ${archivedWhereJoined(`${ident(K)} IS NOT DISTINCT FROM ${applyConversion(s.up, `_zd_a.${valueCol(0)}`)}`)} ` +
+    `THEN ${archivedValueJoined(0)} ELSE ${applyConversion(s.down, ident(K))} END`;
 
   return {
     summary: K === C ? `change type of ${label} from ${col.type} to ${s.dstType}` : `rename column ${label} → ${D}`,
@@ -115,13 +129,16 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
       verify: { table: t, equal: [{ column: D, expression: upOfC }] },
     },
     contract: {
-      steps: [
-        lockStep('archive', `archive ${label} (key + value) in ${tableLabel(archive.archive)}`, archiveColumns(archive, s.stateSchema)),
+      steps: [lockStep('archive-start', `create the archive ${tableLabel(archive.archive)} of ${label} and the trigger that keeps it current`, startArchiveFill(archive, s.stateSchema))],
+      backfill: archiveFill(archive),
+      afterBackfill: [
+        lockStep('archive-analyze', `analyze ${tableLabel(archive.archive)} (its row count for purge)`, [analyzeArchive(archive)]),
         // The foreign keys rebuilt against D (validated) already hold: the old ones go first, each in a transaction
         // that locks only its table and this one, in the order a writer inserting into it does.
         ...att.incoming.map((fk) => lockStep(`drop-fk-${tableLabel(fk.table)}-${fk.name}`, `drop ${fk.name} of ${tableLabel(fk.table)} (its copy references ${D})`, [dropConstraint(fk.table, fk.name)])),
-        lockStep('swap', `drop ${C}, give ${D} its name, constraints, indexes, default and sequences`, [
+        lockStep('swap', `drop ${C} (ending its archive's trigger under the same lock), give ${D} its name, constraints, indexes, default and sequences`, [
           lockTables([t]),
+          ...finishArchiveFill(archive, s.stateSchema),
           ...dropTrigger(t, fn, trigger),
           ...(col.notNull ? [ddl.setNotNull(t, D), ddl.dropConstraintIfExists(t, nnD)] : []),
           moveSequences(t, C, D),
@@ -146,7 +163,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           ...createConvertingSync(t, fn, trigger, { src: K, dst: Z, toDst: s.down, toSrc: s.up }),
         ]),
       ],
-      backfill: { table: t, set: [{ column: Z, expression: restoreExpr }] },
+      backfill: { table: t, set: [{ column: Z, expression: restoreExpr }], join: archiveJoin(archive) },
       afterBackfill: [
         ...build(Z, K, rs, nnZ, 'all', 'rs'),
         ...att.incoming.map((fk) => lockStep(`drop-fk-${tableLabel(fk.table)}-${fk.name}`, `drop ${fk.name} of ${tableLabel(fk.table)} (its copy references ${Z})`, [dropConstraint(fk.table, fk.name)])),
@@ -170,6 +187,8 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
     },
     undoExpand: {
       steps: [
+        // A contract that failed while filling the archive left its trigger (and a partial archive) behind.
+        lockStep('abandon-archive', `drop the archive trigger of ${label} and an unfinished archive, if a contract left them`, abandonArchiveFill(archive, s.stateSchema)),
         ...att.incoming.map((fk) =>
           lockStep(`drop-fk-${tableLabel(fk.table)}-${fk.name}`, `drop the copy of ${fk.name} of ${tableLabel(fk.table)}`, [dropConstraint(fk.table, tw(fk.name, fk.table))]),
         ),

@@ -1,7 +1,22 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { columnInfo, tableInfo, type ColumnInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
-import { archiveColumns, archiveName, archivedValue, archivedWhere, dropArchive, ensureArchive, restoreColumnLike, valueCol, type ArchiveSpec } from '../postgres/archive.js';
+import {
+  abandonArchiveFill,
+  analyzeArchive,
+  archiveFill,
+  archiveJoin,
+  archiveName,
+  archivedValueJoined,
+  archivedWhereJoined,
+  dropArchive,
+  ensureArchive,
+  finishArchiveFill,
+  restoreColumnLike,
+  startArchiveFill,
+  valueCol,
+  type ArchiveSpec,
+} from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents, type ColumnAttachments } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { createDeriveSync, dropTrigger } from '../postgres/triggers.js';
@@ -135,7 +150,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
       });
       // up over the archived sources (other columns of the row as they are now): was the row left alone since?
       const upOfArchived = `(SELECT ${up} FROM (SELECT ${sources.map((s, i) => `_zd_a.${valueCol(i)} AS ${ident(s.name)}`).join(', ')}) AS _zd_row)`;
-      const unchanged = archivedWhere(archive, `${ident(name)} IS NOT DISTINCT FROM ${upOfArchived}`);
+      const unchanged = archivedWhereJoined(`${ident(name)} IS NOT DISTINCT FROM ${upOfArchived}`);
       const restoreDefaults: Step[] = sources.some((s) => s.default != null)
         ? [lockStep('restore-defaults', 'restore the defaults of the sources', sources.flatMap((s) => (s.default != null ? [ddl.setDefault(t, s.name, s.default)] : [])))]
         : [];
@@ -144,10 +159,13 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
         ...flag,
         expand,
         contract: {
-          steps: [
-            lockStep('archive', `archive ${from.join(', ')} (key + values) in ${tableLabel(archive.archive)}`, archiveColumns(archive, stateSchema)),
-            lockStep('drop-sources', `drop the sync trigger and ${from.join(', ')}`, [
+          steps: [lockStep('archive-start', `create the archive ${tableLabel(archive.archive)} of ${from.join(', ')} and the trigger that keeps it current`, startArchiveFill(archive, stateSchema))],
+          backfill: archiveFill(archive),
+          afterBackfill: [
+            lockStep('archive-analyze', `analyze ${tableLabel(archive.archive)} (its row count for purge)`, [analyzeArchive(archive)]),
+            lockStep('drop-sources', `drop the sync trigger and ${from.join(', ')}, ending the archive's trigger under the same lock`, [
               lockTables([t]),
+              ...finishArchiveFill(archive, stateSchema),
               ...dropTrigger(t, fn, fn),
               ...sources.map((s, i) => refuseUncarriedDependents(t, s.name, known(atts[i]!), 'deriveColumn', { allowSequences: false, requirePlainTable: false })),
               ...from.map((f) => ddl.dropColumnIfExists(t, f)),
@@ -164,7 +182,8 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
           ],
           backfill: {
             table: t,
-            set: sources.map((s, i) => ({ column: s.name, expression: `CASE WHEN ${unchanged} THEN ${archivedValue(archive, i)} ELSE (${down![s.name]}) END` })),
+            set: sources.map((s, i) => ({ column: s.name, expression: `CASE WHEN ${unchanged} THEN ${archivedValueJoined(i)} ELSE (${down![s.name]}) END` })),
+            join: archiveJoin(archive),
           },
           afterBackfill: [
             ...restoreDefaults,
@@ -173,7 +192,10 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
           ],
           verify: { table: t, equal: [{ column: name, expression: up }] },
         },
-        undoExpand,
+        undoExpand: {
+          // A contract that failed while filling the archive left its trigger (and a partial archive) behind.
+          steps: [lockStep('abandon-archive', `drop the archive trigger of ${from.join(', ')} and an unfinished archive, if a contract left them`, abandonArchiveFill(archive, stateSchema)), ...undoExpand.steps],
+        },
       };
     },
   };

@@ -1,7 +1,21 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { columnInfo, tableInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
-import { archiveColumns, archiveName, archivedValue, archivedWhere, dropArchive, requireArchive, restoreColumnLike, type ArchiveSpec } from '../postgres/archive.js';
+import {
+  abandonArchiveFill,
+  analyzeArchive,
+  archiveFill,
+  archiveJoin,
+  archiveName,
+  archivedValueJoined,
+  archivedWhereJoined,
+  dropArchive,
+  finishArchiveFill,
+  requireArchive,
+  restoreColumnLike,
+  startArchiveFill,
+  type ArchiveSpec,
+} from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { checkName } from './common.js';
@@ -83,10 +97,13 @@ export function dropColumn(options: DropColumnOptions): Change {
           ],
         },
         contract: {
-          steps: [
-            lockStep('archive', `archive ${label} (key + value) in ${tableLabel(archive.archive)}`, archiveColumns(archive, stateSchema)),
-            lockStep('drop-column', `drop ${label}`, [
+          steps: [lockStep('archive-start', `create the archive ${tableLabel(archive.archive)} of ${label} and the trigger that keeps it current`, startArchiveFill(archive, stateSchema))],
+          backfill: archiveFill(archive),
+          afterBackfill: [
+            lockStep('archive-analyze', `analyze ${tableLabel(archive.archive)} (its row count for purge)`, [analyzeArchive(archive)]),
+            lockStep('drop-column', `drop ${label}, ending the archive's trigger under the same lock`, [
               lockTables([t]),
+              ...finishArchiveFill(archive, stateSchema),
               refuseUncarriedDependents(t, column, known, 'dropColumn', { allowSequences: false, requirePlainTable: false }),
               ddl.dropColumnIfExists(t, column),
             ]),
@@ -102,14 +119,21 @@ export function dropColumn(options: DropColumnOptions): Change {
           ],
           backfill: {
             table: t,
-            set: [{ column, expression: `CASE WHEN ${archivedWhere(archive)} THEN ${archivedValue(archive, 0)} ELSE ${fallback} END` }],
+            set: [{ column, expression: `CASE WHEN ${archivedWhereJoined()} THEN ${archivedValueJoined(0)} ELSE ${fallback} END` }],
+            join: archiveJoin(archive),
           },
           afterBackfill: [
             ...rebuildOriginals(t, [{ ...col, notNull: col.notNull && !relaxNotNull }], [att], 'rs'),
             lockStep('drop-archive', `drop the archive ${tableLabel(archive.archive)}`, dropArchive(archive, stateSchema)),
           ],
         },
-        undoExpand: { steps: restoreNotNull },
+        undoExpand: {
+          steps: [
+            // A contract that failed while filling the archive left its trigger (and a partial archive) behind.
+            lockStep('abandon-archive', `drop the archive trigger of ${label} and an unfinished archive, if a contract left them`, abandonArchiveFill(archive, stateSchema)),
+            ...restoreNotNull,
+          ],
+        },
       };
     },
   };

@@ -1,5 +1,6 @@
 import type { Statement } from '../engine/db.js';
-import { doBlock } from './column-attachments.js';
+import type { BackfillJoin, BackfillSpec } from '../migration.js';
+import { dollarQuote, doBlock } from './column-attachments.js';
 import { ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';
 
 /**
@@ -74,6 +75,143 @@ ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, at
       values: [a.archive.name, tableLabel(a.table), a.values.map((v) => v.name), a.kind],
     },
   ];
+}
+
+/**
+ * A contract fills a column archive through the backfill engine (keyset batches, resumable, paced, lag-aware), not
+ * with one INSERT … SELECT of the whole table (seconds per million rows under traffic: a WAL burst, replica lag and
+ * the vacuum horizon held for the whole copy). Writers go on meanwhile, and undo needs each row's value at the moment
+ * of the drop, so while the archive fills, an AFTER row trigger writes every change of the archived columns (and
+ * every insert and delete) into it. The batches insert with ON CONFLICT DO NOTHING and lock their source rows FOR
+ * SHARE: a row the trigger already wrote keeps the trigger's (newer) value, and a row a batch copied cannot change
+ * before the batch commits, after which its writer's trigger overwrites the copy. The step that drops the column
+ * locks the table first and drops the trigger in the same transaction (finishArchiveFill): from the lock on nothing
+ * writes the column, so the archive holds exactly what the column held when it was dropped. The alternative, a last
+ * pass over rows changed since the fill started, would need a change marker on every row and a scan under the lock.
+ *
+ * startArchiveFill: a fresh, empty archive and its trigger (re-running it after a failed attempt starts over).
+ */
+export function startArchiveFill(a: ArchiveSpec, stateSchema: string): Statement[] {
+  const fn = `${ident(a.archive.schema)}.${ident(fillTrigger(a))}`;
+  const keyCols = a.keys.map((_k, i) => keyCol(i));
+  const valCols = a.values.map((_v, i) => valueCol(i));
+  const row = (prefix: string, cols: readonly string[]) => `ROW(${cols.map((c) => `${prefix}.${c}`).join(', ')})`;
+  const oldKey = row('OLD', a.keys.map((k) => ident(k.name)));
+  const newKey = row('NEW', a.keys.map((k) => ident(k.name)));
+  const deleteOld = `DELETE FROM ${qualified(a.archive)} WHERE ROW(${keyCols.join(', ')}) = ${oldKey};`;
+  const upsert = `INSERT INTO ${qualified(a.archive)} (${[...keyCols, ...valCols].join(', ')})
+      VALUES (${[...a.keys.map((k) => `NEW.${ident(k.name)}`), ...a.values.map((v) => `NEW.${ident(v.name)}`)].join(', ')})
+      ON CONFLICT (${keyCols.join(', ')}) DO ${valCols.length ? `UPDATE SET ${valCols.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}` : 'NOTHING'};`;
+  // An UPDATE that changes neither the key nor an archived column leaves the archive as it is: a row copied already
+  // holds that value, one not copied yet will be copied with it.
+  const unchanged = valCols.length ? `${row('OLD', a.values.map((v) => ident(v.name)))} IS NOT DISTINCT FROM ${row('NEW', a.values.map((v) => ident(v.name)))}` : 'true';
+  const body = `
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    ${deleteOld}
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF ${oldKey} IS NOT DISTINCT FROM ${newKey} AND ${unchanged} THEN RETURN NULL; END IF;
+    IF ${oldKey} IS DISTINCT FROM ${newKey} THEN ${deleteOld} END IF;
+  END IF;
+  ${upsert}
+  RETURN NULL;
+END`;
+  return [
+    ensureRegistry(stateSchema),
+    { text: `DROP TRIGGER IF EXISTS ${ident(fillTrigger(a))} ON ${qualified(a.table)}` },
+    { text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` },
+    createArchiveTable(a, false),
+    { text: `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}` },
+    { text: `CREATE TRIGGER ${ident(fillTrigger(a))} AFTER INSERT OR UPDATE OR DELETE ON ${qualified(a.table)} FOR EACH ROW EXECUTE FUNCTION ${fn}()` },
+  ];
+}
+
+function fillTrigger(a: ArchiveSpec): string {
+  return objectName('zd_archfill', a.archive.name);
+}
+
+/** The backfill that copies the rows present when the fill started into the archive, batch by batch on the key. */
+export function archiveFill(a: ArchiveSpec): BackfillSpec {
+  return {
+    table: a.table,
+    set: [],
+    copy: {
+      into: a.archive,
+      key: a.keys.map((k) => k.name),
+      intoKey: a.keys.map((_k, i) => keyCol(i)),
+      columns: a.values.map((v, i) => ({ column: valueCol(i), expression: `_zd_s.${ident(v.name)}` })),
+      mode: 'insert',
+    },
+  };
+}
+
+/**
+ * Fresh statistics for the archive, so the registry's row count can come from the catalog: ANALYZE reads a sample
+ * of fixed size, where count(*) would read the whole archive.
+ */
+export function analyzeArchive(a: ArchiveSpec): Statement {
+  return { text: `ANALYZE ${qualified(a.archive)}` };
+}
+
+/**
+ * Ends the fill: drops the trigger and registers the archive with each column's comment, privileges and collation,
+ * read from the catalog now. Runs in the transaction that drops the column, after it locked the table (see
+ * startArchiveFill); `rows` is the estimate analyzeArchive left.
+ */
+export function finishArchiveFill(a: ArchiveSpec, stateSchema: string): Statement[] {
+  const t = `${literal(qualified(a.table))}::regclass`;
+  const attrs = a.values.map(
+    (v) => `${literal(v.name)}, (SELECT jsonb_build_object('comment', col_description(at.attrelid, at.attnum), 'acl', at.attacl::text[],
+        'collation', CASE WHEN at.attcollation <> 0 AND at.attcollation <> ty.typcollation THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END)
+      FROM pg_attribute at JOIN pg_type ty ON ty.oid = at.atttypid LEFT JOIN pg_collation co ON co.oid = at.attcollation
+      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE at.attrelid = ${t} AND at.attname = ${literal(v.name)})`,
+  );
+  return [
+    { text: `DROP TRIGGER IF EXISTS ${ident(fillTrigger(a))} ON ${qualified(a.table)}` },
+    { text: `DROP FUNCTION IF EXISTS ${ident(a.archive.schema)}.${ident(fillTrigger(a))}()` },
+    {
+      text: `INSERT INTO ${registryTable(stateSchema)} (archive, source_table, source_columns, kind, rows, attributes)
+SELECT $1, $2, $3::text[], $4, (SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END FROM pg_class c WHERE c.oid = ${literal(qualified(a.archive))}::regclass),
+       jsonb_build_object(${attrs.length ? attrs.join(', ') : ''})
+ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, attributes = EXCLUDED.attributes, source_columns = EXCLUDED.source_columns`,
+      values: [a.archive.name, tableLabel(a.table), a.values.map((v) => v.name), a.kind],
+    },
+  ];
+}
+
+/**
+ * Undo of a contract whose fill never finished (down while the contract failed half-way): the trigger and the
+ * partial archive go; a registered (finished) archive is left alone.
+ */
+export function abandonArchiveFill(a: ArchiveSpec, stateSchema: string): Statement[] {
+  return [
+    { text: `DROP TRIGGER IF EXISTS ${ident(fillTrigger(a))} ON ${qualified(a.table)}` },
+    { text: `DROP FUNCTION IF EXISTS ${ident(a.archive.schema)}.${ident(fillTrigger(a))}()` },
+    doBlock(`
+BEGIN
+  IF to_regclass(${literal(qualified(a.archive))}) IS NOT NULL AND (to_regclass(${literal(registryTable(stateSchema))}) IS NULL
+     OR NOT EXISTS (SELECT 1 FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)})) THEN
+    DROP TABLE ${qualified(a.archive)};
+  END IF;
+END`),
+  ];
+}
+
+/** The archive joined to the rows a restore walks (as `_zd_a`), for archivedValueJoined and archivedWhereJoined. */
+export function archiveJoin(a: ArchiveSpec): BackfillJoin {
+  return { table: a.archive, on: a.keys.map((k, i) => ({ column: k.name, joined: keyCol(i) })) };
+}
+
+/** The archived value of value column i, in a backfill with archiveJoin (NULL when the row is not archived). */
+export function archivedValueJoined(i: number): string {
+  return `_zd_a.${valueCol(i)}`;
+}
+
+/** Whether the row is archived and `condition` (SQL over `_zd_a` and the row) holds, in a backfill with archiveJoin. */
+export function archivedWhereJoined(condition = 'true'): string {
+  return `(_zd_a.${keyCol(0)} IS NOT NULL AND (${condition}))`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { BackfillJoin } from '../migration.js';
 import { ident, qualified, type TableName } from './identifiers.js';
 
 /** A key column with its type as format_type() printed it; values cross the wire as text and are cast back. */
@@ -40,17 +41,17 @@ SELECT (SELECT count(*) FROM _zd_chunk)::int AS scanned,
 }
 
 /** `(k1, k2) <op> (CAST($n AS t1), CAST($n+1 AS t2))`: a row comparison the btree on (k1, k2) can seek. */
-function keyCompare(keys: readonly KeyColumn[], op: '>' | '<=' | '=', firstParam: number): string {
-  const cols = keys.map((k) => ident(k.name)).join(', ');
+function keyCompare(keys: readonly KeyColumn[], op: '>' | '<=' | '=', firstParam: number, qualifier = ''): string {
+  const cols = keys.map((k) => qualifier + ident(k.name)).join(', ');
   const vals = keys.map((k, i) => `CAST($${firstParam + i} AS ${k.type})`).join(', ');
   return `(${cols}) ${op} (${vals})`;
 }
 
 /** The key range (from, to] of a batch or chunk, from `$firstParam` on: the `from` key when `hasFrom`, then the `to` key when `hasTo`. */
-function keyRange(keys: readonly KeyColumn[], hasFrom: boolean, hasTo: boolean, firstParam: number): string[] {
+function keyRange(keys: readonly KeyColumn[], hasFrom: boolean, hasTo: boolean, firstParam: number, qualifier = ''): string[] {
   const conds: string[] = [];
-  if (hasFrom) conds.push(keyCompare(keys, '>', firstParam));
-  if (hasTo) conds.push(keyCompare(keys, '<=', firstParam + (hasFrom ? keys.length : 0)));
+  if (hasFrom) conds.push(keyCompare(keys, '>', firstParam, qualifier));
+  if (hasTo) conds.push(keyCompare(keys, '<=', firstParam + (hasFrom ? keys.length : 0), qualifier));
   return conds;
 }
 
@@ -103,11 +104,41 @@ export function keysetRangeUpdateSql(
   only: 'distinct' | 'null',
   hasFrom: boolean,
   hasTo: boolean,
+  join?: BackfillJoin,
 ): string {
+  if (join) return keysetRangeJoinUpdateSql(table, keys, set, only, join, hasFrom, hasTo);
   const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(set, only)})`);
   const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
   return `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
+}
+
+/**
+ * The batch write when the expressions read a joined table `_zd_a` (a restore from a column archive): the batch's key
+ * range of the table LEFT JOIN the other on the key, each row's values computed once, then joined back by key. In the
+ * plain form every mention of the archive is a correlated subquery per row (a restore names it three or four times,
+ * in SET and in the changed-row test), each an index probe of its own.
+ */
+function keysetRangeJoinUpdateSql(
+  table: TableName,
+  keys: readonly KeyColumn[],
+  set: readonly { column: string; expression: string }[],
+  only: 'distinct' | 'null',
+  join: BackfillJoin,
+  hasFrom: boolean,
+  hasTo: boolean,
+): string {
+  const t = qualified(table);
+  const on = join.on.map((j) => `_zd_a.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ');
+  const computed = set.map((s, i) => `(${s.expression}) AS _zd_e${i}`).join(', ');
+  const keyList = keys.map((k) => `${t}.${ident(k.name)}`).join(', ');
+  const range = keyRange(keys, hasFrom, hasTo, 1, `${t}.`);
+  const keyEq = keys.map((k) => `_zd_t.${ident(k.name)} = _zd_x.${ident(k.name)}`).join(' AND ');
+  const changed = set.map((s, i) => (only === 'null' ? `_zd_t.${ident(s.column)} IS NULL` : `_zd_t.${ident(s.column)} IS DISTINCT FROM _zd_x._zd_e${i}`)).join(' OR ');
+  const assignments = set.map((s, i) => `${ident(s.column)} = _zd_x._zd_e${i}`).join(', ');
+  return `UPDATE ${t} AS _zd_t SET ${assignments}
+  FROM (SELECT ${keyList}, ${computed} FROM ${t} LEFT JOIN ${qualified(join.table)} AS _zd_a ON ${on}${range.length ? ` WHERE ${range.join(' AND ')}` : ''}) AS _zd_x
+ WHERE ${keyEq} AND (${changed})`;
 }
 
 /**

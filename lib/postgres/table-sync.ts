@@ -244,11 +244,13 @@ export function copyRangeSql(source: TableName, keys: readonly KeyColumn[], copy
   const join = copy.join ? ` LEFT JOIN ${qualified(copy.join)} _zd_j ON ${keyEq(copy.key, '_zd_j.', '_zd_s.')}` : '';
   const targets = copy.columns.map((c) => c.column);
   if (copy.mode === 'insert') {
-    return `INSERT INTO ${qualified(copy.into)} (${list(copy.key)}, ${list(targets)})
-SELECT ${list(copy.key, '_zd_s.')}, ${copy.columns.map((c) => `(${c.expression})`).join(', ')}
+    const intoKey = copy.intoKey ?? copy.key;
+    return `INSERT INTO ${qualified(copy.into)} (${[list(intoKey), ...(targets.length ? [list(targets)] : [])].join(', ')})
+SELECT ${[list(copy.key, '_zd_s.'), ...copy.columns.map((c) => `(${c.expression})`)].join(', ')}
   FROM ${qualified(source)} _zd_s${join} WHERE ${range} ORDER BY ${order} FOR SHARE OF _zd_s
-ON CONFLICT (${list(copy.key)}) DO NOTHING`;
+ON CONFLICT (${list(intoKey)}) DO NOTHING`;
   }
+  if (copy.intoKey) throw new Error('copyRangeSql: intoKey is only supported by insert copies');
   const aliases = copy.columns.map((_c, i) => `_zd_c${i}`);
   return `UPDATE ${qualified(copy.into)} _zd_t SET ${targets.map((t, i) => `${ident(t)} = _zd_src.${aliases[i]}`).join(', ')}
   FROM (SELECT ${list(copy.key, '_zd_s.')}, ${copy.columns.map((c, i) => `(${c.expression}) AS ${aliases[i]}`).join(', ')}
