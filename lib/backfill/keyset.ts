@@ -50,6 +50,12 @@ export interface BackfillOptions {
   readonly healthCheck?: HealthCheck;
   /** The canary probe; false = none. */
   readonly canary?: Partial<CanarySettings> | false;
+  /**
+   * A fixed share of the time batches may run (0 < pace ≤ 1; 1 = back to back) instead of the canary's pacing, e.g.
+   * for an emergency rollback (`--pace`). Undefined: the canary paces. The canary, when on, still holds the backfill
+   * when more than 1 % of its probes are over budget.
+   */
+  readonly pace?: number;
 }
 
 export const DEFAULT_CANARY: CanarySettings = Object.freeze({ budget: 1.5, slackMs: 2, baselineSamples: 100, intervalMs: 10, tailWindowMs: 20_000 });
@@ -173,6 +179,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
         canaryBudget: canarySettings?.budget ?? 1,
         canarySlackMs: canarySettings?.slackMs ?? 0,
         checkEveryMs: 1000,
+        ...(o.pace !== undefined ? { fixedPace: o.pace } : {}),
       },
       canary,
       run.onThrottle,

@@ -80,3 +80,40 @@ export function resolveBackfillTuning(input: BackfillTuning | undefined): Partia
   }
   return out;
 }
+
+/** What `--canary` and `--pace` say, as given on the command line (undefined: not given). */
+export interface EmergencyFlags {
+  readonly canary?: string | undefined;
+  readonly pace?: string | undefined;
+}
+
+/**
+ * `--canary off` (no canary probe: nothing paces or holds the backfill but replication lag and the health check) and
+ * `--pace <fraction|off>` (batches a fixed share of the time; off = back to back), for a rollback that must not wait
+ * on the application's read latency. `--canary on` and `--pace auto` are the configured behaviour.
+ */
+export function parseEmergencyFlags(flags: EmergencyFlags): Partial<BackfillOptions> {
+  const out: { -readonly [K in keyof BackfillOptions]?: BackfillOptions[K] } = {};
+  if (flags.canary !== undefined) {
+    const v = flags.canary.trim().toLowerCase();
+    if (v === 'off' || v === 'false') out.canary = false;
+    else if (v !== 'on' && v !== 'true') throw new TypeError(`--canary must be on or off, got ${JSON.stringify(flags.canary)}. Nothing was run.`);
+  }
+  if (flags.pace !== undefined) {
+    const v = flags.pace.trim().toLowerCase();
+    if (v === 'off' || v === 'none') out.pace = 1;
+    else if (v !== 'auto') {
+      const f = v.endsWith('%') ? Number(v.slice(0, -1)) / 100 : Number(v);
+      if (!Number.isFinite(f) || f <= 0 || f > 1) {
+        throw new TypeError(`--pace must be a fraction in (0, 1] (0.5, 50%), off (batches back to back) or auto (the canary paces), got ${JSON.stringify(flags.pace)}. Nothing was run.`);
+      }
+      out.pace = f;
+    }
+  }
+  return out;
+}
+
+export const CANARY_FLAG_HELP =
+  'on (default) or off. off: no canary read is timed, so nothing paces or holds the backfill but replication lag and your health check (for an emergency rollback)';
+export const PACE_FLAG_HELP =
+  'auto (default: the canary paces), off (batches back to back), or a fraction of the time batches may run, e.g. 0.5 or 50%';

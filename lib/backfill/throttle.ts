@@ -14,6 +14,8 @@ export interface ThrottleOptions {
   readonly canarySlackMs: number;
   /** How often lag and the health check are asked, at most. */
   readonly checkEveryMs: number;
+  /** A busy share set by the operator (BackfillOptions.pace), in place of the canary's. */
+  readonly fixedPace?: number;
 }
 
 export interface ThrottleEvent {
@@ -146,6 +148,15 @@ export class Throttle {
 
   /** Rests after a batch that took `batchMs`, as long as the canary says the application can take (none without one). */
   async rest(batchMs: number, workers: number, signal?: AbortSignal): Promise<void> {
+    if (this.opts.fixedPace !== undefined) {
+      if (this.lastPace === null) {
+        this.lastPace = this.opts.fixedPace;
+        this.onEvent?.({ state: 'paced', busyFraction: this.opts.fixedPace, reason: this.opts.fixedPace >= 1 ? 'batches back to back (--pace off)' : `batches ${(this.opts.fixedPace * 100).toFixed(0)} % of the time (--pace)` });
+      }
+      const ms = restAfter(batchMs, this.opts.fixedPace, workers, 0);
+      if (ms > 0) await sleep(ms, signal);
+      return;
+    }
     if (!this.canary) return;
     const ms = restAfter(batchMs, this.pace(), workers, wakeMs(batchMs));
     if (ms > 0) await sleep(ms, signal);
@@ -153,6 +164,7 @@ export class Throttle {
 
   /** The share of the time batches may run now (1 without a canary), from what the canary has measured so far. */
   pace(): number {
+    if (this.opts.fixedPace !== undefined) return this.opts.fixedPace;
     if (!this.canary) return 1;
     const budget = this.budget();
     const busy = this.canary.busy;

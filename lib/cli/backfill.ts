@@ -1,6 +1,7 @@
-import { CommandLineAction, type CommandLineFlagParameter, type CommandLineIntegerParameter } from '@rushstack/ts-command-line';
+import { CommandLineAction, type CommandLineFlagParameter, type CommandLineIntegerParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
-import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
+import { BackfillInterrupted, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
+import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
 import { chooseDisplayMode, createDisplay, type BackfillDisplay } from '../backfill/display.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
@@ -9,6 +10,8 @@ import { moveOfChange, pendingMongoBackfill, runMongoChangeBackfill } from '../m
 export interface RunBackfillsOptions {
   /** Workers in this process; default: the configured backfill.workers. */
   readonly workers?: number;
+  /** Backfill options on top of the configured ones (`--canary off`, `--pace`). */
+  readonly options?: Partial<BackfillOptions>;
   readonly signal?: AbortSignal;
   readonly display?: BackfillDisplay;
   /**
@@ -101,7 +104,7 @@ export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsO
           last = moveOfChange(change)
             ? await runMongoChangeBackfill(engine, p.migration, p.changeIndex, change, { ...(opts.signal ? { signal: opts.signal } : {}), onProgress })
             : await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, change.describe(st.snapshot, engine.ctx).expand.backfill!, st.snapshot, {
-                ...(opts.workers ? { options: { workers: opts.workers } } : {}),
+                options: { ...opts.options, ...(opts.workers ? { workers: opts.workers } : {}) },
                 ...(opts.signal ? { signal: opts.signal } : {}),
                 onProgress,
               });
@@ -122,6 +125,8 @@ class BackfillAction extends CommandLineAction {
   private readonly workers: CommandLineIntegerParameter;
   private readonly json: CommandLineFlagParameter;
   private readonly worker: CommandLineFlagParameter;
+  private readonly canary: CommandLineStringParameter;
+  private readonly pace: CommandLineStringParameter;
   constructor(private readonly umzug: ZeroDowntimeUmzug) {
     super({
       actionName: 'backfill',
@@ -134,10 +139,13 @@ class BackfillAction extends CommandLineAction {
     this.workers = this.defineIntegerParameter({ parameterLongName: '--workers', argumentName: 'N', description: 'workers in this process (default: backfill.workers, 1)' });
     this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print progress as JSON lines' });
     this.worker = this.defineFlagParameter({ parameterLongName: '--worker', description: 'worker mode for extra machines: wait for a backfill to start, help until none is left' });
+    this.canary = this.defineStringParameter({ parameterLongName: '--canary', argumentName: 'ON_OFF', description: CANARY_FLAG_HELP });
+    this.pace = this.defineStringParameter({ parameterLongName: '--pace', argumentName: 'FRACTION_OR_OFF', description: PACE_FLAG_HELP });
   }
 
   protected override async onExecute(): Promise<void> {
     if (this.workers.value !== undefined && this.workers.value < 1) throw new Error('--workers must be at least 1');
+    const options = parseEmergencyFlags({ canary: this.canary.value, pace: this.pace.value });
     const display = createDisplay(chooseDisplayMode({ json: this.json.value }));
     const controller = new AbortController();
     const stop = () => controller.abort();
@@ -146,6 +154,7 @@ class BackfillAction extends CommandLineAction {
     try {
       const done = await runBackfills(this.umzug, {
         ...(this.workers.value !== undefined ? { workers: this.workers.value } : {}),
+        options,
         signal: controller.signal,
         display,
         waitForWork: this.worker.value,

@@ -1,6 +1,7 @@
-import { CommandLineParser, type CommandLineFlagParameter } from '@rushstack/ts-command-line';
+import { CommandLineParser, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
+import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { TemplateCreateAction } from './create.js';
 
@@ -20,11 +21,19 @@ function interruption(e: unknown): Error | null {
 function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: ZeroDowntimeUmzug): UpAction | DownAction {
   const Json = class extends (Base as unknown as new (u: Umzug) => UpAction) {
     private json!: CommandLineFlagParameter;
+    private canary!: CommandLineStringParameter;
+    private pace!: CommandLineStringParameter;
     override onDefineParameters(): void {
       super.onDefineParameters();
       this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the phases applied or reverted as JSON' });
+      this.canary = this.defineStringParameter({ parameterLongName: '--canary', argumentName: 'ON_OFF', description: `canary read during this run's backfills: ${CANARY_FLAG_HELP}` });
+      this.pace = this.defineStringParameter({ parameterLongName: '--pace', argumentName: 'FRACTION_OR_OFF', description: `pacing of this run's backfills: ${PACE_FLAG_HELP}` });
     }
     override async onExecute(): Promise<void> {
+      const overrides = parseEmergencyFlags({ canary: this.canary.value, pace: this.pace.value });
+      return umzug.engine.withBackfillOptions(overrides, () => this.execute());
+    }
+    private async execute(): Promise<void> {
       if (this.actionName !== 'up') return this.run();
       // Ctrl-C (or a deploy tool's SIGTERM) during a backfill: stop after the current batch, whose progress commits
       // with it, rather than dying mid-statement. A second Ctrl-C gets Node's default: exit at once (still safe).

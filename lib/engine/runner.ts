@@ -105,6 +105,21 @@ export class Engine {
   }
 
   private interruptSignal: AbortSignal | undefined;
+  private backfillOverrides: Partial<BackfillOptions> = {};
+
+  /**
+   * Runs `f` with backfill options on top of the configured ones (the bin's `--canary off`, `--pace`), for every
+   * backfill it starts: an expand's, a contract's archive fill, an undo's restore.
+   */
+  async withBackfillOptions<T>(overrides: Partial<BackfillOptions>, f: () => Promise<T>): Promise<T> {
+    const previous = this.backfillOverrides;
+    this.backfillOverrides = { ...previous, ...overrides };
+    try {
+      return await f();
+    } finally {
+      this.backfillOverrides = previous;
+    }
+  }
 
   /**
    * Runs `f` with a stop signal for the backfills and tasks it starts (the bin's `up` passes SIGINT's), on top of
@@ -345,7 +360,7 @@ export class Engine {
       spec,
       keys: info && info.primaryKey.length > 0 ? this.keyColumns(snapshot, spec.table) : [],
       totalEstimate: info?.estimatedRows ?? 0,
-      options: { ...this.options.backfill, ...overrides.options },
+      options: { ...this.options.backfill, ...this.backfillOverrides, ...overrides.options },
       lock: this.options.lock,
       ...(signal ? { signal } : {}),
       onProgress: (progress) => {
