@@ -116,4 +116,4 @@ export function parseEmergencyFlags(flags: EmergencyFlags): Partial<BackfillOpti
 export const CANARY_FLAG_HELP =
   'on (default) or off. off: no canary read is timed, so nothing paces or holds the backfill but replication lag and your health check (for an emergency rollback)';
 export const PACE_FLAG_HELP =
-  'auto (default: the canary paces), off (batches back to back), or a fraction of the time batches may run, e.g. 0.5 or 50%';
+  'auto (default: the canary paces), off (batches back to back), or a fraction of the time batches may run, e.g. 0.5 for half the time';

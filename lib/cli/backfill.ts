@@ -146,6 +146,8 @@ class BackfillAction extends CommandLineAction {
   protected override async onExecute(): Promise<void> {
     if (this.workers.value !== undefined && this.workers.value < 1) throw new Error('--workers must be at least 1');
     const options = parseEmergencyFlags({ canary: this.canary.value, pace: this.pace.value });
+    // --canary off silences both canaries: the backfill's pacer and the monitor's threshold, which also holds it.
+    const resume = options.canary === false ? this.umzug.monitor.suspendCanary() : () => {};
     const display = createDisplay(chooseDisplayMode({ json: this.json.value }));
     const controller = new AbortController();
     const stop = () => controller.abort();
@@ -171,6 +173,7 @@ class BackfillAction extends CommandLineAction {
       }
       throw e;
     } finally {
+      resume();
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
     }

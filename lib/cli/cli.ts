@@ -31,7 +31,13 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
     }
     override async onExecute(): Promise<void> {
       const overrides = parseEmergencyFlags({ canary: this.canary.value, pace: this.pace.value });
-      return umzug.engine.withBackfillOptions(overrides, () => this.execute());
+      // --canary off silences both canaries: the backfill's pacer and the monitor's threshold, which also holds it.
+      const resume = overrides.canary === false ? umzug.monitor.suspendCanary() : () => {};
+      try {
+        return await umzug.engine.withBackfillOptions(overrides, () => this.execute());
+      } finally {
+        resume();
+      }
     }
     private async execute(): Promise<void> {
       if (this.actionName !== 'up') return this.run();

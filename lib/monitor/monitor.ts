@@ -86,6 +86,7 @@ export class Monitor {
   private timer: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
   private detach: (() => void)[] = [];
+  private canarySuspended = 0;
 
   constructor(
     private readonly knex: Knex,
@@ -95,6 +96,19 @@ export class Monitor {
     private readonly log: (message: Record<string, unknown>) => void = () => {},
   ) {
     this.metrics = metrics ?? new MonitorMetrics();
+  }
+
+  /**
+   * No canary probe for the backfills that start until the returned function is called (`--canary off`: an emergency
+   * rollback must not be held by the application's read latency). Probes already running go on.
+   */
+  suspendCanary(): () => void {
+    this.canarySuspended++;
+    let resumed = false;
+    return () => {
+      if (!resumed) this.canarySuspended--;
+      resumed = true;
+    };
   }
 
   /** Starts watching an engine; `changesOf` finds a migration's changes (to pick the canary's table). */
@@ -367,7 +381,7 @@ export class Monitor {
   private async startProbe(w: Watch): Promise<void> {
     const c = this.settings.canary;
     // PGlite has one connection: a probe beside the backfill is not possible there.
-    if (c === false || this.engine?.db.isEmbedded) return;
+    if (c === false || this.canarySuspended > 0 || this.engine?.db.isEmbedded) return;
     const target = c.sql ? { label: 'the canary query', sql: c.sql, params: [] } : await this.defaultTarget(w);
     if (!target) return;
     const labels = { migration: w.migration, change: String(w.changeIndex) };

@@ -1,0 +1,126 @@
+/**
+ * Emergency rollback vs the way forward (issue 13 item 5), measured side by side in one run:
+ *
+ *   npx tsx bench/undo-restore.ts --rows 200k [--load] [--canary on|off]
+ *
+ * Two identical tables, each with a renameColumn migration (its own project). Order: forward(t1), contract(t1),
+ * forward(t2), contract(t2), undo(t2), undo(t1): each kind is timed once right after the other kind, so neither
+ * gains from going first. "forward" is the expand's backfill (the new column from the old), "undo" the undo of the
+ * contract's backfill (the old column refilled from the archive); both through the real engine, with the sync
+ * triggers, the canary and the pacer as configured. It also times, on a third table, one batch range of the restore
+ * UPDATE in its old form (a correlated archive subquery per mention per row) and its new form (the archive joined).
+ * --load runs pgbench (2 clients, rate-limited, on pgbench tables in the same database) throughout.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import knexFactory from 'knex';
+import { zeroDowntime } from '../lib/index.js';
+import { archivedValue, archivedWhere, type ArchiveSpec } from '../lib/postgres/archive.js';
+import { keysetRangeUpdateSql } from '../lib/postgres/batch-sql.js';
+import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const LIB_INDEX = path.resolve(here, '../lib/index.ts');
+const arg = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const ROWS = parseSize(arg('rows') ?? '200k');
+const LOAD = process.argv.includes('--load');
+const CANARY = (arg('canary') ?? 'on') === 'on';
+const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
+
+function project(table: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `zd-bench-undo-${table}-`));
+  mkdirSync(path.join(dir, 'migrations'));
+  writeFileSync(
+    path.join(dir, 'migrations', `001.rename-${table}.ts`),
+    `import { defineMigration, renameColumn } from ${JSON.stringify(LIB_INDEX)};\nexport default defineMigration({ changes: [renameColumn({ table: '${table}', from: 'title', to: 'name' })] });\n`,
+  );
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const dbName = `zd_bench_undo_${process.pid}`;
+  const url = await freshBenchDatabase(dbName);
+  const setup = await client(url);
+  for (const t of ['t1', 't2', 't3']) {
+    await setup.query(`CREATE TABLE ${t} (id bigint PRIMARY KEY, title text, b int, pad text)`);
+    await setup.query(`INSERT INTO ${t} SELECT g, 'title-' || g, g % 1000, repeat('x', 60) FROM generate_series(1, ${ROWS}) g`);
+    await setup.query(`VACUUM ANALYZE ${t}`);
+  }
+  let load: ReturnType<typeof spawn> | null = null;
+  if (LOAD) {
+    const env = { ...process.env, PGHOST: '127.0.0.1', PGUSER: 'postgres' };
+    await new Promise<void>((res, rej) => spawn(PGBENCH, ['-i', '-q', '-s', '5', dbName], { env, stdio: 'ignore' }).on('exit', (c) => (c === 0 ? res() : rej(new Error(`pgbench -i: ${c}`)))));
+    load = spawn(PGBENCH, ['-c', '2', '-j', '1', '-R', '300', '-T', '3600', dbName], { env, stdio: 'ignore' });
+  }
+  const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 8 } });
+  const umzugs = Object.fromEntries(
+    ['t1', 't2'].map((t) => [
+      t,
+      zeroDowntime({ knex, cwd: project(t), contract: { after: 0 }, logger: { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} }, backfill: CANARY ? {} : { canary: false } }),
+    ]),
+  );
+  const times: Record<'forward' | 'undo', number[]> = { forward: [], undo: [] };
+  const timed = async (kind: 'forward' | 'undo', t: string, f: () => Promise<unknown>) => {
+    const started = performance.now();
+    await f();
+    const ms = performance.now() - started;
+    times[kind].push(ms);
+    console.log(`${kind} ${t}: ${fmt(ms / 1000)} s (${Math.round(ROWS / (ms / 1000))} rows/s)`);
+  };
+  // up #1 = expand (its backfill), up #2 = contract (archive fill), down #1 = undo of the contract (the restore).
+  await timed('forward', 't1', () => umzugs.t1!.up());
+  await umzugs.t1!.up();
+  await timed('forward', 't2', () => umzugs.t2!.up());
+  await umzugs.t2!.up();
+  await timed('undo', 't2', () => umzugs.t2!.down());
+  await timed('undo', 't1', () => umzugs.t1!.down());
+
+  // The restore UPDATE itself, old form vs new, over the same 20 000-key ranges of t3 (archive made here, untimed).
+  const c = await client(url);
+  await c.query(`CREATE TABLE arch3 (_zd_k0 bigint PRIMARY KEY, _zd_v0 text)`);
+  await c.query(`INSERT INTO arch3 SELECT id, title FROM t3`);
+  await c.query(`ALTER TABLE t3 ADD COLUMN r text`);
+  await c.query(`VACUUM ANALYZE arch3`);
+  const a: ArchiveSpec = { archive: { schema: 'public', name: 'arch3' }, table: { schema: 'public', name: 't3' }, keys: [{ name: 'id', type: 'bigint' }], values: [{ name: 'title', type: 'text' }], kind: 'bench' };
+  const keys = [{ name: 'id', type: 'bigint' }];
+  const cond = `title IS NOT DISTINCT FROM _zd_a._zd_v0`;
+  const oldSql = keysetRangeUpdateSql(a.table, keys, [{ column: 'r', expression: `CASE WHEN ${archivedWhere(a, cond)} THEN ${archivedValue(a, 0)} ELSE title END` }], 'distinct', true, true);
+  const newSql = keysetRangeUpdateSql(a.table, keys, [{ column: 'r', expression: `CASE WHEN (_zd_a._zd_k0 IS NOT NULL AND (${cond})) THEN _zd_a._zd_v0 ELSE title END` }], 'distinct', true, true, {
+    table: a.archive,
+    on: [{ column: 'id', joined: '_zd_k0' }],
+  });
+  const span = 20_000;
+  const per: Record<'old' | 'new', number> = { old: 0, new: 0 };
+  for (let lo = 0, i = 0; lo + span <= Math.min(ROWS, 200_000); lo += span, i++) {
+    for (const kind of i % 2 === 0 ? (['old', 'new'] as const) : (['new', 'old'] as const)) {
+      // Each form writes its own half of the range, so neither finds the other's work done.
+      const half = kind === 'old' ? [lo, lo + span / 2] : [lo + span / 2, lo + span];
+      const s = performance.now();
+      await c.query(kind === 'old' ? oldSql : newSql, [String(half[0]), String(half[1])]);
+      per[kind] += performance.now() - s;
+    }
+  }
+  await c.end();
+
+  const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+  console.log(
+    `rows ${ROWS}, load ${LOAD ? 'pgbench -c 2 -R 300' : 'none'}, canary ${CANARY ? 'on' : 'off'}: forward ${times.forward.map((x) => fmt(x / 1000)).join(' / ')} s, undo ${times.undo.map((x) => fmt(x / 1000)).join(' / ')} s, ` +
+      `undo ÷ forward ${fmt(mean(times.undo) / mean(times.forward))}; restore UPDATE old ÷ new (same ranges) ${fmt(per.old / per.new)} (${fmt(per.old)} ms vs ${fmt(per.new)} ms)`,
+  );
+  load?.kill('SIGTERM');
+  await Promise.all(Object.values(umzugs).map((u) => u.close()));
+  await knex.destroy();
+  await setup.end();
+  await dropBenchDatabase(dbName);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
