@@ -65,6 +65,32 @@ async function main(): Promise<void> {
       zeroDowntime({ knex, cwd: project(t), contract: { after: 0 }, logger: { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} }, backfill: CANARY ? {} : { canary: false } }),
     ]),
   );
+  // Why a backfill took what it took: the throttle's holds and pace, the monitor's pauses, the batches.
+  const why = new Map<string, { holds: number; heldMs: number; paces: number[]; monitorPausedMs: number; batches: number; breaches: string[] }>();
+  const whyOf = (phase: string) => {
+    let w = why.get(phase);
+    if (!w) why.set(phase, (w = { holds: 0, heldMs: 0, paces: [], monitorPausedMs: 0, batches: 0, breaches: [] }));
+    return w;
+  };
+  let currentPhase = '';
+  for (const u of Object.values(umzugs)) {
+    u.engine.subscribe((e) => {
+      if (e.type === 'backfill') {
+        currentPhase = e.progress.phase;
+        whyOf(e.progress.phase).batches = e.progress.batches;
+      }
+      if (e.type === 'backfill-throttle') {
+        const w = whyOf(e.phase);
+        if (e.throttle.state === 'paused') w.holds++;
+        if (e.throttle.state === 'resumed') w.heldMs += e.throttle.pausedMs ?? 0;
+        if (e.throttle.state === 'paced') w.paces.push(Number((e.throttle.busyFraction ?? 0).toFixed(3)));
+      }
+    });
+    u.monitor.on((e) => {
+      if (e.type === 'resumed') whyOf(currentPhase).monitorPausedMs += e.pausedMs;
+      if (e.type === 'breach') whyOf(currentPhase).breaches.push(e.breach.threshold);
+    });
+  }
   const times: Record<'forward' | 'undo', number[]> = { forward: [], undo: [] };
   const timed = async (kind: 'forward' | 'undo', t: string, f: () => Promise<unknown>) => {
     const started = performance.now();
@@ -107,6 +133,9 @@ async function main(): Promise<void> {
     }
   }
   await c.end();
+  for (const [phase, w] of why) {
+    console.log(`${phase}: ${w.batches} batches, throttle held ${w.holds}× for ${fmt(w.heldMs / 1000)} s, monitor paused ${fmt(w.monitorPausedMs / 1000)} s, breaches [${w.breaches.join(', ')}], pace ${w.paces.slice(0, 12).join(' → ')}${w.paces.length > 12 ? ' …' : ''}`);
+  }
 
   const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
   console.log(

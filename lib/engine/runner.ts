@@ -353,7 +353,7 @@ export class Engine {
   ): Promise<BackfillProgress> {
     const info = tableInfo(snapshot, spec.table);
     const signal = overrides.signal ?? this.stopSignal();
-    return runKeysetBackfill({
+    const end = await runKeysetBackfill({
       db: this.db,
       state: this.state,
       key,
@@ -373,6 +373,12 @@ export class Engine {
         for (const guard of this.batchGuards) await guard(progress);
       },
     });
+    // The batches report done: false up to the last (the phase is marked done after them). Listeners that keep
+    // something per backfill (the monitor's watch, its canary connection and open breaches) learn here that it ended;
+    // otherwise only an expand's ended (runExpand stops its watches), and a contract's or an undo's watch, with its
+    // baseline and breaches, lived on into the next backfill of the same change.
+    if (end.done) this.emit({ type: 'backfill', progress: end });
+    return end;
   }
 
   private async runPhase(migration: string, changeIndex: number, phase: PhaseName, plan: PhasePlan, snapshot: CatalogSnapshot): Promise<void> {
