@@ -1,6 +1,6 @@
 import type { Connection, Db } from '../engine/db.js';
 import type { BackfillSpec } from '../migration.js';
-import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
+import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
 import { copyRangeSql } from '../postgres/table-sync.js';
 import type { Bound, Chunk } from './chunks.js';
@@ -148,11 +148,12 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
     if (n > 0) {
       // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
       if (spec.copy?.quietFlag) await c.query('SELECT set_config($1, $2, true)', [spec.copy.quietFlag, 'on']);
-      const write = spec.copy
-        ? copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)
-        : keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.join);
-      const u = await c.query(write, [...(lower ?? []), ...(upper ?? [])]);
-      updated = u.rowCount;
+      const writes = spec.copy
+        ? [copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)]
+        : spec.join
+          ? keysetRangeJoinUpdateSqls(spec.table, cols, spec.set, only, spec.join, lower !== null, upper !== null)
+          : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null)];
+      for (const write of writes) updated += (await c.query(write, [...(lower ?? []), ...(upper ?? [])])).rowCount;
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
   };

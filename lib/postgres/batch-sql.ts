@@ -104,9 +104,7 @@ export function keysetRangeUpdateSql(
   only: 'distinct' | 'null',
   hasFrom: boolean,
   hasTo: boolean,
-  join?: BackfillJoin,
 ): string {
-  if (join) return keysetRangeJoinUpdateSql(table, keys, set, only, join, hasFrom, hasTo);
   const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(set, only)})`);
   const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
@@ -114,12 +112,14 @@ export function keysetRangeUpdateSql(
 }
 
 /**
- * The batch write when the expressions read a joined table `_zd_a` (a restore from a column archive): the batch's key
- * range of the table LEFT JOIN the other on the key, each row's values computed once, then joined back by key. In the
- * plain form every mention of the archive is a correlated subquery per row (a restore names it three or four times,
- * in SET and in the changed-row test), each an index probe of its own.
+ * The batch writes when the expressions read a joined table `_zd_a` (a restore from a column archive), as two
+ * statements over the batch's key range: the rows the archive has, joined to it (the planner merges two index ranges,
+ * or probes the archive once per row), then the rows it lacks (inserted since the contract), with `_zd_a` one row of
+ * NULLs. In the single-statement form every mention of the archive is a correlated subquery per row (a restore names
+ * it three or four times, in SET and in the changed-row test), each an index probe of its own; a LEFT JOIN form needs
+ * the table joined to itself, one more probe per row. Parameters: the `from` key when `hasFrom`, then the `to` key.
  */
-function keysetRangeJoinUpdateSql(
+export function keysetRangeJoinUpdateSqls(
   table: TableName,
   keys: readonly KeyColumn[],
   set: readonly { column: string; expression: string }[],
@@ -127,18 +127,20 @@ function keysetRangeJoinUpdateSql(
   join: BackfillJoin,
   hasFrom: boolean,
   hasTo: boolean,
-): string {
+): [string, string] {
   const t = qualified(table);
-  const on = join.on.map((j) => `_zd_a.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ');
-  const computed = set.map((s, i) => `(${s.expression}) AS _zd_e${i}`).join(', ');
-  const keyList = keys.map((k) => `${t}.${ident(k.name)}`).join(', ');
+  const a = qualified(join.table);
   const range = keyRange(keys, hasFrom, hasTo, 1, `${t}.`);
-  const keyEq = keys.map((k) => `_zd_t.${ident(k.name)} = _zd_x.${ident(k.name)}`).join(' AND ');
-  const changed = set.map((s, i) => (only === 'null' ? `_zd_t.${ident(s.column)} IS NULL` : `_zd_t.${ident(s.column)} IS DISTINCT FROM _zd_x._zd_e${i}`)).join(' OR ');
-  const assignments = set.map((s, i) => `${ident(s.column)} = _zd_x._zd_e${i}`).join(', ');
-  return `UPDATE ${t} AS _zd_t SET ${assignments}
-  FROM (SELECT ${keyList}, ${computed} FROM ${t} LEFT JOIN ${qualified(join.table)} AS _zd_a ON ${on}${range.length ? ` WHERE ${range.join(' AND ')}` : ''}) AS _zd_x
- WHERE ${keyEq} AND (${changed})`;
+  const joinedKeys = keys.map((k) => ({ name: join.on.find((j) => j.column === k.name)?.joined ?? k.name, type: k.type }));
+  const archiveRange = keyRange(joinedKeys, hasFrom, hasTo, 1, '_zd_a.');
+  const on = join.on.map((j) => `_zd_a.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ');
+  const absent = `NOT EXISTS (SELECT 1 FROM ${a} AS _zd_e WHERE ${join.on.map((j) => `_zd_e.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ')})`;
+  const changed = `(${changedPredicate(set, only)})`;
+  const assignments = set.map((x) => `${ident(x.column)} = (${x.expression})`).join(', ');
+  const archived = `UPDATE ${t} SET ${assignments} FROM ${a} AS _zd_a WHERE ${[on, ...range, ...archiveRange, changed].join(' AND ')}`;
+  const notArchived = `UPDATE ${t} SET ${assignments} FROM (SELECT _zd_n.* FROM (SELECT 1) AS _zd_one LEFT JOIN ${a} AS _zd_n ON false) AS _zd_a
+ WHERE ${[...range, absent, changed].join(' AND ')}`;
+  return [archived, notArchived];
 }
 
 /**
