@@ -19,7 +19,7 @@ const FAST: BackfillConfig = { batchSize: 500, adaptive: false, chunkRows: 5000,
 
 const statementsOf = (p: PhasePlan) => [...p.steps, ...(p.afterBackfill ?? [])].flatMap((s) => s.statements.map((x) => x.text));
 
-describe('archives filled in batches; undo restores as fast as the way forward', function () {
+describe('column archives filled in batches; emergency rollback flags', function () {
   this.timeout(300_000);
   let url: string;
   let knex: Knex;
