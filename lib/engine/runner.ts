@@ -353,6 +353,7 @@ export class Engine {
   ): Promise<BackfillProgress> {
     const info = tableInfo(snapshot, spec.table);
     const signal = overrides.signal ?? this.stopSignal();
+    let walked = false;
     const end = await runKeysetBackfill({
       db: this.db,
       state: this.state,
@@ -364,6 +365,7 @@ export class Engine {
       lock: this.options.lock,
       ...(signal ? { signal } : {}),
       onProgress: (progress) => {
+        walked = true;
         this.emit({ type: 'backfill', progress });
         overrides.onProgress?.(progress);
       },
@@ -377,7 +379,8 @@ export class Engine {
     // something per backfill (the monitor's watch, its canary connection and open breaches) learn here that it ended;
     // otherwise only an expand's ended (runExpand stops its watches), and a contract's or an undo's watch, with its
     // baseline and breaches, lived on into the next backfill of the same change.
-    if (end.done) this.emit({ type: 'backfill', progress: end });
+    // A backfill found done already walked nothing here and says nothing.
+    if (end.done && walked) this.emit({ type: 'backfill', progress: end });
     return end;
   }
 
