@@ -45,6 +45,7 @@ export const CONFIG_SCHEMA = {
         statementTimeout: { ...duration, description: 'statement_timeout of each DDL statement and backfill batch; default 60s' },
         maxAttempts: { ...positiveInt, description: 'attempts per step on lock timeout or deadlock; default 8' },
         waitForMigrationLock: { ...duration, description: 'how long a second `umzug up` waits for the first; default 10m' },
+        leaseTimeout: { ...duration, description: 'behind a transaction pooler: how long the migration lock outlives its holder\'s last heartbeat; default 15s' },
       },
     },
     backfill: {
@@ -74,6 +75,10 @@ export const CONFIG_SCHEMA = {
           ],
         },
       },
+    },
+    pooling: {
+      enum: ['auto', 'session', 'transaction'],
+      description: 'what is between us and PostgreSQL: session (direct, or PgBouncer session mode), transaction (PgBouncer pool_mode = transaction), auto (default: detected)',
     },
     plainMigrations: { enum: ['umzug', 'knex'], description: 'how plain migration files are called: umzug ({ name, path, context }) or knex (the Knex instance); default umzug' },
     logger: {

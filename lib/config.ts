@@ -4,6 +4,8 @@ import { DEFAULT_BACKFILL } from './backfill/keyset.js';
 import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
 import { parseDuration } from './engine/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
+import { DEFAULT_LEASE_TIMING, type LeaseTiming } from './engine/lease.js';
+import type { PoolingMode } from './engine/pooling.js';
 import type { EngineEvent } from './engine/runner.js';
 import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js';
 import type { MonitorSettings } from './monitor/monitor.js';
@@ -47,7 +49,18 @@ export interface ZeroDowntimeConfig {
     readonly maxAttempts?: number;
     /** How long a second `umzug up` waits for the first to finish. Default `10m`. */
     readonly waitForMigrationLock?: Duration;
+    /**
+     * Behind a transaction pooler, how long the migration lock outlives its holder's last heartbeat (sent every second)
+     * before another run may take it. On a direct connection the lock ends with its holder's session. Default `15s`.
+     */
+    readonly leaseTimeout?: Duration;
   };
+  /**
+   * What is between us and PostgreSQL: `session` (a direct connection, or PgBouncer in session mode), `transaction`
+   * (PgBouncer `pool_mode = transaction`: no session state is relied on), or `auto` (default): told apart at the
+   * first command that takes the migration lock.
+   */
+  readonly pooling?: 'auto' | PoolingMode;
   readonly backfill?: BackfillTuning & {
     readonly batchSize?: number;
     /** Pause between batches. Default 0. */
@@ -81,6 +94,8 @@ export interface ResolvedConfig {
   readonly contractAfterMs: number;
   readonly lock: LockSafetyOptions;
   readonly lockWaitMs: number;
+  readonly leaseTiming: LeaseTiming;
+  readonly pooling: 'auto' | PoolingMode;
   readonly backfill: BackfillOptions;
   readonly plainMigrations: 'umzug' | 'knex';
   readonly createFolder: string;
@@ -104,6 +119,7 @@ const KNOWN_KEYS = new Set([
   'autoRollback',
   'monitor',
   'mongo',
+  'pooling',
 ]);
 
 /** The folder part of a glob before its first wildcard (`db/migrations/*.ts` → `db/migrations`): where `create` writes. */
@@ -170,6 +186,11 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
       maxAttempts: positiveInt(config.lock?.maxAttempts, 'lock.maxAttempts', DEFAULT_LOCK_SAFETY.maxAttempts),
     },
     lockWaitMs: wrap('lock.waitForMigrationLock', () => parseDuration(config.lock?.waitForMigrationLock ?? '10m', 'lock.waitForMigrationLock')),
+    leaseTiming: {
+      ...DEFAULT_LEASE_TIMING,
+      ttlMs: wrap('lock.leaseTimeout', () => parseDuration(config.lock?.leaseTimeout ?? DEFAULT_LEASE_TIMING.ttlMs, 'lock.leaseTimeout')),
+    },
+    pooling: config.pooling ?? 'auto',
     backfill: {
       ...DEFAULT_BACKFILL,
       batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),

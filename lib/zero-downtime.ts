@@ -5,7 +5,8 @@ import type { Knex } from 'knex';
 import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
 import { glob } from 'tinyglobby';
 import { resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
-import { withMigrationLock } from './engine/advisory-lock.js';
+import { withMigrationLock } from './engine/migration-lock.js';
+import { detectPooling, type PoolingMode } from './engine/pooling.js';
 import { Db } from './engine/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
@@ -61,7 +62,7 @@ const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typ
 
 /**
  * Umzug, wired for phased migrations: its migration list interleaves expand and contract entries, its storage is
- * a table in the target database, and `up`/`down` hold an advisory lock.
+ * a table in the target database, and `up`/`down` hold the migration lock (a fenced lease: lib/engine/migration-lock.ts).
  */
 export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
   readonly config: ResolvedConfig;
@@ -140,7 +141,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     }
     if (!LOCKED_COMMANDS.has(command)) return super.runCommand(command, cb);
     await this.engine.state.ensure();
-    return withMigrationLock(this.db, this.config.stateSchema, this.config.lockWaitMs, () => super.runCommand(command, cb));
+    const pooling = await this.pooling();
+    return withMigrationLock(this.db, this.config.stateSchema, { waitMs: this.config.lockWaitMs, pooling, timing: this.config.leaseTiming }, (lost) =>
+      this.engine.withSignal(lost, () => super.runCommand(command, cb)),
+    );
+  }
+
+  /** Whether a transaction pooler sits between us and PostgreSQL: from the config, else found out once. */
+  async pooling(): Promise<PoolingMode> {
+    if (this.db.pooling) return this.db.pooling;
+    this.db.pooling = this.config.pooling === 'auto' ? await detectPooling(this.db) : this.config.pooling;
+    return this.db.pooling;
   }
 
   /** Runs `fn` as the named command: Umzug's before/afterCommand events, and the migration lock for locked commands. */

@@ -70,8 +70,8 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
  * The real `umzug` bin started in `cwd` against `url` (CI=true), left running: the test signals or awaits it.
  * `output()` is stdout and stderr as they came so far.
  */
-export function spawnBin(cwd: string, url: string, args: string[]) {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnBin(cwd: string, url: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -175,7 +175,7 @@ export class Engine {
           for (const guard of this.batchGuards) await guard(progress);
         },
       });
-      await this.db.withConnection((conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, task.description));
+      await this.db.transaction((conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, task.description));
       this.emit({ ...base, status: 'done' });
     }
   }

@@ -374,7 +374,7 @@ export class Monitor {
     const probe = new LatencyProbe(
       this.knex,
       target,
-      c,
+      { ...c, sessionSettings: this.engine?.db.pooling !== 'transaction' },
       (ms) => this.metrics.canaryLatency.observe(labels, ms / 1000),
       () => this.recordError('canary probe failed'),
     );

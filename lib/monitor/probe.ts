@@ -10,6 +10,11 @@ export interface ProbeOptions {
   readonly baselineSamples: number;
   /** statement_timeout of one probe: a probe stuck behind a lock counts as this slow instead of stopping the loop. */
   readonly timeoutMs: number;
+  /**
+   * false behind a transaction pooler: a session SET there would stay behind on whichever server session ran it, for
+   * the application connection that gets it next, so the probe runs without its statement_timeout. Default true.
+   */
+  readonly sessionSettings?: boolean;
 }
 
 export interface ProbeTarget {
@@ -66,8 +71,7 @@ export class LatencyProbe {
     const client = this.knex.client as unknown as RawConnectionClient;
     try {
       this.conn = await client.acquireRawConnection();
-      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
-      await this.conn.query(`SET application_name = 'umzug-zero-downtime canary'`);
+      await this.configureSession(true);
     } catch (e) {
       this.onError?.(e as Error);
       return false;
@@ -106,6 +110,12 @@ export class LatencyProbe {
     return performance.now() - started;
   }
 
+  private async configureSession(named: boolean): Promise<void> {
+    if (this.opts.sessionSettings === false) return;
+    await this.conn!.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+    if (named) await this.conn!.query(`SET application_name = 'umzug-zero-downtime canary'`);
+  }
+
   private async reconnectIfLost(e: unknown): Promise<void> {
     if (!/terminat|closed|ECONNRESET|EPIPE|Connection/i.test(String((e as Error)?.message))) return;
     const client = this.knex.client as unknown as RawConnectionClient;
@@ -113,7 +123,7 @@ export class LatencyProbe {
     await sleep(200);
     try {
       this.conn = await client.acquireRawConnection();
-      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+      await this.configureSession(false);
     } catch {
       // the next probe fails again and comes back here
     }
