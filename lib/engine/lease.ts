@@ -240,11 +240,15 @@ export class Lease {
    */
   async fence(c: Connection): Promise<void> {
     if (this.lostError) throw this.lostError;
+    // idle_in_transaction_session_timeout: a holder frozen inside a fenced transaction (SIGSTOP, a hung client)
+    // would keep its FOR KEY SHARE, and so hold off every takeover, for as long as it stays frozen; the server ends
+    // such a transaction once the lease has had time to expire anyway.
     const r = await c.query<{ mine: boolean; alive: boolean; holder: string; age: number; session_pid: number | null }>(
       `SELECT m.owner = $2::uuid AS mine, ${leaseAliveSql('m')} AS alive, m.holder, m.session_pid,
-              extract(epoch FROM clock_timestamp() - m.heartbeat_at)::float8 AS age
+              extract(epoch FROM clock_timestamp() - m.heartbeat_at)::float8 AS age,
+              set_config('idle_in_transaction_session_timeout', $3, true)
          FROM ${this.t} m WHERE m.name = $1 FOR KEY SHARE OF m`,
-      [this.o.spec.name, this.owner],
+      [this.o.spec.name, this.owner, `${this.timing.ttlMs}ms`],
     );
     const x = r.rows[0];
     const reason = !x
