@@ -70,7 +70,7 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
   const backfillDone = async (knex: Knex) =>
     Number(((await knex.raw(`SELECT rows_done FROM zero_downtime.backfills`).catch(() => ({ rows: [] }))) as { rows: { rows_done: string }[] }).rows[0]?.rows_done ?? 0);
 
-  const scenario = async (name: string, kill: (knex: Knex) => Promise<number>) => {
+  const scenario = async (name: string, kill: (knex: Knex) => Promise<number>, checkStatus = false) => {
     const { url, knex } = await setUp(name);
     knexes.push(knex);
     const hold = path.join(mkdtempSync(path.join(os.tmpdir(), 'zdt-hold-')), 'hold');
@@ -89,6 +89,12 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
     const holder = (await knex.raw(`SELECT holder FROM zero_downtime.leases WHERE name = 'migrate'`)).rows[0]?.holder as string;
     expect(holder, 'run A holds the lock').to.match(/pid \d+/);
     expect(holder).to.include(`pid ${a.child.pid}`);
+    if (checkStatus) {
+      const st = bin(dir, url, ['status', '--json']);
+      expect(await st.exited, st.output()).to.equal(0);
+      const report = JSON.parse(st.output().slice(st.output().indexOf('{'))) as { migrationLock: { holder: string; alive: boolean } | null };
+      expect(report.migrationLock, '`status` names the run holding the lock').to.deep.include({ holder, alive: true });
+    }
     const killed = await kill(knex);
     expect(killed, 'sessions ended').to.be.greaterThan(0);
     rmSync(hold);
@@ -119,7 +125,7 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
       expect(pid).to.be.a('number');
       const r = await knex.raw(`SELECT pg_terminate_backend(?) AS ok`, [pid]);
       return r.rows[0].ok ? 1 : 0;
-    });
+    }, true);
   });
 
   it('every session of the running `up` terminated at once: the same', async () => {

@@ -276,14 +276,8 @@ export class Lease {
   }
 
   /** Who holds the lease now, or null when nobody does. */
-  async describe(c: Connection): Promise<LeaseHolder | null> {
-    const r = await c.query<{ holder: string; session_pid: number | null; acquired_at: Date; age: number; alive: boolean }>(
-      `SELECT m.holder, m.session_pid, m.acquired_at, extract(epoch FROM clock_timestamp() - m.heartbeat_at)::float8 AS age, ${leaseAliveSql('m')} AS alive
-         FROM ${this.t} m WHERE m.name = $1`,
-      [this.o.spec.name],
-    );
-    const x = r.rows[0];
-    return x ? { holder: x.holder, sessionPid: x.session_pid, acquiredAt: x.acquired_at, heartbeatAgeSeconds: x.age, alive: x.alive } : null;
+  describe(c: Connection): Promise<LeaseHolder | null> {
+    return describeLease(c, this.o.stateSchema, this.o.spec.name);
   }
 
   /**
@@ -331,6 +325,17 @@ export class Lease {
     this.lostError = e;
     this.controller.abort(e);
   }
+}
+
+/** Who holds the lease `name` now, or null when nobody has it (no row: released, or never taken). */
+export async function describeLease(c: Pick<Connection, 'query'>, stateSchema: string, name: string): Promise<LeaseHolder | null> {
+  const r = await c.query<{ holder: string; session_pid: number | null; acquired_at: Date; age: number; alive: boolean }>(
+    `SELECT m.holder, m.session_pid, m.acquired_at, extract(epoch FROM clock_timestamp() - m.heartbeat_at)::float8 AS age, ${leaseAliveSql('m')} AS alive
+       FROM ${leaseTable(stateSchema)} m WHERE m.name = $1`,
+    [name],
+  );
+  const x = r.rows[0];
+  return x ? { holder: x.holder, sessionPid: x.session_pid, acquiredAt: x.acquired_at, heartbeatAgeSeconds: x.age, alive: x.alive } : null;
 }
 
 export function formatHolder(h: LeaseHolder): string {

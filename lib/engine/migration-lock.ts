@@ -1,9 +1,20 @@
 import type { Db } from './db.js';
-import { formatHolder, Lease, LeaseBusyError, type LeaseTiming } from './lease.js';
+import { describeLease, formatHolder, Lease, LeaseBusyError, type LeaseHolder, type LeaseTiming } from './lease.js';
 import type { PoolingMode } from './pooling.js';
 
 export class MigrationLockTimeoutError extends Error {
   override name = 'MigrationLockTimeoutError';
+}
+
+/** The lease name of the migration lock in the state schema's leases table. */
+const LOCK_NAME = 'migrate';
+
+/** Who holds the migration lock now (for `umzug status`), or null; null too before the state schema exists. */
+export async function migrationLockHolder(db: Db, stateSchema: string): Promise<LeaseHolder | null> {
+  return describeLease(db, stateSchema, LOCK_NAME).catch((e: unknown) => {
+    if ((e as { code?: string }).code === '42P01' || (e as { code?: string }).code === '3F000') return null;
+    throw e;
+  });
 }
 
 /** The advisory-lock class of the migration lock; its key is hashtext(state schema), so projects sharing a database do not block each other. */
@@ -35,7 +46,7 @@ export async function withMigrationLock<T>(db: Db, stateSchema: string, opts: Mi
   const key = (await db.query<{ k: number }>('SELECT hashtext($1) AS k', [stateSchema])).rows[0]!.k;
   const lease = new Lease(db, {
     spec: {
-      name: 'migrate',
+      name: LOCK_NAME,
       lockClass: LOCK_CLASS,
       lockKey: key,
       label: 'migration lock',
