@@ -10,6 +10,7 @@ import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
 import type { MongoConnectionConfig } from './mongo/driver.js';
 import { validateConfig } from './config-schema.js';
+import { knexConnectionProblem } from './connection-check.js';
 
 export type Duration = string | number;
 
@@ -130,6 +131,11 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     if (!KNOWN_KEYS.has(key)) throw new ConfigError(`zeroDowntime(config): unknown option "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
   }
   if (!config.knex) throw new ConfigError('zeroDowntime(config): `knex` is required (a Knex instance or a Knex config)');
+  // A Knex instance is the caller's and already built; a config is checked here, where the message can name the setting.
+  if (typeof config.knex !== 'function') {
+    const problem = knexConnectionProblem(config.knex);
+    if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
+  }
   const wrap = <T>(field: string, f: () => T): T => {
     try {
       return f();

@@ -21,7 +21,7 @@ export interface CliProject {
   write(file: string, body: string): string;
   files(folder: string): string[];
   /** Runs the real `umzug` bin in the project folder. */
-  run(args: readonly string[], env?: Record<string, string>): Promise<RunResult>;
+  run(args: readonly string[], env?: Record<string, string | undefined>): Promise<RunResult>;
 }
 
 /**
