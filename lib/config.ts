@@ -131,11 +131,6 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     if (!KNOWN_KEYS.has(key)) throw new ConfigError(`zeroDowntime(config): unknown option "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
   }
   if (!config.knex) throw new ConfigError('zeroDowntime(config): `knex` is required (a Knex instance or a Knex config)');
-  // A Knex instance is the caller's and already built; a config is checked here, where the message can name the setting.
-  if (typeof config.knex !== 'function') {
-    const problem = knexConnectionProblem(config.knex);
-    if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
-  }
   const wrap = <T>(field: string, f: () => T): T => {
     try {
       return f();
@@ -161,7 +156,7 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (config.plainMigrations !== undefined && !['umzug', 'knex'].includes(config.plainMigrations)) {
     throw new ConfigError(`zeroDowntime(config): plainMigrations must be "umzug" or "knex", got ${JSON.stringify(config.plainMigrations)}`);
   }
-  return {
+  const resolved: ResolvedConfig = {
     migrations: list,
     cwd: str(config.cwd, 'cwd', process.cwd()),
     schema: str(config.schema, 'schema', 'public'),
@@ -186,4 +181,11 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor)),
   };
+  // Last, so a wrong option is reported first. A Knex instance is the caller's and already built; a config is checked
+  // here, where the message can name the setting, rather than by pg's startup-packet error once a query runs.
+  if (typeof config.knex !== 'function') {
+    const problem = knexConnectionProblem(config.knex);
+    if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
+  }
+  return resolved;
 }
