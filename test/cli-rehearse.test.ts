@@ -14,7 +14,7 @@ describe('umzug rehearse ends where it started when it finds a difference or a f
   const executed = async (): Promise<string[]> => {
     const r = await p.run(['executed', '--json']);
     expect(r.code, r.stderr).to.equal(0);
-    return (JSON.parse(r.stdout.trim()) as { name: string }[]).map((x) => x.name);
+    return jsonOut<{ name: string }[]>(r).map((x) => x.name);
   };
   const exists = async (sql: string): Promise<boolean> => ((await knex.raw(`SELECT (${sql}) AS x`)) as { rows: { x: boolean }[] }).rows[0]!.x;
 

@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { BackfillProgress } from './keyset.js';
 import type { ThrottleEvent } from './throttle.js';
+import { writeJsonLine } from '../cli/json-output.js';
 
 export type DisplayMode = 'bar' | 'lines' | 'json';
 
@@ -47,6 +48,8 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
   let lastLine = 0;
   const write = (s: string) => out.write(s + '\n');
   if (mode === 'json') {
+    // On process.stdout, through the real stream: under --json every other write to stdout goes to stderr.
+    const write = (s: string) => (out === process.stdout ? writeJsonLine(s) : out.write(s + '\n'));
     return {
       start: (l, t) => {
         label = l;

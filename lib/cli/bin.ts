@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { register } from 'tsx/esm/api';
 import { checkConnectionUrl } from '../connection-check.js';
+import { wantsJson, withJsonStdout } from './json-output.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
@@ -125,6 +126,11 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
 
 async function main(): Promise<number> {
   const { globals, rest } = splitGlobalOptions(process.argv.slice(2));
+  // Loading the config and closing the pools print too (a user's config, Knex's warnings): under --json, to stderr.
+  return wantsJson(rest) ? withJsonStdout(() => run(globals, rest)) : run(globals, rest);
+}
+
+async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
   let umzug: ZeroDowntimeUmzug;
   try {
     umzug = await loadUmzug(globals);

@@ -3,6 +3,7 @@ import type { UmzugCLI } from 'umzug';
 import type { Connection } from '../engine/db.js';
 import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot, type SchemaSnapshot, type TableChecksum } from '../postgres/snapshot.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 export type RehearsalStage = 'snapshot' | 'up' | 'down' | 'compare' | 'up-again' | 'compare-again' | 'return';
 
@@ -238,7 +239,8 @@ class RehearseAction extends CommandLineAction {
   protected override async onExecute(): Promise<void> {
     const json = this.json.value;
     const report = await rehearse(this.umzug, json ? undefined : (l) => process.stdout.write(`${l}\n`));
-    process.stdout.write((json ? JSON.stringify(report, null, 2) : formatRehearsal(report)) + '\n');
+    if (json) printJson(report);
+    else process.stdout.write(formatRehearsal(report) + '\n');
     if (!report.ok) {
       throw new RehearsalFailedError(
         report.failed
