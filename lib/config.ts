@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
-import { DEFAULT_BACKFILL } from './backfill/keyset.js';
+import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
 import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
 import { parseDuration } from './engine/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
@@ -64,7 +64,10 @@ export interface ZeroDowntimeConfig {
   /** Folder `create` writes to when no migration exists yet. Default `migrations`. */
   readonly createFolder?: string;
   readonly onEvent?: (e: EngineEvent) => void;
-  /** When the monitor calls a breach (defaults: mismatch > 1 %, canary p99 > 2× baseline, 20 errors a minute, 1 h without progress). */
+  /**
+   * When the monitor calls a breach (defaults: mismatch > 1 %; canary p99 over the pacer's budget line, baseline ×
+   * backfill.canary.budget, for 3 windows running; 20 errors a minute; 1 h without progress).
+   */
   readonly thresholds?: ThresholdsConfig;
   /** On a breach during `up`, revert the in-flight change with its generated down instead of pausing. Default false. */
   readonly autoRollback?: boolean;
@@ -156,6 +159,14 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (config.plainMigrations !== undefined && !['umzug', 'knex'].includes(config.plainMigrations)) {
     throw new ConfigError(`zeroDowntime(config): plainMigrations must be "umzug" or "knex", got ${JSON.stringify(config.plainMigrations)}`);
   }
+  const backfill: BackfillOptions = {
+    ...DEFAULT_BACKFILL,
+    batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
+    pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
+    ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
+  };
+  // The monitor's canary line defaults to the pacer's budget line, as configured: one fact, written once.
+  const pacerBudget = { ...DEFAULT_CANARY, ...(backfill.canary || {}) };
   const resolved: ResolvedConfig = {
     migrations: list,
     cwd: str(config.cwd, 'cwd', process.cwd()),
@@ -171,15 +182,10 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
       maxAttempts: positiveInt(config.lock?.maxAttempts, 'lock.maxAttempts', DEFAULT_LOCK_SAFETY.maxAttempts),
     },
     lockWaitMs: wrap('lock.waitForMigrationLock', () => parseDuration(config.lock?.waitForMigrationLock ?? '10m', 'lock.waitForMigrationLock')),
-    backfill: {
-      ...DEFAULT_BACKFILL,
-      batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
-      pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
-      ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
-    },
+    backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
     createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
-    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor)),
+    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
   // Last, so a wrong option is reported first. A Knex instance is the caller's and already built; a config is checked
   // here, where the message can name the setting, rather than by pg's startup-packet error once a query runs.
