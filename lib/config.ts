@@ -125,6 +125,18 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * Throws a ConfigError when a Knex config (not an instance: that one is the caller's, already built) has a
+ * connection that cannot work, naming the setting, rather than leaving pg's startup-packet error or Knex's
+ * `Unable to acquire a connection` for the first query. Called where the Knex instance is made, after resolveConfig,
+ * so a wrong option is reported first and resolveConfig stays a check of the options alone.
+ */
+export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
+  if (typeof knex === 'function') return;
+  const problem = knexConnectionProblem(knex);
+  if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
+}
+
 /** Validates and fills in defaults; an unknown key or a wrong type is an error that names the key. */
 export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (!config || typeof config !== 'object') throw new ConfigError('zeroDowntime(config): config must be an object');
@@ -187,11 +199,5 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
-  // Last, so a wrong option is reported first. A Knex instance is the caller's and already built; a config is checked
-  // here, where the message can name the setting, rather than by pg's startup-packet error once a query runs.
-  if (typeof config.knex !== 'function') {
-    const problem = knexConnectionProblem(config.knex);
-    if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
-  }
   return resolved;
 }

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import type { Knex } from 'knex';
 import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
 import { glob } from 'tinyglobby';
-import { resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
+import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
 import { withMigrationLock } from './engine/advisory-lock.js';
 import { Db } from './engine/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
@@ -83,6 +83,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
 
   constructor(input: ZeroDowntimeConfig) {
     const config = resolveConfig(input);
+    checkKnexConnection(input.knex);
     const ownsKnex = !isKnexInstance(input.knex);
     const knex = isKnexInstance(input.knex) ? input.knex : createKnex(input.knex as Knex.Config);
     const db = new Db(knex);
