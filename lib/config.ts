@@ -66,7 +66,7 @@ export interface ZeroDowntimeConfig {
   readonly onEvent?: (e: EngineEvent) => void;
   /**
    * When the monitor calls a breach (defaults: mismatch > 1 %; canary p99 over the pacer's budget line, baseline ×
-   * backfill.canary.budget, for 3 windows running; 20 errors a minute; 1 h without progress).
+   * backfill.canary.budget, for 2 windows (of the pacer's 20 s) running; 20 errors a minute; 1 h without progress).
    */
   readonly thresholds?: ThresholdsConfig;
   /** On a breach during `up`, revert the in-flight change with its generated down instead of pausing. Default false. */

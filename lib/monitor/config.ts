@@ -1,3 +1,4 @@
+import { DEFAULT_CANARY } from '../backfill/keyset.js';
 import { parseDuration } from '../engine/duration.js';
 import type { MonitorSettings } from './monitor.js';
 import { resolveThresholds, type CanaryBudget, type ThresholdsConfig } from './thresholds.js';
@@ -12,7 +13,10 @@ export interface MonitorConfig {
         readonly sql?: string;
         /** Time between probes. Default `50ms`. */
         readonly interval?: string | number;
-        /** p50/p99 are taken over this last stretch; a breach needs thresholds.canarySustainedWindows of them running. Default `5s`. */
+        /**
+         * p50/p99 are taken over this last stretch; a breach needs thresholds.canarySustainedWindows of them running.
+         * Default: the pacer's tail window (20s), over which it keeps the p99 within budget, so both judge the same figure.
+         */
         readonly window?: string | number;
         /** Probes for the first baseline, taken before the first batch, `interval` apart; the rolling baseline of probes between batches replaces it. Default 30. */
         readonly baselineSamples?: number;
@@ -45,7 +49,7 @@ export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined,
     if (!Number.isInteger(samples) || samples < 1) throw new TypeError(`monitor.canary.baselineSamples must be a positive integer, got ${JSON.stringify(samples)}`);
     canary = {
       intervalMs: parseDuration(c?.interval ?? 50, 'monitor.canary.interval'),
-      windowMs: parseDuration(c?.window ?? 5000, 'monitor.canary.window'),
+      windowMs: parseDuration(c?.window ?? pacer?.tailWindowMs ?? DEFAULT_CANARY.tailWindowMs, 'monitor.canary.window'),
       baselineSamples: samples,
       timeoutMs: parseDuration(c?.timeout ?? 2000, 'monitor.canary.timeout'),
       rebaselineAfterMs: parseDuration(c?.rebaselineAfter ?? 120_000, 'monitor.canary.rebaselineAfter'),

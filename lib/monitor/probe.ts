@@ -93,9 +93,9 @@ export class LatencyProbe {
     const base: number[] = [];
     for (let i = 0; i < this.opts.baselineSamples; i++) {
       base.push(await this.probe());
-      // Short spacing: the first batch waits for these. Back-to-back probes see a quieter database than probes spread
-      // over the application's traffic, so this first baseline is low; the rolling baseline of idle probes replaces it.
-      await sleep(Math.min(10, this.opts.intervalMs));
+      // Spaced like the probes that will be judged against it: back-to-back probes see a quieter database than
+      // probes spread over the application's traffic, and a baseline that quiet made every window look slow.
+      await sleep(this.opts.intervalMs);
     }
     base.sort((a, b) => a - b);
     this.firstBaselineP99 = percentile(base, 99);
@@ -165,7 +165,9 @@ export class LatencyProbe {
       const at = Date.now();
       this.window.push({ at, ms });
       while (this.window.length > 0 && this.window[0]!.at < at - this.opts.windowMs) this.window.shift();
-      if (!busyAtStart && !this.busy() && !this.frozen) {
+      // Frozen only once the rolling baseline stands: a first baseline caught in a quiet moment must be able to rise
+      // to the application's real load, or every window would stay over it and the breach would never close.
+      if (!busyAtStart && !this.busy() && !(this.frozen && this.idle.length >= IDLE_FOR_BASELINE)) {
         this.idle.push({ at, ms });
         while (this.idle.length > 0 && this.idle[0]!.at < at - BASELINE_SPAN_MS) this.idle.shift();
       }

@@ -13,7 +13,10 @@ export interface ThresholdsConfig {
   readonly canaryP99Factor?: number;
   /** …and at least baseline + this, so sub-millisecond noise on an idle database trips nothing. Default: the pacer's slack (`backfill.canary.slack`, 2ms). */
   readonly canaryMinIncrease?: string | number;
-  /** The p99 must stay over the limit this many canary windows running before it is a breach (one noisy window is not). Default 3. */
+  /**
+   * The p99 must stay over the limit this many canary windows running before it is a breach (one noisy window is
+   * not; one slow spell stays in the window for a whole window). Default 2.
+   */
   readonly canarySustainedWindows?: number;
   /** Errors (lock retries, failed canary probes, errors the application reports) allowed per errorWindow. Default 20. */
   readonly maxErrors?: number;
@@ -37,6 +40,8 @@ export interface ResolvedThresholds {
 export interface CanaryBudget {
   readonly budget: number;
   readonly slackMs: number;
+  /** The stretch over which the pacer keeps at most 1 % of probes over budget: the monitor's default canary window. */
+  readonly tailWindowMs?: number;
 }
 
 /**
@@ -49,7 +54,7 @@ export function defaultThresholds(pacer: CanaryBudget = DEFAULT_CANARY): Resolve
     mismatchRatio: 0.01,
     canaryFactor: pacer.budget,
     canaryMinIncreaseMs: pacer.slackMs,
-    canarySustainedWindows: 3,
+    canarySustainedWindows: 2,
     maxErrors: 20,
     errorWindowMs: 60_000,
     noProgressMs: 3_600_000,
