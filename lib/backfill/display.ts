@@ -46,10 +46,9 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
   let total = 0;
   let rate = new Rate();
   let lastLine = 0;
-  const write = (s: string) => out.write(s + '\n');
+  // JSON lines on process.stdout go through the real stream: under --json every other write to stdout goes to stderr.
+  const write = (s: string) => (mode === 'json' && out === process.stdout ? writeJsonLine(s) : out.write(s + '\n'));
   if (mode === 'json') {
-    // On process.stdout, through the real stream: under --json every other write to stdout goes to stderr.
-    const write = (s: string) => (out === process.stdout ? writeJsonLine(s) : out.write(s + '\n'));
     return {
       start: (l, t) => {
         label = l;
