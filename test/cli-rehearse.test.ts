@@ -92,6 +92,7 @@ export const down = async ({ context }) => { await context.knex.raw('DROP TABLE 
     expect(await executed(), 'the phases before the failing one reverted').to.deep.equal([]);
     expect(r.stdout).to.match(/✗ rehearsal stopped at "up": .*division by zero/);
     expect(r.stdout).to.match(/The database is back at the start/);
+    expect(r.stdout).to.match(/2099\.01\.01T00\.00\.03\.boom\.js failed and is not applied/);
     expect(await exists(`to_regclass('tags') IS NULL AND to_regclass('notes') IS NULL`)).to.equal(true);
   });
 });

@@ -33,6 +33,11 @@ export interface RehearsalReport {
   readonly leftApplied: readonly string[];
   /** The command that returns to the start, when the rehearsal could not. */
   readonly toStart?: string;
+  /**
+   * The phase that was running when an `up` failed. It is not applied, so the return to the start does not revert
+   * it; steps it finished before failing stay recorded in the state schema, and `umzug up` resumes from them.
+   */
+  readonly failedPhase?: string;
 }
 interface Picture {
   readonly schemas: readonly string[];
@@ -82,7 +87,12 @@ export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => 
   // Phases applied by this rehearsal and not reverted since, in the order applied: Umzug's events name each phase as
   // it completes, so a stage that throws halfway still leaves an exact account of what it did.
   const live: string[] = [];
+  let running: string | undefined;
+  const onMigrating = ({ name }: { name: string }) => {
+    running = name;
+  };
   const onMigrated = ({ name }: { name: string }) => {
+    running = undefined;
     live.push(name);
     (stage === 'up-again' ? reapplied : applied).push(name);
   };
@@ -115,6 +125,7 @@ export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => 
       endedAt,
       leftApplied: [...live],
       ...(endedAt === 'partial' ? { toStart: `umzug down --to ${live[0]}` } : {}),
+      ...(failed && running !== undefined && (failed.stage === 'up' || failed.stage === 'up-again') ? { failedPhase: running } : {}),
     };
   };
   /** Back to the start after a failure or a difference; a down that throws here is reported, not rethrown. */
@@ -128,6 +139,7 @@ export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => 
       return { stage: 'return', message: (err as Error).message };
     }
   };
+  umzug.on('migrating', onMigrating);
   umzug.on('migrated', onMigrated);
   umzug.on('reverted', onReverted);
   try {
@@ -176,6 +188,7 @@ export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => 
     }
     return report();
   } finally {
+    umzug.off('migrating', onMigrating);
     umzug.off('migrated', onMigrated);
     umzug.off('reverted', onReverted);
   }
@@ -210,7 +223,11 @@ export function formatRehearsal(r: RehearsalReport): string {
       `  The database is back at the start: the ${r.applied.length} phases this rehearsal applied were reverted and are pending again` +
         (r.schemaDiff.length + r.dataDiff.length > 0 ? '; what their downs left behind is listed above and is still there.' : '.'),
     );
-  } else if (r.endedAt === 'partial') {
+  }
+  if (r.failedPhase) {
+    out.push(`  ${r.failedPhase} failed and is not applied; steps it finished before failing stay recorded, and \`umzug up\` resumes from them once the cause is fixed.`);
+  }
+  if (r.endedAt === 'partial') {
     out.push(`  The database is NOT back at the start: ${r.leftApplied.length} phases this rehearsal applied are still applied (${r.leftApplied.join(', ')}).`);
     out.push(`  To return to the start, fix the failing down and run: ${r.toStart}`);
   }
