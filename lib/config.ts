@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
-import { DEFAULT_BACKFILL } from './backfill/keyset.js';
+import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
 import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
 import { parseDuration } from './engine/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
@@ -12,6 +12,7 @@ import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
 import type { MongoConnectionConfig } from './mongo/driver.js';
 import { validateConfig } from './config-schema.js';
+import { knexConnectionProblem } from './connection-check.js';
 
 export type Duration = string | number;
 
@@ -76,7 +77,10 @@ export interface ZeroDowntimeConfig {
   /** Folder `create` writes to when no migration exists yet. Default `migrations`. */
   readonly createFolder?: string;
   readonly onEvent?: (e: EngineEvent) => void;
-  /** When the monitor calls a breach (defaults: mismatch > 1 %, canary p99 > 2× baseline, 20 errors a minute, 1 h without progress). */
+  /**
+   * When the monitor calls a breach (defaults: mismatch > 1 %; canary p99 over the pacer's budget line, baseline ×
+   * backfill.canary.budget, for 2 windows (of the pacer's 20 s) running; 20 errors a minute; 1 h without progress).
+   */
   readonly thresholds?: ThresholdsConfig;
   /** On a breach during `up`, revert the in-flight change with its generated down instead of pausing. Default false. */
   readonly autoRollback?: boolean;
@@ -137,6 +141,18 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * Throws a ConfigError when a Knex config (not an instance: that one is the caller's, already built) has a
+ * connection that cannot work, naming the setting, rather than leaving pg's startup-packet error or Knex's
+ * `Unable to acquire a connection` for the first query. Called where the Knex instance is made, after resolveConfig,
+ * so a wrong option is reported first and resolveConfig stays a check of the options alone.
+ */
+export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
+  if (typeof knex === 'function') return;
+  const problem = knexConnectionProblem(knex);
+  if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
+}
+
 /** Validates and fills in defaults; an unknown key or a wrong type is an error that names the key. */
 export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (!config || typeof config !== 'object') throw new ConfigError('zeroDowntime(config): config must be an object');
@@ -171,7 +187,15 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (config.plainMigrations !== undefined && !['umzug', 'knex'].includes(config.plainMigrations)) {
     throw new ConfigError(`zeroDowntime(config): plainMigrations must be "umzug" or "knex", got ${JSON.stringify(config.plainMigrations)}`);
   }
-  return {
+  const backfill: BackfillOptions = {
+    ...DEFAULT_BACKFILL,
+    batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
+    pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
+    ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
+  };
+  // The monitor's canary line defaults to the pacer's budget line, as configured: one fact, written once.
+  const pacerBudget = { ...DEFAULT_CANARY, ...(backfill.canary || {}) };
+  const resolved: ResolvedConfig = {
     migrations: list,
     cwd: str(config.cwd, 'cwd', process.cwd()),
     schema: str(config.schema, 'schema', 'public'),
@@ -191,14 +215,10 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
       ttlMs: wrap('lock.leaseTimeout', () => parseDuration(config.lock?.leaseTimeout ?? DEFAULT_LEASE_TIMING.ttlMs, 'lock.leaseTimeout')),
     },
     pooling: config.pooling ?? 'auto',
-    backfill: {
-      ...DEFAULT_BACKFILL,
-      batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
-      pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
-      ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
-    },
+    backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
     createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
-    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor)),
+    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
+  return resolved;
 }

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import type { Knex } from 'knex';
 import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
 import { glob } from 'tinyglobby';
-import { resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
+import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
 import { withMigrationLock } from './engine/migration-lock.js';
 import { detectPooling, type PoolingMode } from './engine/pooling.js';
 import { Db } from './engine/db.js';
@@ -84,6 +84,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
 
   constructor(input: ZeroDowntimeConfig) {
     const config = resolveConfig(input);
+    checkKnexConnection(input.knex);
     const ownsKnex = !isKnexInstance(input.knex);
     const knex = isKnexInstance(input.knex) ? input.knex : createKnex(input.knex as Knex.Config);
     const db = new Db(knex);

@@ -92,7 +92,7 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
     if (checkStatus) {
       const st = bin(dir, url, ['status', '--json']);
       expect(await st.exited, st.output()).to.equal(0);
-      const report = JSON.parse(st.output().slice(st.output().indexOf('{'))) as { migrationLock: { holder: string; alive: boolean } | null };
+      const report = JSON.parse(st.stdout()) as { migrationLock: { holder: string; alive: boolean } | null };
       expect(report.migrationLock, '`status` names the run holding the lock').to.deep.include({ holder, alive: true });
     }
     const killed = await kill(knex);

@@ -4,6 +4,7 @@ import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
 import { mongoChangeStatus } from '../mongo/tasks.js';
 import { migrationLockHolder } from '../engine/migration-lock.js';
+import { printJson } from './json-output.js';
 
 export interface ChangeStatus {
   readonly index: number;
@@ -188,7 +189,8 @@ class StatusAction extends CommandLineAction {
   }
   protected override async onExecute(): Promise<void> {
     const report = await this.umzug.status();
-    process.stdout.write(this.json.value ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report) + '\n');
+    if (this.json.value) printJson(report);
+    else process.stdout.write(formatStatus(report) + '\n');
   }
 }
 
