@@ -25,6 +25,7 @@ import {
 } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, objectName, qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { applyConversion, createConvertingSync, dropTrigger, type Conversion } from '../postgres/triggers.js';
+import { guardedExpression, recordConversionError } from '../postgres/conversion-errors.js';
 import { txStep } from './common.js';
 
 /** A transactional step whose lock waits end before a writer's deadlock detector runs (see yieldToWriters). */
@@ -58,6 +59,13 @@ export interface ReplacementSpec {
   readonly down: Conversion;
   readonly stateSchema: string;
   readonly archiveKind: string;
+  /**
+   * A row the sync trigger cannot convert: 'record' (default) records it and leaves the new column NULL, so the
+   * application's write goes through; 'reject' fails the write. 'none' for a conversion that cannot fail (a rename).
+   */
+  readonly onConversionError?: 'record' | 'reject' | 'none';
+  /** What the author can do about rows whose `up` fails, for the preflight's refusal. */
+  readonly preflightFix?: string;
 }
 
 export function describeReplacement(s: ReplacementSpec): ChangeDescription {
@@ -88,8 +96,13 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
     values: [{ name: C, type: col.type }],
     kind: s.archiveKind,
   };
-  const forwardSync = createConvertingSync(t, fn, trigger, { src: C, dst: D, toDst: s.up, toSrc: s.down });
+  const mode = s.onConversionError ?? 'record';
+  const keys = s.info.primaryKey;
+  const onError = mode === 'record' ? { record: recordConversionError(s.stateSchema, t, D, keys) } : undefined;
+  const forwardSync = createConvertingSync(t, fn, trigger, { src: C, dst: D, toDst: s.up, toSrc: s.down }, onError);
   const upOfC = applyConversion(s.up, ident(C));
+  // The backfill and verify skip rows the trigger recorded, so one bad value written meanwhile does not stop them.
+  const upGuarded = mode === 'record' ? guardedExpression(upOfC, s.stateSchema, t, D, keys) : upOfC;
   const label = `${tableLabel(t)}.${C}`;
 
   const build = (target: string, liveFrom: string, name: (n: string, table?: TableName) => string, nn: string, only: 'all' | 'keys', prefix: string) =>
@@ -102,6 +115,12 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
   return {
     summary: K === C ? `change type of ${label} from ${col.type} to ${s.dstType}` : `rename column ${label} → ${D}`,
     expand: {
+      ...(mode !== 'none'
+        ? {
+            preflight: [{ table: t, expression: `CAST(${upOfC} AS ${s.dstType})`, what: `${s.what} ${label} → ${s.dstType}: ${upOfC}`, fix: s.preflightFix ?? 'clean those rows first' }],
+          }
+        : {}),
+      ...(mode === 'record' ? { conversionLog: { table: t, target: D, expression: upOfC } } : {}),
       steps: [
         lockStep('add-column-and-sync', `add ${D} ${s.dstType} beside ${C} with a two-way sync trigger`, [
           refuseUncarriedDependents(t, C, known, s.what, { allowSequences: true, requirePlainTable: true }),
@@ -110,9 +129,9 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           ...forwardSync,
         ]),
       ],
-      backfill: { table: t, set: [{ column: D, expression: upOfC }] },
+      backfill: { table: t, set: [{ column: D, expression: upGuarded }] },
       afterBackfill: build(D, C, tw, nnD, 'all', 'tw'),
-      verify: { table: t, equal: [{ column: D, expression: upOfC }] },
+      verify: { table: t, equal: [{ column: D, expression: upGuarded }] },
     },
     contract: {
       steps: [

@@ -82,6 +82,19 @@ END`);
       return {
         summary: `set ${label} NOT NULL${def ? ` (NULLs become ${def})` : ''}`,
         expand: {
+          ...(defaultSql !== undefined
+            ? {
+                preflight: [
+                  {
+                    table: t,
+                    expression: `CAST((${defaultSql}) AS ${col.type})`,
+                    where: `${ident(column)} IS NULL`,
+                    what: `setNotNull ${label}: defaultSql ${defaultSql} for the NULL rows`,
+                    fix: 'make defaultSql valid for every row it fills, or fill those rows yourself, then run up again',
+                  },
+                ],
+              }
+            : {}),
           steps,
           ...(def ? { backfill: { table: t, set: [{ column, expression: def }], only: 'null' as const } } : {}),
           afterBackfill: [

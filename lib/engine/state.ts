@@ -1,6 +1,7 @@
 import type { Connection, Db } from './db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { CatalogSnapshot } from '../postgres/catalog.js';
+import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
 
 export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
 
@@ -72,6 +73,7 @@ export class StateStore {
         rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
         total_estimate bigint, done boolean NOT NULL DEFAULT false, started_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, change_index, phase))`);
+      await c.query(createConversionErrorsTable(this.schema));
     });
     this.ensured = true;
   }

@@ -1,0 +1,52 @@
+import { ident, literal, qualified, type TableName } from './identifiers.js';
+
+/**
+ * Rows a sync trigger could not convert while old and new application versions run (the old version writes 'xyz'
+ * into a text column on its way to integer). The trigger records them here instead of failing the application's
+ * write; the backfill leaves them alone; verify reports them and the contract gate stays closed until they are fixed
+ * (a row that converts now loses its record at the next verify).
+ */
+export const CONVERSION_ERRORS = 'conversion_errors';
+
+export function conversionErrorsTable(stateSchema: string): string {
+  return `${ident(stateSchema)}.${ident(CONVERSION_ERRORS)}`;
+}
+
+export function createConversionErrorsTable(stateSchema: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${conversionErrorsTable(stateSchema)} (
+    table_schema text NOT NULL, table_name text NOT NULL, target text NOT NULL, row_key jsonb NOT NULL,
+    sqlstate text, error text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (table_schema, table_name, target, row_key))`;
+}
+
+/** The key as verify reports it: a JSON array of the key columns as text. */
+function keyJson(keys: readonly string[], rowRef: string): string {
+  return `jsonb_build_array(${keys.map((k) => `${rowRef}${ident(k)}::text`).join(', ')})`;
+}
+
+/**
+ * The PL/pgSQL statement of a trigger's EXCEPTION handler: records the row under NEW's key with the error. Values are
+ * literals: a trigger body is DDL, where PostgreSQL accepts no parameters.
+ */
+export function recordConversionError(stateSchema: string, t: TableName, target: string, keys: readonly string[]): string {
+  return `INSERT INTO ${conversionErrorsTable(stateSchema)} (table_schema, table_name, target, row_key, sqlstate, error)
+      VALUES (${literal(t.schema)}, ${literal(t.name)}, ${literal(target)}, ${keyJson(keys, 'NEW.')}, SQLSTATE, SQLERRM)
+      ON CONFLICT (table_schema, table_name, target, row_key) DO UPDATE SET sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, recorded_at = EXCLUDED.recorded_at;`;
+}
+
+/**
+ * Whether the current row of `t` (an unaliased reference, as in the backfill's UPDATE and verify's SELECT) is
+ * recorded: an index probe per row into a table that is empty unless something went wrong.
+ */
+export function isRecorded(stateSchema: string, t: TableName, target: string, keys: readonly string[]): string {
+  return `EXISTS (SELECT 1 FROM ${conversionErrorsTable(stateSchema)} _zd_e WHERE _zd_e.table_schema = ${literal(t.schema)} AND _zd_e.table_name = ${literal(t.name)}
+    AND _zd_e.target = ${literal(target)} AND _zd_e.row_key = ${keyJson(keys, `${qualified(t)}.`)})`;
+}
+
+/**
+ * The backfill's and verify's expression for a guarded conversion: a recorded row keeps the value it has (NULL, or
+ * a value the application has written since), so the backfill never evaluates the conversion that failed on it.
+ */
+export function guardedExpression(expression: string, stateSchema: string, t: TableName, target: string, keys: readonly string[]): string {
+  return `CASE WHEN ${isRecorded(stateSchema, t, target, keys)} THEN ${qualified(t)}.${ident(target)} ELSE (${expression}) END`;
+}
