@@ -96,6 +96,17 @@ export class StateStore {
     await this.db.query(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
   }
 
+  /** Migrations with recorded changes that are not logged as executed: expands that failed or were stopped midway. */
+  async halfAppliedExpands(): Promise<string[]> {
+    await this.ensure();
+    const r = await this.db.query<{ migration: string }>(
+      `SELECT c.migration FROM ${this.table('changes')} c
+        WHERE NOT EXISTS (SELECT 1 FROM ${this.table('migrations')} m WHERE m.name = c.migration)
+        GROUP BY c.migration ORDER BY min(c.expand_started_at), c.migration`,
+    );
+    return r.rows.map((x) => x.migration);
+  }
+
   async executedAt(name: string): Promise<Date | null> {
     await this.ensure();
     const r = await this.db.query<{ executed_at: Date }>(`SELECT executed_at FROM ${this.table('migrations')} WHERE name = $1`, [name]);
