@@ -1,3 +1,4 @@
+import type { Statement } from '../engine/db.js';
 import { ident, literal, qualified, type TableName } from './identifiers.js';
 
 /**
@@ -49,4 +50,41 @@ export function isRecorded(stateSchema: string, t: TableName, target: string, ke
  */
 export function guardedExpression(expression: string, stateSchema: string, t: TableName, target: string, keys: readonly string[]): string {
   return `CASE WHEN ${isRecorded(stateSchema, t, target, keys)} THEN ${qualified(t)}.${ident(target)} ELSE (${expression}) END`;
+}
+
+/**
+ * The backfill's conversion of one value: the author's expression, or NULL once the failure is recorded. The backfill
+ * cannot rely on isRecorded alone: a row the application changes while a batch waits for its lock is evaluated again
+ * on its new version (EvalPlanQual) against the batch's older snapshot, which does not see the record the
+ * application's trigger made. Called with the row's key, so it records what it could not convert itself.
+ */
+export function createTryFunction(
+  stateSchema: string,
+  t: TableName,
+  fn: string,
+  c: { readonly param: string; readonly paramType: string; readonly resultType: string; readonly expression: string; readonly target: string },
+): Statement {
+  const body = `
+BEGIN
+  RETURN (SELECT CAST((${c.expression}) AS ${c.resultType}) FROM (SELECT _zd_v AS ${ident(c.param)}) AS _zd_row);
+EXCEPTION WHEN OTHERS THEN
+  INSERT INTO ${conversionErrorsTable(stateSchema)} (table_schema, table_name, target, row_key, sqlstate, error)
+    VALUES (${literal(t.schema)}, ${literal(t.name)}, ${literal(c.target)}, _zd_key, SQLSTATE, SQLERRM)
+    ON CONFLICT (table_schema, table_name, target, row_key) DO UPDATE SET sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, recorded_at = EXCLUDED.recorded_at;
+  RETURN NULL;
+END`;
+  let tag = 'zd';
+  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
+  return {
+    text: `CREATE OR REPLACE FUNCTION ${ident(t.schema)}.${ident(fn)}(_zd_v ${c.paramType}, _zd_key jsonb) RETURNS ${c.resultType} LANGUAGE plpgsql VOLATILE AS $${tag}$${body}$${tag}$`,
+  };
+}
+
+export function dropTryFunction(t: TableName, fn: string, paramType: string): Statement {
+  return { text: `DROP FUNCTION IF EXISTS ${ident(t.schema)}.${ident(fn)}(${paramType}, jsonb)` };
+}
+
+/** A call of the try function on the current row of `t` (unaliased, as in the backfill's UPDATE). */
+export function tryCall(t: TableName, fn: string, param: string, keys: readonly string[]): string {
+  return `${ident(t.schema)}.${ident(fn)}(${qualified(t)}.${ident(param)}, ${keyJson(keys, `${qualified(t)}.`)})`;
 }
