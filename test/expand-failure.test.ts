@@ -182,6 +182,63 @@ export default defineMigration({ changes: [${change}] });
     await knex.raw('DROP TABLE tickets');
   });
 
+  it('deriveColumn: rows the old version writes during the backfill that `up` cannot compute are recorded, never failed, and reported by verify', async () => {
+    await knex.raw(`CREATE TABLE ratios (id bigserial PRIMARY KEY, a int NOT NULL, b int NOT NULL)`);
+    await knex.raw(`INSERT INTO ratios (a, b) SELECT g, 1 + g % 9 FROM generate_series(1, ${ROWS}) g`);
+    await knex.raw('ANALYZE ratios');
+    const file = '2026.12.01T11.15.00.ratio.ts';
+    const installed = { on: false };
+    const umzug = zeroDowntime({
+      knex,
+      cwd: project('derive-bad', file, `deriveColumn({ table: 'ratios', column: { name: 'ratio', type: 'int' }, from: ['a', 'b'], up: 'a / b' })`),
+      contract: { after: 0 },
+      backfill: { batchSize: 500 },
+      logger: silentLogger,
+      onEvent: (e: EngineEvent) => {
+        if (e.type === 'step' && e.status === 'done') installed.on = true;
+      },
+    });
+    let bad = 0;
+    const oldApp = (label: string) =>
+      startLoop(url, label, async (c, i) => {
+        const target = 1 + Math.floor(Math.random() * ROWS);
+        const b = installed.on && i % 5 === 0 ? 0 : 1 + (i % 9);
+        if (b === 0) bad++;
+        if (i % 2 === 0) await c.query(`INSERT INTO ratios (a, b) VALUES ($1, $2)`, [i, b]);
+        else await c.query(`UPDATE ratios SET b = $1 WHERE id = $2`, [b, target]);
+      });
+    let guardCalls = 0;
+    umzug.engine.addBatchGuard(async () => {
+      if (guardCalls++ > 0) return;
+      for (let waited = 0; bad < 10 && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    });
+    const writers: LoopWriter[] = [await oldApp('old0'), await oldApp('old1')];
+    let first: string | null;
+    try {
+      first = await failure(umzug.up());
+    } finally {
+      await Promise.all(writers.map((w) => w.stop()));
+    }
+    expect(writers.flatMap((w) => w.errors), 'application writes never fail').to.deep.equal([]);
+    expect(bad).to.be.greaterThan(10);
+    const counts = (await q<{ zero: number; unrecorded: number; wrong: number }>(
+      `SELECT count(*) FILTER (WHERE b = 0)::int AS zero,
+              count(*) FILTER (WHERE b = 0 AND (ratio IS NOT NULL OR NOT EXISTS (SELECT 1 FROM zero_downtime.conversion_errors e WHERE e.table_name = 'ratios' AND e.row_key = jsonb_build_array(ratios.id::text))))::int AS unrecorded,
+              count(*) FILTER (WHERE b <> 0 AND ratio IS DISTINCT FROM a / b)::int AS wrong FROM ratios`,
+    ))[0]!;
+    expect(counts.zero).to.be.greaterThan(0);
+    expect({ unrecorded: counts.unrecorded, wrong: counts.wrong }).to.deep.equal({ unrecorded: 0, wrong: 0 });
+    expect(first).to.match(/rows of public\.ratios were written with values the sync trigger could not convert.*division by zero/);
+    expect(first).not.to.match(/undone/);
+    // Fixed, the next up finishes the expand; down removes it and forgets the records.
+    await knex.raw(`UPDATE ratios SET b = 1 WHERE b = 0`);
+    expect((await umzug.up()).map((m) => m.name)).to.deep.equal([`${file}:expand`]);
+    await umzug.down();
+    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.conversion_errors WHERE table_name = 'ratios'`))[0]!.n).to.equal(0);
+    await umzug.close();
+    await knex.raw('DROP TABLE ratios');
+  });
+
   it("onConversionError: 'reject' keeps the strict behaviour: the trigger fails a write it cannot convert", async () => {
     await knex.raw(`CREATE TABLE strict_t (id bigserial PRIMARY KEY, code text)`);
     await knex.raw(`INSERT INTO strict_t (code) SELECT g::text FROM generate_series(1, 100) g`);

@@ -1,10 +1,10 @@
 import type { Change, ChangeDescription, PhasePlan, ResolveContext, Step } from '../migration.js';
-import { guardedExpression, recordConversionError } from '../postgres/conversion-errors.js';
+import { createTryFunction, dropTryFunction, guardedExpression, recordConversionError, tryCall } from '../postgres/conversion-errors.js';
 import { columnInfo, tableInfo, type ColumnInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
 import { archiveColumns, archiveName, archivedValue, archivedWhere, dropArchive, ensureArchive, restoreColumnLike, valueCol, type ArchiveSpec } from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents, type ColumnAttachments } from '../postgres/column-attachments.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { createDeriveSync, dropTrigger } from '../postgres/triggers.js';
 import { checkFlagName } from '../flags/names.js';
 import { checkExpression, checkName, checkNames, checkOnConversionError, checkType } from './common.js';
@@ -97,10 +97,18 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
       const columns = info.columns.map((x) => x.name);
       const record = onConversionError === 'record';
       const onError = record ? { record: recordConversionError(stateSchema, t, name, info.primaryKey) } : undefined;
-      const sync = createDeriveSync(t, fn, fn, { column: name, sources: from, columns, up, ...(down ? { down } : {}) }, onError);
+      // See createTryFunction: the backfill converts through it, and it records a row it cannot convert.
+      const tryFn = objectName('zd_try', t.name, name);
+      const sync = [
+        ...createDeriveSync(t, fn, fn, { column: name, sources: from, columns, up, ...(down ? { down } : {}) }, onError),
+        ...(record ? [createTryFunction(stateSchema, t, tryFn, { param: null, paramType: qualified(t), resultType: type, expression: up, target: name })] : []),
+      ];
+      const dropSync = [...dropTrigger(t, fn, fn), ...(record ? [dropTryFunction(t, tryFn, qualified(t))] : [])];
       const label = `${tableLabel(t)}.${name}`;
-      // The backfill and verify skip rows the trigger recorded, so one bad row written meanwhile does not stop them.
+      // The backfill and verify pass over rows they cannot convert (recorded), so one bad row written meanwhile does
+      // not stop them; verify reads one snapshot, where a row and its record appear together.
       const upGuarded = record ? guardedExpression(up, stateSchema, t, name, info.primaryKey) : up;
+      const upForBackfill = record ? tryCall(t, tryFn, null, info.primaryKey) : up;
       const expand: PhasePlan = {
         preflight: [
           {
@@ -112,10 +120,10 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
         ],
         ...(record ? { conversionLog: { table: t, target: name, expression: up } } : {}),
         steps: [lockStep('add-column-and-sync', `add ${name} ${type} with a sync trigger from ${from.join(', ')}`, [ddl.addColumn(t, name, type), ...sync])],
-        backfill: { table: t, set: [{ column: name, expression: upGuarded }] },
+        backfill: { table: t, set: [{ column: name, expression: upForBackfill }] },
         verify: { table: t, equal: [{ column: name, expression: upGuarded }] },
       };
-      const undoExpand = { steps: [lockStep('drop-column', `drop the sync trigger and ${name}`, [...dropTrigger(t, fn, fn), ddl.dropColumnIfExists(t, name)])] };
+      const undoExpand = { steps: [lockStep('drop-column', `drop the sync trigger and ${name}`, [...dropSync, ddl.dropColumnIfExists(t, name)])] };
       const summary = `derive ${label} ${type} from ${from.join(', ')}${dropSources ? ` (contract drops ${from.join(', ')})` : ''}`;
       const flag = readFlag ? { readFlag } : {};
       if (!dropSources) {
@@ -123,7 +131,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
           summary,
           ...flag,
           expand,
-          contract: { steps: [lockStep('drop-sync', 'drop the sync trigger', dropTrigger(t, fn, fn))] },
+          contract: { steps: [lockStep('drop-sync', 'drop the sync trigger', dropSync)] },
           undoContract: {
             steps: [lockStep('restore-sync', 'install the sync trigger again', sync)],
             // While contracted nothing kept the two sides equal: the sources follow the derived column where they can.
@@ -171,7 +179,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
             lockStep('archive', `archive ${from.join(', ')} (key + values) in ${tableLabel(archive.archive)}`, archiveColumns(archive, stateSchema)),
             lockStep('drop-sources', `drop the sync trigger and ${from.join(', ')}`, [
               lockTables([t]),
-              ...dropTrigger(t, fn, fn),
+              ...dropSync,
               ...sources.map((s, i) => refuseUncarriedDependents(t, s.name, known(atts[i]!), 'deriveColumn', { allowSequences: false, requirePlainTable: false })),
               ...from.map((f) => ddl.dropColumnIfExists(t, f)),
             ]),

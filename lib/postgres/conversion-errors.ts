@@ -62,11 +62,13 @@ export function createTryFunction(
   stateSchema: string,
   t: TableName,
   fn: string,
-  c: { readonly param: string; readonly paramType: string; readonly resultType: string; readonly expression: string; readonly target: string },
+  c: { readonly param: string | null; readonly paramType: string; readonly resultType: string; readonly expression: string; readonly target: string },
 ): Statement {
+  // param null: the argument is the whole row (deriveColumn's `up` reads several columns).
+  const row = c.param === null ? '(SELECT (_zd_v).*)' : `(SELECT _zd_v AS ${ident(c.param)})`;
   const body = `
 BEGIN
-  RETURN (SELECT CAST((${c.expression}) AS ${c.resultType}) FROM (SELECT _zd_v AS ${ident(c.param)}) AS _zd_row);
+  RETURN (SELECT CAST((${c.expression}) AS ${c.resultType}) FROM ${row} AS _zd_row);
 EXCEPTION WHEN OTHERS THEN
   INSERT INTO ${conversionErrorsTable(stateSchema)} (table_schema, table_name, target, row_key, sqlstate, error)
     VALUES (${literal(t.schema)}, ${literal(t.name)}, ${literal(c.target)}, _zd_key, SQLSTATE, SQLERRM)
@@ -84,7 +86,8 @@ export function dropTryFunction(t: TableName, fn: string, paramType: string): St
   return { text: `DROP FUNCTION IF EXISTS ${ident(t.schema)}.${ident(fn)}(${paramType}, jsonb)` };
 }
 
-/** A call of the try function on the current row of `t` (unaliased, as in the backfill's UPDATE). */
-export function tryCall(t: TableName, fn: string, param: string, keys: readonly string[]): string {
-  return `${ident(t.schema)}.${ident(fn)}(${qualified(t)}.${ident(param)}, ${keyJson(keys, `${qualified(t)}.`)})`;
+/** A call of the try function on the current row of `t` (unaliased, as in the backfill's UPDATE); param null: the whole row. */
+export function tryCall(t: TableName, fn: string, param: string | null, keys: readonly string[]): string {
+  const arg = param === null ? `${qualified(t)}.*` : `${qualified(t)}.${ident(param)}`;
+  return `${ident(t.schema)}.${ident(fn)}(${arg}, ${keyJson(keys, `${qualified(t)}.`)})`;
 }
