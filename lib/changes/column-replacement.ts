@@ -140,7 +140,9 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           ...forwardSync,
         ]),
       ],
-      backfill: { table: t, set: [{ column: D, expression: upForBackfill }] },
+      // In record mode only rows still NULL: the try function then runs once per row (in SET), not twice (WHERE too);
+      // the trigger keeps every row it has written right, and verify checks them all.
+      backfill: { table: t, set: [{ column: D, expression: upForBackfill }], ...(mode === 'record' ? { only: 'null' as const } : {}) },
       afterBackfill: build(D, C, tw, nnD, 'all', 'tw', !nnAtContract),
       verify: { table: t, equal: [{ column: D, expression: upGuarded }] },
     },

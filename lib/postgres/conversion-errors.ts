@@ -49,7 +49,10 @@ export function isRecorded(stateSchema: string, t: TableName, target: string, ke
  * a value the application has written since), so the backfill never evaluates the conversion that failed on it.
  */
 export function guardedExpression(expression: string, stateSchema: string, t: TableName, target: string, keys: readonly string[]): string {
-  return `CASE WHEN ${isRecorded(stateSchema, t, target, keys)} THEN ${qualified(t)}.${ident(target)} ELSE (${expression}) END`;
+  // A recorded row's target is NULL until it is fixed, so the probe runs only for NULL targets (AND evaluates left
+  // to right): verify then costs next to nothing more on the rows that converted.
+  const d = `${qualified(t)}.${ident(target)}`;
+  return `CASE WHEN ${d} IS NULL AND ${isRecorded(stateSchema, t, target, keys)} THEN ${d} ELSE (${expression}) END`;
 }
 
 /**
