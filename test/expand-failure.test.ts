@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, zeroDowntime } from '../lib/index.js';
 import type { EngineEvent } from '../lib/engine/runner.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { startLoop, type LoopWriter } from './support/column-writers.js';
@@ -32,7 +32,7 @@ describe('a failed expand never breaks the application, and is always undoable',
 
   const q = async <R>(sql: string, values: unknown[] = []) => (await knex.raw<{ rows: R[] }>(sql, values as Knex.RawBinding[])).rows;
   const state = () => takeState(db, ['public']);
-  const changesOf = async (_umzug: ZeroDowntimeUmzug) => (await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.changes`))[0]!.n;
+  const changesOf = async (file: string) => (await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.changes WHERE migration = $1`, [`${file}:expand`]))[0]!.n;
 
   function project(name: string, file: string, change: string): string {
     const p = tempProject(name);
@@ -83,7 +83,7 @@ export default defineMigration({ changes: [${change}] });
       const message = await failure(umzug.up());
       expect(message, c.file).to.match(c.expect);
       expectSameState(before, await state(), `${c.file} refused`);
-      expect(await changesOf(umzug), `${c.file}: no state recorded`).to.equal(0);
+      expect(await changesOf(c.file), `${c.file}: no state recorded`).to.equal(0);
       expect(await umzug.executed()).to.deep.equal([]);
       await umzug.close();
     }
@@ -272,8 +272,8 @@ export default defineMigration({ changes: [${change}] });
     expect(message).to.match(/could not create unique index|duplicate key/);
     expect(message).to.match(/run `umzug up` again/);
     expectSameState(before, await state(), 'after the automatic undo');
-    expect(await changesOf(umzug)).to.equal(0);
-    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.steps`))[0]!.n).to.equal(0);
+    expect(await changesOf(file)).to.equal(0);
+    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.steps WHERE migration = $1`, [`${file}:expand`]))[0]!.n).to.equal(0);
     // Nothing is left to resume: the next up starts from scratch, and fails (and is undone) the same way.
     expect(await failure(umzug.up())).to.match(/undone automatically/);
     expectSameState(before, await state(), 'after the second automatic undo');
@@ -311,11 +311,11 @@ export default defineMigration({ changes: [${change}] });
     // Not undone: the new column, its trigger and the progress are there, to resume.
     expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'parts' AND column_name = 'qty__new'`))[0]!.n).to.equal(1);
     expect(await umzug.executed()).to.deep.equal([]);
-    expect(await changesOf(umzug)).to.equal(1);
+    expect(await changesOf(file)).to.equal(1);
     // `down` sees the half-applied expand, undoes it and reports it as reverted.
     expect((await umzug.down()).map((m) => m.name)).to.deep.equal([`${file}:expand`]);
     expectSameState(before, await state(), 'down of a half-applied expand');
-    expect(await changesOf(umzug)).to.equal(0);
+    expect(await changesOf(file)).to.equal(0);
     expect((await umzug.down()).map((m) => m.name), 'nothing more to revert').to.deep.equal([]);
     // Interrupted again, then resumed to the end by the next up.
     expect(await interruptedUp()).to.match(/backfill stopped after/);
