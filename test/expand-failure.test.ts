@@ -32,7 +32,7 @@ describe('a failed expand never breaks the application, and is always undoable',
 
   const q = async <R>(sql: string, values: unknown[] = []) => (await knex.raw<{ rows: R[] }>(sql, values as Knex.RawBinding[])).rows;
   const state = () => takeState(db, ['public']);
-  const changesOf = async (file: string) => (await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.changes WHERE migration = $1`, [`${file}:expand`]))[0]!.n;
+  const changesOf = async (file: string) => (await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.changes WHERE migration = ?`, [`${file}:expand`]))[0]!.n;
 
   function project(name: string, file: string, change: string): string {
     const p = tempProject(name);
@@ -273,7 +273,7 @@ export default defineMigration({ changes: [${change}] });
     expect(message).to.match(/run `umzug up` again/);
     expectSameState(before, await state(), 'after the automatic undo');
     expect(await changesOf(file)).to.equal(0);
-    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.steps WHERE migration = $1`, [`${file}:expand`]))[0]!.n).to.equal(0);
+    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM zero_downtime.steps WHERE migration = ?`, [`${file}:expand`]))[0]!.n).to.equal(0);
     // Nothing is left to resume: the next up starts from scratch, and fails (and is undone) the same way.
     expect(await failure(umzug.up())).to.match(/undone automatically/);
     expectSameState(before, await state(), 'after the second automatic undo');
