@@ -65,7 +65,7 @@ DECLARE _zd_n bigint;
 BEGIN
   SELECT count(*) INTO _zd_n FROM (SELECT 1 FROM ${qualified(t)} WHERE ${ident(column)} IS NULL LIMIT 1000) s;
   IF _zd_n > 0 THEN
-    RAISE EXCEPTION 'setNotNull: % has % NULL values (counting up to 1000); the CHECK (% IS NOT NULL) stays NOT VALID, so writers are not blocked, but it cannot be validated. Fill those rows (or give setNotNull a default to backfill them) and run up again, or run down to remove the CHECK.',
+    RAISE EXCEPTION 'setNotNull: % has % NULL values (counting up to 1000), so CHECK (% IS NOT NULL) cannot be validated. Fill those rows (or give setNotNull a default to backfill them) and run up again.',
       ${literal(label)}, _zd_n, ${literal(column)};
   END IF;
 END`);
