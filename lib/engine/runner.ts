@@ -274,6 +274,15 @@ export class Engine {
       const st = await this.requireChange(migration, i, 'contract');
       if (st.contractFinishedAt) continue;
       const description = change.describe(st.snapshot, this.ctx);
+      // Even past the gate (a rehearsal bypasses it): the contract would drop the only good copy of those values.
+      const log = description.expand.conversionLog;
+      const unconverted = log ? await countConversionErrors(this.db, this.options.stateSchema, log) : 0;
+      if (unconverted > 0) {
+        throw new Error(
+          `${migration}: cannot contract change #${i + 1} (${change.kind}): ${unconverted} rows of ${tableLabel(log!.table)} hold values the sync trigger could not convert ` +
+            `(recorded in ${this.options.stateSchema}.conversion_errors; their ${log!.target} is NULL). Nothing was changed. Fix those rows, run \`umzug verify\`, then contract.`,
+        );
+      }
       await this.runPhase(migration, i, 'contract', description.contract, st.snapshot);
       await this.state.markChange(migration, i, 'contract_finished_at', 'now');
       await this.state.clearPhases(migration, i, ['undoContract']);
