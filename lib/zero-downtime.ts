@@ -102,7 +102,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
       migrations: async () => self.ref!.runnableMigrations(),
       context: () => ({ knex, db, engine }),
       storage: {
-        executed: () => (self.ref?.offline ? Promise.resolve([]) : engine.state.executedNames()),
+        executed: () => (self.ref?.offline ? Promise.resolve([]) : self.ref!.executedNames()),
         logMigration: ({ name }) => engine.state.logMigration(name),
         unlogMigration: ({ name }) => engine.state.unlogMigration(name),
       },
@@ -196,6 +196,29 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     return applied;
   }
 
+  /** Set by down(): expands that started but never finished count as executed, so that down undoes them. */
+  private includeHalfApplied = false;
+
+  /**
+   * What Umzug takes as executed. During `down` this includes the expands that started (their changes are in the
+   * state table) but are not logged, oldest first after the logged ones: Umzug reverts newest first, so a half-applied
+   * expand, always newer than every logged entry, is the first to go, and is reported as reverted.
+   */
+  private async executedNames(): Promise<string[]> {
+    const logged = await this.engine.state.executedNames();
+    if (!this.includeHalfApplied) return logged;
+    return [...logged, ...(await this.engine.state.halfAppliedExpands())];
+  }
+
+  override async down(options: Parameters<Umzug<ZeroDowntimeContext>['down']>[0] = {}): Promise<MigrationMeta[]> {
+    this.includeHalfApplied = true;
+    try {
+      return await super.down(options);
+    } finally {
+      this.includeHalfApplied = false;
+    }
+  }
+
   async status(): Promise<StatusReport> {
     return buildStatus(this);
   }
@@ -235,7 +258,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
   private async runnableMigrations(): Promise<RunnableMigration<ZeroDowntimeContext>[]> {
     const entries = await this.entries();
     if (this.offline) return entries.map((e) => this.runnable(e));
-    const executed = await this.engine.state.executedNames();
+    const executed = await this.executedNames();
     const byName = new Map(entries.map((e) => [e.name, e]));
     const executedSet = new Set(executed);
     const ordered: MigrationEntry[] = executed.map((n) => byName.get(n)).filter((e): e is MigrationEntry => e !== undefined);

@@ -2,6 +2,7 @@ import type { Connection, Db } from './db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { CatalogSnapshot } from '../postgres/catalog.js';
 import { leaseTableSql } from './lease.js';
+import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
 
 export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
 
@@ -74,6 +75,7 @@ export class StateStore {
         total_estimate bigint, done boolean NOT NULL DEFAULT false, started_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, change_index, phase))`);
       await c.query(leaseTableSql(this.schema));
+      await c.query(createConversionErrorsTable(this.schema));
     });
     this.ensured = true;
   }
@@ -94,6 +96,17 @@ export class StateStore {
   async unlogMigration(name: string): Promise<void> {
     await this.ensure();
     await this.db.write(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+  }
+
+  /** Migrations with recorded changes that are not logged as executed: expands that failed or were stopped midway. */
+  async halfAppliedExpands(): Promise<string[]> {
+    await this.ensure();
+    const r = await this.db.query<{ migration: string }>(
+      `SELECT c.migration FROM ${this.table('changes')} c
+        WHERE NOT EXISTS (SELECT 1 FROM ${this.table('migrations')} m WHERE m.name = c.migration)
+        GROUP BY c.migration ORDER BY min(c.expand_started_at), c.migration`,
+    );
+    return r.rows.map((x) => x.migration);
   }
 
   async executedAt(name: string): Promise<Date | null> {
