@@ -45,6 +45,7 @@ export const CONFIG_SCHEMA = {
         statementTimeout: { ...duration, description: 'statement_timeout of each DDL statement and backfill batch; default 60s' },
         maxAttempts: { ...positiveInt, description: 'attempts per step on lock timeout or deadlock; default 8' },
         waitForMigrationLock: { ...duration, description: 'how long a second `umzug up` waits for the first; default 10m' },
+        leaseTimeout: { ...duration, description: 'behind a transaction pooler: how long the migration lock outlives its holder\'s last heartbeat; default 15s' },
       },
     },
     backfill: {
@@ -75,6 +76,10 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    pooling: {
+      enum: ['auto', 'session', 'transaction'],
+      description: 'what is between us and PostgreSQL: session (direct, or PgBouncer session mode), transaction (PgBouncer pool_mode = transaction), auto (default: detected)',
+    },
     plainMigrations: { enum: ['umzug', 'knex'], description: 'how plain migration files are called: umzug ({ name, path, context }) or knex (the Knex instance); default umzug' },
     logger: {
       description: 'Umzug-style logger with info, warn, error, debug; null for silence; default console',
@@ -95,8 +100,9 @@ export const CONFIG_SCHEMA = {
       description: 'when the monitor calls a breach',
       properties: {
         mismatchPercent: { type: 'number', minimum: 0, maximum: 100, description: 'share of rows verify may find disagreeing, in percent; default 1' },
-        canaryP99Factor: { type: 'number', exclusiveMinimum: 0, description: 'canary p99 may reach this multiple of its baseline; default 2' },
-        canaryMinIncrease: { ...duration, description: 'and at least baseline + this; default 5ms' },
+        canaryP99Factor: { type: 'number', exclusiveMinimum: 0, description: "canary p99 may reach this multiple of its baseline; default the pacer's budget, backfill.canary.budget (1.5)" },
+        canaryMinIncrease: { ...duration, description: "and at least baseline + this; default the pacer's slack, backfill.canary.slack (2ms)" },
+        canarySustainedWindows: { type: 'integer', minimum: 1, description: 'windows running the p99 must stay over the limit to be a breach; default 2' },
         maxErrors: { type: 'integer', minimum: 0, description: 'errors allowed per errorWindow; default 20' },
         errorWindow: { ...duration, description: 'default 1m' },
         noProgressFor: { ...duration, description: 'a running backfill that has not advanced for this long is a breach; default 1h' },

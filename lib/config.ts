@@ -1,15 +1,18 @@
 import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
-import { DEFAULT_BACKFILL } from './backfill/keyset.js';
+import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
 import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
 import { parseDuration } from './engine/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
+import { DEFAULT_LEASE_TIMING, type LeaseTiming } from './engine/lease.js';
+import type { PoolingMode } from './engine/pooling.js';
 import type { EngineEvent } from './engine/runner.js';
 import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js';
 import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
 import type { MongoConnectionConfig } from './mongo/driver.js';
 import { validateConfig } from './config-schema.js';
+import { knexConnectionProblem } from './connection-check.js';
 
 export type Duration = string | number;
 
@@ -47,7 +50,18 @@ export interface ZeroDowntimeConfig {
     readonly maxAttempts?: number;
     /** How long a second `umzug up` waits for the first to finish. Default `10m`. */
     readonly waitForMigrationLock?: Duration;
+    /**
+     * Behind a transaction pooler, how long the migration lock outlives its holder's last heartbeat (sent every second)
+     * before another run may take it. On a direct connection the lock ends with its holder's session. Default `15s`.
+     */
+    readonly leaseTimeout?: Duration;
   };
+  /**
+   * What is between us and PostgreSQL: `session` (a direct connection, or PgBouncer in session mode), `transaction`
+   * (PgBouncer `pool_mode = transaction`: no session state is relied on), or `auto` (default): told apart at the
+   * first command that takes the migration lock.
+   */
+  readonly pooling?: 'auto' | PoolingMode;
   readonly backfill?: BackfillTuning & {
     readonly batchSize?: number;
     /** Pause between batches. Default 0. */
@@ -63,7 +77,10 @@ export interface ZeroDowntimeConfig {
   /** Folder `create` writes to when no migration exists yet. Default `migrations`. */
   readonly createFolder?: string;
   readonly onEvent?: (e: EngineEvent) => void;
-  /** When the monitor calls a breach (defaults: mismatch > 1 %, canary p99 > 2× baseline, 20 errors a minute, 1 h without progress). */
+  /**
+   * When the monitor calls a breach (defaults: mismatch > 1 %; canary p99 over the pacer's budget line, baseline ×
+   * backfill.canary.budget, for 2 windows (of the pacer's 20 s) running; 20 errors a minute; 1 h without progress).
+   */
   readonly thresholds?: ThresholdsConfig;
   /** On a breach during `up`, revert the in-flight change with its generated down instead of pausing. Default false. */
   readonly autoRollback?: boolean;
@@ -81,6 +98,8 @@ export interface ResolvedConfig {
   readonly contractAfterMs: number;
   readonly lock: LockSafetyOptions;
   readonly lockWaitMs: number;
+  readonly leaseTiming: LeaseTiming;
+  readonly pooling: 'auto' | PoolingMode;
   readonly backfill: BackfillOptions;
   readonly plainMigrations: 'umzug' | 'knex';
   readonly createFolder: string;
@@ -104,6 +123,7 @@ const KNOWN_KEYS = new Set([
   'autoRollback',
   'monitor',
   'mongo',
+  'pooling',
 ]);
 
 /** The folder part of a glob before its first wildcard (`db/migrations/*.ts` → `db/migrations`): where `create` writes. */
@@ -119,6 +139,18 @@ function globBase(glob: string): string | null {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/**
+ * Throws a ConfigError when a Knex config (not an instance: that one is the caller's, already built) has a
+ * connection that cannot work, naming the setting, rather than leaving pg's startup-packet error or Knex's
+ * `Unable to acquire a connection` for the first query. Called where the Knex instance is made, after resolveConfig,
+ * so a wrong option is reported first and resolveConfig stays a check of the options alone.
+ */
+export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
+  if (typeof knex === 'function') return;
+  const problem = knexConnectionProblem(knex);
+  if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
 }
 
 /** Validates and fills in defaults; an unknown key or a wrong type is an error that names the key. */
@@ -155,7 +187,15 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (config.plainMigrations !== undefined && !['umzug', 'knex'].includes(config.plainMigrations)) {
     throw new ConfigError(`zeroDowntime(config): plainMigrations must be "umzug" or "knex", got ${JSON.stringify(config.plainMigrations)}`);
   }
-  return {
+  const backfill: BackfillOptions = {
+    ...DEFAULT_BACKFILL,
+    batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
+    pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
+    ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
+  };
+  // The monitor's canary line defaults to the pacer's budget line, as configured: one fact, written once.
+  const pacerBudget = { ...DEFAULT_CANARY, ...(backfill.canary || {}) };
+  const resolved: ResolvedConfig = {
     migrations: list,
     cwd: str(config.cwd, 'cwd', process.cwd()),
     schema: str(config.schema, 'schema', 'public'),
@@ -170,14 +210,15 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
       maxAttempts: positiveInt(config.lock?.maxAttempts, 'lock.maxAttempts', DEFAULT_LOCK_SAFETY.maxAttempts),
     },
     lockWaitMs: wrap('lock.waitForMigrationLock', () => parseDuration(config.lock?.waitForMigrationLock ?? '10m', 'lock.waitForMigrationLock')),
-    backfill: {
-      ...DEFAULT_BACKFILL,
-      batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
-      pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
-      ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
+    leaseTiming: {
+      ...DEFAULT_LEASE_TIMING,
+      ttlMs: wrap('lock.leaseTimeout', () => parseDuration(config.lock?.leaseTimeout ?? DEFAULT_LEASE_TIMING.ttlMs, 'lock.leaseTimeout')),
     },
+    pooling: config.pooling ?? 'auto',
+    backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
     createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
-    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor)),
+    monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
+  return resolved;
 }

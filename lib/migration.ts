@@ -90,8 +90,41 @@ export interface TaskSpec {
   readonly params: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * A check the engine runs before a change installs anything: every row of `table` (matching `where`) must evaluate
+ * `expression` without an error. A row that cannot (a cast of 'abc' to integer, a division by zero) makes the engine
+ * refuse the change with the count and sample keys, having changed nothing.
+ */
+export interface PreflightCheck {
+  readonly table: TableName;
+  /** SQL over the table's columns, as the backfill will evaluate it. */
+  readonly expression: string;
+  /** Only these rows are evaluated (SQL over the table's columns), e.g. the NULL rows a backfill fills. */
+  readonly where?: string;
+  /** What is evaluated, in plain words, e.g. `CAST(code AS integer)`. */
+  readonly what: string;
+  /** How the author gets past it, e.g. give a `using`/`up` expression or clean the rows. */
+  readonly fix: string;
+}
+
+/**
+ * Rows a sync trigger could not convert are recorded in `<stateSchema>.conversion_errors` under this table and
+ * target column (see lib/postgres/conversion-errors.ts) instead of failing the application's write. The engine's
+ * verify reports them, drops the records of rows that convert now, and the contract gate stays closed while any remain.
+ */
+export interface ConversionLogSpec {
+  readonly table: TableName;
+  readonly target: string;
+  /** The conversion as SQL over the table's row (raw, without the guard), to test whether a recorded row converts now. */
+  readonly expression: string;
+}
+
 /** What one phase of a change does, in order: steps, backfill, steps after the backfill, tasks, verification. */
 export interface PhasePlan {
+  /** Checked before any step of the change runs (expand only); a failing row refuses the change. */
+  readonly preflight?: readonly PreflightCheck[];
+  /** Where the phase's sync trigger records the rows it could not convert (expand only). */
+  readonly conversionLog?: ConversionLogSpec;
   readonly steps: readonly Step[];
   readonly backfill?: BackfillSpec;
   readonly afterBackfill?: readonly Step[];

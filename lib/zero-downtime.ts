@@ -4,8 +4,9 @@ import { createRequire } from 'node:module';
 import type { Knex } from 'knex';
 import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
 import { glob } from 'tinyglobby';
-import { resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
-import { withMigrationLock } from './engine/advisory-lock.js';
+import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
+import { withMigrationLock } from './engine/migration-lock.js';
+import { detectPooling, type PoolingMode } from './engine/pooling.js';
 import { Db } from './engine/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
@@ -61,7 +62,7 @@ const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typ
 
 /**
  * Umzug, wired for phased migrations: its migration list interleaves expand and contract entries, its storage is
- * a table in the target database, and `up`/`down` hold an advisory lock.
+ * a table in the target database, and `up`/`down` hold the migration lock (a fenced lease: lib/engine/migration-lock.ts).
  */
 export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
   readonly config: ResolvedConfig;
@@ -83,6 +84,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
 
   constructor(input: ZeroDowntimeConfig) {
     const config = resolveConfig(input);
+    checkKnexConnection(input.knex);
     const ownsKnex = !isKnexInstance(input.knex);
     const knex = isKnexInstance(input.knex) ? input.knex : createKnex(input.knex as Knex.Config);
     const db = new Db(knex);
@@ -100,7 +102,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
       migrations: async () => self.ref!.runnableMigrations(),
       context: () => ({ knex, db, engine }),
       storage: {
-        executed: () => (self.ref?.offline ? Promise.resolve([]) : engine.state.executedNames()),
+        executed: () => (self.ref?.offline ? Promise.resolve([]) : self.ref!.executedNames()),
         logMigration: ({ name }) => engine.state.logMigration(name),
         unlogMigration: ({ name }) => engine.state.unlogMigration(name),
       },
@@ -140,7 +142,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     }
     if (!LOCKED_COMMANDS.has(command)) return super.runCommand(command, cb);
     await this.engine.state.ensure();
-    return withMigrationLock(this.db, this.config.stateSchema, this.config.lockWaitMs, () => super.runCommand(command, cb));
+    const pooling = await this.pooling();
+    return withMigrationLock(this.db, this.config.stateSchema, { waitMs: this.config.lockWaitMs, pooling, timing: this.config.leaseTiming }, (lost) =>
+      this.engine.withSignal(lost, () => super.runCommand(command, cb)),
+    );
+  }
+
+  /** Whether a transaction pooler sits between us and PostgreSQL: from the config, else found out once. */
+  async pooling(): Promise<PoolingMode> {
+    if (this.db.pooling) return this.db.pooling;
+    this.db.pooling = this.config.pooling === 'auto' ? await detectPooling(this.db) : this.config.pooling;
+    return this.db.pooling;
   }
 
   /** Runs `fn` as the named command: Umzug's before/afterCommand events, and the migration lock for locked commands. */
@@ -184,6 +196,29 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     return applied;
   }
 
+  /** Set by down(): expands that started but never finished count as executed, so that down undoes them. */
+  private includeHalfApplied = false;
+
+  /**
+   * What Umzug takes as executed. During `down` this includes the expands that started (their changes are in the
+   * state table) but are not logged, oldest first after the logged ones: Umzug reverts newest first, so a half-applied
+   * expand, always newer than every logged entry, is the first to go, and is reported as reverted.
+   */
+  private async executedNames(): Promise<string[]> {
+    const logged = await this.engine.state.executedNames();
+    if (!this.includeHalfApplied) return logged;
+    return [...logged, ...(await this.engine.state.halfAppliedExpands())];
+  }
+
+  override async down(options: Parameters<Umzug<ZeroDowntimeContext>['down']>[0] = {}): Promise<MigrationMeta[]> {
+    this.includeHalfApplied = true;
+    try {
+      return await super.down(options);
+    } finally {
+      this.includeHalfApplied = false;
+    }
+  }
+
   async status(): Promise<StatusReport> {
     return buildStatus(this);
   }
@@ -223,7 +258,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
   private async runnableMigrations(): Promise<RunnableMigration<ZeroDowntimeContext>[]> {
     const entries = await this.entries();
     if (this.offline) return entries.map((e) => this.runnable(e));
-    const executed = await this.engine.state.executedNames();
+    const executed = await this.executedNames();
     const byName = new Map(entries.map((e) => [e.name, e]));
     const executedSet = new Set(executed);
     const ordered: MigrationEntry[] = executed.map((n) => byName.get(n)).filter((e): e is MigrationEntry => e !== undefined);

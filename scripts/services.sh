@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up what the tests need and is safe to run again: PostgreSQL (started if it is not answering) and
-# FerretDB v1.24.2 on loopback with its SQLite backend (built once into a cache, started if its port is closed).
+# FerretDB v1.24.2 on loopback with its SQLite backend (built once into a cache, started if its port is closed),
+# and PgBouncer in transaction mode in front of PostgreSQL (scripts/pgbouncer.sh).
 # Prints nothing but problems and a one-line summary.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,4 +33,5 @@ if ! port_open "$ferret_port"; then
   for _ in $(seq 1 100); do port_open "$ferret_port" && break; sleep 0.1; done
   port_open "$ferret_port" || { echo "services: FerretDB did not start; see $state/ferretdb.log" >&2; tail -20 "$state/ferretdb.log" >&2; exit 1; }
 fi
-echo "services: PostgreSQL on $pg_host:$pg_port, FerretDB on 127.0.0.1:$ferret_port"
+bash "$here/pgbouncer.sh"
+echo "services: PostgreSQL on $pg_host:$pg_port, FerretDB on 127.0.0.1:$ferret_port, PgBouncer (transaction mode) on 127.0.0.1:${PGBOUNCER_PORT:-6543}"

@@ -3,15 +3,12 @@ import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { renameProject } from './support/project.js';
-import { spawnBin as bin } from './cli-support.js';
+import { jsonLines, jsonOut, spawnBin as bin } from './cli-support.js';
 
 const ROWS = 20_000;
 
-const events = (out: string) =>
-  out
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { event: string; outcome?: string; rowsDone?: number });
+// stdout only, and every line of it: a stray line on stdout is the fault this guards against, not noise to skip.
+const events = (stdout: string) => jsonLines<{ event: string; outcome?: string; rowsDone?: number }>(stdout);
 
 describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with several processes', function () {
   this.timeout(120_000);
@@ -50,7 +47,7 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
     for (let i = 0; i < 400 && Number((await backfillRow())!.rows_done) < afterKill + 1000; i++) await new Promise((r) => setTimeout(r, 25));
     first.child.kill('SIGINT');
     expect(await first.exited, first.output()).to.equal(130);
-    const ev = events(first.output());
+    const ev = events(first.stdout());
     expect(ev.some((e) => e.event === 'backfill-progress')).to.equal(true);
     expect(ev.find((e) => e.event === 'backfill-end')?.outcome).to.equal('interrupted');
     const stopped = await backfillRow();
@@ -64,7 +61,7 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
     const b = bin(dir, url, ['backfill', '--worker']);
     expect(await a.exited, a.output()).to.equal(0);
     expect(await b.exited, b.output()).to.equal(0);
-    expect(events(a.output()).find((e) => e.event === 'backfill-end')?.outcome).to.equal('done');
+    expect(events(a.stdout()).find((e) => e.event === 'backfill-end')?.outcome).to.equal('done');
     expect(b.output(), 'plain lines when not on a terminal').to.match(/backfill 001\.items-name\.ts #1 public\.items: (starting|done)/);
     const end = await backfillRow();
     expect(end!.done).to.equal(true);
@@ -117,7 +114,7 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
 
     const again = bin(project.dir, url, ['up', '--json']);
     expect(await again.exited, again.output()).to.equal(0);
-    expect(JSON.parse(again.output().slice(again.output().indexOf('{'))).applied).to.deep.equal(['001.gadgets-name.ts:expand']);
+    expect(jsonOut<{ applied: string[] }>(again.stdout()).applied).to.deep.equal(['001.gadgets-name.ts:expand']);
     const end = await progress();
     expect(end!.done).to.equal(true);
     expect(Number(end!.rows_done), 'every row walked exactly once across both runs').to.equal(ROWS);

@@ -77,7 +77,7 @@ describe('backfill workers and lost connections', function () {
     const chunks = new ChunkStore(db, state, key, '2026-01-01 00:00:00+00');
     const bound = makePlanner({ kind: 'keys', columns: keys, source: 'primary key' }, { table: { schema: 'public', name: 'items' }, set: [] }, 1000, 50);
     expect(await chunks.planAhead(bound), 'nothing to plan after before the first chunk').to.equal(false);
-    const [one, two] = [new WorkerLease(db), new WorkerLease(db)];
+    const [one, two] = [new WorkerLease(db, 'zero_downtime'), new WorkerLease(db, 'zero_downtime')];
     await Promise.all([one.start(), two.start()]);
     try {
       const first = await chunks.claimOrPlan(one.key, bound);

@@ -53,7 +53,7 @@ describe('the `umzug` bin in a CommonJS JavaScript project with a knexfile: crea
 exports.down = async ({ context }) => { await context.knex.raw('DROP TABLE notes'); };
 `,
     );
-    const pending = JSON.parse((await p.run(['pending', '--json'])).stdout.trim()) as { name: string }[];
+    const pending = jsonOut<{ name: string }[]>(await p.run(['pending', '--json']));
     expect(pending.map((x) => x.name)).to.deep.equal([`${files[0]}:expand`, files[1]]);
   });
 
@@ -70,7 +70,7 @@ exports.down = async ({ context }) => { await context.knex.raw('DROP TABLE notes
   it('up, status and down through the knexfile’s development config', async () => {
     const up = await p.run(['up', '--json']);
     expect(up.code, up.stderr).to.equal(0);
-    const applied = JSON.parse(up.stdout) as { command: string; applied: string[]; waiting: { name: string; reasons: string[] }[] };
+    const applied = jsonOut<{ command: string; applied: string[]; waiting: { name: string; reasons: string[] }[] }>(up);
     expect(applied.command).to.equal('up');
     expect(applied.applied.map((n) => n.replace(/^[\d.T]+\./, ''))).to.deep.equal(['items-price-positive.js:expand', 'notes-table.js']);
     expect(applied.waiting.map((w) => w.name.replace(/^[\d.T]+\./, ''))).to.deep.equal(['items-price-positive.js:contract']);
@@ -84,7 +84,7 @@ exports.down = async ({ context }) => { await context.knex.raw('DROP TABLE notes
     expect((await p.run(['status'])).stdout).to.match(/notes-table\.js\s+applied\s+-\s+-\s+\(plain\)/);
     const down = await p.run(['down', '--to', '0', '--json']);
     expect(down.code, down.stderr).to.equal(0);
-    expect((JSON.parse(down.stdout) as { reverted: string[] }).reverted).to.have.length(2);
+    expect(jsonOut<{ reverted: string[] }>(down).reverted).to.have.length(2);
     const left = await knex.raw(`SELECT to_regclass('notes') IS NULL AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'items_price_positive') AS ok`);
     expect((left as { rows: { ok: boolean }[] }).rows[0]!.ok).to.equal(true);
   });

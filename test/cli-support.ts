@@ -21,7 +21,7 @@ export interface CliProject {
   write(file: string, body: string): string;
   files(folder: string): string[];
   /** Runs the real `umzug` bin in the project folder. */
-  run(args: readonly string[], env?: Record<string, string>): Promise<RunResult>;
+  run(args: readonly string[], env?: Record<string, string | undefined>): Promise<RunResult>;
 }
 
 /**
@@ -61,7 +61,17 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+      return new Promise((resolve, reject) =>
+        child.on('close', (code) => {
+          // Whatever the test goes on to check, a --json run whose stdout is not all JSON lines fails here.
+          try {
+            if (args.includes('--json')) jsonLines(stdout, stderr);
+            resolve({ code, stdout, stderr });
+          } catch (e) {
+            reject(e as Error);
+          }
+        }),
+      );
     },
   };
 }
@@ -70,21 +80,48 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
  * The real `umzug` bin started in `cwd` against `url` (CI=true), left running: the test signals or awaits it.
  * `output()` is stdout and stderr as they came so far.
  */
-export function spawnBin(cwd: string, url: string, args: string[]) {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnBin(cwd: string, url: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  return { child, exited, output: () => out };
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => ((out += d.toString()), (stdout += d.toString())));
+  child.stderr.on('data', (d: Buffer) => ((out += d.toString()), (stderr += d.toString())));
+  // 'close', not 'exit': after it every byte of both pipes has been read, so the --json check sees all of stdout.
+  const exited = new Promise<number | null>((res, rej) =>
+    child.on('close', (code) => {
+      try {
+        if (args.includes('--json')) jsonLines(stdout, stderr);
+        res(code);
+      } catch (e) {
+        rej(e as Error);
+      }
+    }),
+  );
+  return { child, exited, output: () => out, stdout: () => stdout };
 }
 
-/** The JSON document a `--json` command printed (the last top-level `{…}` block of stdout). */
-export function jsonOut<T>(r: RunResult): T {
-  const start = r.stdout.lastIndexOf('\n{\n') >= 0 ? r.stdout.lastIndexOf('\n{\n') + 1 : r.stdout.indexOf('{');
-  try {
-    return JSON.parse(r.stdout.slice(start)) as T;
-  } catch (e) {
-    throw new Error(`not JSON (${(e as Error).message}):\n${r.stdout}\n${r.stderr}`);
-  }
+/**
+ * Every line of a --json command's stdout, each parsed as one JSON document. A line that is not JSON (a logger's
+ * object literal, a warning, a pretty-printed document) fails with the line and both streams, so the test names the
+ * writer rather than a parse position.
+ */
+export function jsonLines<T = unknown>(stdout: string, stderr = ''): T[] {
+  const lines = stdout.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines.map((line, i) => {
+    try {
+      return JSON.parse(line) as T;
+    } catch (e) {
+      throw new Error(`--json stdout line ${i + 1} is not JSON (${(e as Error).message}): ${JSON.stringify(line)}\n--- stdout:\n${stdout}\n--- stderr:\n${stderr}`);
+    }
+  });
+}
+
+/** The one JSON document a `--json` command printed; every stdout line must be JSON, and there must be exactly one. */
+export function jsonOut<T>(r: RunResult | string): T {
+  const { stdout, stderr } = typeof r === 'string' ? { stdout: r, stderr: '' } : r;
+  const docs = jsonLines<T>(stdout, stderr);
+  if (docs.length !== 1) throw new Error(`expected one JSON document on stdout, got ${docs.length}:\n${stdout}\n--- stderr:\n${stderr}`);
+  return docs[0]!;
 }

@@ -54,7 +54,7 @@ export default config;
   it('create --template writes typed .ts migrations through Umzug’s create, without touching the database; bad parameters are refused by name', async () => {
     const a = await p.run(['create', '--name', 'users-email', '--template', 'add-column', '--table', 'users', '--column', 'email', '--type', 'text', '--json']);
     expect(a.code, a.stderr).to.equal(0);
-    const made = JSON.parse(a.stdout) as { created: string[]; placeholders: string[] };
+    const made = jsonOut<{ created: string[]; placeholders: string[] }>(a);
     expect(made.created).to.have.length(1);
     expect(made.created[0]).to.match(/migrations\/[\d.T]+\.users-email\.ts$/);
     expect(made.placeholders).to.deep.equal([]);
@@ -82,7 +82,7 @@ export default config;
     expect(p.files('migrations'), 'nothing written by refused creates').to.deep.equal(before);
 
     const pending = await p.run(['pending', '--json']);
-    expect((JSON.parse(pending.stdout.trim()) as { name: string }[]).map((x) => x.name)).to.deep.equal(files.map((f) => `${f}:expand`));
+    expect(jsonOut<{ name: string }[]>(pending).map((x) => x.name)).to.deep.equal(files.map((f) => `${f}:expand`));
   });
 
   it('create without --template is Umzug’s plain template, in the project’s format', async () => {
@@ -168,7 +168,7 @@ export default config;
     expect(r.reverted).to.have.length(4);
     expect(r.schemaDiff).to.deep.equal([]);
     expect(r.dataDiff).to.deep.equal([]);
-    const executed = JSON.parse((await p.run(['executed', '--json'])).stdout.trim()) as { name: string }[];
+    const executed = jsonOut<{ name: string }[]>(await p.run(['executed', '--json']));
     expect(executed, 'rehearse leaves everything applied').to.have.length(4);
 
     p.write(

@@ -6,6 +6,7 @@ import { zeroDowntime, flags, FlagStore, bucketOf, inRollout, ZeroDowntimeFlagPr
 import { Db } from '../lib/engine/db.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
+import { jsonOut } from './cli-support.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -162,10 +163,10 @@ export default defineMigration({ changes: [renameColumn({ table: 'users', from: 
       const gate = async () => umzug.gate((await umzug.entries()).find((e) => e.name === contractName)!);
       expect((await gate()).reasons.join('\n')).to.match(/read flag "users-full-name" is at 0 %, needs 100 %/);
 
-      const set = JSON.parse(await cli('flag', 'set', 'users-full-name', '50', '--json')) as { percent: number; previousPercent: number | null };
+      const set = jsonOut(await cli('flag', 'set', 'users-full-name', '50', '--json')) as { percent: number; previousPercent: number | null };
       expect([set.percent, set.previousPercent]).to.deep.equal([50, null]);
       expect((await gate()).reasons.join('\n')).to.match(/is at 50 %, needs 100 %/);
-      const got = JSON.parse(await cli('flag', 'get', 'users-full-name', '--json')) as { percent: number; readBy: string[] };
+      const got = jsonOut(await cli('flag', 'get', 'users-full-name', '--json')) as { percent: number; readBy: string[] };
       expect(got.percent).to.equal(50);
       expect(got.readBy).to.deep.equal(['2026.11.24T12.00.00.users-full-name.ts #1 renameColumn']);
 
@@ -177,7 +178,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'users', from: 
       expect(closed.open).to.equal(false);
       expect(closed.reasons.join('\n')).to.match(/read flag "users-full-name" reached 100 % at .*; it must stay there for the safety window/);
       expect(closed.opensAt!.getTime()).to.be.within(at100 + windowMs - 1000, at100 + windowMs + 1000);
-      const list = JSON.parse(await cli('flag', 'list', '--json')) as { name: string; percent: number }[];
+      const list = jsonOut(await cli('flag', 'list', '--json')) as { name: string; percent: number }[];
       expect(list.find((f) => f.name === 'users-full-name')!.percent).to.equal(100);
       expect(await cli('flag', 'get', 'users-full-name')).to.match(/^users-full-name {2}100 %, at 100 % since /);
 

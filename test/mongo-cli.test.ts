@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import type { MongoClient } from 'mongodb';
 import { ObjectId } from 'mongodb';
-import { cliProject, jsonOut, type CliProject } from './cli-support.js';
+import { cliProject, jsonLines, jsonOut, type CliProject } from './cli-support.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { FERRETDB_URL, mongoClient } from './support/mongo.js';
 
@@ -99,10 +99,7 @@ export default defineMigration({
 
     const bf = await p.run(['backfill', '--json'], mongoUp);
     expect(bf.code, bf.stdout + bf.stderr).to.equal(0);
-    const events = bf.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { event: string; backfill?: string; outcome?: string; rowsDone?: number; done?: boolean });
+    const events = jsonLines<{ event: string; backfill?: string; outcome?: string; rowsDone?: number; done?: boolean }>(bf.stdout, bf.stderr);
     expect(events[0]).to.deep.include({ event: 'backfill-start' });
     expect(events[0]!.backfill).to.match(/people → public\.people/);
     expect(events.filter((e) => e.event === 'backfill-progress').length).to.be.at.least(3);

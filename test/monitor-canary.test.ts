@@ -7,6 +7,7 @@ import { formatStatus } from '../lib/cli/status.js';
 import { collectReport } from '../lib/cli/report.js';
 import { renderHtml } from '../lib/monitor/report.js';
 import { checkCanary, checkErrors, checkMismatch, checkStall, DEFAULT_THRESHOLDS } from '../lib/monitor/thresholds.js';
+import { DEFAULT_CANARY } from '../lib/backfill/keyset.js';
 import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 
@@ -18,10 +19,15 @@ describe('monitor: thresholds, config', function () {
     const t = DEFAULT_THRESHOLDS;
     expect(checkMismatch({ rowsChecked: 10_000, mismatches: 100 }, t, 'x')).to.equal(null); // exactly 1 %: tolerated
     expect(checkMismatch({ rowsChecked: 10_000, mismatches: 101 }, t, 'users #1')!.message).to.match(/found 101 of 10000 rows \(1\.01 %\)/);
-    expect(checkCanary({ p99Ms: 9, p50Ms: 1, baselineMs: 4, windowMs: 10_000, probe: 'a read' }, t)).to.equal(null); // 2× = 8 < 4 + 5 ms
-    const c = checkCanary({ p99Ms: 30, p50Ms: 2, baselineMs: 4, windowMs: 10_000, probe: 'a read of one "public"."users" row by key' }, t)!;
-    expect(c.limit).to.equal(9);
-    expect(c.message).to.include('took 30 ms at the 99th percentile (median 2.00 ms) over the last 10s, against 4.00 ms before the backfill started; the limit is 9.00 ms');
+    // The default line is the pacer's budget line: baseline × 1.5, and at least baseline + 2 ms.
+    expect(checkCanary({ p99Ms: 6, p50Ms: 1, baselineMs: 4, windowMs: 10_000, probe: 'a read' }, t)).to.equal(null);
+    expect(checkCanary({ p99Ms: 2.9, p50Ms: 0.5, baselineMs: 1, windowMs: 10_000, probe: 'a read' }, t)).to.equal(null); // 1.5× = 1.5 < 1 + 2 ms
+    const c = checkCanary({ p99Ms: 30, p50Ms: 2, baselineMs: 4, windowMs: 10_000, probe: 'a read of one "public"."users" row by key', overForMs: 15_000 }, t)!;
+    expect(c.limit).to.equal(6);
+    expect(c.message).to.include(
+      "took 30 ms at the 99th percentile (median 2.00 ms) over the last 10s, against a baseline of 4.00 ms (the p99 of the application's own load between batches); " +
+        'the limit is 6.00 ms (1.5× the baseline), and has been over it for 15s',
+    );
     expect(checkErrors(new Map([['lock retry (55P03)', 20]]), t)).to.equal(null);
     expect(checkErrors(new Map([['lock retry (55P03)', 15], ['canary probe failed', 6]]), t)!.message).to.match(/^21 errors in the last 1m 0s \(lock retry \(55P03\) ×15, canary probe failed ×6\)/);
     const now = Date.now();
@@ -32,6 +38,14 @@ describe('monitor: thresholds, config', function () {
   it('validates thresholds, autoRollback and monitor in the config, naming the field', () => {
     const base = { knex: { client: 'pg' } };
     expect(resolveConfig(base).monitor.thresholds).to.deep.equal(DEFAULT_THRESHOLDS);
+    // The canary line is the pacer's budget, written once: a budget of the user's moves both; an explicit threshold wins.
+    expect([DEFAULT_THRESHOLDS.canaryFactor, DEFAULT_THRESHOLDS.canaryMinIncreaseMs]).to.deep.equal([DEFAULT_CANARY.budget, DEFAULT_CANARY.slackMs]);
+    expect(resolveConfig({ ...base, backfill: { canary: { budget: 3, slack: '7ms' } } }).monitor.thresholds).to.deep.include({ canaryFactor: 3, canaryMinIncreaseMs: 7 });
+    expect(resolveConfig({ ...base, backfill: { canary: { budget: 3 } }, thresholds: { canaryP99Factor: 2, canarySustainedWindows: 1 } }).monitor.thresholds).to.deep.include({
+      canaryFactor: 2,
+      canaryMinIncreaseMs: DEFAULT_CANARY.slackMs,
+      canarySustainedWindows: 1,
+    });
     expect(resolveConfig(base).monitor.autoRollback).to.equal(false);
     const r = resolveConfig({ ...base, thresholds: { mismatchPercent: 0.5, noProgressFor: '30m' }, autoRollback: true, monitor: { canary: false } });
     expect(r.monitor.thresholds.mismatchRatio).to.equal(0.005);
@@ -133,7 +147,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'accounts', fro
     expect(first, String(first)).to.be.an('object');
     const paused = first as Extract<MonitorEvent, { type: 'paused' }>;
     expect(paused.reasons.join(' ')).to.match(/the application.s reads got slow: a read of one public\.accounts row by key took \d+ ms at the 99th percentile/);
-    expect(paused.reasons.join(' ')).to.match(/before the backfill started; the limit is/);
+    expect(paused.reasons.join(' ')).to.match(/against a baseline of [\d.]+ ms \(the p99 of the application.s own load between batches\); the limit is/);
 
     // Paused: the backfill stands still (no batch commits), holding no lock of its own.
     const rowsDone = async () =>

@@ -1,7 +1,8 @@
 import type { Connection, Db } from '../engine/db.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
-import { LEASE_NAMESPACE } from './lease.js';
+import { leaseAliveSql, leaseTable } from '../engine/lease.js';
+import { workerLeaseName } from './lease.js';
 
 export interface BackfillKey {
   readonly migration: string;
@@ -54,6 +55,7 @@ export class ChunkStore {
   private ensured = false;
   readonly t: string;
   readonly backfills: string;
+  private readonly leases: string;
   constructor(
     private readonly db: Db,
     state: StateStore,
@@ -62,6 +64,7 @@ export class ChunkStore {
   ) {
     this.t = `${ident(state.schema)}.${ident('backfill_chunks')}`;
     this.backfills = state.table('backfills');
+    this.leases = leaseTable(state.schema);
   }
 
   private params(): [string, number, string, string] {
@@ -82,8 +85,8 @@ export class ChunkStore {
   }
 
   /**
-   * Takes the first unfinished chunk nobody alive holds. An owner is alive while its lease (a session advisory
-   * lock) exists; a killed process's chunks are free the moment its sessions end.
+   * Takes the first unfinished chunk nobody alive holds. An owner is alive while its worker lease is (lib/backfill/lease.ts):
+   * on a direct connection a killed process's chunks are free the moment its session ends.
    */
   async claim(c: Connection, owner: number): Promise<Chunk | null> {
     const r = await c.query<ChunkRow>(
@@ -92,11 +95,10 @@ export class ChunkStore {
           SELECT migration, change_index, phase, generation, chunk_no FROM ${this.t} x
            WHERE x.migration = $1 AND x.change_index = $2 AND x.phase = $3 AND x.generation = $4 AND NOT x.done
              AND (x.owner IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $6::int::oid
-                     AND l.objid = x.owner::oid AND l.objsubid = 2))
+                  SELECT 1 FROM ${this.leases} w WHERE w.name = ${workerLeaseName('x.owner')} AND ${leaseAliveSql('w')}))
            ORDER BY x.chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING ch.chunk_no, ch.lo, ch.hi, ch.last_key, ch.final, ch.end_key`,
-      [...this.params(), owner, LEASE_NAMESPACE],
+      [...this.params(), owner],
     );
     return r.rows[0] ? toChunk(r.rows[0]) : null;
   }
@@ -224,7 +226,10 @@ export class ChunkStore {
     return x ? { lastKey: x.last_key, owner: x.owner, done: x.done } : null;
   }
 
-  /** Gives a chunk back (SIGINT, an error): another worker, or the next run, continues it from its last key. */
+  /**
+   * Gives a chunk back (SIGINT, an error): another worker, or the next run, continues it from its last key. Not fenced:
+   * a run that lost the migration lock must still let go of its chunks.
+   */
   async release(chunkNo: number, owner: number): Promise<void> {
     await this.db.query(
       `UPDATE ${this.t} SET owner = NULL WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND chunk_no = $5 AND owner = $6`,
@@ -234,7 +239,7 @@ export class ChunkStore {
 
   /** Marks the whole backfill done; the caller has seen every chunk planned and done. */
   async finish(): Promise<void> {
-    await this.db.query(`UPDATE ${this.backfills} SET done = true, updated_at = now() WHERE migration = $1 AND change_index = $2 AND phase = $3`, [
+    await this.db.write(`UPDATE ${this.backfills} SET done = true, updated_at = now() WHERE migration = $1 AND change_index = $2 AND phase = $3`, [
       this.key.migration,
       this.key.changeIndex,
       this.key.phase,

@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { BackfillProgress } from './keyset.js';
 import type { ThrottleEvent } from './throttle.js';
+import { writeJsonLine } from '../cli/json-output.js';
 
 export type DisplayMode = 'bar' | 'lines' | 'json';
 
@@ -45,7 +46,8 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
   let total = 0;
   let rate = new Rate();
   let lastLine = 0;
-  const write = (s: string) => out.write(s + '\n');
+  // JSON lines on process.stdout go through the real stream: under --json every other write to stdout goes to stderr.
+  const write = (s: string) => (mode === 'json' && out === process.stdout ? writeJsonLine(s) : out.write(s + '\n'));
   if (mode === 'json') {
     return {
       start: (l, t) => {

@@ -1,5 +1,6 @@
 import { isConnectionLost, sqlState, type Db } from '../engine/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
+import { LeaseLostError } from '../engine/lease.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import type { BackfillSpec } from '../migration.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
@@ -158,14 +159,14 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   // The lease and the canary each hold a pooled connection for the whole run; a small pool gives up the canary
   // first, then the lease (correctness does not depend on it), rather than leave the batches waiting for a connection.
   const poolMax = (db.knex.client as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 10;
-  const lease = new WorkerLease(db);
+  const lease = new WorkerLease(db, state.schema);
   if (poolMax >= 2) await lease.start();
   const canarySettings = o.canary === false || poolMax < 3 ? null : { ...DEFAULT_CANARY, ...o.canary };
   let canary: CanaryProbe | null = null;
   const stop = new AbortController();
-  const onUserAbort = () => stop.abort();
+  const onUserAbort = () => stop.abort(run.signal?.reason);
   run.signal?.addEventListener('abort', onUserAbort);
-  if (run.signal?.aborted) stop.abort();
+  if (run.signal?.aborted) stop.abort(run.signal.reason);
   try {
     if (canarySettings && !db.isEmbedded) {
       canary = new CanaryProbe(db, spec.table, walk, canarySettings);
@@ -198,7 +199,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
       const batch = makeBatch(db, walk, spec, stats.rowsPerPage, prefetch);
       const sizer = new BatchSizer(o.batchSize, Math.min(o.minBatchSize ?? 100, o.batchSize), Math.max(o.maxBatchSize ?? 50_000, o.batchSize), o.targetBatchMs ?? 200, o.adaptive ?? true);
       for (;;) {
-        if (stop.signal.aborted) throw interrupted(progress);
+        if (stop.signal.aborted) throw stopped(stop.signal, progress);
         const got = await chunks.claimOrPlan(lease.key, planBound);
         if (got === 'all-done') {
           await chunks.finish();
@@ -224,7 +225,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
       try {
         while (!done) {
           await throttle.wait(stop.signal);
-          if (stop.signal.aborted) throw interrupted(progress);
+          if (stop.signal.aborted) throw stopped(stop.signal, progress);
           if (run.beforeBatch) await run.beforeBatch(progress);
           for (let attempt = 1; ; attempt++) {
             try {
@@ -257,6 +258,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
               break;
             } catch (err) {
               if (err instanceof ProgressMoved) return; // taken over by another worker: its rows are its own now
+              if (err instanceof LeaseLostError) throw err; // the migration lock's fence: nothing more may commit
               if (isConnectionLost(err)) {
                 // Our COMMIT may have landed before the connection dropped: the chunk row is the truth.
                 const saved = await chunks.read(chunk.chunkNo).catch(() => null);
@@ -316,6 +318,11 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   const end = await state.getBackfill(key.migration, key.changeIndex, key.phase);
   if (!end) return progress;
   return { ...progress, rowsDone: end.rowsDone, rowsUpdated: end.rowsUpdated, batches: end.batches, done: end.done };
+}
+
+/** Why the backfill stops: a lost migration lock says so (the run must fail), anything else is an interruption. */
+function stopped(signal: AbortSignal, p: BackfillProgress): Error {
+  return signal.reason instanceof LeaseLostError ? signal.reason : interrupted(p);
 }
 
 function interrupted(p: BackfillProgress): BackfillInterrupted {

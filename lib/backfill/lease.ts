@@ -1,66 +1,47 @@
 import type { Db } from '../engine/db.js';
+import { Lease, leaseAliveSql, leaseTable } from '../engine/lease.js';
+import { detectPooling } from '../engine/pooling.js';
 
-/** Advisory-lock namespace of backfill worker leases (the first key of pg_advisory_lock(int, int)). */
+/** Advisory-lock class of backfill worker leases (the first key of pg_advisory_lock(int, int)). */
 export const LEASE_NAMESPACE = 0x7a64_0005;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/** The lease name of the worker whose chunk owner key is `owner`, as SQL over an int expression. */
+export const workerLeaseName = (ownerSql: string) => `'worker:' || ${ownerSql}`;
 
 /**
- * The liveness of a backfill process, visible to every other one: a session advisory lock held on a connection of
- * its own. When the process dies (kill -9, a lost machine) the server ends the session and the lock goes with it,
- * so others may take over its chunks at once instead of waiting out a timeout. Correctness never rests on this:
- * every batch commits only if the chunk is still ours at the key we started from.
+ * The liveness of a backfill process, visible to every other one: a lease row (lib/engine/lease.ts) kept alive by a
+ * session advisory lock on a direct connection (a killed process's chunks are free the moment its session ends), or
+ * by a heartbeat behind a transaction pooler. Correctness never rests on this: every batch commits only if the
+ * chunk is still ours at the key we started from.
  */
 export class WorkerLease {
   readonly key: number;
-  private stopping = false;
-  private loop: Promise<void> | null = null;
-  private wake: () => void = () => {};
-  private readonly stopped = new Promise<void>((r) => (this.wake = r));
+  private lease: Lease | null = null;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly stateSchema: string,
+  ) {
     this.key = 1 + Math.floor(Math.random() * 0x7fff_fffe);
   }
 
   async start(): Promise<void> {
     if (this.db.isEmbedded) return; // one connection only: there is no one to share with
-    let ready!: () => void;
-    let failed!: (e: unknown) => void;
-    const first = new Promise<void>((res, rej) => {
-      ready = res;
-      failed = rej;
+    const pooling = (this.db.pooling ??= await detectPooling(this.db));
+    // Leases of workers that died are of no use to anyone (their chunks are free either way): clear them.
+    await this.db
+      .query(`DELETE FROM ${leaseTable(this.stateSchema)} m WHERE starts_with(m.name, 'worker:') AND NOT ${leaseAliveSql('m')}`)
+      .catch(() => undefined);
+    this.lease = new Lease(this.db, {
+      spec: { name: `worker:${this.key}`, lockClass: LEASE_NAMESPACE, lockKey: this.key, label: 'backfill worker lease' },
+      stateSchema: this.stateSchema,
+      pooling,
+      onLoss: 'renew',
     });
-    let started = false;
-    this.loop = (async () => {
-      while (!this.stopping) {
-        try {
-          await this.db.withConnection(async (c) => {
-            await c.query('SELECT pg_advisory_lock($1, $2)', [LEASE_NAMESPACE, this.key]);
-            if (!started) {
-              started = true;
-              ready();
-            }
-            while (!this.stopping) {
-              await Promise.race([sleep(1000), this.stopped]);
-              if (!this.stopping) await c.query('SELECT 1');
-            }
-            await c.query('SELECT pg_advisory_unlock($1, $2)', [LEASE_NAMESPACE, this.key]);
-          });
-        } catch (e) {
-          if (!started) {
-            failed(e);
-            return;
-          }
-          await sleep(200); // the session was lost: take the lock again on a new one
-        }
-      }
-    })();
-    await first;
+    await this.lease.acquire(0);
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
-    this.wake();
-    await this.loop;
+    await this.lease?.release();
   }
 }

@@ -73,6 +73,19 @@ export function addColumn(options: AddColumnOptions): Change {
         summary: `add column ${t.schema}.${t.name}.${name} ${type}${notNull ? ' NOT NULL' : ''}`,
         ...(readFlag ? { readFlag } : {}),
         expand: {
+          ...(backfillWith !== undefined
+            ? {
+                preflight: [
+                  {
+                    table: t,
+                    // As the backfill assigns it to the column: a value of the wrong shape fails there too.
+                    expression: `CAST((${backfillWith}) AS ${type})`,
+                    what: `addColumn ${t.schema}.${t.name}.${name}: ${backfillExpr !== undefined ? 'backfill' : 'defaultSql'} ${backfillWith}`,
+                    fix: `make the ${backfillExpr !== undefined ? 'backfill expression' : 'defaultSql'} valid for every existing row (e.g. NULLIF, a CASE that tests the value first), or clean those rows, then run up again`,
+                  },
+                ],
+              }
+            : {}),
           steps: [
             txStep('add-column', `add column ${name}`, [
               // A constant default fills existing rows without a rewrite, unless they are to get a computed value.

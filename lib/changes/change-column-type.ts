@@ -2,7 +2,7 @@ import type { Change, ResolveContext } from '../migration.js';
 import { columnInfo, tableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { checkFlagName } from '../flags/names.js';
-import { checkExpression, checkName, checkType } from './common.js';
+import { checkExpression, checkName, checkOnConversionError, checkType } from './common.js';
 import { describeReplacement } from './column-replacement.js';
 
 export interface ChangeColumnTypeOptions {
@@ -23,6 +23,15 @@ export interface ChangeColumnTypeOptions {
   readonly down?: string;
   /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
   readonly readFlag?: string;
+  /**
+   * What the sync trigger does with a value it cannot convert (the old version writes 'xyz' into a column on its way
+   * to integer, or the new version a value `down` cannot take back). 'record' (default): the write goes through, the
+   * converted column is left NULL (a failed `down` leaves the old column as written), and the row's key and error are
+   * recorded in `<stateSchema>.conversion_errors`; verify reports those rows and the contract waits until they are
+   * fixed. 'reject': the trigger raises, so the application's write fails, as an ALTER COLUMN TYPE would make it.
+   * Either way the expand first checks every existing row (preflight) and refuses, changing nothing, if any fails.
+   */
+  readonly onConversionError?: 'record' | 'reject';
 }
 
 /**
@@ -49,6 +58,7 @@ export function changeColumnType(options: ChangeColumnTypeOptions): Change {
   const up = options.up === undefined ? undefined : checkExpression(options.up, 'changeColumnType: up');
   const down = options.down === undefined ? undefined : checkExpression(options.down, 'changeColumnType: down');
   const readFlag = options.readFlag === undefined ? undefined : checkFlagName(options.readFlag, 'changeColumnType: readFlag');
+  const onConversionError = checkOnConversionError(options.onConversionError, 'changeColumnType');
   const dst = transitionColumnName(column);
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {
@@ -79,6 +89,10 @@ export function changeColumnType(options: ChangeColumnTypeOptions): Change {
           down: { sql: down ?? `CAST(${ident(column)} AS ${col.type})`, param: column },
           stateSchema: ctx.stateSchema ?? 'zero_downtime',
           archiveKind: 'type',
+          onConversionError,
+          preflightFix: up
+            ? `fix \`up\` so that it converts them, or clean those rows, then run up again`
+            : `give changeColumnType an \`up\` expression that converts them (e.g. \`CASE WHEN ${column} ~ '^-?[0-9]+$' THEN ${column}::${type} END\`), or clean those rows, then run up again`,
         }),
         ...(readFlag ? { readFlag } : {}),
       };

@@ -39,6 +39,7 @@ import {
 } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, objectName, qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { applyConversion, createConvertingSync, dropTrigger, type Conversion } from '../postgres/triggers.js';
+import { createTryFunction, dropTryFunction, guardedExpression, recordConversionError, tryCall } from '../postgres/conversion-errors.js';
 import { txStep } from './common.js';
 
 /** A transactional step whose lock waits end before a writer's deadlock detector runs (see yieldToWriters). */
@@ -72,6 +73,13 @@ export interface ReplacementSpec {
   readonly down: Conversion;
   readonly stateSchema: string;
   readonly archiveKind: string;
+  /**
+   * A row the sync trigger cannot convert: 'record' (default) records it and leaves the new column NULL, so the
+   * application's write goes through; 'reject' fails the write. 'none' for a conversion that cannot fail (a rename).
+   */
+  readonly onConversionError?: 'record' | 'reject' | 'none';
+  /** What the author can do about rows whose `up` fails, for the preflight's refusal. */
+  readonly preflightFix?: string;
 }
 
 export function describeReplacement(s: ReplacementSpec): ChangeDescription {
@@ -102,12 +110,28 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
     values: [{ name: C, type: col.type }],
     kind: s.archiveKind,
   };
-  const forwardSync = createConvertingSync(t, fn, trigger, { src: C, dst: D, toDst: s.up, toSrc: s.down });
+  const mode = s.onConversionError ?? 'record';
+  const keys = s.info.primaryKey;
+  const onError = mode === 'record' ? { record: recordConversionError(s.stateSchema, t, D, keys) } : undefined;
+  const tryFn = objectName('zd_try', t.name, C, D);
   const upOfC = applyConversion(s.up, ident(C));
+  const forwardSync = [
+    ...(mode === 'record' ? [createTryFunction(s.stateSchema, t, tryFn, { param: C, paramType: col.type, resultType: s.dstType, expression: s.up.sql, target: D })] : []),
+    ...createConvertingSync(t, fn, trigger, { src: C, dst: D, toDst: s.up, toSrc: s.down }, onError),
+  ];
+  const dropSync = [...dropTrigger(t, fn, trigger), ...(mode === 'record' ? [dropTryFunction(t, tryFn, col.type)] : [])];
+  // The backfill and verify pass over rows they cannot convert (recorded), so one bad value written meanwhile does
+  // not stop them; verify reads one snapshot, where a row and its record appear together.
+  const upGuarded = mode === 'record' ? guardedExpression(upOfC, s.stateSchema, t, D, keys) : upOfC;
+  const upForBackfill = mode === 'record' ? tryCall(t, tryFn, C, keys) : upOfC;
   const label = `${tableLabel(t)}.${C}`;
 
-  const build = (target: string, liveFrom: string, name: (n: string, table?: TableName) => string, nn: string, only: 'all' | 'keys', prefix: string) =>
-    buildObjects(s, att, { target, liveFrom, name, nn, only, prefix });
+  const build = (target: string, liveFrom: string, name: (n: string, table?: TableName) => string, nn: string, only: 'all' | 'keys', prefix: string, notNull = only === 'all') =>
+    buildObjects(s, att, { target, liveFrom, name, nn, only, prefix, notNull });
+  // A row the trigger could not convert has D NULL: a NOT NULL check on D would turn the application's write into a
+  // failure again. D's NOT NULL is built at contract then, when the old version (the only writer of C) is gone.
+  const nnAtContract = mode === 'record' && col.notNull;
+  const nnSteps = nnAtContract ? buildObjects(s, { ...att, constraints: [], indexes: [], incoming: [] }, { target: D, liveFrom: C, name: tw, nn: nnD, only: 'all', prefix: 'tw', notNull: true }) : [];
 
   const restoreExpr =
     `CASE WHEN ${archivedWhereJoined(`${ident(K)} IS NOT DISTINCT FROM ${applyConversion(s.up, `_zd_a.${valueCol(0)}`)}`)} ` +
@@ -116,6 +140,12 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
   return {
     summary: K === C ? `change type of ${label} from ${col.type} to ${s.dstType}` : `rename column ${label} → ${D}`,
     expand: {
+      ...(mode !== 'none'
+        ? {
+            preflight: [{ table: t, expression: `CAST(${upOfC} AS ${s.dstType})`, what: `${s.what} ${label} → ${s.dstType}: ${upOfC}`, fix: s.preflightFix ?? 'clean those rows first' }],
+          }
+        : {}),
+      ...(mode === 'record' ? { conversionLog: { table: t, target: D, expression: upOfC } } : {}),
       steps: [
         lockStep('add-column-and-sync', `add ${D} ${s.dstType} beside ${C} with a two-way sync trigger`, [
           refuseUncarriedDependents(t, C, known, s.what, { allowSequences: true, requirePlainTable: true }),
@@ -124,12 +154,17 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           ...forwardSync,
         ]),
       ],
-      backfill: { table: t, set: [{ column: D, expression: upOfC }] },
-      afterBackfill: build(D, C, tw, nnD, 'all', 'tw'),
-      verify: { table: t, equal: [{ column: D, expression: upOfC }] },
+      // In record mode only rows still NULL: the try function then runs once per row (in SET), not twice (WHERE too);
+      // the trigger keeps every row it has written right, and verify checks them all.
+      backfill: { table: t, set: [{ column: D, expression: upForBackfill }], ...(mode === 'record' ? { only: 'null' as const } : {}) },
+      afterBackfill: build(D, C, tw, nnD, 'all', 'tw', !nnAtContract),
+      verify: { table: t, equal: [{ column: D, expression: upGuarded }] },
     },
     contract: {
-      steps: [lockStep('archive-start', `create the archive ${tableLabel(archive.archive)} of ${label} and the trigger that keeps it current`, startArchiveFill(archive, s.stateSchema))],
+      steps: [
+        ...nnSteps,
+        lockStep('archive-start', `create the archive ${tableLabel(archive.archive)} of ${label} and the trigger that keeps it current`, startArchiveFill(archive, s.stateSchema)),
+      ],
       backfill: archiveFill(archive),
       afterBackfill: [
         lockStep('archive-analyze', `analyze ${tableLabel(archive.archive)} (its row count for purge)`, [analyzeArchive(archive)]),
@@ -139,7 +174,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
         lockStep('swap', `drop ${C} (ending its archive's trigger under the same lock), give ${D} its name, constraints, indexes, default and sequences`, [
           lockTables([t]),
           ...finishArchiveFill(archive, s.stateSchema),
-          ...dropTrigger(t, fn, trigger),
+          ...dropSync,
           ...(col.notNull ? [ddl.setNotNull(t, D), ddl.dropConstraintIfExists(t, nnD)] : []),
           moveSequences(t, C, D),
           ...(col.default != null ? [ddl.setDefault(t, D, col.default)] : []),
@@ -194,7 +229,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
         ),
         lockStep('drop-new-column', `drop the sync trigger and ${D} with what was built on it`, [
           lockTables([t]),
-          ...dropTrigger(t, fn, trigger),
+          ...dropSync,
           ddl.dropConstraintIfExists(t, nnD),
           ddl.dropColumnIfExists(t, D),
         ]),
@@ -238,13 +273,14 @@ function buildObjects(
     readonly nn: string;
     readonly only: 'all' | 'keys';
     readonly prefix: string;
+    readonly notNull: boolean;
   },
 ): Step[] {
   const { t, col } = s;
   const C = col.name;
   const steps: Step[] = [];
   const p = o.prefix;
-  if (o.only === 'all' && col.notNull) {
+  if (o.notNull && col.notNull) {
     steps.push(lockStep(`${p}-nn-add`, `add CHECK (${o.target} IS NOT NULL) NOT VALID`, [ddl.addNotNullCheck(t, o.nn, o.target)]));
     steps.push(lockStep(`${p}-nn-validate`, `validate CHECK (${o.target} IS NOT NULL)`, [ddl.validateConstraint(t, o.nn)]));
   }

@@ -44,3 +44,10 @@ export function checkNames(value: unknown, field: string): string[] {
   if (new Set(names).size !== names.length) throw new ChangeInputError(`${field} names a column twice: ${JSON.stringify(names)}`);
   return names;
 }
+
+/** The `onConversionError` option of a change whose sync trigger converts values: 'record' (default) or 'reject'. */
+export function checkOnConversionError(value: unknown, what: string): 'record' | 'reject' {
+  if (value === undefined) return 'record';
+  if (value !== 'record' && value !== 'reject') throw new ChangeInputError(`${what}: onConversionError must be 'record' or 'reject', got ${JSON.stringify(value)}`);
+  return value;
+}

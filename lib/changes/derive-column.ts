@@ -1,4 +1,5 @@
-import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
+import type { Change, ChangeDescription, PhasePlan, ResolveContext, Step } from '../migration.js';
+import { createTryFunction, dropTryFunction, guardedExpression, recordConversionError, tryCall } from '../postgres/conversion-errors.js';
 import { columnInfo, tableInfo, type ColumnInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
 import {
@@ -18,10 +19,10 @@ import {
   type ArchiveSpec,
 } from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents, type ColumnAttachments } from '../postgres/column-attachments.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { createDeriveSync, dropTrigger } from '../postgres/triggers.js';
 import { checkFlagName } from '../flags/names.js';
-import { checkExpression, checkName, checkNames, checkType } from './common.js';
+import { checkExpression, checkName, checkNames, checkOnConversionError, checkType } from './common.js';
 import { lockStep, rebuildOriginals } from './column-replacement.js';
 
 export interface DeriveColumnOptions {
@@ -42,6 +43,14 @@ export interface DeriveColumnOptions {
   readonly dropSources?: boolean;
   /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
   readonly readFlag?: string;
+  /**
+   * What the sync trigger does with a row whose `up` (or `down`) fails: 'record' (default) lets the write through,
+   * leaves the derived column NULL (a failed `down` leaves the sources as written) and records the row's key and error
+   * in `<stateSchema>.conversion_errors`; verify reports those rows and the contract waits until they are fixed.
+   * 'reject': the trigger raises and the application's write fails. Either way the expand first checks `up` on every
+   * existing row (preflight) and refuses, changing nothing, if any fails.
+   */
+  readonly onConversionError?: 'record' | 'reject';
 }
 
 /**
@@ -78,6 +87,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
     );
   }
   const readFlag = options.readFlag === undefined ? undefined : checkFlagName(options.readFlag, 'deriveColumn: readFlag');
+  const onConversionError = checkOnConversionError(options.onConversionError, 'deriveColumn');
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {
     kind: 'deriveColumn',
@@ -100,14 +110,36 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
       });
       const fn = objectName('zd_derive', t.name, name);
       const columns = info.columns.map((x) => x.name);
-      const sync = createDeriveSync(t, fn, fn, { column: name, sources: from, columns, up, ...(down ? { down } : {}) });
+      const record = onConversionError === 'record';
+      const onError = record ? { record: recordConversionError(stateSchema, t, name, info.primaryKey) } : undefined;
+      // See createTryFunction: the backfill converts through it, and it records a row it cannot convert.
+      const tryFn = objectName('zd_try', t.name, name);
+      const sync = [
+        ...createDeriveSync(t, fn, fn, { column: name, sources: from, columns, up, ...(down ? { down } : {}) }, onError),
+        ...(record ? [createTryFunction(stateSchema, t, tryFn, { param: null, paramType: qualified(t), resultType: type, expression: up, target: name })] : []),
+      ];
+      const dropSync = [...dropTrigger(t, fn, fn), ...(record ? [dropTryFunction(t, tryFn, qualified(t))] : [])];
       const label = `${tableLabel(t)}.${name}`;
-      const expand = {
+      // The backfill and verify pass over rows they cannot convert (recorded), so one bad row written meanwhile does
+      // not stop them; verify reads one snapshot, where a row and its record appear together.
+      const upGuarded = record ? guardedExpression(up, stateSchema, t, name, info.primaryKey) : up;
+      const upForBackfill = record ? tryCall(t, tryFn, null, info.primaryKey) : up;
+      const expand: PhasePlan = {
+        preflight: [
+          {
+            table: t,
+            expression: `CAST((${up}) AS ${type})`,
+            what: `deriveColumn ${label}: ${up}`,
+            fix: 'make `up` handle them (e.g. NULLIF, a CASE that tests the value first), or clean those rows, then run up again',
+          },
+        ],
+        ...(record ? { conversionLog: { table: t, target: name, expression: up } } : {}),
         steps: [lockStep('add-column-and-sync', `add ${name} ${type} with a sync trigger from ${from.join(', ')}`, [ddl.addColumn(t, name, type), ...sync])],
-        backfill: { table: t, set: [{ column: name, expression: up }] },
-        verify: { table: t, equal: [{ column: name, expression: up }] },
+        // In record mode only rows still NULL: the try function then runs once per row (in SET), not twice (WHERE too).
+        backfill: { table: t, set: [{ column: name, expression: upForBackfill }], ...(record ? { only: 'null' as const } : {}) },
+        verify: { table: t, equal: [{ column: name, expression: upGuarded }] },
       };
-      const undoExpand = { steps: [lockStep('drop-column', `drop the sync trigger and ${name}`, [...dropTrigger(t, fn, fn), ddl.dropColumnIfExists(t, name)])] };
+      const undoExpand = { steps: [lockStep('drop-column', `drop the sync trigger and ${name}`, [...dropSync, ddl.dropColumnIfExists(t, name)])] };
       const summary = `derive ${label} ${type} from ${from.join(', ')}${dropSources ? ` (contract drops ${from.join(', ')})` : ''}`;
       const flag = readFlag ? { readFlag } : {};
       if (!dropSources) {
@@ -115,7 +147,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
           summary,
           ...flag,
           expand,
-          contract: { steps: [lockStep('drop-sync', 'drop the sync trigger', dropTrigger(t, fn, fn))] },
+          contract: { steps: [lockStep('drop-sync', 'drop the sync trigger', dropSync)] },
           undoContract: {
             steps: [lockStep('restore-sync', 'install the sync trigger again', sync)],
             // While contracted nothing kept the two sides equal: the sources follow the derived column where they can.
@@ -166,7 +198,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
             lockStep('drop-sources', `drop the sync trigger and ${from.join(', ')}, ending the archive's trigger under the same lock`, [
               lockTables([t]),
               ...finishArchiveFill(archive, stateSchema),
-              ...dropTrigger(t, fn, fn),
+              ...dropSync,
               ...sources.map((s, i) => refuseUncarriedDependents(t, s.name, known(atts[i]!), 'deriveColumn', { allowSequences: false, requirePlainTable: false })),
               ...from.map((f) => ddl.dropColumnIfExists(t, f)),
             ]),

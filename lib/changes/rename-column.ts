@@ -58,5 +58,6 @@ function describeRename(catalog: CatalogSnapshot, t: TableName, from: string, to
     down: identityConversion(to),
     stateSchema,
     archiveKind: 'rename',
+    onConversionError: 'none',
   });
 }

@@ -65,7 +65,7 @@ DECLARE _zd_n bigint;
 BEGIN
   SELECT count(*) INTO _zd_n FROM (SELECT 1 FROM ${qualified(t)} WHERE ${ident(column)} IS NULL LIMIT 1000) s;
   IF _zd_n > 0 THEN
-    RAISE EXCEPTION 'setNotNull: % has % NULL values (counting up to 1000); the CHECK (% IS NOT NULL) stays NOT VALID, so writers are not blocked, but it cannot be validated. Fill those rows (or give setNotNull a default to backfill them) and run up again, or run down to remove the CHECK.',
+    RAISE EXCEPTION 'setNotNull: % has % NULL values (counting up to 1000), so CHECK (% IS NOT NULL) cannot be validated. Fill those rows (or give setNotNull a default to backfill them) and run up again.',
       ${literal(label)}, _zd_n, ${literal(column)};
   END IF;
 END`);
@@ -82,6 +82,19 @@ END`);
       return {
         summary: `set ${label} NOT NULL${def ? ` (NULLs become ${def})` : ''}`,
         expand: {
+          ...(defaultSql !== undefined
+            ? {
+                preflight: [
+                  {
+                    table: t,
+                    expression: `CAST((${defaultSql}) AS ${col.type})`,
+                    where: `${ident(column)} IS NULL`,
+                    what: `setNotNull ${label}: defaultSql ${defaultSql} for the NULL rows`,
+                    fix: 'make defaultSql valid for every row it fills, or fill those rows yourself, then run up again',
+                  },
+                ],
+              }
+            : {}),
           steps,
           ...(def ? { backfill: { table: t, set: [{ column, expression: def }], only: 'null' as const } } : {}),
           afterBackfill: [

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { register } from 'tsx/esm/api';
+import { checkConnectionUrl } from '../connection-check.js';
+import { wantsJson, withJsonStdout } from './json-output.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
@@ -87,6 +89,10 @@ function splitGlobalOptions(argv: string[]): { globals: GlobalOptions; rest: str
 
 async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
   const cwd = process.cwd();
+  if (globals.databaseUrl !== undefined) {
+    const problem = checkConnectionUrl(globals.databaseUrl, '--database-url');
+    if (problem) throw new Error(problem);
+  }
   const file = globals.config ? path.resolve(cwd, globals.config) : CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
   if (globals.config && !existsSync(file!)) throw new Error(`config file ${file} does not exist`);
   const knexfile = await knexfileConfig(cwd);
@@ -104,10 +110,15 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
     });
   }
   const url = globals.databaseUrl ?? (knexfile ? undefined : process.env.DATABASE_URL);
+  // An empty DATABASE_URL is a mistake of its own (often an unset CI secret), not the same as none at all.
+  if (url !== undefined && globals.databaseUrl === undefined) {
+    const problem = checkConnectionUrl(url, 'DATABASE_URL');
+    if (problem) throw new Error(problem);
+  }
   if (knexfile && !url) {
     return zeroDowntime({ knex: knexfile.knex as ZeroDowntimeConfig['knex'], ...((globals.migrations ?? knexfile.migrations) ? { migrations: (globals.migrations ?? knexfile.migrations)! } : {}) });
   }
-  if (!url) {
+  if (url === undefined) {
     throw new Error(`no ${CONFIG_NAMES.join(' / ')} or ${KNEXFILE_NAMES.join(' / ')} in ${cwd}, and neither --database-url nor DATABASE_URL is set: nothing to connect to.`);
   }
   return zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, ...(globals.migrations ? { migrations: globals.migrations } : {}) });
@@ -115,6 +126,11 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
 
 async function main(): Promise<number> {
   const { globals, rest } = splitGlobalOptions(process.argv.slice(2));
+  // Loading the config and closing the pools print too (a user's config, Knex's warnings): under --json, to stderr.
+  return wantsJson(rest) ? withJsonStdout(() => run(globals, rest)) : run(globals, rest);
+}
+
+async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
   let umzug: ZeroDowntimeUmzug;
   try {
     umzug = await loadUmzug(globals);

@@ -1,9 +1,10 @@
-import { CommandLineParser, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
+import { CommandLineFlagParameter, CommandLineParser, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
 import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { TemplateCreateAction } from './create.js';
+import { printJson, withJsonStdout } from './json-output.js';
 
 /** The backfill stop (a keyset backfill's or a Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
 function interruption(e: unknown): Error | null {
@@ -56,7 +57,7 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
         const interrupted = controller.signal.aborted ? interruption(e) : null;
         if (!interrupted) throw e;
         const message = `Stopped: ${interrupted.message}. Every finished batch is committed; \`umzug up\` (or \`umzug backfill\`) resumes from there.`;
-        if (this.json.value) process.stdout.write(JSON.stringify({ command: 'up', interrupted: true, message }, null, 2) + '\n');
+        if (this.json.value) printJson({ command: 'up', interrupted: true, message });
         else process.stderr.write(message + '\n');
         // 128 + SIGINT, as shells expect; set on exit because the bin sets the code from the CLI's own result.
         process.once('exit', () => {
@@ -84,7 +85,7 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
         options.logger = logger;
       }
       const waiting = this.actionName === 'up' ? umzug.lastGated.map((g) => ({ name: g.name, reasons: g.gate.reasons, opensAt: g.gate.opensAt?.toISOString() ?? null })) : undefined;
-      process.stdout.write(JSON.stringify({ command: this.actionName, [event === 'migrated' ? 'applied' : 'reverted']: names, ...(waiting ? { waiting } : {}) }, null, 2) + '\n');
+      printJson({ command: this.actionName, [event === 'migrated' ? 'applied' : 'reverted']: names, ...(waiting ? { waiting } : {}) });
     }
   };
   return new Json(umzug as unknown as Umzug);
@@ -105,12 +106,32 @@ export class ZeroDowntimeCLI extends CommandLineParser {
     const plain = umzug as unknown as Umzug;
     this.addAction(withJson(UpAction, umzug));
     this.addAction(withJson(DownAction, umzug));
-    this.addAction(new ListAction('pending', plain));
-    this.addAction(new ListAction('executed', plain));
+    this.addAction(new JsonListAction('pending', plain));
+    this.addAction(new JsonListAction('executed', plain));
     this.addAction(new TemplateCreateAction(umzug));
   }
 
   override onDefineParameters(): void {}
+
+  /** Any action's `--json`, ours or Umzug's, present or added later: stdout carries only its JSON lines meanwhile. */
+  protected override async onExecute(): Promise<void> {
+    const json = this.selectedAction?.parameters.some((p) => p.longName === '--json' && p instanceof CommandLineFlagParameter && p.value) ?? false;
+    return json ? withJsonStdout(() => super.onExecute()) : super.onExecute();
+  }
+}
+
+/** Umzug's pending/executed, but `--json` prints one line through printJson (Umzug's console.log would go to stderr under the redirect). */
+class JsonListAction extends ListAction {
+  constructor(
+    private readonly which: 'pending' | 'executed',
+    private readonly list: Umzug,
+  ) {
+    super(which, list);
+  }
+  override async onExecute(): Promise<void> {
+    if (!this.getFlagParameter('--json').value) return super.onExecute();
+    printJson(await this.list[this.which]());
+  }
 }
 
 export function createCli(umzug: ZeroDowntimeUmzug, options: { toolFileName: string; toolDescription: string }): UmzugCLI {

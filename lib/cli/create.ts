@@ -6,6 +6,7 @@ import { glob } from 'tinyglobby';
 import { Umzug, CreateAction } from 'umzug';
 import type { CommandLineChoiceParameter, CommandLineFlagParameter, CommandLineStringListParameter, CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 /** What `create --template` writes: one change of this kind, with these (already validated) options. */
 export interface TemplateRequest {
@@ -473,7 +474,7 @@ export class TemplateCreateAction extends CreateAction {
       options.logger = logger;
     }
     if (this.jsonOut.value) {
-      process.stdout.write(JSON.stringify({ command: 'create', template: template ?? null, created, placeholders: placeholders.map((p) => p.join('.')) }, null, 2) + '\n');
+      printJson({ command: 'create', template: template ?? null, created, placeholders: placeholders.map((p) => p.join('.')) });
     } else if (placeholders.length > 0) {
       process.stderr.write(`Placeholders to replace (marked TODO in the file): ${placeholders.map((p) => p.join('.')).join(', ')}\n`);
     }

@@ -3,6 +3,7 @@ import type { UmzugCLI } from 'umzug';
 import type { FlagRecord } from '../flags/store.js';
 import { checkFlagName, checkPercent } from '../flags/names.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 const USAGE = 'usage: umzug flag set NAME PCT | umzug flag get NAME | umzug flag list   (add --json for JSON)';
 
@@ -48,7 +49,7 @@ class FlagAction extends CommandLineAction {
     const raw = [...this.args.values];
     const json = this.json.value || raw.includes('--json');
     const [sub, ...rest] = raw.filter((a) => a !== '--json');
-    const out = (text: string, data: unknown) => process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : text + '\n');
+    const out = (text: string, data: unknown) => (json ? printJson(data) : process.stdout.write(text + '\n'));
     const store = this.umzug.flags;
     switch (sub) {
       case 'set': {

@@ -10,6 +10,7 @@ import { ident, qualified, tableLabel } from '../postgres/identifiers.js';
 import { keysetRangeUpdateSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { documentedLock, effectsSince, lockBlocks, lockName, readServerState, type StatementEffects } from '../plan/locks.js';
 import type { MigrationEntry, ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 export interface PlannedStatement {
   readonly text: string;
@@ -436,7 +437,8 @@ class PlanAction extends CommandLineAction {
   protected override async onExecute(): Promise<void> {
     const statementTimeoutMs = this.timeout.value ? parseDuration(this.timeout.value, '--statement-timeout') : undefined;
     const report = await buildPlan(this.umzug, statementTimeoutMs !== undefined ? { statementTimeoutMs } : {});
-    process.stdout.write(this.json.value ? JSON.stringify(report, null, 2) + '\n' : formatPlan(report) + '\n');
+    if (this.json.value) printJson(report);
+    else process.stdout.write(formatPlan(report) + '\n');
   }
 }
 

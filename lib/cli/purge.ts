@@ -4,6 +4,7 @@ import { parseDuration } from '../engine/duration.js';
 import { isTableArchiveKind, REGISTRY, registryTable } from '../postgres/archive.js';
 import { qualified } from '../postgres/identifiers.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 export interface PurgedArchive {
   readonly archive: string;
@@ -98,7 +99,8 @@ class PurgeAction extends CommandLineAction {
   protected override async onExecute(): Promise<void> {
     const olderThanMs = parseDuration(this.olderThan.value!, '--older-than');
     const report = await purgeArchives(this.umzug, { olderThanMs, dryRun: this.dryRun.value });
-    process.stdout.write(this.json.value ? JSON.stringify(report, null, 2) + '\n' : formatPurge(report) + '\n');
+    if (this.json.value) printJson(report);
+    else process.stdout.write(formatPurge(report) + '\n');
   }
 }
 

@@ -3,8 +3,9 @@ import type { UmzugCLI } from 'umzug';
 import type { Connection } from '../engine/db.js';
 import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot, type SchemaSnapshot, type TableChecksum } from '../postgres/snapshot.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
-export type RehearsalStage = 'snapshot' | 'up' | 'down' | 'compare' | 'up-again' | 'compare-again';
+export type RehearsalStage = 'snapshot' | 'up' | 'down' | 'compare' | 'up-again' | 'compare-again' | 'return';
 
 export interface RehearsalReport {
   readonly ok: boolean;
@@ -19,10 +20,25 @@ export interface RehearsalReport {
   readonly dataDiff: readonly string[];
   /** Schema after the second `up` against after the first: up must give the same result twice. */
   readonly reapplyDiff: readonly string[];
-  /** The stage that threw, and its message; the database is left as that stage left it. */
+  /** The stage that threw, and its message. */
   readonly failed?: { readonly stage: RehearsalStage; readonly message: string };
+  /**
+   * Where the rehearsal left the database. `all-applied` after a pass (as `umzug up` would); `start` after a failure
+   * or a difference: every phase it applied was reverted again, so the same phases are pending as before (what a
+   * lossy down left behind is in the diffs); `partial` only when a down itself failed: `leftApplied` lists the phases
+   * still applied and `toStart` the command that reverts them.
+   */
+  readonly endedAt: 'all-applied' | 'start' | 'partial';
+  /** Phases this rehearsal applied that are still applied at its end. */
+  readonly leftApplied: readonly string[];
+  /** The command that returns to the start, when the rehearsal could not. */
+  readonly toStart?: string;
+  /**
+   * The phase that was running when an `up` failed. It is not applied, so the return to the start does not revert
+   * it; steps it finished before failing stay recorded in the state schema, and `umzug up` resumes from them.
+   */
+  readonly failedPhase?: string;
 }
-
 interface Picture {
   readonly schemas: readonly string[];
   readonly schema: SchemaSnapshot;
@@ -53,16 +69,38 @@ async function picture(umzug: ZeroDowntimeUmzug, withData: boolean, alsoSchemas:
  * For staging: up all the way (expand, backfill, verify, and every pending contract, gates bypassed), down all the
  * way back to where it started, and compare the schema and the data with what they were; then up again and compare
  * with the first up. Any difference means a down (usually a hand-written one) does not undo its up.
+ *
+ * A pass leaves everything applied. A failure or a difference stops there and reverts what the rehearsal applied, so
+ * the database ends with the same phases pending as at the start: someone who rehearses again, or fixes a down and
+ * retries, starts from a known place rather than between phases. Only a down that fails itself can stop that return;
+ * the report then lists what is still applied and the command to revert it.
  */
 export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => void = () => {}): Promise<RehearsalReport> {
   const stages: { stage: RehearsalStage; ms: number }[] = [];
   let stage: RehearsalStage = 'snapshot';
-  let applied: string[] = [];
-  let reverted: string[] = [];
-  let reapplied: string[] = [];
+  const applied: string[] = [];
+  const reverted: string[] = [];
+  const reapplied: string[] = [];
   let schemaDiff: string[] = [];
   let dataDiff: string[] = [];
   let reapplyDiff: string[] = [];
+  // Phases applied by this rehearsal and not reverted since, in the order applied: Umzug's events name each phase as
+  // it completes, so a stage that throws halfway still leaves an exact account of what it did.
+  const live: string[] = [];
+  let running: string | undefined;
+  const onMigrating = ({ name }: { name: string }) => {
+    running = name;
+  };
+  const onMigrated = ({ name }: { name: string }) => {
+    running = undefined;
+    live.push(name);
+    (stage === 'up-again' ? reapplied : applied).push(name);
+  };
+  const onReverted = ({ name }: { name: string }) => {
+    const i = live.lastIndexOf(name);
+    if (i >= 0) live.splice(i, 1);
+    if (stage === 'down') reverted.push(name);
+  };
   const timed = async <T>(s: RehearsalStage, fn: () => Promise<T>): Promise<T> => {
     stage = s;
     const t = Date.now();
@@ -70,39 +108,95 @@ export async function rehearse(umzug: ZeroDowntimeUmzug, log: (line: string) => 
     stages.push({ stage: s, ms: Date.now() - t });
     return r;
   };
-  try {
-    const before = await timed('snapshot', () => picture(umzug, true));
-    log(`snapshot: ${Object.keys(before.schema.objects).length} schema objects, ${Object.keys(before.data).length} tables checksummed (${before.schemas.join(', ')})`);
-    applied = (await timed('up', () => umzug.up({ bypassContractGates: true }))).map((m) => m.name);
-    if (applied.length === 0) {
-      log('nothing pending: nothing to rehearse');
-      return { ok: true, applied, reverted, reapplied, stages, schemaDiff, dataDiff, reapplyDiff };
+  const report = (failed?: { stage: RehearsalStage; message: string }): RehearsalReport => {
+    const differs = schemaDiff.length > 0 || dataDiff.length > 0 || reapplyDiff.length > 0;
+    const ok = !failed && !differs && reapplied.length === applied.length;
+    const endedAt = ok ? 'all-applied' : live.length === 0 ? 'start' : 'partial';
+    return {
+      ok,
+      applied,
+      reverted,
+      reapplied,
+      stages,
+      schemaDiff,
+      dataDiff,
+      reapplyDiff,
+      ...(failed ? { failed } : {}),
+      endedAt,
+      leftApplied: [...live],
+      ...(endedAt === 'partial' ? { toStart: `umzug down --to ${live[0]}` } : {}),
+      ...(failed && running !== undefined && (failed.stage === 'up' || failed.stage === 'up-again') ? { failedPhase: running } : {}),
+    };
+  };
+  /** Back to the start after a failure or a difference; a down that throws here is reported, not rethrown. */
+  const returnToStart = async (): Promise<{ stage: RehearsalStage; message: string } | undefined> => {
+    if (live.length === 0) return undefined;
+    log(`returning to the start: reverting ${live.length} phases this rehearsal applied`);
+    try {
+      await timed('return', () => umzug.down({ to: live[0]! }));
+      return undefined;
+    } catch (err) {
+      return { stage: 'return', message: (err as Error).message };
     }
-    log(`up: applied ${applied.length} phases (${applied.join(', ')})`);
-    const afterUp = await picture(umzug, false, before.schemas);
-    reverted = (await timed('down', () => umzug.down({ to: applied[0]! }))).map((m) => m.name);
-    log(`down: reverted ${reverted.length} phases`);
-    const afterDown = await timed('compare', () => picture(umzug, true, afterUp.schemas));
-    schemaDiff = diffSnapshots(before.schema, afterDown.schema);
-    dataDiff = diffChecksums(before.data, afterDown.data);
-    log(schemaDiff.length + dataDiff.length === 0 ? 'compare: schema and data are exactly as before' : `compare: ${schemaDiff.length} schema and ${dataDiff.length} data differences`);
-    reapplied = (await timed('up-again', () => umzug.up({ bypassContractGates: true }))).map((m) => m.name);
-    log(`up again: applied ${reapplied.length} phases`);
-    const again = await timed('compare-again', () => picture(umzug, false, afterUp.schemas));
-    reapplyDiff = diffSnapshots(afterUp.schema, again.schema);
-    const ok = schemaDiff.length === 0 && dataDiff.length === 0 && reapplyDiff.length === 0 && reapplied.length === applied.length;
-    return { ok, applied, reverted, reapplied, stages, schemaDiff, dataDiff, reapplyDiff };
-  } catch (err) {
-    return { ok: false, applied, reverted, reapplied, stages, schemaDiff, dataDiff, reapplyDiff, failed: { stage, message: (err as Error).message } };
+  };
+  umzug.on('migrating', onMigrating);
+  umzug.on('migrated', onMigrated);
+  umzug.on('reverted', onReverted);
+  try {
+    let before: Picture;
+    let afterUp: Picture;
+    try {
+      before = await timed('snapshot', () => picture(umzug, true));
+      log(`snapshot: ${Object.keys(before.schema.objects).length} schema objects, ${Object.keys(before.data).length} tables checksummed (${before.schemas.join(', ')})`);
+      await timed('up', () => umzug.up({ bypassContractGates: true }));
+      if (applied.length === 0) {
+        log('nothing pending: nothing to rehearse');
+        return report();
+      }
+      log(`up: applied ${applied.length} phases (${applied.join(', ')})`);
+      afterUp = await picture(umzug, false, before.schemas);
+      await timed('down', () => umzug.down({ to: applied[0]! }));
+      log(`down: reverted ${reverted.length} phases`);
+      const afterDown = await timed('compare', () => picture(umzug, true, afterUp.schemas));
+      schemaDiff = diffSnapshots(before.schema, afterDown.schema);
+      dataDiff = diffChecksums(before.data, afterDown.data);
+    } catch (err) {
+      const failed = { stage, message: (err as Error).message };
+      const stuck = await returnToStart();
+      return report(stuck ? { stage: failed.stage, message: `${failed.message}; then reverting to the start failed: ${stuck.message}` } : failed);
+    }
+    if (schemaDiff.length + dataDiff.length > 0) {
+      // The downs have all run: the phases are pending as before, and what they left behind is the diff itself. An up
+      // again would only fail on that residue (a table that already exists) and stop between phases.
+      log(`compare: ${schemaDiff.length} schema and ${dataDiff.length} data differences; stopping here, with the phases pending as at the start`);
+      return report();
+    }
+    log('compare: schema and data are exactly as before');
+    try {
+      await timed('up-again', () => umzug.up({ bypassContractGates: true }));
+      log(`up again: applied ${reapplied.length} phases`);
+      const again = await timed('compare-again', () => picture(umzug, false, afterUp.schemas));
+      reapplyDiff = diffSnapshots(afterUp.schema, again.schema);
+    } catch (err) {
+      const failed = { stage, message: (err as Error).message };
+      const stuck = await returnToStart();
+      return report(stuck ? { stage: failed.stage, message: `${failed.message}; then reverting to the start failed: ${stuck.message}` } : failed);
+    }
+    if (reapplyDiff.length > 0 || reapplied.length !== applied.length) {
+      const stuck = await returnToStart();
+      return report(stuck);
+    }
+    return report();
+  } finally {
+    umzug.off('migrating', onMigrating);
+    umzug.off('migrated', onMigrated);
+    umzug.off('reverted', onReverted);
   }
 }
 
 export function formatRehearsal(r: RehearsalReport): string {
   const out: string[] = [];
-  if (r.failed) {
-    out.push(`✗ rehearsal stopped at "${r.failed.stage}": ${r.failed.message}`);
-    out.push(`  The database is left as that stage left it (applied: ${r.applied.length}, reverted: ${r.reverted.length}, applied again: ${r.reapplied.length}).`);
-  }
+  if (r.failed) out.push(`✗ rehearsal stopped at "${r.failed.stage}": ${r.failed.message}`);
   if (r.schemaDiff.length > 0) {
     out.push('✗ down did not restore the schema (- before up, + after down, ~ changed):');
     out.push(...r.schemaDiff.map((l) => `    ${l}`));
@@ -115,13 +209,27 @@ export function formatRehearsal(r: RehearsalReport): string {
     out.push('✗ up after down gave another schema than the first up (- first up, + second up):');
     out.push(...r.reapplyDiff.map((l) => `    ${l}`));
   }
-  if (!r.failed && r.reapplied.length !== r.applied.length) out.push(`✗ the second up applied ${r.reapplied.length} phases, the first ${r.applied.length}`);
+  if (!r.failed && r.reapplyDiff.length === 0 && r.schemaDiff.length + r.dataDiff.length === 0 && r.reapplied.length !== r.applied.length) {
+    out.push(`✗ the second up applied ${r.reapplied.length} phases, the first ${r.applied.length}`);
+  }
   if (r.ok) {
     out.push(
       r.applied.length === 0
         ? '✓ nothing pending: nothing to rehearse'
         : `✓ rehearsal passed: ${r.applied.length} phases up, down to the start with schema and data exactly as before, and up again to the same schema`,
     );
+  } else if (r.endedAt === 'start') {
+    out.push(
+      `  The database is back at the start: the ${r.applied.length} phases this rehearsal applied were reverted and are pending again` +
+        (r.schemaDiff.length + r.dataDiff.length > 0 ? '; what their downs left behind is listed above and is still there.' : '.'),
+    );
+  }
+  if (r.failedPhase) {
+    out.push(`  ${r.failedPhase} failed and is not applied; steps it finished before failing stay recorded, and \`umzug up\` resumes from them once the cause is fixed.`);
+  }
+  if (r.endedAt === 'partial') {
+    out.push(`  The database is NOT back at the start: ${r.leftApplied.length} phases this rehearsal applied are still applied (${r.leftApplied.join(', ')}).`);
+    out.push(`  To return to the start, fix the failing down and run: ${r.toStart}`);
   }
   return out.join('\n');
 }
@@ -140,19 +248,23 @@ class RehearseAction extends CommandLineAction {
         'Snapshots the schema (catalog definitions: columns, constraints, indexes, triggers, functions, views, sequences) and a checksum of ' +
         'every table, runs every pending phase including contracts whose gate is closed, reverts them all, and compares. A difference ' +
         '(typically a hand-written down that forgets something) is printed as a diff and the command exits with 1. Never run it in production: ' +
-        'it runs contracts early and reverts them. Leaves the database with everything applied.',
+        'it runs contracts early and reverts them. A pass leaves everything applied; a failure or a difference reverts what it applied, so ' +
+        'the same phases are pending as before (only a failing down can stop that; the report then says what is left and how to revert it).',
     });
     this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the report as JSON' });
   }
   protected override async onExecute(): Promise<void> {
     const json = this.json.value;
     const report = await rehearse(this.umzug, json ? undefined : (l) => process.stdout.write(`${l}\n`));
-    process.stdout.write((json ? JSON.stringify(report, null, 2) : formatRehearsal(report)) + '\n');
+    if (json) printJson(report);
+    else process.stdout.write(formatRehearsal(report) + '\n');
     if (!report.ok) {
       throw new RehearsalFailedError(
         report.failed
-          ? `rehearsal failed at "${report.failed.stage}"; see above.`
-          : 'rehearsal found differences: a down does not undo its up (see the diff above). Fix that migration\'s down, then `umzug down` the phases rehearse left applied if you want to rehearse again.',
+          ? `rehearsal failed at "${report.failed.stage}"; see above for the error and where the database was left.`
+          : report.endedAt === 'start'
+            ? 'rehearsal found differences: a down does not undo its up (see the diff above). The phases are pending again; remove what the diff lists as left behind (+ lines), fix that migration\'s down, and rehearse again.'
+            : `rehearsal found differences: a down does not undo its up (see the diff above), and the database is not back at the start: run ${report.toStart}.`,
       );
     }
   }

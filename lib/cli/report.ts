@@ -7,6 +7,7 @@ import { renderHtml, type ReportData } from '../monitor/report.js';
 import { MonitorStore } from '../monitor/store.js';
 import { formatMonitorStatus, readMonitorStatus } from '../monitor/status.js';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import { printJson } from './json-output.js';
 
 /** Samples, breaches and flag changes of the last `since` (all of them when null), from the state schema. */
 export async function collectReport(umzug: ZeroDowntimeUmzug, opts: { since?: Date | null; migration?: string } = {}): Promise<ReportData> {
@@ -50,7 +51,8 @@ class ReportAction extends CommandLineAction {
       return;
     }
     const status = await readMonitorStatus(this.umzug);
-    process.stdout.write(this.json.value ? JSON.stringify(status, null, 2) + '\n' : formatMonitorStatus(status).join('\n') + '\n');
+    if (this.json.value) printJson(status);
+    else process.stdout.write(formatMonitorStatus(status).join('\n') + '\n');
   }
 }
 

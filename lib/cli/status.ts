@@ -3,6 +3,8 @@ import type { UmzugCLI } from 'umzug';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
 import { mongoChangeStatus } from '../mongo/tasks.js';
+import { migrationLockHolder } from '../engine/migration-lock.js';
+import { printJson } from './json-output.js';
 
 export interface ChangeStatus {
   readonly index: number;
@@ -32,6 +34,8 @@ export interface StatusReport {
   readonly migrations: readonly MigrationStatus[];
   /** Health (red while a threshold breach is open), breaches, the monitor's latest figures, flags. */
   readonly monitor?: MonitorStatusReport;
+  /** The run holding the migration lock now (host, pid, command, since, last heartbeat), or null. */
+  readonly migrationLock: { readonly holder: string; readonly sessionPid: number | null; readonly since: string; readonly heartbeatAgeSeconds: number; readonly alive: boolean } | null;
 }
 
 export async function buildStatus(umzug: ZeroDowntimeUmzug): Promise<StatusReport> {
@@ -86,7 +90,15 @@ export async function buildStatus(umzug: ZeroDowntimeUmzug): Promise<StatusRepor
       changes,
     });
   }
-  return { generatedAt: new Date().toISOString(), migrations: out, monitor: await readMonitorStatus(umzug) };
+  const lock = await migrationLockHolder(umzug.db, umzug.config.stateSchema);
+  return {
+    generatedAt: new Date().toISOString(),
+    migrations: out,
+    monitor: await readMonitorStatus(umzug),
+    migrationLock: lock
+      ? { holder: lock.holder, sessionPid: lock.sessionPid, since: lock.acquiredAt.toISOString(), heartbeatAgeSeconds: Math.round(lock.heartbeatAgeSeconds), alive: lock.alive }
+      : null,
+  };
 }
 
 function bar(done: number, total: number | null, width = 20): string {
@@ -146,6 +158,10 @@ export function formatStatus(report: StatusReport): string {
       }
     }
   }
+  if (report.migrationLock) {
+    const l = report.migrationLock;
+    lines.push(`Migration lock: held by ${l.holder} since ${l.since}, last heartbeat ${l.heartbeatAgeSeconds} s ago${l.alive ? '' : ' (its holder is gone: the next run takes it over)'}`);
+  }
   if (lines.length > 0) lines.push('');
   lines.push(...table(rows));
   const waiting = report.migrations.filter((m) => m.waitingFor.length > 0);
@@ -173,7 +189,8 @@ class StatusAction extends CommandLineAction {
   }
   protected override async onExecute(): Promise<void> {
     const report = await this.umzug.status();
-    process.stdout.write(this.json.value ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report) + '\n');
+    if (this.json.value) printJson(report);
+    else process.stdout.write(formatStatus(report) + '\n');
   }
 }
 

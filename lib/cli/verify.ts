@@ -3,6 +3,7 @@ import type { UmzugCLI } from 'umzug';
 import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
 import { verifyMongoChange } from '../mongo/tasks.js';
 import type { MoveValidation } from '../mongo/validate.js';
+import { printJson } from './json-output.js';
 
 export interface VerifiedChange {
   readonly migration: string;
@@ -101,7 +102,7 @@ class VerifyAction extends CommandLineAction {
   protected override async onExecute(): Promise<void> {
     const json = this.json.value;
     const report = await this.umzug.asCommand('verify', () => verifyInFlight(this.umzug, json ? undefined : (c) => process.stdout.write(formatVerifiedChange(c) + '\n')));
-    if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    if (json) printJson(report);
     else if (report.changes.length === 0) process.stdout.write('No change in flight to verify (nothing expanded and not yet contracted).\n');
     for (const n of json ? [] : report.nothingToCompare) process.stdout.write(`${n.migration.replace(/:expand$/, '')} #${n.changeIndex + 1} ${n.kind}: nothing to compare\n`);
     if (report.mismatches > 0) {

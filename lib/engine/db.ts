@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { PoolingMode } from './pooling.js';
 
 /** A value passed as a query parameter ($1, $2 …); never spliced into SQL text. */
 export type SqlParam = string | number | bigint | boolean | null | Date | Buffer | readonly unknown[] | Record<string, unknown>;
@@ -34,7 +35,34 @@ interface KnexClientInternals {
  * driver parameters ($1 …), so nothing a user types is concatenated into SQL.
  */
 export class Db {
+  private fenceCheck: ((conn: Connection) => Promise<void>) | null = null;
+  /**
+   * How the server sessions behind the pool behave (lib/engine/pooling.ts): set from the config, or detected once by
+   * the first command that needs to know.
+   */
+  pooling: PoolingMode | undefined;
+
   constructor(readonly knex: Knex) {}
+
+  /**
+   * While the migration lock is held, every transaction proves first that it still is (BEGIN; fence; …): a run that
+   * lost the lock commits nothing more. Returns the function that removes the fence.
+   */
+  setFence(check: (conn: Connection) => Promise<void>): () => void {
+    this.fenceCheck = check;
+    return () => {
+      if (this.fenceCheck === check) this.fenceCheck = null;
+    };
+  }
+
+  get fenced(): boolean {
+    return this.fenceCheck !== null;
+  }
+
+  /** A write outside any transaction of the caller's: in one of its own, fenced, while the migration lock is held. */
+  async write<R = Record<string, unknown>>(text: string, values?: readonly SqlParam[]): Promise<QueryResult<R>> {
+    return this.fenceCheck ? this.transaction((c) => c.query<R>(text, values)) : this.query<R>(text, values);
+  }
 
   /** PGlite has a single connection; features that need a second one (advisory lock holder) adapt to it. */
   get isEmbedded(): boolean {
@@ -71,21 +99,25 @@ export class Db {
 
   /** BEGIN … COMMIT on one connection; ROLLBACK on any error (the error is rethrown unchanged). */
   async transaction<T>(fn: (conn: Connection) => Promise<T>): Promise<T> {
-    return this.withConnection(async (conn) => {
-      await conn.query('BEGIN');
+    return this.withConnection((conn) => this.transactionOn(conn, fn));
+  }
+
+  /** BEGIN … COMMIT on a connection the caller already holds (fenced like transaction()). */
+  async transactionOn<T>(conn: Connection, fn: (conn: Connection) => Promise<T>): Promise<T> {
+    await conn.query('BEGIN');
+    try {
+      if (this.fenceCheck) await this.fenceCheck(conn);
+      const result = await fn(conn);
+      await conn.query('COMMIT');
+      return result;
+    } catch (err) {
       try {
-        const result = await fn(conn);
-        await conn.query('COMMIT');
-        return result;
-      } catch (err) {
-        try {
-          await conn.query('ROLLBACK');
-        } catch {
-          // the connection may be gone; the server rolls back on its own then
-        }
-        throw err;
+        await conn.query('ROLLBACK');
+      } catch {
+        // the connection may be gone; the server rolls back on its own then
       }
-    });
+      throw err;
+    }
   }
 }
 

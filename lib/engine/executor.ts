@@ -83,16 +83,14 @@ export async function runStepLockSafe(
         });
       } else {
         await db.withConnection(async (conn) => {
-          // Outside a transaction SET LOCAL has no effect; set for the session and put it back afterwards.
-          await setTimeouts(conn, opts, false);
-          try {
+          // A statement that cannot run in a transaction cannot be fenced by one: prove the lock just before it. It
+          // is idempotent, so a run that loses the lock while it runs leaves nothing another run cannot redo.
+          if (db.fenced) await db.transactionOn(conn, async () => undefined);
+          await withSessionTimeouts(db, conn, opts, async () => {
             if (step.concurrentIndex) await dropInvalidIndex(conn, step.concurrentIndex);
             for (const s of step.statements) await conn.query(s.text, s.values);
-          } finally {
-            await conn.query('RESET lock_timeout').catch(() => undefined);
-            await conn.query('RESET statement_timeout').catch(() => undefined);
-          }
-          await record(conn);
+          });
+          await db.transactionOn(conn, record);
         });
       }
       return;
@@ -100,15 +98,7 @@ export async function runStepLockSafe(
       const code = sqlState(err);
       const leftover = step.concurrentIndex
         ? await db
-            .withConnection(async (conn) => {
-              await setTimeouts(conn, opts, false);
-              try {
-                return await dropInvalidIndex(conn, step.concurrentIndex!);
-              } finally {
-                await conn.query('RESET lock_timeout').catch(() => undefined);
-                await conn.query('RESET statement_timeout').catch(() => undefined);
-              }
-            })
+            .withConnection((conn) => withSessionTimeouts(db, conn, opts, () => dropInvalidIndex(conn, step.concurrentIndex!)))
             .catch((e: unknown) => `could not be dropped (${(e as Error).message}): drop it with DROP INDEX CONCURRENTLY`)
         : null;
       if (code && RETRYABLE.has(code) && attempt < opts.maxAttempts) {
@@ -150,6 +140,24 @@ export async function runStepLockSafe(
         err,
       );
     }
+  }
+}
+
+/**
+ * Outside a transaction SET LOCAL has no effect: the timeouts are set for the session and put back afterwards. Behind
+ * a transaction pooler a session SET could land on one server session and the statement on another, and would stay
+ * behind for whichever application connection gets that server next; so there the statements run without them. What
+ * runs outside a transaction is CREATE/DROP INDEX CONCURRENTLY, whose SHARE UPDATE EXCLUSIVE lock never blocks the
+ * application's reads and writes while it waits.
+ */
+async function withSessionTimeouts<T>(db: Db, conn: Connection, opts: LockSafetyOptions, fn: () => Promise<T>): Promise<T> {
+  if (db.pooling === 'transaction') return fn();
+  await setTimeouts(conn, opts, false);
+  try {
+    return await fn();
+  } finally {
+    await conn.query('RESET lock_timeout').catch(() => undefined);
+    await conn.query('RESET statement_timeout').catch(() => undefined);
   }
 }
 

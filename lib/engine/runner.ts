@@ -8,6 +8,7 @@ import { verifyConsistency, type VerifyResult } from '../verify/consistency.js';
 import type { Db } from './db.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './executor.js';
 import { StateStore, type PhaseName } from './state.js';
+import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './preflight.js';
 
 export type EngineEvent =
   | { readonly type: 'step'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly step: string; readonly status: 'done' | 'skipped' }
@@ -66,6 +67,17 @@ export class VerifyFailedError extends Error {
   constructor(
     message: string,
     readonly result: VerifyResult,
+  ) {
+    super(message);
+  }
+}
+
+/** An expand that failed and was undone; `cause` is the failure. */
+export class ExpandUndoneError extends Error {
+  override name = 'ExpandUndoneError';
+  constructor(
+    message: string,
+    override readonly cause: unknown,
   ) {
     super(message);
   }
@@ -190,7 +202,7 @@ export class Engine {
           for (const guard of this.batchGuards) await guard(progress);
         },
       });
-      await this.db.withConnection((conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, task.description));
+      await this.db.transaction((conn) => this.state.recordStep(conn, migration, changeIndex, phase, id, task.description));
       this.emit({ ...base, status: 'done' });
     }
   }
@@ -225,12 +237,51 @@ export class Engine {
     // Check every change first, so that bad input in change #3 does not leave #1 and #2 half-applied.
     const prepared = [];
     for (const [i, change] of changes.entries()) prepared.push(await this.prepare(migration, i, change));
+    // Rows the changes' expressions cannot convert, before anything is installed (a change already started was checked
+    // when it started).
     for (const [i, change] of changes.entries()) {
+      if (await this.state.getChange(migration, i)) continue;
       const { description, snapshot } = prepared[i]!;
-      await this.state.startChange(migration, i, change.kind, description.summary, snapshot);
-      await this.runPhase(migration, i, 'expand', description.expand, snapshot);
-      await this.state.markChange(migration, i, 'expand_finished_at', 'now');
+      for (const check of description.expand.preflight ?? []) {
+        const info = tableInfo(snapshot, check.table);
+        const keys = info && info.primaryKey.length > 0 ? this.keyColumns(snapshot, check.table) : [];
+        const result = await runPreflight(this.db, check, keys);
+        if (result.failing > 0) throw new PreflightFailedError(preflightMessage(`${migration}: change #${i + 1} (${change.kind}) cannot run`, check, result), result);
+      }
     }
+    try {
+      for (const [i, change] of changes.entries()) {
+        const { description, snapshot } = prepared[i]!;
+        await this.state.startChange(migration, i, change.kind, description.summary, snapshot);
+        await this.runPhase(migration, i, 'expand', description.expand, snapshot);
+        await this.state.markChange(migration, i, 'expand_finished_at', 'now');
+      }
+    } catch (err) {
+      // An interruption (SIGINT, a lost connection or lock, a lock timeout) keeps what is done, to be resumed; a
+      // real failure leaves nothing behind that could break the running application (pgroll does the same).
+      if (this.stopSignal()?.aborted || !isUndoableFailure(err)) throw err;
+      await this.undoFailedExpand(migration, changes, err);
+    }
+  }
+
+  /** Undoes every started change of a migration whose expand failed, newest first, and rethrows in plain words. */
+  private async undoFailedExpand(migration: string, changes: readonly Change[], err: unknown): Promise<never> {
+    const what = (err as Error).message;
+    try {
+      await this.undoExpand(migration, changes);
+    } catch (undoErr) {
+      throw new Error(
+        `${migration}: expand failed: ${what} Undoing it automatically failed too: ${(undoErr as Error).message} ` +
+          'What was undone is forgotten; the rest is recorded in the state table: run `umzug down` to finish undoing it, then fix the cause and run `umzug up`.',
+        { cause: err },
+      );
+    }
+    throw new ExpandUndoneError(
+      `${migration}: expand failed and was undone automatically: ${what} ` +
+        'Every step it had finished was reverted and its state forgotten, so the schema is as it was before and the running application is unaffected. ' +
+        'Fix the cause (the data, or the migration), then run `umzug up` again; it starts from scratch.',
+      err,
+    );
   }
 
   async contract(migration: string, changes: readonly Change[]): Promise<void> {
@@ -238,6 +289,15 @@ export class Engine {
       const st = await this.requireChange(migration, i, 'contract');
       if (st.contractFinishedAt) continue;
       const description = change.describe(st.snapshot, this.ctx);
+      // Even past the gate (a rehearsal bypasses it): the contract would drop the only good copy of those values.
+      const log = description.expand.conversionLog;
+      const unconverted = log ? await countConversionErrors(this.db, this.options.stateSchema, log) : 0;
+      if (unconverted > 0) {
+        throw new Error(
+          `${migration}: cannot contract change #${i + 1} (${change.kind}): ${unconverted} rows of ${tableLabel(log!.table)} hold values the sync trigger could not convert ` +
+            `(recorded in ${this.options.stateSchema}.conversion_errors; their ${log!.target} is NULL). Nothing was changed. Fix those rows, run \`umzug verify\`, then contract.`,
+        );
+      }
       await this.runPhase(migration, i, 'contract', description.contract, st.snapshot);
       await this.state.markChange(migration, i, 'contract_finished_at', 'now');
       await this.state.clearPhases(migration, i, ['undoContract']);
@@ -266,6 +326,7 @@ export class Engine {
       }
       const description = changes[i]!.describe(st.snapshot, this.ctx);
       await this.runPhase(migration, i, 'undoExpand', description.undoExpand, st.snapshot);
+      if (description.expand.conversionLog) await forgetConversionErrors(this.db, this.options.stateSchema, description.expand.conversionLog);
       await this.state.forgetChange(migration, i);
     }
   }
@@ -287,6 +348,10 @@ export class Engine {
       if (description.expand.backfill) {
         const bf = await this.state.getBackfill(migration, i, 'expand');
         if (!bf?.done) reasons.push(`${label}: backfill is not complete (${bf?.rowsDone ?? 0} rows done)`);
+      }
+      if (description.expand.conversionLog) {
+        const n = await countConversionErrors(this.db, this.options.stateSchema, description.expand.conversionLog);
+        if (n > 0) reasons.push(`${label}: ${n} rows could not be converted (recorded in ${this.options.stateSchema}.conversion_errors); fix them and run \`umzug verify\``);
       }
       if (description.expand.verify && st.verifyMismatches !== 0) {
         reasons.push(
@@ -319,9 +384,27 @@ export class Engine {
     const st = await this.requireChange(migration, changeIndex, 'verify');
     const plan = change.describe(st.snapshot, this.ctx).expand;
     if (!plan.verify) return null;
-    const result = await verifyConsistency(this.db, plan.verify, this.keyColumns(st.snapshot, plan.verify.table), this.options.verifyChunkSize);
+    const result = await this.verifyWithConversions(plan, st.snapshot);
     await this.state.recordVerify(migration, changeIndex, result.rowsChecked, result.mismatches, [...result.sampleKeys]);
     return result;
+  }
+
+  /**
+   * The verify of a phase; rows its sync trigger could not convert count as mismatches (the contract must not run
+   * while the new column lacks their values), first among the sample keys.
+   */
+  private async verifyWithConversions(plan: PhasePlan, snapshot: CatalogSnapshot): Promise<VerifyResult & { readonly conversionErrors: number; readonly conversionError: string | null }> {
+    const spec = plan.verify!;
+    const result = await verifyConsistency(this.db, spec, this.keyColumns(snapshot, spec.table), this.options.verifyChunkSize);
+    if (!plan.conversionLog) return { ...result, conversionErrors: 0, conversionError: null };
+    const errs = await settleConversionErrors(this.db, this.options.stateSchema, plan.conversionLog, this.keyColumns(snapshot, plan.conversionLog.table));
+    return {
+      ...result,
+      mismatches: result.mismatches + errs.count,
+      sampleKeys: [...errs.sampleKeys, ...result.sampleKeys].slice(0, Math.max(5, result.sampleKeys.length)),
+      conversionErrors: errs.count,
+      conversionError: errs.firstError,
+    };
   }
 
   private async requireChange(migration: string, i: number, what: string) {
@@ -391,9 +474,20 @@ export class Engine {
     await this.runSteps(migration, changeIndex, phase, plan.afterBackfill ?? [], done, 'after:');
     if (plan.tasks) await this.runTasks(migration, changeIndex, phase, plan.tasks, snapshot, done);
     if (plan.verify) {
-      const result = await verifyConsistency(this.db, plan.verify, this.keyColumns(snapshot, plan.verify.table), this.options.verifyChunkSize);
+      const result = await this.verifyWithConversions(phase === 'expand' ? plan : { ...plan, conversionLog: undefined }, snapshot);
       if (phase === 'expand') await this.state.recordVerify(migration, changeIndex, result.rowsChecked, result.mismatches, [...result.sampleKeys]);
-      this.emit({ type: 'verify', migration, changeIndex, phase, result });
+      // Rows that could not be converted are reported below on their own: to the monitor's mismatch threshold they
+      // would look like writes around the trigger.
+      this.emit({ type: 'verify', migration, changeIndex, phase, result: { ...result, mismatches: result.mismatches - result.conversionErrors } });
+      if (result.conversionErrors > 0) {
+        throw new VerifyFailedError(
+          `${migration}: change #${changeIndex + 1}: ${result.conversionErrors} rows of ${tableLabel(plan.conversionLog!.table)} were written with values the sync trigger could not convert ` +
+            `(sample keys ${JSON.stringify(result.sampleKeys.slice(0, 5))}; first error: ${result.conversionError}). The writes went through; those rows are recorded in ` +
+            `${this.options.stateSchema}.conversion_errors and their ${plan.conversionLog!.target} is NULL, so the contract stays closed. ` +
+            'Fix those rows (or make the application stop writing such values) and run `umzug up` or `umzug verify` again, or `umzug down` to remove the change.',
+          result,
+        );
+      }
       if (result.mismatches > 0) {
         throw new VerifyFailedError(
           `${migration}: verify of change #${changeIndex + 1} found ${result.mismatches} of ${result.rowsChecked} rows where old and new disagree ` +

@@ -1,6 +1,8 @@
 import type { Connection, Db } from './db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { CatalogSnapshot } from '../postgres/catalog.js';
+import { leaseTableSql } from './lease.js';
+import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
 
 export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
 
@@ -72,6 +74,8 @@ export class StateStore {
         rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
         total_estimate bigint, done boolean NOT NULL DEFAULT false, started_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, change_index, phase))`);
+      await c.query(leaseTableSql(this.schema));
+      await c.query(createConversionErrorsTable(this.schema));
     });
     this.ensured = true;
   }
@@ -86,12 +90,23 @@ export class StateStore {
 
   async logMigration(name: string): Promise<void> {
     await this.ensure();
-    await this.db.query(`INSERT INTO ${this.table('migrations')} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
+    await this.db.write(`INSERT INTO ${this.table('migrations')} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
   }
 
   async unlogMigration(name: string): Promise<void> {
     await this.ensure();
-    await this.db.query(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+    await this.db.write(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+  }
+
+  /** Migrations with recorded changes that are not logged as executed: expands that failed or were stopped midway. */
+  async halfAppliedExpands(): Promise<string[]> {
+    await this.ensure();
+    const r = await this.db.query<{ migration: string }>(
+      `SELECT c.migration FROM ${this.table('changes')} c
+        WHERE NOT EXISTS (SELECT 1 FROM ${this.table('migrations')} m WHERE m.name = c.migration)
+        GROUP BY c.migration ORDER BY min(c.expand_started_at), c.migration`,
+    );
+    return r.rows.map((x) => x.migration);
   }
 
   async executedAt(name: string): Promise<Date | null> {
@@ -126,7 +141,7 @@ export class StateStore {
   }
 
   async startChange(migration: string, changeIndex: number, kind: string, summary: string, snapshot: CatalogSnapshot): Promise<void> {
-    await this.db.query(
+    await this.db.write(
       `INSERT INTO ${this.table('changes')} (migration, change_index, kind, summary, snapshot) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (migration, change_index) DO NOTHING`,
       [migration, changeIndex, kind, summary, JSON.stringify(snapshot)],
@@ -139,14 +154,14 @@ export class StateStore {
     field: 'expand_finished_at' | 'contract_finished_at',
     value: 'now' | null,
   ): Promise<void> {
-    await this.db.query(
+    await this.db.write(
       `UPDATE ${this.table('changes')} SET ${ident(field)} = ${value === 'now' ? 'now()' : 'NULL'} WHERE migration = $1 AND change_index = $2`,
       [migration, changeIndex],
     );
   }
 
   async recordVerify(migration: string, changeIndex: number, rows: number, mismatches: number, samples: unknown[]): Promise<void> {
-    await this.db.query(
+    await this.db.write(
       `UPDATE ${this.table('changes')} SET verified_rows = $3, verify_mismatches = $4, verify_samples = $5, verified_at = now()
         WHERE migration = $1 AND change_index = $2`,
       [migration, changeIndex, rows, mismatches, JSON.stringify(samples)],
@@ -215,7 +230,7 @@ export class StateStore {
   }
 
   async startBackfill(migration: string, changeIndex: number, phase: PhaseName, totalEstimate: number): Promise<void> {
-    await this.db.query(
+    await this.db.write(
       `INSERT INTO ${this.table('backfills')} (migration, change_index, phase, total_estimate) VALUES ($1, $2, $3, $4)
        ON CONFLICT (migration, change_index, phase) DO NOTHING`,
       [migration, changeIndex, phase, totalEstimate],

@@ -1,6 +1,7 @@
+import { DEFAULT_CANARY } from '../backfill/keyset.js';
 import { parseDuration } from '../engine/duration.js';
 import type { MonitorSettings } from './monitor.js';
-import { resolveThresholds, type ThresholdsConfig } from './thresholds.js';
+import { resolveThresholds, type CanaryBudget, type ThresholdsConfig } from './thresholds.js';
 
 /** `monitor` in the config: the canary and how often figures are recorded. */
 export interface MonitorConfig {
@@ -12,9 +13,12 @@ export interface MonitorConfig {
         readonly sql?: string;
         /** Time between probes. Default `50ms`. */
         readonly interval?: string | number;
-        /** p50/p99 are taken over this last stretch. Default `10s`. */
+        /**
+         * p50/p99 are taken over this last stretch; a breach needs thresholds.canarySustainedWindows of them running.
+         * Default: the pacer's tail window (20s), over which it keeps the p99 within budget, so both judge the same figure.
+         */
         readonly window?: string | number;
-        /** Probes for the baseline, taken before the first batch (10 ms apart). Default 30. */
+        /** Probes for the first baseline, taken before the first batch, `interval` apart; the rolling baseline of probes between batches replaces it. Default 30. */
         readonly baselineSamples?: number;
         /** A probe stuck longer than this is cancelled and counts this slow. Default `2s`. */
         readonly timeout?: string | number;
@@ -31,7 +35,7 @@ export interface MonitorConfig {
 const CANARY_KEYS = ['sql', 'interval', 'window', 'baselineSamples', 'timeout', 'rebaselineAfter'];
 
 /** Validates `thresholds`, `autoRollback` and `monitor`; throws a TypeError naming the field. */
-export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined, autoRollback: unknown, monitor: MonitorConfig | undefined): MonitorSettings {
+export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined, autoRollback: unknown, monitor: MonitorConfig | undefined, pacer?: CanaryBudget): MonitorSettings {
   if (autoRollback !== undefined && typeof autoRollback !== 'boolean') throw new TypeError(`autoRollback must be true or false, got ${JSON.stringify(autoRollback)}`);
   if (monitor !== undefined && (!monitor || typeof monitor !== 'object')) throw new TypeError('monitor must be an object');
   for (const k of Object.keys(monitor ?? {})) if (k !== 'canary' && k !== 'sampleEvery') throw new TypeError(`unknown key monitor.${k} (known: canary, sampleEvery)`);
@@ -45,7 +49,7 @@ export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined,
     if (!Number.isInteger(samples) || samples < 1) throw new TypeError(`monitor.canary.baselineSamples must be a positive integer, got ${JSON.stringify(samples)}`);
     canary = {
       intervalMs: parseDuration(c?.interval ?? 50, 'monitor.canary.interval'),
-      windowMs: parseDuration(c?.window ?? 10_000, 'monitor.canary.window'),
+      windowMs: parseDuration(c?.window ?? pacer?.tailWindowMs ?? DEFAULT_CANARY.tailWindowMs, 'monitor.canary.window'),
       baselineSamples: samples,
       timeoutMs: parseDuration(c?.timeout ?? 2000, 'monitor.canary.timeout'),
       rebaselineAfterMs: parseDuration(c?.rebaselineAfter ?? 120_000, 'monitor.canary.rebaselineAfter'),
@@ -56,7 +60,7 @@ export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined,
   const sampleEveryMs = parseDuration(monitor?.sampleEvery ?? 5000, 'monitor.sampleEvery');
   if (sampleEveryMs <= 0) throw new TypeError('monitor.sampleEvery must be longer than 0');
   return {
-    thresholds: resolveThresholds(thresholds),
+    thresholds: resolveThresholds(thresholds, pacer),
     autoRollback: autoRollback ?? false,
     canary,
     sampleEveryMs,

@@ -3,12 +3,12 @@ import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.j
 import type { Engine, EngineEvent } from '../engine/runner.js';
 import type { Change } from '../migration.js';
 import { keyProbeSql, ctidProbeSql, type KeyColumn } from '../postgres/batch-sql.js';
-import { sampleProbeTargets } from '../backfill/canary.js';
+import { sampleProbeTargets, wakeMs } from '../backfill/canary.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import { MonitorMetrics } from './metrics.js';
 import { LatencyProbe, type ProbeOptions, type ProbeTarget } from './probe.js';
 import type { BreachAction, MonitorStore } from './store.js';
-import { canaryLimitMs, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName } from './thresholds.js';
+import { canaryLimitMs, canaryOver, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName } from './thresholds.js';
 
 export interface MonitorSettings {
   readonly thresholds: ResolvedThresholds;
@@ -59,6 +59,11 @@ interface Watch {
   probe: LatencyProbe | null;
   ready: Promise<void>;
   readonly batchStarts: number[];
+  /** When the last batch ended (performance.now()) and how long its wake lasts: probes then are not baseline. */
+  lastBatchEnd: number;
+  lastWake: number;
+  /** Since when the canary has been over its limit without a break (Date.now()), or null. */
+  overSince: number | null;
   pausedWorkers: number;
   pausedSince: number;
   lastSampleAt: number;
@@ -261,7 +266,12 @@ export class Monitor {
     const labels = { migration: p.migration, change: String(p.changeIndex) };
     if (w) {
       const started = w.batchStarts.shift();
-      if (started !== undefined) this.metrics.batchDuration.observe(labels, (performance.now() - started) / 1000);
+      if (started !== undefined) {
+        const ended = performance.now();
+        this.metrics.batchDuration.observe(labels, (ended - started) / 1000);
+        w.lastBatchEnd = ended;
+        w.lastWake = wakeMs(ended - started);
+      }
       w.progress = p;
       w.lastProgressAt = now;
       w.rate.push({ at: now, rows: p.rowsDone });
@@ -335,6 +345,8 @@ export class Monitor {
     if (!recent) return;
     const was = w.probe.baselineP99Ms;
     w.probe.baselineP99Ms = recent.p99Ms;
+    w.overSince = null;
+    w.probe.frozen = false;
     this.metrics.canaryBaseline.set({ migration: w.migration, change: String(w.changeIndex) }, recent.p99Ms / 1000);
     this.resolve(
       this.breachKey('canary', w.migration, w.changeIndex),
@@ -366,6 +378,9 @@ export class Monitor {
       probe: null,
       ready: Promise.resolve(),
       batchStarts: [],
+      lastBatchEnd: -Infinity,
+      lastWake: 0,
+      overSince: null,
       pausedWorkers: 0,
       pausedSince: 0,
       lastSampleAt: 0,
@@ -388,10 +403,12 @@ export class Monitor {
     const probe = new LatencyProbe(
       this.knex,
       target,
-      c,
+      { ...c, sessionSettings: this.engine?.db.pooling !== 'transaction' },
       (ms) => this.metrics.canaryLatency.observe(labels, ms / 1000),
       () => this.recordError('canary probe failed'),
     );
+    // Same split as the pacer's canary: probes during a batch or its wake measure the backfill, the others the application.
+    probe.busy = () => w.batchStarts.length > 0 || performance.now() - w.lastBatchEnd < w.lastWake;
     if (!(await probe.start())) return;
     w.probe = probe;
     this.metrics.canaryBaseline.set(labels, probe.baselineP99Ms / 1000);
@@ -460,12 +477,21 @@ export class Monitor {
       const recent = w.probe?.recent();
       const ck = this.breachKey('canary', w.migration, w.changeIndex);
       if (w.probe && recent) {
+        const baselineMs = w.probe.baselineP99Ms;
         this.metrics.canaryP50.set(labels, recent.p50Ms / 1000);
         this.metrics.canaryP99.set(labels, recent.p99Ms / 1000);
-        const f = checkCanary({ ...recent, baselineMs: w.probe.baselineP99Ms, windowMs: w.probe.windowMs, probe: w.probe.target.label }, t);
+        this.metrics.canaryBaseline.set(labels, baselineMs / 1000);
+        const over = canaryOver({ p99Ms: recent.p99Ms, baselineMs }, t);
+        w.probe.frozen = over;
+        w.overSince = over ? (w.overSince ?? now) : null;
+        // One slow spell stays in the window for a whole window; over for several windows running, reads really are
+        // slower than the pacer's budget allows, which the pacer alone is meant to prevent: that is a breach.
+        const overForMs = w.overSince === null ? 0 : now - w.overSince;
+        const sustained = over && overForMs >= (t.canarySustainedWindows - 1) * w.probe.windowMs;
+        const f = sustained ? checkCanary({ ...recent, baselineMs, windowMs: w.probe.windowMs, probe: w.probe.target.label, overForMs: overForMs + w.probe.windowMs }, t) : null;
         if (f) this.breach(f, w.migration, w.changeIndex, this.holdAction());
         // A breach that stopped or reverted the change stays open (status red) until the change runs through.
-        else if (this.open.get(ck)?.action === 'paused') this.resolve(ck, `the canary is back to ${recent.p99Ms.toFixed(2)} ms at p99`);
+        else if (!over && this.open.get(ck)?.action === 'paused') this.resolve(ck, `the canary is back to ${recent.p99Ms.toFixed(2)} ms at p99`);
       }
       if (!w.done && w.pausedWorkers === 0) {
         const f = checkStall({ lastProgressAt: w.lastProgressAt, now, rowsDone: w.progress.rowsDone, totalEstimate: w.progress.totalEstimate, what: `${w.migration} change #${w.changeIndex + 1}` }, t);

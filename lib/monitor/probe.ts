@@ -10,6 +10,11 @@ export interface ProbeOptions {
   readonly baselineSamples: number;
   /** statement_timeout of one probe: a probe stuck behind a lock counts as this slow instead of stopping the loop. */
   readonly timeoutMs: number;
+  /**
+   * false behind a transaction pooler: a session SET there would stay behind on whichever server session ran it, for
+   * the application connection that gets it next, so the probe runs without its statement_timeout. Default true.
+   */
+  readonly sessionSettings?: boolean;
 }
 
 export interface ProbeTarget {
@@ -31,6 +36,11 @@ interface RawConnectionClient {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Idle probes needed before their p99 replaces the first baseline (a few dozen probes say little about a p99). */
+export const IDLE_FOR_BASELINE = 200;
+/** The rolling baseline is the p99 of the idle probes of this last stretch: the application's load as it is now. */
+export const BASELINE_SPAN_MS = 60_000;
+
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -49,9 +59,21 @@ export class LatencyProbe {
   private next = 0;
   private window: { at: number; ms: number }[] = [];
   private inFlightSince: number | null = null;
-  baselineP99Ms = 0;
+  private idle: { at: number; ms: number }[] = [];
+  private firstBaselineP99 = 0;
+  private cachedBaseline: { n: number; at: number; p99: number } | null = null;
   baselineP50Ms = 0;
   failures = 0;
+  /**
+   * Whether a batch of the backfill is running or has just ended (the monitor knows; it stands before each batch and
+   * hears of its end). Probes taken then measure the backfill's cost, not the application's own load: no baseline.
+   */
+  busy: () => boolean = () => false;
+  /**
+   * Set while the canary is over its limit: idle probes then do not move the baseline, or a slowdown would raise its
+   * own bar and be judged against itself.
+   */
+  frozen = false;
 
   constructor(
     private readonly knex: Knex,
@@ -66,8 +88,7 @@ export class LatencyProbe {
     const client = this.knex.client as unknown as RawConnectionClient;
     try {
       this.conn = await client.acquireRawConnection();
-      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
-      await this.conn.query(`SET application_name = 'umzug-zero-downtime canary'`);
+      await this.configureSession(true);
     } catch (e) {
       this.onError?.(e as Error);
       return false;
@@ -76,11 +97,12 @@ export class LatencyProbe {
     const base: number[] = [];
     for (let i = 0; i < this.opts.baselineSamples; i++) {
       base.push(await this.probe());
-      // Short spacing: the first batch waits for the baseline; the max of these probes is a cautious baseline.
-      await sleep(Math.min(10, this.opts.intervalMs));
+      // Spaced like the probes that will be judged against it: back-to-back probes see a quieter database than
+      // probes spread over the application's traffic, and a baseline that quiet made every window look slow.
+      await sleep(this.opts.intervalMs);
     }
     base.sort((a, b) => a - b);
-    this.baselineP99Ms = percentile(base, 99);
+    this.firstBaselineP99 = percentile(base, 99);
     this.baselineP50Ms = percentile(base, 50);
     this.running = true;
     this.loop = this.run();
@@ -106,6 +128,12 @@ export class LatencyProbe {
     return performance.now() - started;
   }
 
+  private async configureSession(named: boolean): Promise<void> {
+    if (this.opts.sessionSettings === false) return;
+    await this.conn!.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+    if (named) await this.conn!.query(`SET application_name = 'umzug-zero-downtime canary'`);
+  }
+
   private async reconnectIfLost(e: unknown): Promise<void> {
     if (!/terminat|closed|ECONNRESET|EPIPE|Connection/i.test(String((e as Error)?.message))) return;
     const client = this.knex.client as unknown as RawConnectionClient;
@@ -113,18 +141,46 @@ export class LatencyProbe {
     await sleep(200);
     try {
       this.conn = await client.acquireRawConnection();
-      await this.conn.query(`SET statement_timeout = ${Math.max(1, Math.round(this.opts.timeoutMs))}`);
+      await this.configureSession(false);
     } catch {
       // the next probe fails again and comes back here
     }
   }
 
+  /**
+   * The application's p99 without the backfill: the first baseline, measured before the first batch, until enough
+   * idle probes are in; then the p99 of the idle probes of the last BASELINE_SPAN_MS (as the pacer's baseline is the
+   * p99 of its idle probes), so it follows the application's own load through the day.
+   */
+  get baselineP99Ms(): number {
+    if (this.idle.length < IDLE_FOR_BASELINE) return this.firstBaselineP99;
+    const last = this.idle[this.idle.length - 1]!.at;
+    if (this.cachedBaseline?.n !== this.idle.length || this.cachedBaseline.at !== last) {
+      this.cachedBaseline = { n: this.idle.length, at: last, p99: percentile(this.idle.map((x) => x.ms).sort((a, b) => a - b), 99) };
+    }
+    return this.cachedBaseline.p99;
+  }
+
+  /** Sets the baseline by hand (a rebaseline): the idle record starts afresh and replaces it again once enough is in. */
+  set baselineP99Ms(ms: number) {
+    this.firstBaselineP99 = ms;
+    this.idle = [];
+    this.cachedBaseline = null;
+  }
+
   private async run(): Promise<void> {
     while (this.running) {
+      const busyAtStart = this.busy();
       const ms = await this.probe();
       const at = Date.now();
       this.window.push({ at, ms });
       while (this.window.length > 0 && this.window[0]!.at < at - this.opts.windowMs) this.window.shift();
+      // Frozen only once the rolling baseline stands: a first baseline caught in a quiet moment must be able to rise
+      // to the application's real load, or every window would stay over it and the breach would never close.
+      if (!busyAtStart && !this.busy() && !(this.frozen && this.idle.length >= IDLE_FOR_BASELINE)) {
+        this.idle.push({ at, ms });
+        while (this.idle.length > 0 && this.idle[0]!.at < at - BASELINE_SPAN_MS) this.idle.shift();
+      }
       this.onSample?.(ms);
       await sleep(this.opts.intervalMs);
     }

@@ -1,3 +1,4 @@
+import { DEFAULT_CANARY } from '../backfill/keyset.js';
 import { parseDuration } from '../engine/duration.js';
 import { formatDuration } from '../engine/runner.js';
 
@@ -5,10 +6,18 @@ import { formatDuration } from '../engine/runner.js';
 export interface ThresholdsConfig {
   /** Verify may find at most this share of rows where old and new disagree, in percent. Default 1. */
   readonly mismatchPercent?: number;
-  /** The canary's p99 may reach this multiple of its baseline. Default 2. */
+  /**
+   * The canary's p99 may reach this multiple of its baseline. Default: the backfill pacer's budget
+   * (`backfill.canary.budget`, 1.5), so a breach means the pacer could not keep the promise it paces for.
+   */
   readonly canaryP99Factor?: number;
-  /** …and at least baseline + this, so sub-millisecond noise on an idle database trips nothing. Default `5ms`. */
+  /** …and at least baseline + this, so sub-millisecond noise on an idle database trips nothing. Default: the pacer's slack (`backfill.canary.slack`, 2ms). */
   readonly canaryMinIncrease?: string | number;
+  /**
+   * The p99 must stay over the limit this many canary windows running before it is a breach (one noisy window is
+   * not; one slow spell stays in the window for a whole window). Default 2.
+   */
+  readonly canarySustainedWindows?: number;
   /** Errors (lock retries, failed canary probes, errors the application reports) allowed per errorWindow. Default 20. */
   readonly maxErrors?: number;
   /** Default `1m`. */
@@ -21,25 +30,45 @@ export interface ResolvedThresholds {
   readonly mismatchRatio: number;
   readonly canaryFactor: number;
   readonly canaryMinIncreaseMs: number;
+  readonly canarySustainedWindows: number;
   readonly maxErrors: number;
   readonly errorWindowMs: number;
   readonly noProgressMs: number;
 }
 
-export const DEFAULT_THRESHOLDS: ResolvedThresholds = Object.freeze({
-  mismatchRatio: 0.01,
-  canaryFactor: 2,
-  canaryMinIncreaseMs: 5,
-  maxErrors: 20,
-  errorWindowMs: 60_000,
-  noProgressMs: 3_600_000,
-});
+/** The pacer's budget line, which the monitor's canary threshold defaults to. */
+export interface CanaryBudget {
+  readonly budget: number;
+  readonly slackMs: number;
+  /** The stretch over which the pacer keeps at most 1 % of probes over budget: the monitor's default canary window. */
+  readonly tailWindowMs?: number;
+}
 
-const KNOWN = ['mismatchPercent', 'canaryP99Factor', 'canaryMinIncrease', 'maxErrors', 'errorWindow', 'noProgressFor'];
+/**
+ * The defaults, with the canary line taken from the pacer's budget: the pacer keeps the p99 under baseline × budget,
+ * so the monitor calls a breach only when that line is crossed and stays crossed. A stricter line (the old 2× of a
+ * baseline of 30 quick probes) was crossed by every backfill under steady traffic, while the pacer was on budget.
+ */
+export function defaultThresholds(pacer: CanaryBudget = DEFAULT_CANARY): ResolvedThresholds {
+  return Object.freeze({
+    mismatchRatio: 0.01,
+    canaryFactor: pacer.budget,
+    canaryMinIncreaseMs: pacer.slackMs,
+    canarySustainedWindows: 2,
+    maxErrors: 20,
+    errorWindowMs: 60_000,
+    noProgressMs: 3_600_000,
+  });
+}
+
+export const DEFAULT_THRESHOLDS: ResolvedThresholds = defaultThresholds();
+
+const KNOWN = ['mismatchPercent', 'canaryP99Factor', 'canaryMinIncrease', 'canarySustainedWindows', 'maxErrors', 'errorWindow', 'noProgressFor'];
 
 /** Throws a TypeError naming the field for anything unknown or out of range. */
-export function resolveThresholds(input: ThresholdsConfig | undefined): ResolvedThresholds {
-  if (input === undefined) return DEFAULT_THRESHOLDS;
+export function resolveThresholds(input: ThresholdsConfig | undefined, pacer?: CanaryBudget): ResolvedThresholds {
+  const DEFAULTS = pacer ? defaultThresholds(pacer) : DEFAULT_THRESHOLDS;
+  if (input === undefined) return DEFAULTS;
   if (!input || typeof input !== 'object') throw new TypeError('must be an object');
   for (const k of Object.keys(input)) if (!KNOWN.includes(k)) throw new TypeError(`unknown key thresholds.${k} (known: ${KNOWN.join(', ')})`);
   const num = (v: unknown, field: string, min: number, max: number, dflt: number): number => {
@@ -47,15 +76,18 @@ export function resolveThresholds(input: ThresholdsConfig | undefined): Resolved
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new TypeError(`thresholds.${field} must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`);
     return v;
   };
-  const maxErrors = num(input.maxErrors, 'maxErrors', 1, Number.MAX_SAFE_INTEGER, DEFAULT_THRESHOLDS.maxErrors);
+  const maxErrors = num(input.maxErrors, 'maxErrors', 1, Number.MAX_SAFE_INTEGER, DEFAULTS.maxErrors);
   if (!Number.isInteger(maxErrors)) throw new TypeError(`thresholds.maxErrors must be an integer, got ${maxErrors}`);
+  const sustained = num(input.canarySustainedWindows, 'canarySustainedWindows', 1, 1000, DEFAULTS.canarySustainedWindows);
+  if (!Number.isInteger(sustained)) throw new TypeError(`thresholds.canarySustainedWindows must be an integer, got ${sustained}`);
   return {
-    mismatchRatio: num(input.mismatchPercent, 'mismatchPercent', 0, 100, DEFAULT_THRESHOLDS.mismatchRatio * 100) / 100,
-    canaryFactor: num(input.canaryP99Factor, 'canaryP99Factor', 1, 1000, DEFAULT_THRESHOLDS.canaryFactor),
-    canaryMinIncreaseMs: parseDuration(input.canaryMinIncrease ?? DEFAULT_THRESHOLDS.canaryMinIncreaseMs, 'thresholds.canaryMinIncrease'),
+    mismatchRatio: num(input.mismatchPercent, 'mismatchPercent', 0, 100, DEFAULTS.mismatchRatio * 100) / 100,
+    canaryFactor: num(input.canaryP99Factor, 'canaryP99Factor', 1, 1000, DEFAULTS.canaryFactor),
+    canaryMinIncreaseMs: parseDuration(input.canaryMinIncrease ?? DEFAULTS.canaryMinIncreaseMs, 'thresholds.canaryMinIncrease'),
+    canarySustainedWindows: sustained,
     maxErrors,
-    errorWindowMs: positive(parseDuration(input.errorWindow ?? DEFAULT_THRESHOLDS.errorWindowMs, 'thresholds.errorWindow'), 'thresholds.errorWindow'),
-    noProgressMs: positive(parseDuration(input.noProgressFor ?? DEFAULT_THRESHOLDS.noProgressMs, 'thresholds.noProgressFor'), 'thresholds.noProgressFor'),
+    errorWindowMs: positive(parseDuration(input.errorWindow ?? DEFAULTS.errorWindowMs, 'thresholds.errorWindow'), 'thresholds.errorWindow'),
+    noProgressMs: positive(parseDuration(input.noProgressFor ?? DEFAULTS.noProgressMs, 'thresholds.noProgressFor'), 'thresholds.noProgressFor'),
   };
 }
 
@@ -97,17 +129,26 @@ export function canaryLimitMs(baselineMs: number, t: ResolvedThresholds): number
   return Math.max(baselineMs * t.canaryFactor, baselineMs + t.canaryMinIncreaseMs);
 }
 
-export function checkCanary(s: { p99Ms: number; p50Ms: number; baselineMs: number; windowMs: number; probe: string }, t: ResolvedThresholds): Finding | null {
+/**
+ * Whether the canary is over its limit now. Only over for `canarySustainedWindows` windows running (the monitor
+ * keeps that count) is it a breach: checkCanary says so in words.
+ */
+export function canaryOver(s: { p99Ms: number; baselineMs: number }, t: ResolvedThresholds): boolean {
+  return s.p99Ms > canaryLimitMs(s.baselineMs, t);
+}
+
+export function checkCanary(s: { p99Ms: number; p50Ms: number; baselineMs: number; windowMs: number; probe: string; overForMs?: number }, t: ResolvedThresholds): Finding | null {
   const limit = canaryLimitMs(s.baselineMs, t);
   if (s.p99Ms <= limit) return null;
+  const sustained = s.overForMs !== undefined ? `, and has been over it for ${formatDuration(s.overForMs)}` : '';
   return {
     threshold: 'canary',
     value: s.p99Ms,
     limit,
     message:
       `the application's reads got slow: ${s.probe} took ${ms(s.p99Ms)} at the 99th percentile (median ${ms(s.p50Ms)}) over the last ` +
-      `${formatDuration(s.windowMs)}, against ${ms(s.baselineMs)} before the backfill started; the limit is ${ms(limit)} ` +
-      `(${t.canaryFactor}× the baseline). A lock held on the table, a long transaction or the backfill's own load can cause it.`,
+      `${formatDuration(s.windowMs)}, against a baseline of ${ms(s.baselineMs)} (the p99 of the application's own load between batches); the limit is ${ms(limit)} ` +
+      `(${t.canaryFactor}× the baseline)${sustained}. A lock held on the table, a long transaction or the backfill's own load can cause it.`,
   };
 }
 

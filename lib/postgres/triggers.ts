@@ -74,6 +74,11 @@ export function applyConversion(c: Conversion, input: string): string {
   return `(SELECT ${c.sql} FROM (SELECT ${input} AS ${ident(c.param)}) AS _zd_row)`;
 }
 
+/** What a sync trigger does with a row it cannot convert: `record` is the PL/pgSQL statement that records it. */
+export interface ConversionErrorHandler {
+  readonly record: string;
+}
+
 /**
  * Two-way sync between a column `src` and the column `dst` that replaces it (of another type, or another name),
  * with a conversion each way: a writer of either column keeps the other one equal to the converted value. On INSERT
@@ -85,27 +90,43 @@ export function createConvertingSync(
   fn: string,
   trigger: string,
   cols: { readonly src: string; readonly dst: string; readonly toDst: Conversion; readonly toSrc: Conversion },
+  onError?: ConversionErrorHandler,
 ): Statement[] {
   const s = `NEW.${ident(cols.src)}`;
   const d = `NEW.${ident(cols.dst)}`;
   const toDst = applyConversion(cols.toDst, s);
   const toSrc = applyConversion(cols.toSrc, d);
   const f = `${ident(t.schema)}.${ident(fn)}`;
-  return [
-    {
-      text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(`
-BEGIN
-  IF TG_OP = 'INSERT' THEN
+  const sync = `IF TG_OP = 'INSERT' THEN
     IF ${d} IS NULL THEN ${d} := ${toDst}; ELSE ${s} := ${toSrc}; END IF;
   ELSIF ${d} IS DISTINCT FROM OLD.${ident(cols.dst)} THEN
     ${s} := ${toSrc};
   ELSIF ${s} IS DISTINCT FROM OLD.${ident(cols.src)} OR ${d} IS NULL THEN
     ${d} := ${toDst};
-  END IF;
+  END IF;`;
+  // The handler runs only when a conversion failed; the block costs a subtransaction start on each write, nothing
+  // more. A failed `up` leaves the new column NULL (never a stale value the new version would trust); a failed `down`
+  // leaves the old column as the statement wrote it.
+  const body = onError
+    ? `
+BEGIN
+  BEGIN
+  ${sync}
+  EXCEPTION WHEN OTHERS THEN
+    IF (TG_OP = 'INSERT' AND ${d} IS NULL) OR (TG_OP = 'UPDATE' AND ${d} IS NOT DISTINCT FROM OLD.${ident(cols.dst)}) THEN ${d} := NULL; END IF;
+    ${onError.record}
+  END;
   RETURN NEW;
 END
-`)}`,
-    },
+`
+    : `
+BEGIN
+  ${sync}
+  RETURN NEW;
+END
+`;
+  return [
+    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(body)}` },
     { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
     { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
   ];
@@ -129,6 +150,7 @@ export function createDeriveSync(
     readonly up: string;
     readonly down?: Readonly<Record<string, string>>;
   },
+  onError?: ConversionErrorHandler,
 ): Statement[] {
   const d = `NEW.${ident(spec.column)}`;
   const names = [...new Set([...spec.columns, spec.column])];
@@ -138,28 +160,38 @@ export function createDeriveSync(
     ? `SELECT ${spec.sources.map((s) => `(${spec.down![s]})`).join(', ')} INTO ${spec.sources.map((s) => `NEW.${ident(s)}`).join(', ')} FROM ${row};`
     : '';
   const sourceChanged = spec.sources.map((s) => `NEW.${ident(s)} IS DISTINCT FROM OLD.${ident(s)}`).join(' OR ');
-  const body = spec.down
-    ? `
-BEGIN
-  IF TG_OP = 'INSERT' THEN
+  const sync = spec.down
+    ? `IF TG_OP = 'INSERT' THEN
     IF ${d} IS NULL THEN ${up} ELSE ${down} END IF;
   ELSIF ${d} IS DISTINCT FROM OLD.${ident(spec.column)} THEN
     ${down}
   ELSIF ${sourceChanged} OR ${d} IS NULL THEN
     ${up}
-  END IF;
+  END IF;`
+    : up;
+  // As in createConvertingSync: a failed `up` leaves the derived column NULL, a failed `down` the sources as written.
+  const upFailed = spec.down ? `(TG_OP = 'INSERT' AND ${d} IS NULL) OR (TG_OP = 'UPDATE' AND ${d} IS NOT DISTINCT FROM OLD.${ident(spec.column)})` : 'true';
+  const guarded = onError
+    ? `
+BEGIN
+  BEGIN
+  ${sync}
+  EXCEPTION WHEN OTHERS THEN
+    IF ${upFailed} THEN ${d} := NULL; END IF;
+    ${onError.record}
+  END;
   RETURN NEW;
 END
 `
     : `
 BEGIN
-  ${up}
+  ${sync}
   RETURN NEW;
 END
 `;
   const f = `${ident(t.schema)}.${ident(fn)}`;
   return [
-    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(body)}` },
+    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(guarded)}` },
     { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
     { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
   ];
