@@ -48,7 +48,8 @@ export { zeroDowntime, ZeroDowntimeUmzug, type ZeroDowntimeContext, type Migrati
 export type { ZeroDowntimeConfig, ZeroDowntimeLogger, Duration } from './config.js';
 export { ConfigError } from './config.js';
 export { ChangeInputError, type TableInput, type TableName } from './postgres/identifiers.js';
-export { Engine, VerifyFailedError, type EngineEvent, type EngineOptions, type GateStatus } from './engine/runner.js';
+export { Engine, ExpandUndoneError, VerifyFailedError, type EngineEvent, type EngineOptions, type GateStatus } from './engine/runner.js';
+export { PreflightFailedError } from './engine/preflight.js';
 export { StepFailedError, type LockSafetyOptions } from './engine/executor.js';
 export { MigrationLockTimeoutError } from './engine/migration-lock.js';
 export { LeaseLostError } from './engine/lease.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, StepFailedError, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, ExpandUndoneError, StepFailedError, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
 import { openTestDatabase, pgClient, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { expectCleanRun, startWriter, type Writer } from './support/writers.js';
@@ -141,14 +141,22 @@ export default defineMigration({ changes: [
     const umzug = umzugFor(project.dir);
     let error: unknown;
     await umzug.up().catch((e: unknown) => (error = e));
-    const failure = (error as { cause?: unknown })?.cause ?? error;
+    // Umzug wraps the engine's error; the expand was undone (a duplicate is a real failure, not an interruption).
+    const undone = (error as { cause?: unknown })?.cause ?? error;
+    expect(undone).to.be.instanceOf(ExpandUndoneError);
+    expect((undone as Error).message).to.match(/expand failed and was undone automatically/);
+    const failure = (undone as { cause?: unknown }).cause;
     expect(failure).to.be.instanceOf(StepFailedError);
     expect((failure as Error).message).to.match(/could not create unique index/).and.match(/INVALID index public\.weird"; idx the failed build left was dropped/);
     expect(await invalidIndexes(knex)).to.deep.equal([]);
     expect((await indexes(knex, '"users; drop table x"')).map((i) => i.name)).to.deep.equal(['users; drop table x_pkey']);
     expect((await knex.raw(`SELECT to_regclass('public.x') AS r`)).rows[0].r).to.equal(null);
 
-    // A crash in mid-build (no cleanup ran) leaves an INVALID index under the step's own name.
+    // A crash in mid-build (a killed process: no cleanup, no undo) leaves the expand started in the state table and
+    // an INVALID index under the step's own name.
+    const entry = (await umzug.entries()).find((e) => e.name === '001.unique.ts:expand')!;
+    const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
+    await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
     await knex.raw(`CREATE UNIQUE INDEX CONCURRENTLY "weird""; idx" ON "users; drop table x" ("x""; drop table users; --")`).catch(() => undefined);
     expect(await invalidIndexes(knex)).to.deep.equal(['weird"; idx']);
     await knex.raw(`UPDATE "users; drop table x" SET "x""; drop table users; --" = 'v${ROWS / 2}' WHERE id = ${ROWS / 2}`);

@@ -29,18 +29,23 @@ describe('monitor: a backfill batch that waits on a row lock is retried, reporte
       logger: silentLogger,
       lock: { timeout: '100ms' },
       backfill: { batchSize: 500, adaptive: false, pause: '50ms', canary: false },
-      onEvent: (e) => {
-        events.push(e);
-        // Once the sync trigger exists, an application transaction takes a row near the end and keeps it 1.5 s.
-        if (e.type === 'step' && e.phase === 'expand' && !holding) {
-          holding = (async () => {
-            await holder.query('BEGIN');
-            await holder.query(`SELECT * FROM tickets WHERE id = $1 FOR UPDATE`, [ROWS - 10]);
-            await new Promise((r) => setTimeout(r, 1500));
-            await holder.query('COMMIT');
-          })();
-        }
-      },
+      onEvent: (e) => void events.push(e),
+    });
+    // Before the first batch (the expand's DDL is done: a row lock earlier would hold that up instead), an application
+    // transaction takes a row near the end and keeps it 1.5 s; the batch guard waits until it has it, so the backfill
+    // cannot get past that row first on a slow machine.
+    const removeGuard = umzug.engine.addBatchGuard(async () => {
+      if (holding) return;
+      let locked!: () => void;
+      const taken = new Promise<void>((r) => (locked = r));
+      holding = (async () => {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT * FROM tickets WHERE id = $1 FOR UPDATE`, [ROWS - 10]);
+        locked();
+        await new Promise((r) => setTimeout(r, 1500));
+        await holder.query('COMMIT');
+      })();
+      await taken;
     });
     try {
       await umzug.up();
@@ -56,6 +61,7 @@ describe('monitor: a backfill batch that waits on a row lock is retried, reporte
       const bad = await knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM tickets WHERE title IS DISTINCT FROM subject`);
       expect(bad.rows[0]!.n).to.equal(0);
     } finally {
+      removeGuard();
       await holder.end();
       await umzug.close();
     }

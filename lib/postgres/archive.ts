@@ -189,11 +189,16 @@ export function abandonArchiveFill(a: ArchiveSpec, stateSchema: string): Stateme
   return [
     { text: `DROP TRIGGER IF EXISTS ${ident(fillTrigger(a))} ON ${qualified(a.table)}` },
     { text: `DROP FUNCTION IF EXISTS ${ident(a.archive.schema)}.${ident(fillTrigger(a))}()` },
+    // Nested: PL/pgSQL plans a condition whole, so a query of the registry must not be reached before the registry
+    // is known to exist (it is created by the first archive ever registered).
     doBlock(`
 BEGIN
-  IF to_regclass(${literal(qualified(a.archive))}) IS NOT NULL AND (to_regclass(${literal(registryTable(stateSchema))}) IS NULL
-     OR NOT EXISTS (SELECT 1 FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)})) THEN
-    DROP TABLE ${qualified(a.archive)};
+  IF to_regclass(${literal(qualified(a.archive))}) IS NOT NULL THEN
+    IF to_regclass(${literal(registryTable(stateSchema))}) IS NULL THEN
+      DROP TABLE ${qualified(a.archive)};
+    ELSIF NOT EXISTS (SELECT 1 FROM ${registryTable(stateSchema)} WHERE archive = ${literal(a.archive.name)}) THEN
+      DROP TABLE ${qualified(a.archive)};
+    END IF;
   END IF;
 END`),
   ];
