@@ -18,7 +18,8 @@ describe('the demo (`npm run demo`, PGlite through knex-pglite)', function () {
     expect(code, out).to.equal(0);
     expect(out).to.match(/on embedded PostgreSQL \(PGlite\)/);
     expect(out).to.match(/expand verify: \d+ rows checked, 0 mismatches/);
-    expect(out).to.match(/contract: drop name, give full_name its name/);
+    expect(out).to.match(/contract: create the archive .* of public\.users\.name/);
+    expect(out).to.match(/contract: drop name \(ending its archive's trigger under the same lock\), give full_name its name/);
     expect(out).to.match(/undoContract verify: \d+ rows checked, 0 mismatches/);
     expect(out.match(/rows where name and full_name disagree: (\d+)/g)).to.have.length.greaterThan(2);
     expect(out).to.not.match(/rows where name and full_name disagree: [1-9]/);
