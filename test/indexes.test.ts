@@ -76,7 +76,8 @@ export default defineMigration({ changes: [
         maxId = Number((await knex.raw<{ rows: { m: string }[] }>('SELECT max(id) AS m FROM users')).rows[0]!.m);
         return null;
       },
-      /does not exist|could not open relation/,
+      // pg_get_indexdef of an index DROP INDEX CONCURRENTLY removes under it fails with "cache lookup failed".
+      /does not exist|could not open relation|cache lookup failed/,
       { intervalMs: 30 },
     );
 
