@@ -42,6 +42,12 @@ export interface BackfillSpec {
    * restores from it): one merge of two key ranges per batch instead of a subquery per row.
    */
   readonly join?: BackfillJoin;
+  /**
+   * The key of every row a batch writes goes into `into` (its `columns`, in key order) in the batch's own statement,
+   * so what the backfill changed is recorded exactly and without a scan of the table (setNotNull: the rows that were
+   * NULL, which down makes NULL again).
+   */
+  readonly archiveKeys?: { readonly into: TableName; readonly columns: readonly string[] };
 }
 
 export interface BackfillJoin {

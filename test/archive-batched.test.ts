@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { changeColumnType, Db, deriveColumn, dropColumn, renameColumn, zeroDowntime } from '../lib/index.js';
+import { changeColumnType, Db, deriveColumn, dropColumn, renameColumn, setNotNull, zeroDowntime } from '../lib/index.js';
 import type { CatalogSnapshot } from '../lib/postgres/catalog.js';
 import { readCatalog } from '../lib/postgres/catalog.js';
 import type { Change, PhasePlan } from '../lib/migration.js';
@@ -63,6 +63,12 @@ describe('column archives filled in batches; emergency rollback flags', function
       expect(d.undoContract.backfill?.join?.table.name, ch.kind).to.equal(d.contract.backfill?.copy?.into.name);
       expect(JSON.stringify(d.undoContract.backfill?.set), ch.kind).not.to.match(/FROM \\"zero_downtime\\"/);
     }
+    // setNotNull's expand sets the default under ACCESS EXCLUSIVE: no scan of the table may share that transaction.
+    // The keys of the rows it fills are archived by the backfill's own batches.
+    const nn = setNotNull({ table: 'plan_t', column: 'c', default: 'x' }).describe(snapshot, ctx);
+    const withDefault = nn.expand.steps.find((x) => x.id === 'default-and-archive')!;
+    expect(withDefault.statements.map((x) => x.text).join(';\n')).to.match(/SET DEFAULT/).and.not.match(/\bFROM\s+"public"\."plan_t"/);
+    expect(nn.expand.backfill?.archiveKeys?.into.name).to.match(/^zd_arch_nulls_/);
   });
 
   it('the contract fills the archive in batches while writers change, insert, delete and re-key rows: it holds each row as it was at the drop, and down restores it', async () => {

@@ -113,6 +113,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
   const only = spec.only ?? 'distinct';
   if (walk.kind === 'ctid') {
     if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
+    if (spec.archiveKeys) throw new Error(`backfill: archiving the keys of the rows it fills in ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
     if (spec.join) throw new Error(`backfill: restoring ${tableLabel(spec.table)} from ${tableLabel(spec.join.table)} needs its primary key to walk; it has none. Nothing was written.`);
     const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
     return async (c, chunk, from, size) => {
@@ -152,7 +153,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
         ? [copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)]
         : spec.join
           ? keysetRangeJoinUpdateSqls(spec.table, cols, spec.set, only, spec.join, lower !== null, upper !== null)
-          : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null)];
+          : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys)];
       for (const write of writes) updated += (await c.query(write, [...(lower ?? []), ...(upper ?? [])])).rowCount;
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };

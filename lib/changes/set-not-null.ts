@@ -1,7 +1,7 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { columnInfo, tableInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
-import { archiveColumns, archiveName, archivedWhere, dropArchive, ensureArchive, type ArchiveSpec } from '../postgres/archive.js';
+import { analyzeArchive, archiveKeysInto, archiveName, archivedWhere, createKeyArchive, dropArchive, ensureArchive, finishArchiveFill, type ArchiveSpec } from '../postgres/archive.js';
 import { doBlock } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, literal, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { checkExpression, checkName } from './common.js';
@@ -72,9 +72,11 @@ END`);
       const steps: Step[] = [];
       if (def && archive) {
         steps.push(
-          lockStep('default-and-archive', `set the default of ${column}; archive the keys of rows where it is NULL`, [
+          // Only the empty archive here: this step holds SET DEFAULT's ACCESS EXCLUSIVE lock, under which a scan of the
+          // table for its NULL rows would stop every query. The backfill records the key of each row it fills.
+          lockStep('default-and-archive', `set the default of ${column}; create the archive of the keys of the rows the backfill fills`, [
             ddl.setDefault(t, column, def),
-            ...archiveColumns(archive, stateSchema, `${ident(column)} IS NULL`),
+            ...createKeyArchive(archive, stateSchema),
           ]),
         );
       }
@@ -96,8 +98,11 @@ END`);
               }
             : {}),
           steps,
-          ...(def ? { backfill: { table: t, set: [{ column, expression: def }], only: 'null' as const } } : {}),
+          ...(def && archive ? { backfill: { table: t, set: [{ column, expression: def }], only: 'null' as const, archiveKeys: archiveKeysInto(archive) } } : {}),
           afterBackfill: [
+            ...(archive
+              ? [lockStep('register-archive', `register the archive ${tableLabel(archive.archive)} (its row count for purge)`, [analyzeArchive(archive), ...finishArchiveFill(archive, stateSchema)])]
+              : []),
             // Added after the backfill: a NOT VALID CHECK still rejects an old-version UPDATE of a row that is still NULL.
             lockStep('add-check', `add CHECK (${column} IS NOT NULL) NOT VALID`, [ddl.addNotNullCheck(t, check, column)]),
             lockStep('validate-check', `validate CHECK (${column} IS NOT NULL)`, [explainNulls, ddl.validateConstraint(t, check)]),

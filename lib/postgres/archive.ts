@@ -132,6 +132,19 @@ function fillTrigger(a: ArchiveSpec): string {
   return objectName('zd_archfill', a.archive.name);
 }
 
+/**
+ * An archive of keys that a backfill fills batch by batch with the rows it writes (BackfillSpec.archiveKeys):
+ * created empty, and kept as it is when the step runs again on a resume.
+ */
+export function createKeyArchive(a: ArchiveSpec, stateSchema: string): Statement[] {
+  return [ensureRegistry(stateSchema), createArchiveTable(a, true)];
+}
+
+/** Where a backfill records the keys of the rows it writes, for createKeyArchive's archive. */
+export function archiveKeysInto(a: ArchiveSpec): NonNullable<BackfillSpec['archiveKeys']> {
+  return { into: a.archive, columns: a.keys.map((_k, i) => keyCol(i)) };
+}
+
 /** The backfill that copies the rows present when the fill started into the archive, batch by batch on the key. */
 export function archiveFill(a: ArchiveSpec): BackfillSpec {
   return {

@@ -104,11 +104,16 @@ export function keysetRangeUpdateSql(
   only: 'distinct' | 'null',
   hasFrom: boolean,
   hasTo: boolean,
+  archiveKeys?: { readonly into: TableName; readonly columns: readonly string[] },
 ): string {
   const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(set, only)})`);
   const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
-  return `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
+  const update = `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
+  if (!archiveKeys) return update;
+  // The INSERT's row count is the batch's: every row the UPDATE wrote is new to the archive (a range is walked once).
+  return `WITH _zd_u AS (${update} RETURNING ${keys.map((k) => ident(k.name)).join(', ')})
+INSERT INTO ${qualified(archiveKeys.into)} (${archiveKeys.columns.map(ident).join(', ')}) SELECT * FROM _zd_u ON CONFLICT DO NOTHING`;
 }
 
 /**
