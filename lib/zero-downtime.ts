@@ -116,6 +116,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
     this.config = config;
     this.knex = knex;
     this.db = db;
+    if (config.pooling !== 'auto') db.pooling = config.pooling;
     this.engine = engine;
     this.ownsKnex = ownsKnex;
     this.zdLogger = logger;

@@ -67,6 +67,9 @@ export async function pendingBackfills(umzug: ZeroDowntimeUmzug): Promise<Pendin
 /** Runs (or joins) every pending backfill with `workers` workers in this process. */
 export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsOptions = {}): Promise<BackfillProgress[]> {
   const { engine } = umzug;
+  // Known before the first batch, so the worker lease and the monitor's probe rely on no session state behind a
+  // transaction pooler (this command does not take the migration lock, which would find it out otherwise).
+  await umzug.pooling();
   const display = opts.display;
   const results: BackfillProgress[] = [];
   const seen = new Set<string>();
