@@ -80,8 +80,9 @@ export class LeaseLostError extends Error {
   constructor(
     readonly lease: LeaseSpec,
     readonly reason: string,
+    options?: { cause?: unknown },
   ) {
-    super(`lost the ${lease.label} (${reason})${lease.afterLoss ? `. ${lease.afterLoss}` : ''}`);
+    super(`lost the ${lease.label} (${reason})${lease.afterLoss ? `. ${lease.afterLoss}` : ''}`, options);
   }
 }
 
@@ -264,6 +265,21 @@ export class Lease {
       const e = new LeaseLostError(this.o.spec, reason);
       this.lose(e);
       throw e;
+    }
+  }
+
+  /**
+   * Whether the lease is still ours, asked now in a transaction of its own: the loss if it is not (and records it),
+   * null if it is. For an error that may be the loss seen from the side (a holder frozen past the lease timeout
+   * wakes to find its session ended) before the heartbeat has noticed.
+   */
+  async confirm(): Promise<LeaseLostError | null> {
+    if (this.lostError) return this.lostError;
+    try {
+      await this.db.withConnection((c) => tx(c, () => this.fence(c)));
+      return null;
+    } catch (e) {
+      return e instanceof LeaseLostError ? e : null;
     }
   }
 

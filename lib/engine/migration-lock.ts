@@ -1,5 +1,5 @@
 import type { Db } from './db.js';
-import { describeLease, formatHolder, Lease, LeaseBusyError, type LeaseHolder, type LeaseTiming } from './lease.js';
+import { describeLease, formatHolder, Lease, LeaseBusyError, LeaseLostError, type LeaseHolder, type LeaseTiming } from './lease.js';
 import type { PoolingMode } from './pooling.js';
 
 export class MigrationLockTimeoutError extends Error {
@@ -73,6 +73,12 @@ export async function withMigrationLock<T>(db: Db, stateSchema: string, opts: Mi
   const removeFence = db.setFence((c) => lease.fence(c));
   try {
     return await fn(lease.signal);
+  } catch (e) {
+    // Whatever failed while the lock was gone (a statement on a session the server ended, a step) failed because of
+    // that: say so, with the error it surfaced as kept as the cause.
+    const lost = lease.lost ?? (await lease.confirm());
+    if (lost && !(e instanceof LeaseLostError)) throw new LeaseLostError(lost.lease, lost.reason, { cause: e });
+    throw e;
   } finally {
     removeFence();
     await lease.release();
