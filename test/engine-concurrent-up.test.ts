@@ -48,9 +48,12 @@ export default defineMigration({ changes: [renameColumn({ table: 'events', from:
   it('with no wait allowed, the second exits with a clear message and changes nothing', async () => {
     const [a, b] = [instance('60s'), instance('0s')];
     const first = a.up();
-    // Let the first take the lock before the second asks.
-    for (let i = 0; i < 100; i++) {
-      const r = await knexes[0]!.raw<{ rows: unknown[] }>(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted`);
+    // Let the first take the lock before the second asks: its lease row is there once it holds it (any granted
+    // advisory lock on the server, which this waited for before, may be someone else's).
+    for (let i = 0; i < 250; i++) {
+      const r = await knexes[0]!
+        .raw<{ rows: unknown[] }>(`SELECT 1 FROM zero_downtime.leases WHERE name = 'migrate'`)
+        .catch(() => ({ rows: [] as unknown[] }));
       if (r.rows.length > 0) break;
       await new Promise((res) => setTimeout(res, 20));
     }
