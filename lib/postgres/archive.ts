@@ -50,34 +50,6 @@ function createArchiveTable(a: ArchiveSpec, ifNotExists: boolean): Statement {
 }
 
 /**
- * Copies the values (of the rows matching `where`, SQL over the table's columns, or every row) into a fresh archive
- * and registers it with each column's comment, privileges and collation, read from the catalog now.
- */
-export function archiveColumns(a: ArchiveSpec, stateSchema: string, where?: string): Statement[] {
-  const keys = a.keys.map((k) => ident(k.name)).join(', ');
-  const vals = a.values.map((v) => ident(v.name));
-  const t = `${literal(qualified(a.table))}::regclass`;
-  const attrs = a.values.map(
-    (v) => `${literal(v.name)}, (SELECT jsonb_build_object('comment', col_description(at.attrelid, at.attnum), 'acl', at.attacl::text[],
-        'collation', CASE WHEN at.attcollation <> 0 AND at.attcollation <> ty.typcollation THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END)
-      FROM pg_attribute at JOIN pg_type ty ON ty.oid = at.atttypid LEFT JOIN pg_collation co ON co.oid = at.attcollation
-      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE at.attrelid = ${t} AND at.attname = ${literal(v.name)})`,
-  );
-  return [
-    ensureRegistry(stateSchema),
-    { text: `DROP TABLE IF EXISTS ${qualified(a.archive)}` },
-    createArchiveTable(a, false),
-    { text: `INSERT INTO ${qualified(a.archive)} SELECT ${[keys, ...vals].join(', ')} FROM ${qualified(a.table)}${where ? ` WHERE ${where}` : ''}` },
-    {
-      text: `INSERT INTO ${registryTable(stateSchema)} (archive, source_table, source_columns, kind, rows, attributes)
-SELECT $1, $2, $3::text[], $4, (SELECT count(*) FROM ${qualified(a.archive)}), jsonb_build_object(${attrs.length ? attrs.join(', ') : ''})
-ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, attributes = EXCLUDED.attributes, source_columns = EXCLUDED.source_columns`,
-      values: [a.archive.name, tableLabel(a.table), a.values.map((v) => v.name), a.kind],
-    },
-  ];
-}
-
-/**
  * A contract fills a column archive through the backfill engine (keyset batches, resumable, paced, lag-aware), not
  * with one INSERT … SELECT of the whole table (seconds per million rows under traffic: a WAL burst, replica lag and
  * the vacuum horizon held for the whole copy). Writers go on meanwhile, and undo needs each row's value at the moment
