@@ -37,6 +37,8 @@ export interface BackfillSpec {
   readonly only?: 'distinct' | 'null';
   /** Copy rows into another table instead of updating `table` (splitTable, mergeTables); `set` is then empty. */
   readonly copy?: CopySpec;
+  /** Each batch makes these tables equal to the walked table over the batch's key range (the undo of a merge's contract). */
+  readonly mirror?: readonly MirrorSpec[];
   /**
    * A table LEFT JOINed 1:0..1 on the key as `_zd_a`, which `set` expressions may read (a column archive, when down
    * restores from it): one merge of two key ranges per batch instead of a subquery per row.
@@ -74,6 +76,22 @@ export interface CopySpec {
   readonly join?: TableName;
   readonly mode: 'insert' | 'update';
   /** A setting turned on (transaction-local) for the batch, so the sync triggers do not echo its writes back. */
+  readonly quietFlag?: string;
+}
+
+/**
+ * A table a mirror backfill keeps equal to the walked table, batch by batch: rows that differ are upserted, rows
+ * whose key the walked table lacks are deleted. Source rows are locked FOR SHARE for the batch, as for a copy.
+ */
+export interface MirrorSpec {
+  readonly into: TableName;
+  /** Key columns, the same names in the walked table and `into`; `into`'s primary key. */
+  readonly key: readonly string[];
+  /** Columns besides the key, the same names on both sides. */
+  readonly columns: readonly string[];
+  /** Only walked rows `_zd_s` matching this SQL are upserted (a 1 : 0..1 side keeps no all-NULL rows it lacks). */
+  readonly where?: string;
+  /** A setting turned on (transaction-local) for the batch, so sync triggers do not echo its writes back. */
   readonly quietFlag?: string;
 }
 

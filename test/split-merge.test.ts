@@ -258,8 +258,16 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
     expect(listed).to.match(/: public\.users \(whole table\) merge-tables,/);
     expect(listed).to.match(/: public\.prefs; drop table x \(whole table\) merge-tables,/);
     await new Promise((res) => setTimeout(res, 300)); // the new version writes accounts alone
+    // users and prefs come back, in batches, with what was written to accounts meanwhile and while the new version
+    // goes on writing (an emergency rollback does not stop the application first)
+    let batches = 0;
+    const off = umzug.engine.subscribe((e) => {
+      if (e.type === 'backfill' && e.progress.phase === 'undoContract') batches = Math.max(batches, e.progress.batches);
+    });
+    await umzug.down();
+    off();
+    expect(batches, 'the resync ran in batches').to.be.greaterThan(1);
     await stopAll(neu);
-    await umzug.down(); // users and prefs come back, with what was written to accounts meanwhile
     phase = 'synced';
     expect(await fullyConsistent()).to.equal(0);
     await startOld(2);

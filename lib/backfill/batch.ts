@@ -2,7 +2,7 @@ import type { Connection, Db } from '../engine/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
-import { copyRangeSql } from '../postgres/table-sync.js';
+import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
 import type { Bound, Chunk } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
 
@@ -114,6 +114,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
   if (walk.kind === 'ctid') {
     if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
     if (spec.archiveKeys) throw new Error(`backfill: archiving the keys of the rows it fills in ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
+    if (spec.mirror) throw new Error(`backfill: mirroring ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
     if (spec.join) throw new Error(`backfill: restoring ${tableLabel(spec.table)} from ${tableLabel(spec.join.table)} needs its primary key to walk; it has none. Nothing was written.`);
     const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
     return async (c, chunk, from, size) => {
@@ -146,12 +147,16 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
     const upper = finished ? chunk.hi : end;
     if (!finished && end) next?.start(chunk, end, size);
     let updated = 0;
-    if (n > 0) {
+    // A mirror also deletes rows the walked table lacks, so a range with no walked keys (the open end) still runs.
+    if (n > 0 || spec.mirror) {
       // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
-      if (spec.copy?.quietFlag) await c.query('SELECT set_config($1, $2, true)', [spec.copy.quietFlag, 'on']);
+      const quiet = new Set([spec.copy?.quietFlag, ...(spec.mirror ?? []).map((m) => m.quietFlag)].filter((f): f is string => !!f));
+      for (const flag of quiet) await c.query('SELECT set_config($1, $2, true)', [flag, 'on']);
       const writes = spec.copy
         ? [copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)]
-        : spec.join
+        : spec.mirror
+          ? mirrorRangeSqls(spec.table, cols, spec.mirror, lower !== null, upper !== null)
+          : spec.join
           ? keysetRangeJoinUpdateSqls(spec.table, cols, spec.set, only, spec.join, lower !== null, upper !== null)
           : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys)];
       for (const write of writes) updated += (await c.query(write, [...(lower ?? []), ...(upper ?? [])])).rowCount;

@@ -2,7 +2,7 @@ import type { Change, ChangeDescription, ResolveContext, Step } from '../migrati
 import { tableInfo, type CatalogSnapshot, type ColumnInfo, type TableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
 import { copyTablePrivileges } from '../postgres/table-ddl.js';
-import { dropSyncTrigger, lockInOrder, mergeResync, mergeSyncTriggers, moveSerialOwnership, type MergeSync } from '../postgres/table-sync.js';
+import { dropSyncTrigger, lockInOrder, mergeSyncTriggers, moveSerialOwnership, type MergeSync } from '../postgres/table-sync.js';
 import { archiveTableStep, restoreTableStep } from './drop-table.js';
 import { checkNames, txStep } from './common.js';
 
@@ -23,7 +23,7 @@ export interface MergeTablesOptions {
  * Merges two tables that share a primary key into one. Expand creates `into` and triggers on all three tables that
  * propagate INSERT, UPDATE and DELETE (a quiet flag stops the echo); the backfill copies a LEFT JOIN b in keyset
  * batches; verify compares every row of `a`. Contract drops the triggers and archives `a` and `b` in the state schema
- * (until purge); `down` brings them back and re-syncs them from `into`.
+ * (until purge); `down` brings them back and re-syncs them from `into` in keyset batches.
  */
 export function mergeTables(options: MergeTablesOptions): Change {
   if (!Array.isArray(options?.from) || options.from.length !== 2) throw new ChangeInputError('mergeTables: from must be [a, b], two tables');
@@ -166,7 +166,20 @@ function describeMerge(
         restoreStep(a, 'restore-a'),
         restoreStep(b, 'restore-b'),
         txStep('give-back-sequence', `give the sequence back to ${tableLabel(a)}.${k0}`, [moveSerialOwnership(into, a, k0)]),
-        triggers, txStep('resync', `put rows written to ${tableLabel(into)} since the contract back`, mergeResync(sync))],
+        // Only the new version writes now (to `into`): its writes reach `a` and `b` through the trigger on `into` while
+        // the batches put back what it wrote since the contract; the old version's triggers come once both agree.
+        txStep('sync-back', `sync trigger on ${tableLabel(into)} towards ${tableLabel(a)} and ${tableLabel(b)}`, mergeSyncTriggers(sync, 'from-into')),
+      ],
+      backfill: {
+        table: into,
+        set: [],
+        mirror: [
+          { into: a, key, columns: sync.aColumns, quietFlag: sync.flag },
+          // `b` is 1 : 0..1: a row it lacks is only added when it has a value, a row it has follows `into`.
+          { into: b, key, columns: sync.bColumns, quietFlag: sync.flag, where: `NOT (ROW(${sync.bColumns.map((c) => `_zd_s.${ident(c)}`).join(', ')}) IS NULL) OR EXISTS (SELECT 1 FROM ${qualified(b)} _zd_b WHERE ${key.map((k) => `_zd_b.${ident(k)} = _zd_s.${ident(k)}`).join(' AND ')})` },
+        ],
+      },
+      afterBackfill: [txStep('sync', `sync triggers on ${tableLabel(a)} and ${tableLabel(b)} towards ${tableLabel(into)}`, mergeSyncTriggers(sync, 'to-into'))],
       verify,
     },
     undoExpand: { steps: [dropTriggers('a'), txStep('drop-table', `drop ${tableLabel(into)} (its rows mirror the two tables)`, [{ text: `DROP TABLE IF EXISTS ${qualified(into)}` }])] },

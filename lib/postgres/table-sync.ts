@@ -1,5 +1,5 @@
 import type { Statement } from '../engine/db.js';
-import type { CopySpec } from '../migration.js';
+import type { CopySpec, MirrorSpec } from '../migration.js';
 import type { KeyColumn } from './batch-sql.js';
 import { ident, literal, qualified, type TableName } from './identifiers.js';
 
@@ -132,7 +132,7 @@ export interface MergeSync {
  * do not overwrite each other); a delete of `a` deletes the row, a delete of `b` clears b's columns, through an upsert
  * so that it waits for a backfill batch that is inserting the same row. into → a, b: a BEFORE trigger.
  */
-export function mergeSyncTriggers(m: MergeSync): Statement[] {
+export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'from-into' = 'both'): Statement[] {
   const { a, b, into, key, aColumns: ac, bColumns: bc } = m;
   const set = (cols: readonly string[]) => cols.map((x) => `${ident(x)} = EXCLUDED.${ident(x)}`).join(', ');
   const fromA = guarded(
@@ -185,42 +185,31 @@ export function mergeSyncTriggers(m: MergeSync): Statement[] {
     END IF;
   END IF;`,
   );
-  return [
-    triggerFunction(a.schema, m.fromA.fn, fromA),
-    triggerFunction(b.schema, m.fromB.fn, fromB),
-    triggerFunction(into.schema, m.back.fn, back),
-    ...createTrigger(a, m.fromA, 'AFTER'),
-    ...createTrigger(b, m.fromB, 'AFTER'),
-    ...createTrigger(into, m.back, 'BEFORE'),
-  ];
-}
-
-/** Turns the quiet flag on for the rest of the transaction (a step that writes both sides itself). */
-export function quiet(flag: string): Statement {
-  return { text: 'SELECT set_config($1, $2, true)', values: [flag, 'on'] };
+  const toInto = [triggerFunction(a.schema, m.fromA.fn, fromA), triggerFunction(b.schema, m.fromB.fn, fromB), ...createTrigger(a, m.fromA, 'AFTER'), ...createTrigger(b, m.fromB, 'AFTER')];
+  const fromInto = [triggerFunction(into.schema, m.back.fn, back), ...createTrigger(into, m.back, 'BEFORE')];
+  return parts === 'both' ? [...toInto, ...fromInto] : parts === 'to-into' ? toInto : fromInto;
 }
 
 /**
- * Undo of a merge's contract, after `a` and `b` came back from the archive: rows of `into` written since are put back
- * into them, rows deleted since are deleted. One transaction with the quiet flag on (see the report: not batched).
+ * One batch of a mirror backfill over the key range (from, to] of the walked table: each target's rows in the range
+ * become the walked rows (those matching the target's `where`), and its rows whose key the walked table no longer has
+ * are deleted. Deletes go last target first and upserts first target first, so a target referencing an earlier one
+ * by foreign key stays valid. Parameters: the `from` key when hasFrom, then the `to` key when hasTo.
  */
-export function mergeResync(m: MergeSync): Statement[] {
-  const { a, b, into, key, aColumns: ac, bColumns: bc } = m;
+export function mirrorRangeSqls(source: TableName, keys: readonly KeyColumn[], targets: readonly MirrorSpec[], hasFrom: boolean, hasTo: boolean): string[] {
   const set = (cols: readonly string[]) => cols.map((x) => `${ident(x)} = EXCLUDED.${ident(x)}`).join(', ');
-  return [
-    quiet(m.flag),
-    { text: `DELETE FROM ${qualified(b)} _zd_t WHERE NOT EXISTS (SELECT 1 FROM ${qualified(into)} _zd_i WHERE ${keyEq(key, '_zd_i.', '_zd_t.')})` },
-    { text: `DELETE FROM ${qualified(a)} _zd_t WHERE NOT EXISTS (SELECT 1 FROM ${qualified(into)} _zd_i WHERE ${keyEq(key, '_zd_i.', '_zd_t.')})` },
-    {
-      text: `INSERT INTO ${qualified(a)} AS _zd_t (${list(key)}, ${list(ac)}) SELECT ${list(key)}, ${list(ac)} FROM ${qualified(into)}
-        ON CONFLICT (${list(key)}) DO UPDATE SET ${set(ac)} WHERE ${row(ac, '_zd_t.')} IS DISTINCT FROM ${row(ac, 'EXCLUDED.')}`,
-    },
-    {
-      text: `INSERT INTO ${qualified(b)} AS _zd_t (${list(key)}, ${list(bc)}) SELECT ${list(key)}, ${list(bc)} FROM ${qualified(into)} _zd_i
-        WHERE NOT (${row(bc, '_zd_i.')} IS NULL) OR EXISTS (SELECT 1 FROM ${qualified(b)} _zd_b WHERE ${keyEq(key, '_zd_b.', '_zd_i.')})
-        ON CONFLICT (${list(key)}) DO UPDATE SET ${set(bc)} WHERE ${row(bc, '_zd_t.')} IS DISTINCT FROM ${row(bc, 'EXCLUDED.')}`,
-    },
-  ];
+  const order = keys.map((k) => `_zd_s.${ident(k.name)}`).join(', ');
+  const deletes = targets.map(
+    (m) => `DELETE FROM ${qualified(m.into)} _zd_t WHERE ${rangePredicate(keys, '_zd_t', hasFrom, hasTo)}
+  AND NOT EXISTS (SELECT 1 FROM ${qualified(source)} _zd_s WHERE ${keyEq(m.key, '_zd_s.', '_zd_t.')})`,
+  );
+  const upserts = targets.map(
+    (m) => `INSERT INTO ${qualified(m.into)} AS _zd_t (${list(m.key)}, ${list(m.columns)})
+SELECT ${list(m.key, '_zd_s.')}, ${list(m.columns, '_zd_s.')} FROM ${qualified(source)} _zd_s
+ WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)}${m.where ? ` AND (${m.where})` : ''} ORDER BY ${order} FOR SHARE OF _zd_s
+ON CONFLICT (${list(m.key)}) DO UPDATE SET ${set(m.columns)} WHERE ${row(m.columns, '_zd_t.')} IS DISTINCT FROM ${row(m.columns, 'EXCLUDED.')}`,
+  );
+  return [...deletes.reverse(), ...upserts];
 }
 
 function rangePredicate(keys: readonly KeyColumn[], alias: string, hasFrom: boolean, hasTo: boolean): string {
