@@ -1,9 +1,11 @@
 /**
  * Emergency rollback vs the way forward (issue 13 item 5), measured side by side in one run:
  *
- *   npx tsx bench/undo-restore.ts --rows 200k [--load] [--canary on|off]
+ *   npx tsx bench/undo-restore.ts --rows 200k [--load] [--canary on|off] [--change rename|type]
  *
- * Two identical tables, each with a renameColumn migration (its own project). Order: forward(t1), contract(t1),
+ * Two identical tables, each with the same migration (its own project): `rename` renames a text column (its undo
+ * refills from the live column, as exact as the way forward), `type` changes a text column of digits to integer
+ * (lossy back: '007' → 7 → '7', so its undo joins each batch to the archive). Order: forward(t1), contract(t1),
  * forward(t2), contract(t2), undo(t2), undo(t1): each kind is timed once right after the other kind, so neither
  * gains from going first. "forward" is the expand's backfill (the new column from the old), "undo" the undo of the
  * contract's backfill (the old column refilled from the archive); both through the real engine, with the sync
@@ -18,7 +20,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
 import { zeroDowntime } from '../lib/index.js';
-import { archivedValue, archivedWhere, type ArchiveSpec } from '../lib/postgres/archive.js';
 import { keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../lib/postgres/batch-sql.js';
 import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
 
@@ -31,6 +32,8 @@ const arg = (name: string) => {
 const ROWS = parseSize(arg('rows') ?? '200k');
 const LOAD = process.argv.includes('--load');
 const CANARY = (arg('canary') ?? 'on') === 'on';
+const CHANGE = arg('change') ?? 'rename';
+if (CHANGE !== 'rename' && CHANGE !== 'type') throw new Error(`--change must be rename or type, not ${CHANGE}`);
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 
 function project(table: string): string {
@@ -38,7 +41,9 @@ function project(table: string): string {
   mkdirSync(path.join(dir, 'migrations'));
   writeFileSync(
     path.join(dir, 'migrations', `001.rename-${table}.ts`),
-    `import { defineMigration, renameColumn } from ${JSON.stringify(LIB_INDEX)};\nexport default defineMigration({ changes: [renameColumn({ table: '${table}', from: 'title', to: 'name' })] });\n`,
+    CHANGE === 'rename'
+      ? `import { defineMigration, renameColumn } from ${JSON.stringify(LIB_INDEX)};\nexport default defineMigration({ changes: [renameColumn({ table: '${table}', from: 'title', to: 'name' })] });\n`
+      : `import { defineMigration, changeColumnType } from ${JSON.stringify(LIB_INDEX)};\nexport default defineMigration({ changes: [changeColumnType({ table: '${table}', column: 'code', type: 'integer' })] });\n`,
   );
   return dir;
 }
@@ -48,8 +53,8 @@ async function main(): Promise<void> {
   const url = await freshBenchDatabase(dbName);
   const setup = await client(url);
   for (const t of ['t1', 't2', 't3']) {
-    await setup.query(`CREATE TABLE ${t} (id bigint PRIMARY KEY, title text, b int, pad text)`);
-    await setup.query(`INSERT INTO ${t} SELECT g, 'title-' || g, g % 1000, repeat('x', 60) FROM generate_series(1, ${ROWS}) g`);
+    await setup.query(`CREATE TABLE ${t} (id bigint PRIMARY KEY, title text, b int, code text, pad text)`);
+    await setup.query(`INSERT INTO ${t} SELECT g, 'title-' || g, g % 1000, lpad((g % 100000)::text, 6, '0'), repeat('x', 40) FROM generate_series(1, ${ROWS}) g`);
     await setup.query(`VACUUM ANALYZE ${t}`);
   }
   let load: ReturnType<typeof spawn> | null = null;
@@ -109,25 +114,27 @@ async function main(): Promise<void> {
   await timed('undo', 't2', () => umzugs.t2!.down());
   await timed('undo', 't1', () => umzugs.t1!.down());
 
-  // The restore UPDATE itself, old form vs new, over the same 20 000-key ranges of t3 (archive made here, untimed).
+  // One batch range of the restore UPDATE joined to the archive vs the forward backfill's UPDATE (the new value from
+  // the row itself), over the same 20 000-key ranges of t3 (archive made here, untimed): what a row of a lossy undo
+  // costs beyond a row of the way forward.
   const c = await client(url);
   await c.query(`CREATE TABLE arch3 (_zd_k0 bigint PRIMARY KEY, _zd_v0 text)`);
   await c.query(`INSERT INTO arch3 SELECT id, title FROM t3`);
   await c.query(`ALTER TABLE t3 ADD COLUMN r text`);
   await c.query(`VACUUM ANALYZE arch3`);
-  const a: ArchiveSpec = { archive: { schema: 'public', name: 'arch3' }, table: { schema: 'public', name: 't3' }, keys: [{ name: 'id', type: 'bigint' }], values: [{ name: 'title', type: 'text' }], kind: 'bench' };
+  const table = { schema: 'public', name: 't3' };
   const keys = [{ name: 'id', type: 'bigint' }];
   const cond = `title IS NOT DISTINCT FROM _zd_a._zd_v0`;
-  const oldSql = keysetRangeUpdateSql(a.table, keys, [{ column: 'r', expression: `CASE WHEN ${archivedWhere(a, cond)} THEN ${archivedValue(a, 0)} ELSE title END` }], 'distinct', true, true);
-  const newSqls = keysetRangeJoinUpdateSqls(a.table, keys, [{ column: 'r', expression: `CASE WHEN (_zd_a._zd_k0 IS NOT NULL AND (${cond})) THEN _zd_a._zd_v0 ELSE title END` }], 'distinct', { table: a.archive, on: [{ column: 'id', joined: '_zd_k0' }] }, true, true);
+  const plainSql = keysetRangeUpdateSql(table, keys, [{ column: 'r', expression: 'title' }], 'distinct', true, true);
+  const joinSqls = keysetRangeJoinUpdateSqls(table, keys, [{ column: 'r', expression: `CASE WHEN (_zd_a._zd_k0 IS NOT NULL AND (${cond})) THEN _zd_a._zd_v0 ELSE title END` }], 'distinct', { table: { schema: 'public', name: 'arch3' }, on: [{ column: 'id', joined: '_zd_k0' }] }, true, true);
   const span = 20_000;
-  const per: Record<'old' | 'new', number> = { old: 0, new: 0 };
+  const per: Record<'join' | 'plain', number> = { join: 0, plain: 0 };
   for (let lo = 0, i = 0; lo + span <= Math.min(ROWS, 200_000); lo += span, i++) {
-    for (const kind of i % 2 === 0 ? (['old', 'new'] as const) : (['new', 'old'] as const)) {
+    for (const kind of i % 2 === 0 ? (['join', 'plain'] as const) : (['plain', 'join'] as const)) {
       // Each form writes its own half of the range, so neither finds the other's work done.
-      const half = kind === 'old' ? [lo, lo + span / 2] : [lo + span / 2, lo + span];
+      const half = kind === 'join' ? [lo, lo + span / 2] : [lo + span / 2, lo + span];
       const s = performance.now();
-      for (const sql of kind === 'old' ? [oldSql] : newSqls) await c.query(sql, [String(half[0]), String(half[1])]);
+      for (const sql of kind === 'join' ? joinSqls : [plainSql]) await c.query(sql, [String(half[0]), String(half[1])]);
       per[kind] += performance.now() - s;
     }
   }
@@ -138,8 +145,8 @@ async function main(): Promise<void> {
 
   const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
   console.log(
-    `rows ${ROWS}, load ${LOAD ? 'pgbench -c 2 -R 300' : 'none'}, canary ${CANARY ? 'on' : 'off'}: forward ${times.forward.map((x) => fmt(x / 1000)).join(' / ')} s, undo ${times.undo.map((x) => fmt(x / 1000)).join(' / ')} s, ` +
-      `undo ÷ forward ${fmt(mean(times.undo) / mean(times.forward))}; restore UPDATE old ÷ new (same ranges) ${fmt(per.old / per.new)} (${fmt(per.old)} ms vs ${fmt(per.new)} ms)`,
+    `${CHANGE}, rows ${ROWS}, load ${LOAD ? 'pgbench -c 2 -R 300' : 'none'}, canary ${CANARY ? 'on' : 'off'}: forward ${times.forward.map((x) => fmt(x / 1000)).join(' / ')} s, undo ${times.undo.map((x) => fmt(x / 1000)).join(' / ')} s, ` +
+      `undo ÷ forward ${fmt(mean(times.undo) / mean(times.forward))}; archive-joined restore UPDATE ÷ forward UPDATE (same ranges) ${fmt(per.join / per.plain)} (${fmt(per.join)} ms vs ${fmt(per.plain)} ms)`,
   );
   load?.kill('SIGTERM');
   await Promise.all(Object.values(umzugs).map((u) => u.close()));

@@ -89,6 +89,7 @@ export function changeColumnType(options: ChangeColumnTypeOptions): Change {
           down: { sql: down ?? `CAST(${ident(column)} AS ${col.type})`, param: column },
           stateSchema: ctx.stateSchema ?? 'zero_downtime',
           archiveKind: 'type',
+          exactInverse: up === undefined && down === undefined && isWidening(col.type, type),
           onConversionError,
           preflightFix: up
             ? `fix \`up\` so that it converts them, or clean those rows, then run up again`
@@ -98,4 +99,33 @@ export function changeColumnType(options: ChangeColumnTypeOptions): Change {
       };
     },
   };
+}
+
+/** Types by the names the catalog and authors give them, where a cast to a wider one and back is exact. */
+const CANONICAL: Readonly<Record<string, string>> = {
+  int2: 'smallint', smallint: 'smallint', int: 'integer', int4: 'integer', integer: 'integer', int8: 'bigint', bigint: 'bigint',
+  numeric: 'numeric', decimal: 'numeric', float4: 'real', real: 'real', float8: 'double precision', 'double precision': 'double precision',
+  text: 'text', varchar: 'text', 'character varying': 'text',
+};
+const WIDER: Readonly<Record<string, readonly string[]>> = {
+  smallint: ['integer', 'bigint', 'numeric'],
+  integer: ['bigint', 'numeric'],
+  bigint: ['numeric'],
+  real: ['double precision'],
+};
+
+/**
+ * Whether the default casts between two types give every value back exactly: integers to a wider integer or to
+ * unconstrained numeric, real to double precision, a length-limited varchar to text or unlimited varchar. Anything
+ * else (a typmod on the target, timestamps and time zones, text to a number) is treated as lossy.
+ */
+export function isWidening(from: string, to: string): boolean {
+  const norm = (t: string) => t.trim().toLowerCase().replace(/\s+/g, ' ');
+  const f = norm(from);
+  const g = norm(to);
+  const varchar = /^(character varying|varchar)( ?\(\d+\))?$/;
+  if (varchar.test(f)) return CANONICAL[g] === 'text';
+  const cf = CANONICAL[f];
+  const cg = CANONICAL[g];
+  return cf !== undefined && cg !== undefined && (WIDER[cf] ?? []).includes(cg);
 }

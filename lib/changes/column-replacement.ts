@@ -80,6 +80,12 @@ export interface ReplacementSpec {
   readonly onConversionError?: 'record' | 'reject' | 'none';
   /** What the author can do about rows whose `up` fails, for the preflight's refusal. */
   readonly preflightFix?: string;
+  /**
+   * `down` gives back exactly the value `up` came from, for every value (a rename; a widening cast such as integer →
+   * bigint): the undo of the contract then refills C from K alone, as fast as the forward backfill, instead of
+   * joining each batch to the archive to recover values a lossy `down` would change.
+   */
+  readonly exactInverse?: boolean;
 }
 
 export function describeReplacement(s: ReplacementSpec): ChangeDescription {
@@ -198,7 +204,9 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           ...createConvertingSync(t, fn, trigger, { src: K, dst: Z, toDst: s.down, toSrc: s.up }),
         ]),
       ],
-      backfill: { table: t, set: [{ column: Z, expression: restoreExpr }], join: archiveJoin(archive) },
+      backfill: s.exactInverse
+        ? { table: t, set: [{ column: Z, expression: applyConversion(s.down, ident(K)) }] }
+        : { table: t, set: [{ column: Z, expression: restoreExpr }], join: archiveJoin(archive) },
       afterBackfill: [
         ...build(Z, K, rs, nnZ, 'all', 'rs'),
         ...att.incoming.map((fk) => lockStep(`drop-fk-${tableLabel(fk.table)}-${fk.name}`, `drop ${fk.name} of ${tableLabel(fk.table)} (its copy references ${Z})`, [dropConstraint(fk.table, fk.name)])),

@@ -59,5 +59,6 @@ function describeRename(catalog: CatalogSnapshot, t: TableName, from: string, to
     stateSchema,
     archiveKind: 'rename',
     onConversionError: 'none',
+    exactInverse: true,
   });
 }
