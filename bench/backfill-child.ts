@@ -6,7 +6,7 @@
 // it obeys, and { event: 'throttle', … } for the engine's pacing; stdin closing stops it (progress is kept).
 import readline from 'node:readline';
 import knexFactory from 'knex';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { StateStore } from '../lib/engine/state.js';
 import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL, BackfillInterrupted, type BackfillOptions } from '../lib/backfill/keyset.js';

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import * as bson from 'mongodb';
 import { from as copyFrom } from 'pg-copy-streams';
 import knexFactory from 'knex';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { runMongoBackfill } from '../lib/mongo/backfill.js';
 import { DocumentMapper } from '../lib/mongo/mapper.js';
 import { allColumns, resolveMove, type MongoDocument } from '../lib/mongo/move.js';

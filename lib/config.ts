@@ -2,17 +2,18 @@ import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
 import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
 import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
-import { parseDuration } from './engine/duration.js';
+import { parseDuration } from './db/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
 import { DEFAULT_LEASE_TIMING, type LeaseTiming } from './engine/lease.js';
-import type { PoolingMode } from './engine/pooling.js';
+import type { PoolingMode } from './db/db.js';
 import type { EngineEvent } from './engine/runner.js';
 import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js';
 import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
 import type { MongoConnectionConfig } from './mongo/driver.js';
 import { validateConfig } from './config-schema.js';
-import { knexConnectionProblem } from './connection-check.js';
+import { knexConnectionProblem } from './db/connection-check.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
 
 export type Duration = string | number;
 
@@ -137,7 +138,8 @@ function globBase(glob: string): string | null {
   return fixed.length > 0 ? fixed.join('/') : null;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'config';
   override name = 'ConfigError';
 }
 

@@ -1,8 +1,8 @@
-import type { Statement } from './engine/db.js';
+import type { Statement } from './db/db.js';
 import type { CatalogSnapshot } from './postgres/catalog.js';
 import type { TableName } from './postgres/identifiers.js';
 
-export type { Statement } from './engine/db.js';
+export type { Statement } from './db/db.js';
 
 /**
  * One unit the engine runs and records. A transactional step runs all its statements in one transaction with

@@ -6,18 +6,20 @@ import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigratio
 import { glob } from 'tinyglobby';
 import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
 import { withMigrationLock } from './engine/migration-lock.js';
-import { detectPooling, type PoolingMode } from './engine/pooling.js';
-import { Db } from './engine/db.js';
+import { detectPooling } from './db/pooling.js';
+import { Db, type PoolingMode } from './db/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
 import { isDefinedMigration, type Change } from './migration.js';
-import { addStatusAction, buildStatus, type StatusReport } from './cli/status.js';
+import type { GatedContract, MigrationEntry, MigrationPhase, Project, ZeroDowntimeUpOptions } from './ops/project.js';
+import { addStatusAction } from './cli/status.js';
+import { buildStatus, type StatusReport } from './ops/status.js';
 import { addBackfillAction } from './cli/backfill.js';
 import { addFlagAction } from './cli/flag.js';
 import { addReportAction } from './cli/report.js';
 import { addPurgeAction } from './cli/purge.js';
 import { createCli } from './cli/cli.js';
-import { creationTemplate } from './cli/create.js';
+import { creationTemplate } from './ops/create.js';
 import { addPlanAction } from './cli/plan.js';
 import { addVerifyAction } from './cli/verify.js';
 import { addRehearseAction } from './cli/rehearse.js';
@@ -32,29 +34,6 @@ export interface ZeroDowntimeContext {
   readonly engine: Engine;
 }
 
-export type MigrationPhase = 'expand' | 'contract' | 'plain';
-
-/** One entry of the list Umzug sees: a typed file gives two (expand and contract), a plain one gives one. */
-export interface MigrationEntry {
-  readonly name: string;
-  readonly file: string;
-  readonly phase: MigrationPhase;
-  readonly changes: readonly Change[];
-}
-
-export type ZeroDowntimeUpOptions = MigrateUpOptions & {
-  /**
-   * Run every pending contract in this `up`, right after the expands, whatever its gate says (safety window, read
-   * flag, separate deploy). For rehearsals on staging only: in production the gate is what keeps the old version working.
-   */
-  readonly bypassContractGates?: boolean;
-};
-
-export interface GatedContract {
-  readonly name: string;
-  readonly gate: GateStatus;
-}
-
 /** Commands that change the schema or the data, and so take the migration lock. */
 const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse', 'purge']);
 
@@ -64,7 +43,7 @@ const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typ
  * Umzug, wired for phased migrations: its migration list interleaves expand and contract entries, its storage is
  * a table in the target database, and `up`/`down` hold the migration lock (a fenced lease: lib/engine/migration-lock.ts).
  */
-export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> {
+export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Project {
   readonly config: ResolvedConfig;
   readonly knex: Knex;
   readonly db: Db;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { StateStore } from '../lib/engine/state.js';
 import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL } from '../lib/backfill/keyset.js';

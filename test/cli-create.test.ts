@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as api from '../lib/index.js';
 import { isDefinedMigration } from '../lib/migration.js';
-import { loadTemplates, renderTemplate, templateFlags, templateParams, TemplateError } from '../lib/cli/create.js';
+import { loadTemplates, renderTemplate, templateFlags, templateParams, TemplateError } from '../lib/ops/create.js';
 import { LIB_INDEX } from './support/project.js';
 
 const EXPECTED = [

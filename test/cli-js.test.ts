@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { freshDatabase, knexFor } from './support/pg.js';
-import type { RehearsalReport } from '../lib/cli/rehearse.js';
-import type { StatusReport } from '../lib/cli/status.js';
+import type { RehearsalReport } from '../lib/ops/rehearse.js';
+import type { StatusReport } from '../lib/ops/status.js';
 import { cliProject, jsonOut, type CliProject } from './cli-support.js';
 
 describe('the `umzug` bin in a CommonJS JavaScript project with a knexfile: create → up → status → down → rehearse', function () {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
-import { buildPlan, formatPlan, type PlannedStatement } from '../lib/cli/plan.js';
+import { buildPlan, formatPlan, type PlannedStatement } from '../lib/ops/plan.js';
 import { schemaSnapshot, dataChecksums } from '../lib/postgres/snapshot.js';
 import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';

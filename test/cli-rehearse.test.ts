@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import type { RehearsalReport } from '../lib/cli/rehearse.js';
+import type { RehearsalReport } from '../lib/ops/rehearse.js';
 import { cliProject, jsonOut, type CliProject } from './cli-support.js';
 import { freshDatabase, knexFor } from './support/pg.js';
 

@@ -4,10 +4,10 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { freshDatabase, knexFor, pgClient } from './support/pg.js';
 import { schemaSnapshot } from '../lib/postgres/snapshot.js';
-import type { PlanReport } from '../lib/cli/plan.js';
-import type { StatusReport } from '../lib/cli/status.js';
-import type { VerifyReport } from '../lib/cli/verify.js';
-import type { RehearsalReport } from '../lib/cli/rehearse.js';
+import type { PlanReport } from '../lib/ops/plan.js';
+import type { StatusReport } from '../lib/ops/status.js';
+import type { VerifyReport } from '../lib/ops/verify.js';
+import type { RehearsalReport } from '../lib/ops/rehearse.js';
 import { cliProject, jsonOut, type CliProject } from './cli-support.js';
 
 const ROWS = 200;

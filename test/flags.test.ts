@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import pg from 'pg';
 import { OpenFeature, ErrorCode } from '@openfeature/server-sdk';
 import { zeroDowntime, flags, FlagStore, bucketOf, inRollout, ZeroDowntimeFlagProvider, withReadFlag, renameColumn, ChangeInputError } from '../lib/index.js';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { jsonOut } from './cli-support.js';

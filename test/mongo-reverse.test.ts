@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import * as bson from 'mongodb';
 import { Binary, Double, MongoClient, ObjectId, UUID, type Collection } from 'mongodb';
 import { zeroDowntime, ReverseDualWriter, reverseSync, validateMove, type ZeroDowntimeUmzug } from '../lib/index.js';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { resolveMove, type MongoToPostgresOptions } from '../lib/mongo/move.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';

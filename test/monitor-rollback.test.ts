@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { zeroDowntime, ThresholdBreachedError, type ZeroDowntimeUmzug } from '../lib/index.js';
-import { Db } from '../lib/engine/db.js';
+import { Db } from '../lib/db/db.js';
 import { schemaSnapshot, dataChecksums } from '../lib/postgres/snapshot.js';
 import { renderHtml } from '../lib/monitor/report.js';
-import { collectReport } from '../lib/cli/report.js';
+import { collectReport } from '../lib/ops/report.js';
 import { freshDatabase, knexFor, pgClient, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { Db, purgeArchives, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
-import { formatPurge } from '../lib/cli/purge.js';
+import { formatPurge } from '../lib/ops/purge.js';
 import { diffSnapshots } from '../lib/postgres/snapshot.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';

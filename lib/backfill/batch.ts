@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../engine/db.js';
+import type { Connection, Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';

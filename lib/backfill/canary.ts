@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../engine/db.js';
+import type { Connection, Db } from '../db/db.js';
 import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';

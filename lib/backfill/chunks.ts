@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../engine/db.js';
+import type { Connection, Db } from '../db/db.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
 import { leaseAliveSql, leaseTable } from '../engine/lease.js';

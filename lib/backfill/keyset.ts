@@ -1,4 +1,4 @@
-import { isConnectionLost, sqlState, type Db } from '../engine/db.js';
+import { isConnectionLost, sqlState, type Db } from '../db/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
 import { LeaseLostError } from '../engine/lease.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
@@ -12,6 +12,7 @@ import { ChunkStore, type Chunk } from './chunks.js';
 import { WorkerLease } from './lease.js';
 import { Throttle, type HealthCheck, type ThrottleEvent } from './throttle.js';
 import { resolveWalkKey, type WalkKey } from './walk-key.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export interface CanarySettings {
   /** A probe over baseline × budget counts as slow; the pacer keeps slow probes under 1 %, so the p99 within it. Default 1.5. */
@@ -116,7 +117,8 @@ export interface BackfillRun {
   readonly canaryReport?: { baselineP99Ms?: number; finalBaselineP99Ms?: number; during?: number[] };
 }
 
-export class BackfillInterrupted extends Error {
+export class BackfillInterrupted extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'backfill-interrupted';
   override name = 'BackfillInterrupted';
 }
 

@@ -1,6 +1,6 @@
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import { Lease, leaseAliveSql, leaseTable } from '../engine/lease.js';
-import { detectPooling } from '../engine/pooling.js';
+import { detectPooling } from '../db/pooling.js';
 
 /** Advisory-lock class of backfill worker leases (the first key of pg_advisory_lock(int, int)). */
 export const LEASE_NAMESPACE = 0x7a64_0005;

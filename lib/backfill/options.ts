@@ -1,4 +1,4 @@
-import { parseDuration } from '../engine/duration.js';
+import { parseDuration } from '../db/duration.js';
 import type { BackfillOptions, CanarySettings } from './keyset.js';
 import type { HealthCheck } from './throttle.js';
 

@@ -1,4 +1,4 @@
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import { wakeMs, type CanaryProbe } from './canary.js';
 import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION, TAIL_SHARE } from './pacer.js';
 

@@ -1,4 +1,4 @@
-import type { Connection } from '../engine/db.js';
+import type { Connection } from '../db/db.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
 import { ChangeInputError, tableLabel, type TableName } from '../postgres/identifiers.js';
 

@@ -1,4 +1,4 @@
-import type { Statement } from '../engine/db.js';
+import type { Statement } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { ChangeInputError } from '../postgres/identifiers.js';
 

@@ -1,128 +1,10 @@
 import { CommandLineAction, type CommandLineFlagParameter, type CommandLineIntegerParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
-import { BackfillInterrupted, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
+import { BackfillInterrupted } from '../backfill/keyset.js';
 import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
-import { chooseDisplayMode, createDisplay, type BackfillDisplay } from '../backfill/display.js';
-import { tableLabel } from '../postgres/identifiers.js';
-import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
-import { moveOfChange, pendingMongoBackfill, runMongoChangeBackfill } from '../mongo/tasks.js';
-
-export interface RunBackfillsOptions {
-  /** Workers in this process; default: the configured backfill.workers. */
-  readonly workers?: number;
-  /** Backfill options on top of the configured ones (`--canary off`, `--pace`). */
-  readonly options?: Partial<BackfillOptions>;
-  readonly signal?: AbortSignal;
-  readonly display?: BackfillDisplay;
-  /**
-   * Worker mode, for extra machines: wait (polling) until some backfill needs doing, join it, and return once none
-   * is left. Without it, returns at once when there is nothing to do.
-   */
-  readonly waitForWork?: boolean;
-  readonly pollMs?: number;
-}
-
-export interface PendingBackfill {
-  readonly migration: string;
-  readonly changeIndex: number;
-  readonly label: string;
-}
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-  });
-
-/**
- * Backfills whose expand steps are done but whose rows are not all walked yet: an `up` that was stopped, or one that
- * is running right now on another machine (joining it is safe: chunks are claimed, never shared).
- */
-export async function pendingBackfills(umzug: ZeroDowntimeUmzug): Promise<PendingBackfill[]> {
-  const out: PendingBackfill[] = [];
-  const { engine } = umzug;
-  for (const e of await umzug.entries()) {
-    if (e.phase !== 'expand') continue;
-    for (const [i, change] of e.changes.entries()) {
-      if (moveOfChange(change)) {
-        // A MongoDB move copies in a task, not a keyset backfill: pending while its expand steps are done and its copy is not.
-        const label = await pendingMongoBackfill(engine, e.name, i, change);
-        if (label) out.push({ migration: e.name, changeIndex: i, label });
-        continue;
-      }
-      const st = await engine.state.getChange(e.name, i);
-      if (!st || st.expandFinishedAt) continue;
-      const plan = change.describe(st.snapshot, engine.ctx).expand;
-      if (!plan.backfill) continue;
-      const bf = await engine.state.getBackfill(e.name, i, 'expand');
-      if (bf?.done) continue;
-      const done = await engine.state.doneSteps(e.name, i, 'expand');
-      if (!plan.steps.every((s) => done.has(s.id))) continue; // its column or trigger does not exist yet
-      out.push({ migration: e.name, changeIndex: i, label: `${e.name.replace(/:expand$/, '')} #${i + 1} ${tableLabel(plan.backfill.table)}` });
-    }
-  }
-  return out;
-}
-
-/** Runs (or joins) every pending backfill with `workers` workers in this process. */
-export async function runBackfills(umzug: ZeroDowntimeUmzug, opts: RunBackfillsOptions = {}): Promise<BackfillProgress[]> {
-  const { engine } = umzug;
-  // Known before the first batch, so the worker lease and the monitor's probe rely on no session state behind a
-  // transaction pooler (this command does not take the migration lock, which would find it out otherwise).
-  await umzug.pooling();
-  const display = opts.display;
-  const results: BackfillProgress[] = [];
-  const seen = new Set<string>();
-  const unsubscribe = engine.subscribe((ev) => {
-    if (ev.type === 'backfill-throttle') display?.throttle(`${ev.migration} #${ev.changeIndex + 1}`, ev.throttle);
-    if (ev.type === 'backfill-retry') {
-      display?.note(`${ev.migration} #${ev.changeIndex + 1}: batch retried after ${ev.retry.code} (attempt ${ev.retry.attempt}, next in ${Math.round(ev.retry.delayMs)} ms)`);
-    }
-  });
-  try {
-    for (;;) {
-      if (opts.signal?.aborted) throw new BackfillInterrupted('stopped before starting; nothing was changed');
-      const pending = (await pendingBackfills(umzug)).filter((p) => !seen.has(`${p.migration}#${p.changeIndex}`));
-      if (pending.length === 0) {
-        if (opts.waitForWork && results.length === 0) {
-          await sleep(opts.pollMs ?? 2000, opts.signal);
-          continue;
-        }
-        return results;
-      }
-      for (const p of pending) {
-        seen.add(`${p.migration}#${p.changeIndex}`);
-        const st = (await engine.state.getChange(p.migration, p.changeIndex))!;
-        const entry = (await umzug.entries()).find((e) => e.name === p.migration)!;
-        const change = entry.changes[p.changeIndex]!;
-        const before = await engine.state.getBackfill(p.migration, p.changeIndex, 'expand');
-        display?.start(p.label, before?.totalEstimate ?? 0);
-        let last: BackfillProgress | null = null;
-        const onProgress = (pr: BackfillProgress) => {
-          last = pr;
-          display?.update(pr);
-        };
-        try {
-          // A MongoDB move reads one cursor in _id order: one worker, whatever --workers says.
-          last = moveOfChange(change)
-            ? await runMongoChangeBackfill(engine, p.migration, p.changeIndex, change, { ...(opts.signal ? { signal: opts.signal } : {}), onProgress })
-            : await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, change.describe(st.snapshot, engine.ctx).expand.backfill!, st.snapshot, {
-                options: { ...opts.options, ...(opts.workers ? { workers: opts.workers } : {}) },
-                ...(opts.signal ? { signal: opts.signal } : {}),
-                onProgress,
-              });
-          results.push(last);
-          display?.finish(last, 'done');
-        } catch (e) {
-          display?.finish(last, e instanceof BackfillInterrupted ? 'interrupted' : 'failed');
-          throw e;
-        }
-      }
-    }
-  } finally {
-    unsubscribe();
-  }
-}
+import { chooseDisplayMode, createDisplay } from '../backfill/display.js';
+import type { Project } from '../ops/project.js';
+import { runBackfills } from '../ops/backfill.js';
 
 class BackfillAction extends CommandLineAction {
   private readonly workers: CommandLineIntegerParameter;
@@ -130,7 +12,7 @@ class BackfillAction extends CommandLineAction {
   private readonly worker: CommandLineFlagParameter;
   private readonly canary: CommandLineStringParameter;
   private readonly pace: CommandLineStringParameter;
-  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+  constructor(private readonly umzug: Project) {
     super({
       actionName: 'backfill',
       summary: 'Runs, resumes or joins the backfills of expanded migrations, with N workers',
@@ -183,6 +65,6 @@ class BackfillAction extends CommandLineAction {
   }
 }
 
-export function addBackfillAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+export function addBackfillAction(cli: UmzugCLI, umzug: Project): void {
   cli.addAction(new BackfillAction(umzug));
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { register } from 'tsx/esm/api';
-import { checkConnectionUrl } from '../connection-check.js';
+import { checkConnectionUrl } from '../db/connection-check.js';
 import { wantsJson, withJsonStdout } from './json-output.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';

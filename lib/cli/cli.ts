@@ -2,7 +2,7 @@ import { CommandLineFlagParameter, CommandLineParser, type CommandLineStringPara
 import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
 import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
-import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import type { CliProject } from '../ops/project.js';
 import { TemplateCreateAction } from './create.js';
 import { printJson, withJsonStdout } from './json-output.js';
 
@@ -19,7 +19,7 @@ function interruption(e: unknown): Error | null {
  * why), as one JSON document on stdout. The logger is muted meanwhile, so stdout holds nothing else. `up` also stops
  * cleanly on SIGINT/SIGTERM: the running backfill ends after its batch, and the exit code is 130.
  */
-function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: ZeroDowntimeUmzug): UpAction | DownAction {
+function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: CliProject): UpAction | DownAction {
   const Json = class extends (Base as unknown as new (u: Umzug) => UpAction) {
     private json!: CommandLineFlagParameter;
     private canary!: CommandLineStringParameter;
@@ -98,7 +98,7 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
  */
 export class ZeroDowntimeCLI extends CommandLineParser {
   constructor(
-    readonly umzug: ZeroDowntimeUmzug,
+    readonly umzug: CliProject,
     options: { toolFileName: string; toolDescription: string },
   ) {
     super({ toolFilename: options.toolFileName, toolDescription: options.toolDescription });
@@ -134,6 +134,6 @@ class JsonListAction extends ListAction {
   }
 }
 
-export function createCli(umzug: ZeroDowntimeUmzug, options: { toolFileName: string; toolDescription: string }): UmzugCLI {
+export function createCli(umzug: CliProject, options: { toolFileName: string; toolDescription: string }): UmzugCLI {
   return new ZeroDowntimeCLI(umzug, options) as unknown as UmzugCLI;
 }

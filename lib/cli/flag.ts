@@ -2,7 +2,7 @@ import { CommandLineAction, type CommandLineFlagParameter, type CommandLineRemai
 import type { UmzugCLI } from 'umzug';
 import type { FlagRecord } from '../flags/store.js';
 import { checkFlagName, checkPercent } from '../flags/names.js';
-import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import type { Project } from '../ops/project.js';
 import { printJson } from './json-output.js';
 
 const USAGE = 'usage: umzug flag set NAME PCT | umzug flag get NAME | umzug flag list   (add --json for JSON)';
@@ -15,7 +15,7 @@ function describe(f: FlagRecord): string {
 const toJson = (f: FlagRecord) => ({ name: f.name, percent: f.percent, fullSince: f.fullSince?.toISOString() ?? null, updatedAt: f.updatedAt.toISOString(), updatedBy: f.updatedBy });
 
 /** The changes (of every migration file) that declare a flag as their read flag, for `flag get`. */
-async function readers(umzug: ZeroDowntimeUmzug, name: string): Promise<string[]> {
+async function readers(umzug: Project, name: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await umzug.entries()) {
     if (e.phase !== 'expand') continue;
@@ -31,7 +31,7 @@ async function readers(umzug: ZeroDowntimeUmzug, name: string): Promise<string[]
 class FlagAction extends CommandLineAction {
   private readonly json: CommandLineFlagParameter;
   private readonly args: CommandLineRemainder;
-  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+  constructor(private readonly umzug: Project) {
     super({
       actionName: 'flag',
       summary: 'Sets, shows or lists read-cutover flags (percentage rollouts kept in the target database)',
@@ -88,6 +88,6 @@ class FlagAction extends CommandLineAction {
   }
 }
 
-export function addFlagAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+export function addFlagAction(cli: UmzugCLI, umzug: Project): void {
   cli.addAction(new FlagAction(umzug));
 }

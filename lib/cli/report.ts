@@ -2,32 +2,19 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CommandLineAction, type CommandLineFlagParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
-import { parseDuration } from '../engine/duration.js';
-import { renderHtml, type ReportData } from '../monitor/report.js';
-import { MonitorStore } from '../monitor/store.js';
+import { parseDuration } from '../db/duration.js';
+import { renderHtml } from '../monitor/report.js';
 import { formatMonitorStatus, readMonitorStatus } from '../monitor/status.js';
-import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
+import type { Project } from '../ops/project.js';
 import { printJson } from './json-output.js';
-
-/** Samples, breaches and flag changes of the last `since` (all of them when null), from the state schema. */
-export async function collectReport(umzug: ZeroDowntimeUmzug, opts: { since?: Date | null; migration?: string } = {}): Promise<ReportData> {
-  const store = new MonitorStore(umzug.db, umzug.config.stateSchema);
-  const migration = opts.migration ? (opts.migration.endsWith(':expand') ? opts.migration : `${opts.migration}:expand`) : undefined;
-  const filter = { ...(opts.since ? { since: opts.since } : {}), ...(migration ? { migration } : {}) };
-  return {
-    generatedAt: new Date(),
-    samples: await store.listSamples(filter),
-    breaches: await store.listBreaches(filter),
-    flagHistory: await umzug.flags.history(undefined, opts.since ?? undefined),
-  };
-}
+import { collectReport } from '../ops/report.js';
 
 class ReportAction extends CommandLineAction {
   private readonly html: CommandLineStringParameter;
   private readonly since: CommandLineStringParameter;
   private readonly migration: CommandLineStringParameter;
   private readonly json: CommandLineFlagParameter;
-  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+  constructor(private readonly umzug: Project) {
     super({
       actionName: 'report',
       summary: 'Health, threshold breaches and monitor figures; --html FILE writes a page with plots',
@@ -56,6 +43,6 @@ class ReportAction extends CommandLineAction {
   }
 }
 
-export function addReportAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+export function addReportAction(cli: UmzugCLI, umzug: Project): void {
   cli.addAction(new ReportAction(umzug));
 }

@@ -1,185 +1,12 @@
 import { CommandLineAction, type CommandLineFlagParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
-import type { ZeroDowntimeUmzug } from '../zero-downtime.js';
-import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
-import { mongoChangeStatus } from '../mongo/tasks.js';
-import { migrationLockHolder } from '../engine/migration-lock.js';
+import type { Project } from '../ops/project.js';
 import { printJson } from './json-output.js';
-
-export interface ChangeStatus {
-  readonly index: number;
-  readonly kind: string;
-  readonly summary: string | null;
-  readonly expandFinishedAt: string | null;
-  readonly contractFinishedAt: string | null;
-  readonly backfill: { readonly rowsDone: number; readonly totalEstimate: number | null; readonly done: boolean } | null;
-  readonly verify: { readonly rowsChecked: number; readonly mismatches: number; readonly at: string | null } | null;
-  /** For a MongoDB move: documents read, rows written and documents quarantined (with their reasons, in the state schema). */
-  readonly mongo?: { readonly read: number; readonly written: number; readonly quarantined: number };
-}
-
-export interface MigrationStatus {
-  readonly file: string;
-  readonly kind: 'phased' | 'plain';
-  readonly expand: 'pending' | 'in-progress' | 'applied';
-  /** null for plain migrations, which have one phase. */
-  readonly contract: 'pending' | 'waiting' | 'ready' | 'applied' | null;
-  readonly waitingFor: readonly string[];
-  readonly opensAt: string | null;
-  readonly changes: readonly ChangeStatus[];
-}
-
-export interface StatusReport {
-  readonly generatedAt: string;
-  readonly migrations: readonly MigrationStatus[];
-  /** Health (red while a threshold breach is open), breaches, the monitor's latest figures, flags. */
-  readonly monitor?: MonitorStatusReport;
-  /** The run holding the migration lock now (host, pid, command, since, last heartbeat), or null. */
-  readonly migrationLock: { readonly holder: string; readonly sessionPid: number | null; readonly since: string; readonly heartbeatAgeSeconds: number; readonly alive: boolean } | null;
-}
-
-export async function buildStatus(umzug: ZeroDowntimeUmzug): Promise<StatusReport> {
-  const entries = await umzug.entries();
-  const executed = new Set(await umzug.engine.state.executedNames());
-  const out: MigrationStatus[] = [];
-  for (const e of entries) {
-    if (e.phase === 'plain') {
-      out.push({ file: e.name, kind: 'plain', expand: executed.has(e.name) ? 'applied' : 'pending', contract: null, waitingFor: [], opensAt: null, changes: [] });
-      continue;
-    }
-    if (e.phase !== 'expand') continue;
-    const contractEntry = entries.find((x) => x.name === e.name.replace(/:expand$/, ':contract'))!;
-    const changes: ChangeStatus[] = [];
-    for (const [i, change] of e.changes.entries()) {
-      const st = await umzug.engine.state.getChange(e.name, i);
-      const bf = st ? await umzug.engine.state.getBackfill(e.name, i, 'expand') : null;
-      const mongo = st ? await mongoChangeStatus(umzug.engine, change) : null;
-      changes.push({
-        index: i,
-        kind: change.kind,
-        summary: st?.summary ?? null,
-        expandFinishedAt: st?.expandFinishedAt?.toISOString() ?? null,
-        contractFinishedAt: st?.contractFinishedAt?.toISOString() ?? null,
-        backfill: bf ? { rowsDone: bf.rowsDone, totalEstimate: bf.totalEstimate, done: bf.done } : null,
-        verify:
-          st && st.verifiedRows != null
-            ? { rowsChecked: st.verifiedRows, mismatches: st.verifyMismatches ?? 0, at: st.verifiedAt?.toISOString() ?? null }
-            : null,
-        ...(mongo ? { mongo } : {}),
-      });
-    }
-    const expandApplied = executed.has(e.name);
-    const started = changes.some((c) => c.summary !== null);
-    let contract: MigrationStatus['contract'] = 'pending';
-    let waitingFor: readonly string[] = [];
-    let opensAt: string | null = null;
-    if (executed.has(contractEntry.name)) contract = 'applied';
-    else if (expandApplied) {
-      const gate = await umzug.gate(contractEntry);
-      contract = gate.open ? 'ready' : 'waiting';
-      waitingFor = gate.reasons;
-      opensAt = gate.opensAt?.toISOString() ?? null;
-    }
-    out.push({
-      file: e.name.replace(/:expand$/, ''),
-      kind: 'phased',
-      expand: expandApplied ? 'applied' : started ? 'in-progress' : 'pending',
-      contract,
-      waitingFor,
-      opensAt,
-      changes,
-    });
-  }
-  const lock = await migrationLockHolder(umzug.db, umzug.config.stateSchema);
-  return {
-    generatedAt: new Date().toISOString(),
-    migrations: out,
-    monitor: await readMonitorStatus(umzug),
-    migrationLock: lock
-      ? { holder: lock.holder, sessionPid: lock.sessionPid, since: lock.acquiredAt.toISOString(), heartbeatAgeSeconds: Math.round(lock.heartbeatAgeSeconds), alive: lock.alive }
-      : null,
-  };
-}
-
-function bar(done: number, total: number | null, width = 20): string {
-  if (!total || total <= 0) return `${done} rows`;
-  const ratio = Math.min(1, done / total);
-  const filled = Math.round(ratio * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(1)}% (${done}/${total})`;
-}
-
-const PHASE_WORDS: Record<string, string> = {
-  pending: 'pending',
-  'in-progress': 'RUNNING',
-  applied: 'applied',
-  waiting: 'WAITING',
-  ready: 'ready',
-};
-
-function mongoLine(m: NonNullable<ChangeStatus['mongo']>): string {
-  return `     MongoDB: ${m.read} documents read, ${m.written} rows written, ${m.quarantined} quarantined${m.quarantined > 0 ? ' (reasons in the mongo_quarantine table)' : ''}`;
-}
-
-/** Pads cells to their column's width; the last column is left ragged; a one-cell row is a note spanning the line. */
-function table(rows: readonly (readonly string[])[]): string[] {
-  const widths: number[] = [];
-  for (const r of rows) if (r.length > 1) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, [...c].length)));
-  return rows.map((r) => (r.length === 1 ? r[0]! : r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - [...c].length))).join('  ').trimEnd()));
-}
-
-/**
- * A table of migrations × phases (expand, backfill, verify, contract); a migration with several changes gets a row per
- * change for its backfill and verify. Under the table, why each waiting contract waits.
- */
-export function formatStatus(report: StatusReport): string {
-  if (report.migrations.length === 0) return 'No migrations found.';
-  const lines: string[] = report.monitor ? formatMonitorStatus(report.monitor) : [];
-  const rows: string[][] = [['MIGRATION', 'EXPAND', 'BACKFILL', 'VERIFY', 'CONTRACT']];
-  for (const m of report.migrations) {
-    if (m.kind === 'plain') {
-      rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, '-', '-', '(plain)']);
-      continue;
-    }
-    const contract = m.contract === null ? '-' : (PHASE_WORDS[m.contract] ?? m.contract) + (m.contract === 'waiting' && m.opensAt ? ` until ${m.opensAt}` : '');
-    const cells = (c: ChangeStatus): [string, string] => [
-      c.backfill ? `${bar(c.backfill.rowsDone, c.backfill.done ? c.backfill.rowsDone : c.backfill.totalEstimate)}${c.backfill.done ? '' : ' running'}` : '-',
-      c.verify ? (c.verify.mismatches === 0 ? `consistent (${c.verify.rowsChecked} rows)` : `${c.verify.mismatches} MISMATCHES / ${c.verify.rowsChecked}`) : '-',
-    ];
-    if (m.changes.length === 1) {
-      rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, ...cells(m.changes[0]!), contract]);
-      rows.push([`  #1 ${m.changes[0]!.kind}${m.changes[0]!.summary ? `: ${m.changes[0]!.summary}` : ''}`]);
-      if (m.changes[0]!.mongo) rows.push([mongoLine(m.changes[0]!.mongo)]);
-    } else {
-      rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, '', '', contract]);
-      for (const c of m.changes) {
-        rows.push([`  #${c.index + 1} ${c.kind}`, c.expandFinishedAt ? 'done' : c.summary ? 'started' : '', ...cells(c), c.contractFinishedAt ? 'done' : '']);
-        if (c.summary) rows.push([`     ${c.summary}`]);
-        if (c.mongo) rows.push([`   ${mongoLine(c.mongo)}`]);
-      }
-    }
-  }
-  if (report.migrationLock) {
-    const l = report.migrationLock;
-    lines.push(`Migration lock: held by ${l.holder} since ${l.since}, last heartbeat ${l.heartbeatAgeSeconds} s ago${l.alive ? '' : ' (its holder is gone: the next run takes it over)'}`);
-  }
-  if (lines.length > 0) lines.push('');
-  lines.push(...table(rows));
-  const waiting = report.migrations.filter((m) => m.waitingFor.length > 0);
-  if (waiting.length > 0) {
-    lines.push('', 'Contracts waiting (`umzug up` runs each once its gate opens):');
-    for (const m of waiting) {
-      lines.push(`  ${m.file}${m.opensAt ? ` (opens ${m.opensAt} at the earliest)` : ''}`);
-      for (const r of m.waitingFor) lines.push(`    - ${r}`);
-    }
-  }
-  const mismatched = report.migrations.flatMap((m) => m.changes.filter((c) => (c.verify?.mismatches ?? 0) > 0).map((c) => `${m.file} #${c.index + 1}`));
-  if (mismatched.length > 0) lines.push('', `Inconsistent: ${mismatched.join(', ')} (run \`umzug verify\` for sample keys).`);
-  return lines.join('\n');
-}
+import { buildStatus, formatStatus } from '../ops/status.js';
 
 class StatusAction extends CommandLineAction {
   private readonly json: CommandLineFlagParameter;
-  constructor(private readonly umzug: ZeroDowntimeUmzug) {
+  constructor(private readonly umzug: Project) {
     super({
       actionName: 'status',
       summary: 'Shows each migration with its phases, backfill progress, verification and contract gate',
@@ -188,12 +15,12 @@ class StatusAction extends CommandLineAction {
     this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the report as JSON' });
   }
   protected override async onExecute(): Promise<void> {
-    const report = await this.umzug.status();
+    const report = await buildStatus(this.umzug);
     if (this.json.value) printJson(report);
     else process.stdout.write(formatStatus(report) + '\n');
   }
 }
 
-export function addStatusAction(cli: UmzugCLI, umzug: ZeroDowntimeUmzug): void {
+export function addStatusAction(cli: UmzugCLI, umzug: Project): void {
   cli.addAction(new StatusAction(umzug));
 }

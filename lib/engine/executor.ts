@@ -1,6 +1,7 @@
-import { sqlState, type Connection, type Db } from './db.js';
+import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { qualified } from '../postgres/identifiers.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export interface LockSafetyOptions {
   /** How long one statement may wait for a lock before giving up (and being retried). Milliseconds. */
@@ -38,13 +39,15 @@ export interface LockHolder {
   readonly xactAgeSeconds: number | null;
 }
 
-export class StepFailedError extends Error {
+export class StepFailedError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'step-failed';
   override name = 'StepFailedError';
   constructor(
     message: string,
     readonly step: string,
     readonly attempts: number,
-    readonly code: string | undefined,
+    /** The SQLSTATE of the last attempt's error, if it had one. */
+    readonly sqlState: string | undefined,
     override readonly cause: unknown,
   ) {
     super(message);

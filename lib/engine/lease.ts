@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { isConnectionLost, sqlState, type Connection, type Db } from './db.js';
-import type { PoolingMode } from './pooling.js';
+import { isConnectionLost, sqlState, type Connection, type Db } from '../db/db.js';
+import type { PoolingMode } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 /**
  * A named lease in the state schema: the migration lock (`migrate`) and each backfill process's liveness
@@ -64,7 +65,8 @@ export interface LeaseHolder {
   readonly alive: boolean;
 }
 
-export class LeaseBusyError extends Error {
+export class LeaseBusyError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'lease-busy';
   override name = 'LeaseBusyError';
   constructor(
     message: string,
@@ -75,7 +77,8 @@ export class LeaseBusyError extends Error {
 }
 
 /** The lease was lost while held: `reason` says how (its session ended, another holder took it, no heartbeat). */
-export class LeaseLostError extends Error {
+export class LeaseLostError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'lease-lost';
   override name = 'LeaseLostError';
   constructor(
     readonly lease: LeaseSpec,

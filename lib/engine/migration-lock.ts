@@ -1,8 +1,10 @@
-import type { Db } from './db.js';
+import type { Db } from '../db/db.js';
 import { describeLease, formatHolder, Lease, LeaseBusyError, LeaseLostError, type LeaseHolder, type LeaseTiming } from './lease.js';
-import type { PoolingMode } from './pooling.js';
+import type { PoolingMode } from '../db/db.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
-export class MigrationLockTimeoutError extends Error {
+export class MigrationLockTimeoutError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'migration-lock-timeout';
   override name = 'MigrationLockTimeoutError';
 }
 

@@ -2,7 +2,8 @@ import type { ConversionLogSpec, PreflightCheck } from '../migration.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
 import { conversionErrorsTable } from '../postgres/conversion-errors.js';
 import { ChangeInputError, ident, literal, qualified, tableLabel } from '../postgres/identifiers.js';
-import { isConnectionLost, sqlState, type Db } from './db.js';
+import { isConnectionLost, sqlState, type Db } from '../db/db.js';
+import type { ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export interface PreflightResult {
   readonly failing: number;
@@ -12,6 +13,7 @@ export interface PreflightResult {
 
 /** Refusal of a change whose expression fails on existing rows; nothing was installed. */
 export class PreflightFailedError extends ChangeInputError {
+  override readonly code: ZeroDowntimeErrorCode = 'preflight-failed';
   override name = 'PreflightFailedError';
   constructor(
     message: string,
@@ -147,7 +149,7 @@ export function isUndoableFailure(err: unknown): boolean {
   for (let e: unknown = err; e && typeof e === 'object' && !seen.has(e); e = (e as { cause?: unknown }).cause) {
     seen.add(e);
     const name = (e as { name?: unknown }).name;
-    if (typeof name === 'string' && /Interrupted|Lock|VerifyFailed/i.test(name)) return false;
+    if (typeof name === 'string' && /Interrupted|Lock|VerifyFailed|VerificationFailed/i.test(name)) return false;
     if (isConnectionLost(e)) return false;
     const code = sqlState(e) ?? (e as { code?: unknown }).code;
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {

@@ -5,10 +5,11 @@ import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../pos
 import { ChangeInputError, tableLabel, type TableName } from '../postgres/identifiers.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
 import { verifyConsistency, type VerifyResult } from '../verify/consistency.js';
-import type { Db } from './db.js';
+import type { Db } from '../db/db.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './executor.js';
 import { StateStore, type PhaseName } from './state.js';
 import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './preflight.js';
+import { VerificationFailedError, ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export type EngineEvent =
   | { readonly type: 'step'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly step: string; readonly status: 'done' | 'skipped' }
@@ -62,18 +63,9 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = Object.freeze({
   verifyChunkSize: 10_000,
 });
 
-export class VerifyFailedError extends Error {
-  override name = 'VerifyFailedError';
-  constructor(
-    message: string,
-    readonly result: VerifyResult,
-  ) {
-    super(message);
-  }
-}
-
 /** An expand that failed and was undone; `cause` is the failure. */
-export class ExpandUndoneError extends Error {
+export class ExpandUndoneError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'expand-undone';
   override name = 'ExpandUndoneError';
   constructor(
     message: string,
@@ -480,7 +472,7 @@ export class Engine {
       // would look like writes around the trigger.
       this.emit({ type: 'verify', migration, changeIndex, phase, result: { ...result, mismatches: result.mismatches - result.conversionErrors } });
       if (result.conversionErrors > 0) {
-        throw new VerifyFailedError(
+        throw new VerificationFailedError(
           `${migration}: change #${changeIndex + 1}: ${result.conversionErrors} rows of ${tableLabel(plan.conversionLog!.table)} were written with values the sync trigger could not convert ` +
             `(sample keys ${JSON.stringify(result.sampleKeys.slice(0, 5))}; first error: ${result.conversionError}). The writes went through; those rows are recorded in ` +
             `${this.options.stateSchema}.conversion_errors and their ${plan.conversionLog!.target} is NULL, so the contract stays closed. ` +
@@ -489,7 +481,7 @@ export class Engine {
         );
       }
       if (result.mismatches > 0) {
-        throw new VerifyFailedError(
+        throw new VerificationFailedError(
           `${migration}: verify of change #${changeIndex + 1} found ${result.mismatches} of ${result.rowsChecked} rows where old and new disagree ` +
             `(sample keys ${JSON.stringify(result.sampleKeys.slice(0, 5))}). Nothing was removed; the new structure stays in place and is kept in sync. ` +
             'Fix the cause (a writer bypassing the triggers, a wrong up/down expression) and run `umzug up` again, or `umzug down` to remove it.',

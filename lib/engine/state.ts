@@ -1,4 +1,4 @@
-import type { Connection, Db } from './db.js';
+import type { Connection, Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { CatalogSnapshot } from '../postgres/catalog.js';
 import { leaseTableSql } from './lease.js';

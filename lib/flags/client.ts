@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { Db, sqlState } from '../engine/db.js';
+import { Db, sqlState } from '../db/db.js';
 import { inRollout } from './hash.js';
 import { flagTables } from './store.js';
 

@@ -1,6 +1,6 @@
 import type { Collection } from 'mongodb';
 import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
-import { isConnectionLost, type Db } from '../engine/db.js';
+import { isConnectionLost, type Db } from '../db/db.js';
 import type { PhaseName } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
 import { bsonKind } from './bson.js';

@@ -1,6 +1,6 @@
 import type { Collection, Document, Filter, UpdateFilter } from 'mongodb';
 import type { Knex } from 'knex';
-import { Db } from '../engine/db.js';
+import { Db } from '../db/db.js';
 import { resolveTable, type TableName } from '../postgres/identifiers.js';
 import { tombstoneNextSql } from '../postgres/mongo-sql.js';
 import { loadMongoDriver, type MongoModule } from './driver.js';

@@ -1,6 +1,7 @@
 import type * as MongoDriver from 'mongodb';
 import { binaryOf, bsonKind, describeBson, int64Of, type BsonLike } from './bson.js';
 import { doubleDecimal, plainDecimal, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN } from './decimal.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 /**
  * A JSON value whose numbers keep their exact decimal text: JavaScript numbers cannot hold an Int64 or a Decimal128,
@@ -16,7 +17,8 @@ export interface JObj {
   readonly e: readonly (readonly [string, JNode])[];
 }
 
-export class MapError extends Error {
+export class MapError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'mongo-map';
   override name = 'MapError';
 }
 

@@ -1,5 +1,5 @@
 import type { Collection } from 'mongodb';
-import type { Connection, Db } from '../engine/db.js';
+import type { Connection, Db } from '../db/db.js';
 import { ChangeInputError, ident, type TableName } from '../postgres/identifiers.js';
 import { reversePageSql, reverseRowSql, tombstoneNextSql } from '../postgres/mongo-sql.js';
 import { bsonKind, describeBson } from './bson.js';

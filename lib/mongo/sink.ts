@@ -1,4 +1,4 @@
-import type { Connection } from '../engine/db.js';
+import type { Connection } from '../db/db.js';
 import type { TableName } from '../postgres/identifiers.js';
 import { quarantineSql, tombstoneSql, upsertRowsSql } from '../postgres/mongo-sql.js';
 import type { MongoModule } from './driver.js';

@@ -10,16 +10,7 @@ import { connectMongo, loadMongoDriver, type MongoConnectionConfig } from './dri
 import { isMongoMove, moveId, targetTable, type MongoDocument, type MongoMove } from './move.js';
 import { PostgresSink } from './sink.js';
 import { validateMove, type MoveValidation } from './validate.js';
-
-export class MongoValidationFailedError extends Error {
-  override name = 'MongoValidationFailedError';
-  constructor(
-    message: string,
-    readonly result: MoveValidation,
-  ) {
-    super(message);
-  }
-}
+import { VerificationFailedError } from '../db/errors.js';
 
 function paramsOf(task: TaskSpec): { move: MongoMove; table: TableName } {
   const { move, table } = task.params as { move?: unknown; table?: TableName };
@@ -247,7 +238,7 @@ export function registerMongoTasks(engine: Engine, config: MongoConnectionConfig
       message: `MongoDB ${result.mongoCount} documents, PostgreSQL ${result.postgresCount} rows + ${result.quarantineCount} quarantined; ${result.mismatches} mismatches`,
     });
     if (result.mismatchRate > move.maxMismatchRate) {
-      throw new MongoValidationFailedError(
+      throw new VerificationFailedError(
         `${ctx.migration}: ${moveId(table)} disagrees with ${move.collection.name} for ${result.mismatches} of ${result.checked} documents ` +
           `(${(result.mismatchRate * 100).toFixed(3)} %, allowed ${(move.maxMismatchRate * 100).toFixed(3)} %; first: ${JSON.stringify(result.details.slice(0, 5))}). ` +
           `Nothing was removed; the ${ctx.phase === 'contract' ? 'cutover waits' : 'expand stays unfinished'}. Check that every writer goes through the dual-writer, ` +

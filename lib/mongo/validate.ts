@@ -1,5 +1,5 @@
 import type { Collection } from 'mongodb';
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import { ident, type TableName } from '../postgres/identifiers.js';
 import { chunkChecksumSql, rowHashesSql, reverseRowSql } from '../postgres/mongo-sql.js';
 import { withRetry } from './backfill.js';

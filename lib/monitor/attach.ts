@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { ResolvedConfig, ZeroDowntimeLogger } from '../config.js';
 import type { Engine } from '../engine/runner.js';
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import type { Change } from '../migration.js';
 import { Monitor } from './monitor.js';
 import { MonitorStore } from './store.js';

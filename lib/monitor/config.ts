@@ -1,5 +1,5 @@
 import { DEFAULT_CANARY } from '../backfill/keyset.js';
-import { parseDuration } from '../engine/duration.js';
+import { parseDuration } from '../db/duration.js';
 import type { MonitorSettings } from './monitor.js';
 import { resolveThresholds, type CanaryBudget, type ThresholdsConfig } from './thresholds.js';
 

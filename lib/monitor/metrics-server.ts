@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export interface MetricsServer {
   /** Where Prometheus scrapes, e.g. http://127.0.0.1:9464/metrics. */
@@ -8,7 +9,8 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export class MetricsServerError extends Error {
+export class MetricsServerError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'metrics-server';
   override name = 'MetricsServerError';
 }
 

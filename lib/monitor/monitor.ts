@@ -9,6 +9,7 @@ import { MonitorMetrics } from './metrics.js';
 import { LatencyProbe, type ProbeOptions, type ProbeTarget } from './probe.js';
 import type { BreachAction, MonitorStore } from './store.js';
 import { canaryLimitMs, canaryOver, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName } from './thresholds.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 export interface MonitorSettings {
   readonly thresholds: ResolvedThresholds;
@@ -38,7 +39,8 @@ export type MonitorEvent =
   | { readonly type: 'rollback-failed'; readonly migration: string; readonly error: Error };
 
 /** A change stopped (and, with autoRollback, reverted) because a threshold was crossed; the message says which and why. */
-export class ThresholdBreachedError extends Error {
+export class ThresholdBreachedError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'threshold-breached';
   override name = 'ThresholdBreachedError';
   constructor(
     message: string,

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { SqlParam } from '../engine/db.js';
+import type { SqlParam } from '../db/db.js';
 
 export interface ProbeOptions {
   /** Time between probes. */

@@ -1,4 +1,4 @@
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import { FlagStore } from '../flags/store.js';
 import { ident } from '../postgres/identifiers.js';
 import { MonitorStore, type BreachRecord, type MonitorSample } from './store.js';

@@ -1,4 +1,4 @@
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { ThresholdName } from './thresholds.js';
 

@@ -1,5 +1,5 @@
 import { DEFAULT_CANARY } from '../backfill/keyset.js';
-import { parseDuration } from '../engine/duration.js';
+import { parseDuration } from '../db/duration.js';
 import { formatDuration } from '../engine/runner.js';
 
 /** `thresholds` in the config. Every field is optional; the defaults are the seed's. */

@@ -1,4 +1,4 @@
-import type { Connection } from '../engine/db.js';
+import type { Connection } from '../db/db.js';
 
 /**
  * What one statement did to the relations it touched, as the server reports it inside the still-open transaction:

@@ -1,4 +1,4 @@
-import type { Statement } from '../engine/db.js';
+import type { Statement } from '../db/db.js';
 import type { BackfillJoin, BackfillSpec } from '../migration.js';
 import { dollarQuote, doBlock } from './column-attachments.js';
 import { ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';

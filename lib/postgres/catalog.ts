@@ -1,4 +1,4 @@
-import type { Connection } from '../engine/db.js';
+import type { Connection } from '../db/db.js';
 import { tableLabel, type TableName } from './identifiers.js';
 
 export interface ColumnInfo {

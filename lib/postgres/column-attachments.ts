@@ -1,4 +1,4 @@
-import type { Statement } from '../engine/db.js';
+import type { Statement } from '../db/db.js';
 import type { ColumnInfo, TableInfo } from './catalog.js';
 import { ChangeInputError, ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';
 import { recreateIndexConcurrently } from './index-sql.js';

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
 /** A table, always with its schema resolved: `users` in config schema `public` becomes { schema: 'public', name: 'users' }. */
 export interface TableName {
@@ -10,7 +11,8 @@ export interface TableName {
 export type TableInput = string | TableName;
 
 /** Thrown for input that is wrong before anything ran; the database was not touched. */
-export class ChangeInputError extends Error {
+export class ChangeInputError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'change-input';
   override name = 'ChangeInputError';
 }
 

@@ -1,4 +1,4 @@
-import type { Statement } from '../engine/db.js';
+import type { Statement } from '../db/db.js';
 import { ident, qualified, type TableName } from './identifiers.js';
 import { pieceSql, sqlType, type MongoColumnType, type MongoKeyType } from '../mongo/column-types.js';
 import { DELETED_COLUMN, VERSION_COLUMN } from '../mongo/move.js';

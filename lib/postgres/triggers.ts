@@ -1,4 +1,4 @@
-import type { Statement } from '../engine/db.js';
+import type { Statement } from '../db/db.js';
 import { ident, qualified, type TableName } from './identifiers.js';
 
 export interface SyncPair {

@@ -1,4 +1,4 @@
-import type { Db } from '../engine/db.js';
+import type { Db } from '../db/db.js';
 import type { VerifySpec } from '../migration.js';
 import { verifyChunkSql, type KeyColumn } from '../postgres/batch-sql.js';
 

@@ -1,6 +1,6 @@
 // Runs one backfill in a process of its own, so a test can kill it (SIGKILL) or run several side by side.
 // argv: databaseUrl optionsJson. The backfill increments items.hits: any row done twice (or never) shows.
-import { Db } from '../../lib/engine/db.js';
+import { Db } from '../../lib/db/db.js';
 import { StateStore } from '../../lib/engine/state.js';
 import { DEFAULT_LOCK_SAFETY } from '../../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL, type BackfillOptions } from '../../lib/backfill/keyset.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Db } from '../../lib/engine/db.js';
+import type { Db } from '../../lib/db/db.js';
 import { dataChecksums, diffChecksums, diffSnapshots, schemaSnapshot, type SchemaSnapshot, type TableChecksum } from '../../lib/postgres/snapshot.js';
 
 /** What a round trip must give back: the schema snapshot and the per-table data checksums of some schemas. */

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import knexFactory, { type Knex } from 'knex';
-import { Db } from '../../lib/engine/db.js';
+import { Db } from '../../lib/db/db.js';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 

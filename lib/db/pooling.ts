@@ -1,15 +1,8 @@
-import type { Connection, Db } from './db.js';
+import type { Connection, Db, PoolingMode } from './db.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './errors.js';
 
-/**
- * How the server sessions behind our connections behave. `session`: a client connection keeps one server session
- * (a direct connection, or PgBouncer in session mode): session advisory locks and `SET` hold. `transaction`: a
- * transaction pooler (PgBouncer `pool_mode = transaction`) may hand each transaction, and each statement outside one,
- * to another server session: nothing may rest on session state, and a session `SET` would leak into whichever
- * application connection gets that server session next.
- */
-export type PoolingMode = 'session' | 'transaction';
-
-export class PoolingError extends Error {
+export class PoolingError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'pooling';
   override name = 'PoolingError';
 }
 

@@ -1,5 +1,13 @@
 import type { Knex } from 'knex';
-import type { PoolingMode } from './pooling.js';
+
+/**
+ * How the server sessions behind our connections behave. `session`: a client connection keeps one server session
+ * (a direct connection, or PgBouncer in session mode): session advisory locks and `SET` hold. `transaction`: a
+ * transaction pooler (PgBouncer `pool_mode = transaction`) may hand each transaction, and each statement outside one,
+ * to another server session: nothing may rest on session state, and a session `SET` would leak into whichever
+ * application connection gets that server session next.
+ */
+export type PoolingMode = 'session' | 'transaction';
 
 /** A value passed as a query parameter ($1, $2 …); never spliced into SQL text. */
 export type SqlParam = string | number | bigint | boolean | null | Date | Buffer | readonly unknown[] | Record<string, unknown>;
@@ -37,7 +45,7 @@ interface KnexClientInternals {
 export class Db {
   private fenceCheck: ((conn: Connection) => Promise<void>) | null = null;
   /**
-   * How the server sessions behind the pool behave (lib/engine/pooling.ts): set from the config, or detected once by
+   * How the server sessions behind the pool behave (lib/db/pooling.ts): set from the config, or detected once by
    * the first command that needs to know.
    */
   pooling: PoolingMode | undefined;
@@ -139,5 +147,6 @@ export function isConnectionLost(err: unknown): boolean {
 /** The SQLSTATE of a driver error, if it has one. */
 export function sqlState(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+  // Five characters: a server's SQLSTATE, never one of our own errors' codes (see db/errors.ts).
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }

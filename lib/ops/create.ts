@@ -1,0 +1,412 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { glob } from 'tinyglobby';
+import { Umzug } from 'umzug';
+import type { Project } from './project.js';
+import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { CHANGE_CONSTRUCTORS } from '../changes/registry.js';
+
+/** What `create --template` writes: one change of this kind, with these (already validated) options. */
+export interface TemplateRequest {
+  readonly template: string;
+  /** Options of the change, validated, with placeholders filled in where options were missing. */
+  readonly params: Record<string, unknown>;
+  /** Option paths that hold placeholders (marked TODO in the file). */
+  readonly placeholders: readonly (readonly string[])[];
+}
+
+export interface TemplateSchema {
+  readonly title: string;
+  readonly description: string;
+  readonly 'x-change': string;
+  readonly 'x-notes'?: readonly string[];
+  readonly properties: Record<string, SchemaNode>;
+  readonly [key: string]: unknown;
+}
+
+interface SchemaNode {
+  readonly type?: string | readonly string[];
+  readonly properties?: Record<string, SchemaNode>;
+  readonly items?: SchemaNode;
+  readonly additionalProperties?: boolean | SchemaNode;
+  readonly description?: string;
+  readonly default?: unknown;
+  readonly 'x-cli'?: string;
+  readonly 'x-sql'?: boolean;
+  readonly 'x-negate'?: boolean;
+}
+
+/** A leaf of a template's schema that a command-line flag sets. */
+export interface TemplateFlag {
+  readonly flag: string;
+  readonly path: readonly string[];
+  readonly kind: 'string' | 'array' | 'record' | 'boolean' | 'scalar';
+  readonly negate: boolean;
+  readonly description: string;
+}
+
+export class TemplateError extends ZeroDowntimeError {
+  readonly code: ZeroDowntimeErrorCode = 'template';
+  override name = 'TemplateError';
+}
+
+const PACKAGE_NAME = 'umzug-zero-downtime';
+
+/**
+ * The package's templates/ folder. The code runs from lib/ (tsx), dist/esm or dist/cjs, and neither build may use
+ * import.meta or __dirname, so the folder is found from the running bin, then from the project's node_modules.
+ */
+export function templatesDir(): string {
+  const env = process.env.UMZUG_ZD_TEMPLATES;
+  if (env) return path.resolve(env);
+  const starts: string[] = [];
+  if (process.argv[1]) starts.push(path.dirname(path.resolve(process.argv[1])));
+  try {
+    starts.push(path.dirname(createRequire(path.join(process.cwd(), 'noop.js')).resolve(`${PACKAGE_NAME}/package.json`)));
+  } catch {
+    // not installed in the project (running from a checkout)
+  }
+  for (const start of starts) {
+    for (let dir = start; ; dir = path.dirname(dir)) {
+      const pkg = path.join(dir, 'package.json');
+      if (existsSync(path.join(dir, 'templates', 'add-column.json')) && existsSync(pkg)) {
+        try {
+          if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === PACKAGE_NAME) return path.join(dir, 'templates');
+        } catch {
+          // an unreadable package.json is not ours
+        }
+      }
+      if (path.dirname(dir) === dir) break;
+    }
+  }
+  throw new TemplateError(`cannot find the templates/ folder of ${PACKAGE_NAME} (looked upwards from ${starts.join(', ')}); set UMZUG_ZD_TEMPLATES to its path.`);
+}
+
+let cache: Map<string, TemplateSchema> | null = null;
+
+/** Every template by name (the file name without .json), each a JSON Schema of the change's options. */
+export function loadTemplates(dir = templatesDir()): Map<string, TemplateSchema> {
+  if (cache) return cache;
+  const out = new Map<string, TemplateSchema>();
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.json')).sort()) {
+    out.set(f.replace(/\.json$/, ''), JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as TemplateSchema);
+  }
+  cache = out;
+  return out;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+ajv.addVocabulary(['x-change', 'x-notes', 'x-cli', 'x-sql', 'x-negate']);
+const validators = new Map<string, ValidateFunction>();
+
+function validatorFor(name: string, schema: TemplateSchema): ValidateFunction {
+  let v = validators.get(name);
+  if (!v) {
+    v = ajv.compile(schema);
+    validators.set(name, v);
+  }
+  return v;
+}
+
+function kindOf(node: SchemaNode): TemplateFlag['kind'] {
+  if (node.type === 'array') return 'array';
+  if (node.type === 'boolean') return 'boolean';
+  if (node.type === 'object') return 'record';
+  if (node.type === 'string') return 'string';
+  return 'scalar';
+}
+
+/** The flags a template takes, with the option path each one sets. */
+export function templateFlags(schema: TemplateSchema): TemplateFlag[] {
+  const out: TemplateFlag[] = [];
+  const walk = (props: Record<string, SchemaNode>, prefix: string[]) => {
+    for (const [key, node] of Object.entries(props)) {
+      const p = [...prefix, key];
+      if (node['x-cli']) out.push({ flag: node['x-cli'], path: p, kind: kindOf(node), negate: node['x-negate'] === true, description: node.description ?? '' });
+      else if (node.properties) walk(node.properties, p);
+    }
+  };
+  walk(schema.properties, []);
+  return out;
+}
+
+function nodeAt(schema: TemplateSchema, p: readonly string[]): SchemaNode | undefined {
+  let node: SchemaNode | undefined = { properties: schema.properties };
+  for (const k of p) {
+    if (!node) return undefined;
+    if (node.properties?.[k]) node = node.properties[k];
+    else if (node.items && /^\d+$/.test(k)) node = node.items;
+    else if (node.additionalProperties && typeof node.additionalProperties === 'object') node = node.additionalProperties;
+    else return undefined;
+  }
+  return node;
+}
+
+/** Raw values from the command line: flag name → the strings given (flags given without a value: ['true']). */
+export type RawFlags = ReadonlyMap<string, readonly string[]>;
+
+/**
+ * Turns command-line values into the change's options: lists from repeated flags or commas, `key=value` pairs for
+ * records, booleans from flags. `--params` JSON is merged under the flags. Then the template's JSON Schema checks
+ * everything and fills placeholders; an error names the flag and the option.
+ */
+export function templateParams(name: string, flags: RawFlags, json?: string): { params: Record<string, unknown>; placeholders: string[][] } {
+  const templates = loadTemplates();
+  const schema = templates.get(name);
+  if (!schema) throw new TemplateError(`unknown template "${name}" (known: ${[...templates.keys()].join(', ')})`);
+  const known = templateFlags(schema);
+  const byFlag = new Map(known.map((f) => [f.flag, f]));
+  for (const flag of flags.keys()) {
+    if (!byFlag.has(flag)) {
+      throw new TemplateError(`${flag} is not a parameter of template "${name}" (its parameters: ${known.map((f) => f.flag).join(', ')}, --params '<json>')`);
+    }
+  }
+  let params: Record<string, unknown> = {};
+  if (json !== undefined) {
+    try {
+      params = JSON.parse(json) as Record<string, unknown>;
+    } catch (e) {
+      throw new TemplateError(`--params is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!params || typeof params !== 'object' || Array.isArray(params)) throw new TemplateError('--params must be a JSON object of the change options');
+  }
+  for (const f of known) {
+    const values = flags.get(f.flag);
+    if (!values || values.length === 0) continue;
+    let value: unknown;
+    switch (f.kind) {
+      case 'boolean':
+        value = f.negate ? false : true;
+        break;
+      case 'array': {
+        const sql = nodeAt(schema, f.path)?.items?.['x-sql'] === true;
+        // SQL may hold commas; names may not, so `--columns a,b` is two columns.
+        value = sql ? [...values] : values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+        break;
+      }
+      case 'record': {
+        const rec: Record<string, string> = {};
+        for (const v of values) {
+          const eq = v.indexOf('=');
+          if (eq <= 0) throw new TemplateError(`${f.flag} takes key=value (e.g. ${f.flag} first_name="split_part(full_name, ' ', 1)"), got ${JSON.stringify(v)}`);
+          rec[v.slice(0, eq).trim()] = v.slice(eq + 1);
+        }
+        value = rec;
+        break;
+      }
+      default:
+        if (values.length > 1) throw new TemplateError(`${f.flag} was given ${values.length} times; template "${name}" takes one value`);
+        value = values[0];
+    }
+    setPath(params, f.path, value);
+  }
+  const given = leafPaths(params);
+  const validate = validatorFor(name, schema);
+  if (!validate(params)) throw new TemplateError(`template "${name}": ${describeErrors(validate.errors ?? [], known)}`);
+  const givenSet = new Set(given.map((p) => p.join('.')));
+  const placeholders = leafPaths(params).filter((p) => !givenSet.has(p.join('.')) && ![...givenSet].some((g) => g.startsWith(p.join('.') + '.')));
+  return { params, placeholders };
+}
+
+function setPath(target: Record<string, unknown>, p: readonly string[], value: unknown): void {
+  let o = target;
+  for (const k of p.slice(0, -1)) {
+    if (!o[k] || typeof o[k] !== 'object') o[k] = {};
+    o = o[k] as Record<string, unknown>;
+  }
+  o[p[p.length - 1]!] = value;
+}
+
+/** Paths of the leaves (scalars and arrays) of a plain object. */
+function leafPaths(o: Record<string, unknown>, prefix: string[] = []): string[][] {
+  const out: string[][] = [];
+  for (const [k, v] of Object.entries(o)) {
+    if (v && typeof v === 'object' && !Array.isArray(v)) out.push(...leafPaths(v as Record<string, unknown>, [...prefix, k]));
+    else out.push([...prefix, k]);
+  }
+  return out;
+}
+
+function describeErrors(errors: readonly ErrorObject[], flags: readonly TemplateFlag[]): string {
+  const lines = errors.map((e) => {
+    const p = e.instancePath.split('/').filter(Boolean);
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      return `${[...p, extra].join('.')} is not an option of this change`;
+    }
+    if (e.keyword === 'required') p.push((e.params as { missingProperty: string }).missingProperty);
+    const flag = flags.find((f) => p.join('.') === f.path.join('.') || p.join('.').startsWith(f.path.join('.') + '.'));
+    const field = p.join('.') || '(options)';
+    const msg = e.keyword === 'enum' ? `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}` : (e.message ?? 'is invalid');
+    return `${flag ? `${flag.flag} (${field})` : field} ${msg}`;
+  });
+  return [...new Set(lines)].join('; ');
+}
+
+// ---- rendering ---------------------------------------------------------------------------------------------------
+
+export type ModuleFormat = 'ts' | 'esm' | 'cjs';
+
+const jsString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n').replace(/\r/g, '\\r')}'`;
+const sqlString = (s: string) => '`' + s.replace(/\\/g, '\\\\').replace(/`/g, '\\`').replace(/\$\{/g, '\\${') + '`';
+const isIdentifierKey = (k: string) => /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k);
+
+function renderValue(value: unknown, node: SchemaNode | undefined, indent: string, todo: (p: string[]) => boolean, p: string[]): string {
+  if (typeof value === 'string') return node?.['x-sql'] ? sqlString(value) : jsString(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) {
+    const items = value.map((v, i) => renderValue(v, node?.items, indent, todo, [...p, String(i)]));
+    const inline = `[${items.join(', ')}]`;
+    return inline.length < 70 && !inline.includes('\n') ? inline : `[\n${items.map((x) => `${indent}  ${x},`).join('\n')}\n${indent}]`;
+  }
+  if (value && typeof value === 'object') {
+    const inner = indent + '  ';
+    const lines = Object.entries(value as Record<string, unknown>).map(([k, v]) => {
+      const child = node?.properties?.[k] ?? (typeof node?.additionalProperties === 'object' ? node.additionalProperties : undefined);
+      const cp = [...p, k];
+      const mark = todo(cp) ? ` // TODO: placeholder${child?.['x-cli'] ? ` (${child['x-cli']})` : ''}${child?.description ? `: ${child.description}` : ''}` : '';
+      return `${inner}${isIdentifierKey(k) ? k : jsString(k)}: ${renderValue(v, child, inner, todo, cp)},${mark}`;
+    });
+    return `{\n${lines.join('\n')}\n${indent}}`;
+  }
+  return 'undefined';
+}
+
+/** The migration file for one change, in the project's module format. */
+export function renderTemplate(name: string, params: Record<string, unknown>, format: ModuleFormat, placeholders: readonly (readonly string[])[] = []): string {
+  const schema = loadTemplates().get(name);
+  if (!schema) throw new TemplateError(`unknown template "${name}"`);
+  const fn = schema['x-change'];
+  const todoSet = new Set(placeholders.map((p) => p.join('.')));
+  const call = `${fn}(${renderValue(params, { properties: schema.properties }, '    ', (p) => todoSet.has(p.join('.')), [])})`;
+  const head = [`// ${name}: ${schema.description}`, ...(schema['x-notes'] ?? []).map((n) => `//   ${n}`)];
+  if (todoSet.size > 0) head.push('// Replace the placeholders marked TODO before running `umzug up`; `umzug plan` shows what it would run.');
+  const body = `defineMigration({\n  changes: [\n    ${call},\n  ],\n})`;
+  if (format === 'cjs') {
+    return `${head.join('\n')}\nconst { defineMigration, ${fn} } = require('${PACKAGE_NAME}');\n\nmodule.exports = ${body};\n`;
+  }
+  return `${head.join('\n')}\nimport { defineMigration, ${fn} } from '${PACKAGE_NAME}';\n\nexport default ${body};\n`;
+}
+
+// ---- where and in which format -------------------------------------------------------------------------------------
+
+const EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
+
+/** "module" or "commonjs", from the nearest package.json above `dir`, as Node decides for .js files. */
+export function packageType(dir: string): 'module' | 'commonjs' {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const pkg = path.join(d, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        return (JSON.parse(readFileSync(pkg, 'utf8')) as { type?: string }).type === 'module' ? 'module' : 'commonjs';
+      } catch {
+        return 'commonjs';
+      }
+    }
+    if (path.dirname(d) === d) return 'commonjs';
+  }
+}
+
+export function formatOf(file: string): ModuleFormat {
+  const ext = path.extname(file);
+  if (ext === '.ts' || ext === '.mts' || ext === '.cts') return 'ts';
+  if (ext === '.mjs') return 'esm';
+  if (ext === '.cjs') return 'cjs';
+  return packageType(path.dirname(file)) === 'module' ? 'esm' : 'cjs';
+}
+
+/** The extension a new migration gets when --name has none: the newest migration's, else .ts with a tsconfig.json, else .js. */
+export async function projectExtension(umzug: Project): Promise<string> {
+  const files = (await glob([...umzug.config.migrations], { cwd: umzug.config.cwd, absolute: true })).sort((a, b) => path.basename(a).localeCompare(path.basename(b)));
+  const last = files.filter((f) => EXTENSIONS.includes(path.extname(f))).pop();
+  if (last) return path.extname(last);
+  return existsSync(path.join(umzug.config.cwd, 'tsconfig.json')) ? '.ts' : '.js';
+}
+
+export const requests = new WeakMap<object, TemplateRequest>();
+
+/**
+ * Umzug's `create.template`: it receives only the file path, so the template and its options travel beside it
+ * (set by `create --template` or createFromTemplate). Without a template it is Umzug's own plain template, in the
+ * project's module format.
+ */
+export async function creationTemplate(umzug: Project, filepath: string): Promise<Array<[string, string]>> {
+  let file = filepath;
+  if (!EXTENSIONS.includes(path.extname(file)) && path.extname(file) !== '.sql') file += await projectExtension(umzug);
+  const request = requests.get(umzug);
+  if (!request) {
+    // Public at run time, private in Umzug's typings.
+    const plain = (Umzug as unknown as { defaultCreationTemplate(f: string): Array<[string, string]> }).defaultCreationTemplate;
+    if (path.extname(file) !== '.js') return plain(file);
+    // Umzug picks CommonJS or ESM for .js from how it was itself loaded; the project's package.json is what counts.
+    const as = file.replace(/\.js$/, formatOf(file) === 'esm' ? '.mjs' : '.cjs');
+    return plain(as).map(([, content]) => [file, content] as [string, string]);
+  }
+  return [[file, renderTemplate(request.template, request.params, formatOf(file), request.placeholders)]];
+}
+
+/** Checks options with the change's own constructor, so `create` refuses what `up` would refuse. */
+export async function checkWithConstructor(template: string, params: Record<string, unknown>): Promise<void> {
+  const fn = loadTemplates().get(template)!['x-change'];
+  const ctor: unknown = CHANGE_CONSTRUCTORS[fn];
+  if (typeof ctor !== 'function') {
+    throw new TemplateError(`template "${template}" needs ${fn}(), which this version of ${PACKAGE_NAME} does not export. Nothing was written.`);
+  }
+  try {
+    (ctor as (o: unknown) => unknown)(params);
+  } catch (e) {
+    throw new TemplateError(`template "${template}": ${(e as Error).message}. Nothing was written.`);
+  }
+}
+
+export interface CreateFromTemplateOptions {
+  readonly name: string;
+  readonly template: string;
+  /** The change's options; missing ones get placeholders marked TODO in the file. */
+  readonly params?: Record<string, unknown>;
+  readonly folder?: string;
+  readonly prefix?: 'TIMESTAMP' | 'DATE' | 'NONE';
+  readonly skipVerify?: boolean;
+  readonly allowConfusingOrdering?: boolean;
+}
+
+/** Programmatic `create --template`: validated, written through Umzug's create (so it must show up in pending). */
+export async function createFromTemplate(umzug: Project, options: CreateFromTemplateOptions): Promise<void> {
+  const { params, placeholders } = templateParams(options.template, new Map(), JSON.stringify(options.params ?? {}));
+  await checkWithConstructor(options.template, params);
+  requests.set(umzug, { template: options.template, params, placeholders });
+  try {
+    await umzug.create({
+      name: options.name,
+      ...(options.folder ? { folder: options.folder } : {}),
+      ...(options.prefix ? { prefix: options.prefix } : {}),
+      ...(options.skipVerify ? { skipVerify: true } : {}),
+      ...(options.allowConfusingOrdering ? { allowConfusingOrdering: true } : {}),
+    });
+  } finally {
+    requests.delete(umzug);
+  }
+}
+
+// ---- the `create` action -----------------------------------------------------------------------------------------
+
+/** Every flag any template takes, defined once on the action (a flag two templates share means the same thing). */
+export function allFlags(): Map<string, { kind: 'flag' | 'list'; descriptions: string[]; templates: string[] }> {
+  const out = new Map<string, { kind: 'flag' | 'list'; descriptions: string[]; templates: string[] }>();
+  for (const [name, schema] of loadTemplates()) {
+    for (const f of templateFlags(schema)) {
+      const e = out.get(f.flag) ?? { kind: f.kind === 'boolean' ? 'flag' : 'list', descriptions: [], templates: [] };
+      if (!e.descriptions.includes(f.description)) e.descriptions.push(f.description);
+      e.templates.push(name);
+      out.set(f.flag, e);
+    }
+  }
+  return out;
+}
+
+/**
+ * Umzug's own `create`, plus `--template <kind>` and the template's parameters. Umzug's flags (--name, --prefix,
+ * --folder, --skip-verify …) and its checks (ordering, the file showing up in `pending`) are kept as they are.
+ */

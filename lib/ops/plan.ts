@@ -1,0 +1,411 @@
+import type { Connection, SqlParam } from '../db/db.js';
+import { sqlState } from '../db/db.js';
+import { checkPreconditions, type GateStatus } from '../engine/runner.js';
+import type { Change, PhasePlan, Step } from '../migration.js';
+import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
+import { ident, qualified, tableLabel } from '../postgres/identifiers.js';
+import { keysetRangeUpdateSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { documentedLock, effectsSince, lockBlocks, lockName, readServerState, type StatementEffects } from '../plan/locks.js';
+import type { MigrationEntry, Project } from './project.js';
+
+export interface PlannedStatement {
+  readonly text: string;
+  readonly values?: readonly SqlParam[];
+  /** measured: run in the plan's transaction, effects read from the server; described: not run (see note); failed: run, and refused. */
+  readonly run: 'measured' | 'described' | 'failed';
+  readonly effects?: StatementEffects;
+  /**
+   * isolated: the step was also run alone on the current database (its own transaction, rolled back), so `effects.locks`
+   * are exactly the locks it takes; after-earlier-steps: it could only run after the earlier pending steps, in the same
+   * transaction, so a lock mode one of those already held on the same table is not shown again.
+   */
+  readonly lockSource?: 'isolated' | 'after-earlier-steps';
+  /** For statements plan cannot run in a transaction: the lock the PostgreSQL documentation gives. */
+  readonly documentedLock?: { readonly mode: string; readonly note: string };
+  readonly error?: string;
+}
+
+export interface PlannedStep {
+  readonly id: string;
+  readonly description: string;
+  readonly transactional: boolean;
+  /** Recorded as done by an earlier, interrupted run: `up` skips it. */
+  readonly done: boolean;
+  readonly statements: readonly PlannedStatement[];
+  /** Every lock the step holds until it commits (the union of its statements'). */
+  readonly holds: readonly { readonly relation: string; readonly mode: string }[];
+}
+
+export interface PlannedChange {
+  readonly index: number;
+  readonly kind: string;
+  readonly summary: string | null;
+  /** Why this change cannot be planned (a failed precondition, bad input); `up` would stop here, having changed nothing. */
+  readonly error?: string;
+  readonly steps: readonly PlannedStep[];
+  readonly backfill?: {
+    readonly table: string;
+    readonly estimatedRows: number | null;
+    readonly batchSize: number;
+    readonly description: string;
+    /** One batch, run on the first row only, to read its locks. */
+    readonly sample: PlannedStatement | null;
+  };
+  readonly afterBackfill: readonly PlannedStep[];
+  readonly verify?: { readonly table: string; readonly chunkSize: number; readonly description: string };
+}
+
+export interface PlannedPhase {
+  readonly name: string;
+  readonly file: string;
+  readonly phase: MigrationEntry['phase'];
+  /** For contracts: whether `up` would run it now, and if not, why. */
+  readonly gate?: { readonly open: boolean; readonly reasons: readonly string[]; readonly opensAt: string | null };
+  readonly note?: string;
+  readonly changes: readonly PlannedChange[];
+}
+
+export interface PlanReport {
+  readonly generatedAt: string;
+  /** Always true: the statements ran in one transaction that was rolled back. */
+  readonly rolledBack: boolean;
+  readonly phases: readonly PlannedPhase[];
+}
+
+const SAVEPOINT = 'zd_plan_statement';
+
+async function stateExists(umzug: Project): Promise<boolean> {
+  const r = await umzug.db.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok`, [
+    `${ident(umzug.config.stateSchema)}.migrations`,
+    `${ident(umzug.config.stateSchema)}.steps`,
+  ]);
+  return r.rows[0]?.ok === true;
+}
+
+/**
+ * Every statement the pending phases would run, in the order `up` runs them (pending expands and plain migrations,
+ * then contracts), each run inside one transaction that is rolled back at the end, with what the server says it did:
+ * the locks it took (pg_locks), whether it rewrote a table (new relfilenode) or scanned one (pg_stat_xact_user_tables).
+ * Statements that cannot run in a transaction (CONCURRENTLY) are described, not run. Nothing is changed: the state
+ * schema is not even created.
+ */
+export interface PlanOptions {
+  /**
+   * statement_timeout of each measured statement. The measured statements take their real locks until the plan's
+   * transaction rolls back, so a scan or rewrite of a big table is cut short instead of blocking the table. Default 5 s.
+   */
+  readonly statementTimeoutMs?: number;
+}
+
+export async function buildPlan(umzug: Project, options: PlanOptions = {}): Promise<PlanReport> {
+  const entries = await umzug.entries();
+  const haveState = await stateExists(umzug);
+  const executed = new Set(haveState ? await umzug.engine.state.executedNames() : []);
+  const pending = entries.filter((e) => !executed.has(e.name));
+  const ordered = [...pending.filter((e) => e.phase !== 'contract'), ...pending.filter((e) => e.phase === 'contract')];
+  const { engine } = umzug;
+  const ctx = engine.ctx;
+
+  // State is read first, through the pool: the simulation's connection is inside its own transaction.
+  const stored = new Map<string, { snapshot: CatalogSnapshot; summary: string; done: Set<string> } | null>();
+  const gates = new Map<string, GateStatus>();
+  for (const e of ordered) {
+    if (e.phase === 'plain') continue;
+    const key = e.name.replace(/:(expand|contract)$/, ':expand');
+    for (const i of e.changes.keys()) {
+      const st = haveState ? await engine.state.getChange(key, i) : null;
+      stored.set(`${e.name}#${i}`, st ? { snapshot: st.snapshot, summary: st.summary, done: await engine.state.doneSteps(key, i, e.phase === 'expand' ? 'expand' : 'contract') } : null);
+    }
+    if (e.phase === 'contract' && executed.has(key)) gates.set(e.name, await umzug.gate(e));
+  }
+
+  const lock = umzug.config.lock;
+  const timeouts = (conn: Connection) =>
+    conn.query(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, [`${lock.lockTimeoutMs}ms`, `${options.statementTimeoutMs ?? 5000}ms`]);
+  const probes: Probe[] = [];
+  const report = await umzug.db.withConnection(async (conn) => {
+    await conn.query('BEGIN');
+    try {
+      await timeouts(conn);
+      // Some steps archive into the state schema; inside this transaction only.
+      await conn.query(`CREATE SCHEMA IF NOT EXISTS ${ident(umzug.config.stateSchema)}`);
+      const snapshots = new Map<string, CatalogSnapshot>();
+      const phases: PlannedPhase[] = [];
+      for (const e of ordered) {
+        const file = e.name.replace(/:(expand|contract)$/, '');
+        if (e.phase === 'plain') {
+          phases.push({ name: e.name, file: e.file, phase: 'plain', note: 'plain migration: its up() runs as written, on its own connections; plan cannot look inside it', changes: [] });
+          continue;
+        }
+        const key = `${file}:expand`;
+        const gate = gates.get(e.name);
+        const changes: PlannedChange[] = [];
+        for (const [i, change] of e.changes.entries()) {
+          changes.push(await planChange(conn, umzug, e, i, change, stored.get(`${e.name}#${i}`) ?? null, snapshots, `${key}#${i}`, ctx, probes));
+        }
+        phases.push({
+          name: e.name,
+          file: e.file,
+          phase: e.phase,
+          ...(e.phase === 'contract'
+            ? {
+                gate: gate
+                  ? { open: gate.open, reasons: gate.reasons, opensAt: gate.opensAt?.toISOString() ?? null }
+                  : { open: false, reasons: ['its expand is pending: the contract runs at a later `up`, once the gate opens'], opensAt: null },
+              }
+            : {}),
+          changes,
+        });
+      }
+      return { generatedAt: new Date().toISOString(), rolledBack: true, phases };
+    } finally {
+      await conn.query('ROLLBACK').catch(() => undefined);
+    }
+  });
+  // Second pass: each step alone, in its own rolled-back transaction, so no earlier step's locks hide its own.
+  await umzug.db.withConnection(async (conn) => {
+    for (const probe of probes) {
+      await conn.query('BEGIN');
+      try {
+        await timeouts(conn);
+        const measured: PlannedStatement[] = [];
+        for (const s of probe.step.statements) {
+          const m = await measure(conn, s.text, s.values);
+          if (m.run !== 'measured') break;
+          measured.push(m);
+        }
+        if (measured.length === probe.statements.length) {
+          probe.statements.forEach((st, i) => {
+            st.effects = { ...st.effects!, locks: measured[i]!.effects!.locks };
+            st.lockSource = 'isolated';
+          });
+        }
+      } finally {
+        await conn.query('ROLLBACK').catch(() => undefined);
+      }
+      probe.finish();
+    }
+  });
+  return report;
+}
+
+/** A measured step waiting for its second, isolated run; `statements` are updated in place. */
+interface Probe {
+  readonly step: Step;
+  readonly statements: Mutable<PlannedStatement>[];
+  finish(): void;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+async function planChange(
+  conn: Connection,
+  umzug: Project,
+  e: MigrationEntry,
+  i: number,
+  change: Change,
+  st: { snapshot: CatalogSnapshot; summary: string; done: Set<string> } | null,
+  snapshots: Map<string, CatalogSnapshot>,
+  snapshotKey: string,
+  ctx: Project['engine']['ctx'],
+  probes: Probe[],
+): Promise<PlannedChange> {
+  const base = { index: i, kind: change.kind, steps: [] as PlannedStep[], afterBackfill: [] as PlannedStep[] };
+  let snapshot = st?.snapshot ?? snapshots.get(snapshotKey);
+  try {
+    if (!snapshot) {
+      // Read inside the transaction, so an earlier pending migration's simulated changes are seen.
+      snapshot = await readCatalog(conn, change.tables(ctx));
+      const problems = checkPreconditions(snapshot, change.preconditions(ctx));
+      if (problems.length > 0) return { ...base, summary: null, error: `cannot run: ${problems.join('; ')}` };
+      snapshots.set(snapshotKey, snapshot);
+    }
+    const description = change.describe(snapshot, ctx);
+    const plan: PhasePlan = e.phase === 'expand' ? description.expand : description.contract;
+    const done = st?.done ?? new Set<string>();
+    const steps: PlannedStep[] = [];
+    for (const step of plan.steps) steps.push(await planStep(conn, step, done.has(step.id), probes));
+    let backfill: PlannedChange['backfill'];
+    if (plan.backfill) {
+      const spec = plan.backfill;
+      const info = tableInfo(snapshot, spec.table);
+      const what = spec.copy
+        ? `copies rows of ${tableLabel(spec.table)} into ${tableLabel(spec.copy.into)} in keyset batches (${spec.copy.mode})`
+        : `UPDATE ${tableLabel(spec.table)} SET ${spec.set.map((s) => `${s.column} = ${s.expression}`).join(', ')} in keyset batches, only rows that differ`;
+      backfill = {
+        table: tableLabel(spec.table),
+        estimatedRows: info?.estimatedRows ?? null,
+        batchSize: umzug.config.backfill.batchSize,
+        description: `${what}; each batch is its own short transaction (ROW EXCLUSIVE on the table, row locks on the batch's rows), progress saved with it`,
+        sample: spec.copy ? null : await sampleBatch(conn, spec.table, spec.set, spec.only ?? 'distinct', snapshot),
+      };
+    }
+    const afterBackfill: PlannedStep[] = [];
+    for (const step of plan.afterBackfill ?? []) afterBackfill.push(await planStep(conn, step, done.has(`after:${step.id}`), probes));
+    return {
+      ...base,
+      summary: st?.summary ?? description.summary,
+      steps,
+      ...(backfill ? { backfill } : {}),
+      afterBackfill,
+      ...(plan.verify
+        ? {
+            verify: {
+              table: tableLabel(plan.verify.table),
+              chunkSize: 10_000,
+              description: `reads every row in key order, chunk by chunk (ACCESS SHARE, no write lock), and compares ${plan.verify.equal.map((x) => `${x.column} with ${x.expression}`).join(', ')}`,
+            },
+          }
+        : {}),
+    };
+  } catch (err) {
+    return { ...base, summary: null, error: (err as Error).message };
+  }
+}
+
+async function planStep(conn: Connection, step: Step, done: boolean, probes: Probe[]): Promise<PlannedStep> {
+  const statements: Mutable<PlannedStatement>[] = [];
+  for (const s of step.statements) {
+    const values = s.values ? { values: s.values } : {};
+    if (done) {
+      statements.push({ text: s.text, ...values, run: 'described' });
+      continue;
+    }
+    if (!step.transactional) {
+      const doc = documentedLock(s.text);
+      statements.push({
+        text: s.text,
+        ...values,
+        run: 'described',
+        ...(doc ? { documentedLock: doc } : { error: 'not run: this step runs outside a transaction, so plan cannot run it and roll it back' }),
+      });
+      continue;
+    }
+    statements.push({ ...(await measure(conn, s.text, s.values)), lockSource: 'after-earlier-steps' });
+  }
+  const planned: Mutable<PlannedStep> = { id: step.id, description: step.description, transactional: step.transactional, done, statements, holds: [] };
+  const finish = () => {
+    const seen = new Set<string>();
+    planned.holds = statements
+      .flatMap((st) => st.effects?.locks ?? [])
+      .filter((l) => !seen.has(`${l.relation}:${l.mode}`) && seen.add(`${l.relation}:${l.mode}`));
+  };
+  finish();
+  if (!done && step.transactional && statements.every((st) => st.run === 'measured')) probes.push({ step, statements, finish });
+  return planned;
+}
+
+async function measure(conn: Connection, text: string, values?: readonly SqlParam[]): Promise<PlannedStatement> {
+  const before = await readServerState(conn);
+  await conn.query(`SAVEPOINT ${SAVEPOINT}`);
+  try {
+    await conn.query(text, values);
+  } catch (err) {
+    await conn.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+    const code = sqlState(err);
+    if (code === '57014') {
+      return {
+        text,
+        ...(values ? { values } : {}),
+        run: 'failed',
+        error: 'did not finish within the plan\'s statement timeout (`plan --statement-timeout`): it scans or rewrites a big table, and `up` will take that long too (cut at lock.statementTimeout)',
+      };
+    }
+    const why =
+      code === '55P03'
+        ? 'could not get its lock within lock.timeout: another session holds a conflicting lock right now (`up` would retry with backoff)'
+        : `refused by the server${code ? ` (${code})` : ''}: ${(err as Error).message}`;
+    return { text, ...(values ? { values } : {}), run: 'failed', error: `${why}. It may depend on an earlier step that plan could not run.` };
+  }
+  const { effects } = await effectsSince(conn, before);
+  await conn.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+  return { text, ...(values ? { values } : {}), run: 'measured', effects };
+}
+
+/** One backfill batch limited to the first row, to read the locks a batch takes. */
+async function sampleBatch(
+  conn: Connection,
+  table: NonNullable<PhasePlan['backfill']>['table'],
+  set: NonNullable<PhasePlan['backfill']>['set'],
+  only: 'distinct' | 'null',
+  snapshot: CatalogSnapshot,
+): Promise<PlannedStatement | null> {
+  const info = tableInfo(snapshot, table);
+  if (!info || info.primaryKey.length === 0) return null;
+  const keys: KeyColumn[] = info.primaryKey.map((name) => ({ name, type: columnInfo(snapshot, table, name)?.type ?? 'text' }));
+  const first = await conn.query<{ k: string[] }>(
+    `SELECT json_build_array(${keys.map((k) => `${ident(k.name)}::text`).join(', ')}) AS k FROM ${qualified(table)} ORDER BY ${keys.map((k) => ident(k.name)).join(', ')} LIMIT 1`,
+  );
+  const k = first.rows[0]?.k;
+  if (!k) return null;
+  return measure(conn, keysetRangeUpdateSql(table, keys, set, only, false, true), k);
+}
+
+// ---- text output -------------------------------------------------------------------------------------------------
+
+function effectsLine(s: PlannedStatement): string[] {
+  if (s.run === 'failed') return [`      ! ${s.error}`];
+  if (s.documentedLock) return [`      lock: ${lockName(s.documentedLock.mode)} (${lockBlocks(s.documentedLock.mode)}) — ${s.documentedLock.note}`];
+  if (s.run === 'described') return s.error ? [`      ${s.error}`] : ['      (already done by an earlier run: skipped)'];
+  const e = s.effects!;
+  const out: string[] = [];
+  const caveat = s.lockSource === 'after-earlier-steps' ? ' [measured after the earlier pending steps: modes they hold are not repeated]' : '';
+  out.push(
+    e.locks.length > 0
+      ? `      lock: ${e.locks.map((l) => `${lockName(l.mode)} on ${l.relation} (${lockBlocks(l.mode)})`).join('; ')}${caveat}`
+      : `      lock: nothing beyond what the step already holds${caveat}`,
+  );
+  const table: string[] = [];
+  table.push(e.rewrites.length > 0 ? `REWRITES ${e.rewrites.join(', ')}` : 'no rewrite');
+  table.push(e.scans.length > 0 ? `scans ${e.scans.map((x) => `${x.relation} (${x.rows} rows)`).join(', ')}` : 'no scan');
+  if (e.writes.length > 0) table.push(`writes ${e.writes.map((x) => `${x.relation} (${x.rows} rows)`).join(', ')}`);
+  out.push(`      ${table.join(', ')}`);
+  return out;
+}
+
+const indentSql = (text: string) =>
+  text
+    .trim()
+    .split('\n')
+    .map((l, i) => (i === 0 ? `    $ ${l}` : `      ${l}`))
+    .join('\n');
+
+export function formatPlan(report: PlanReport): string {
+  if (report.phases.length === 0) return 'Nothing pending: `umzug up` would run nothing.';
+  const lines: string[] = ['Plan of the pending phases, in the order `umzug up` runs them. Every statement ran in one transaction that was rolled back;', 'locks, rewrites and scans are what PostgreSQL reported (pg_locks, relfilenode, pg_stat_xact_user_tables). Nothing was changed.', ''];
+  for (const p of report.phases) {
+    const gate = p.gate ? (p.gate.open ? ' — gate open: runs in this `up`' : ` — waits: ${p.gate.reasons.join('; ')}`) : '';
+    lines.push(`${p.name}${gate}`);
+    if (p.note) lines.push(`  ${p.note}`);
+    for (const c of p.changes) {
+      lines.push(`  #${c.index + 1} ${c.kind}${c.summary ? ` — ${c.summary}` : ''}`);
+      if (c.error) {
+        lines.push(`    ! ${c.error}`);
+        continue;
+      }
+      const steps = (list: readonly PlannedStep[]) => {
+        for (const s of list) {
+          lines.push(`   step ${s.id}: ${s.description}${s.transactional ? '' : ' (outside a transaction)'}${s.done ? ' [done]' : ''}`);
+          for (const st of s.statements) {
+            lines.push(indentSql(st.text));
+            lines.push(...effectsLine(st));
+          }
+          if (s.transactional && !s.done && s.statements.length > 1 && s.holds.length > 0) {
+            lines.push(`    = the step holds until it commits: ${s.holds.map((l) => `${lockName(l.mode)} on ${l.relation}`).join('; ')}`);
+          }
+        }
+      };
+      steps(c.steps);
+      if (c.backfill) {
+        lines.push(`   backfill ${c.backfill.table} (~${c.backfill.estimatedRows ?? '?'} rows, batches of ${c.backfill.batchSize}): ${c.backfill.description}`);
+        if (c.backfill.sample) {
+          lines.push(indentSql(c.backfill.sample.text));
+          lines.push(...effectsLine(c.backfill.sample).map((l) => l + (c.backfill!.sample!.run === 'measured' ? ' [measured on a one-row batch]' : '')));
+        }
+      }
+      steps(c.afterBackfill);
+      if (c.verify) lines.push(`   verify ${c.verify.table} (chunks of ${c.verify.chunkSize} rows): ${c.verify.description}`);
+    }
+  }
+  return lines.join('\n');
+}
