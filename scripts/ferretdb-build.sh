@@ -23,7 +23,9 @@ if ! (
   go mod vendor
   printf '%s\n' "$version" > vendor/github.com/FerretDB/FerretDB/build/version/version.txt
   go build -mod=vendor -o "$bin.tmp" github.com/FerretDB/FerretDB/cmd/ferretdb
-  "$bin.tmp" --version | grep -q "version: $version" || { echo "ferretdb-build: built binary does not report $version"; exit 1; }
+  # Read the whole output first: with pipefail, `grep -q` closing the pipe early can fail the binary with SIGPIPE.
+  reported="$("$bin.tmp" --version)"
+  grep -q "version: $version" <<<"$reported" || { echo "ferretdb-build: built binary does not report $version: $reported"; exit 1; }
 ) >"$log" 2>&1; then
   tail -40 "$log" >&2
   echo "ferretdb-build: building FerretDB $version failed (full log: $log). Nothing was installed; fix the cause and run again." >&2
