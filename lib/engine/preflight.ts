@@ -1,7 +1,8 @@
 import type { ConversionLogSpec, PreflightCheck } from '../migration.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
 import { conversionErrorsTable } from '../postgres/conversion-errors.js';
-import { ChangeInputError, ident, literal, qualified, tableLabel } from '../postgres/identifiers.js';
+import { ChangeInputError, dollarQuote, ident, literal, qualified, tableLabel } from '../postgres/identifiers.js';
+import { currentPagesSql, preflightRangeSql, preflightRowsSql } from '../postgres/preflight-sql.js';
 import { isConnectionLost, sqlState, type Db } from '../db/db.js';
 import type { ZeroDowntimeErrorCode } from '../db/errors.js';
 
@@ -24,50 +25,48 @@ export class PreflightFailedError extends ChangeInputError {
 }
 
 const SAMPLES = 5;
+/** 4096 pages = 32 MB a statement: a few hundred milliseconds of reading, so no snapshot is held for long. */
+const CHUNK_PAGES = 4096;
 
-function dollar(body: string): string {
-  let tag = 'zd';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
-  return `$${tag}$${body}$${tag}$`;
+export interface PreflightOptions {
+  /** Pages per statement (tests use a few). */
+  readonly chunkPages?: number;
+  /** Called after each page range. */
+  readonly onChunk?: (fromPage: number, toPage: number | null) => void;
 }
 
 /**
- * Evaluates the check's expression on every row. The common case, no failing row, is one sequential scan in one
- * statement (`count(expr)` has to evaluate it per row). Only when that fails is the table walked again row by row,
- * each evaluation in its own exception block (a subtransaction each, so several times slower), to count the failing
- * rows and keep a few keys; the session setting carries the result out of the DO block.
+ * Evaluates the check's expression on every row, in page ranges of its own statement each (a TID range scan), so a
+ * 100M-row table is read without one snapshot held for the whole scan (the vacuum horizon stays free). The common
+ * case, no failing row, is one sequential read of the table. A range whose statement fails is walked again row by
+ * row to count the failing rows and keep a few keys, and the scan goes on, so the refusal counts every failing row.
+ * The last range is open-ended: rows written meanwhile past the end are read too, when they land there.
  */
-export async function runPreflight(db: Db, check: PreflightCheck, keys: readonly KeyColumn[]): Promise<PreflightResult> {
-  const t = qualified(check.table);
-  const where = check.where ? `WHERE ${check.where}` : '';
-  try {
-    await db.query(`SELECT count((${check.expression})) FROM ${t} ${where}`);
-    return { failing: 0, samples: [] };
-  } catch (err) {
-    if (isConnectionLost(err) || !sqlState(err)) throw err;
-    const keyExpr = keys.length > 0 ? `jsonb_build_array(${keys.map((k) => `${ident(k.name)}::text`).join(', ')})` : 'to_jsonb(ctid::text)';
-    const body = `
-DECLARE _zd_r record; _zd_n bigint := 0; _zd_s jsonb := '[]'::jsonb;
-BEGIN
-  FOR _zd_r IN SELECT ctid AS _zd_ctid, ${keyExpr} AS _zd_key FROM ${t} ${where} LOOP
-    BEGIN
-      PERFORM count((${check.expression})) FROM ${t} WHERE ctid = _zd_r._zd_ctid;
-    EXCEPTION WHEN OTHERS THEN
-      _zd_n := _zd_n + 1;
-      IF _zd_n <= ${SAMPLES} THEN _zd_s := _zd_s || jsonb_build_array(jsonb_build_object('key', _zd_r._zd_key, 'error', SQLERRM)); END IF;
-    END;
-  END LOOP;
-  PERFORM set_config('zd.preflight', jsonb_build_object('n', _zd_n, 'samples', _zd_s)::text, true);
-END`;
-    const out = await db.transaction(async (c) => {
-      await c.query(`DO ${dollar(body)}`);
-      const r = await c.query<{ v: string }>(`SELECT current_setting('zd.preflight') AS v`);
-      return JSON.parse(r.rows[0]!.v) as { n: number; samples: { key: unknown; error: string }[] };
-    });
-    // The statement failed for another reason than a row (a typo in the expression fails on every row, and says so).
-    if (out.n === 0) throw err;
-    return { failing: Number(out.n), samples: out.samples };
+export async function runPreflight(db: Db, check: PreflightCheck, keys: readonly KeyColumn[], opts: PreflightOptions = {}): Promise<PreflightResult> {
+  const chunk = Math.max(1, Math.trunc(opts.chunkPages ?? CHUNK_PAGES));
+  const pages = Number((await db.query<{ pages: string }>(currentPagesSql, [qualified(check.table)])).rows[0]?.pages ?? 0);
+  let failing = 0;
+  const samples: { key: unknown; error: string }[] = [];
+  for (let from = 0; ; from += chunk) {
+    const to = from + chunk >= pages ? null : from + chunk;
+    try {
+      await db.query(preflightRangeSql(check, to === null), to === null ? [from] : [from, to]);
+    } catch (err) {
+      if (isConnectionLost(err) || !sqlState(err)) throw err;
+      const out = await db.transaction(async (c) => {
+        await c.query(preflightRowsSql(check, keys, from, to, SAMPLES));
+        const r = await c.query<{ v: string }>(`SELECT current_setting('zd.preflight') AS v`);
+        return JSON.parse(r.rows[0]!.v) as { n: number; samples: { key: unknown; error: string }[] };
+      });
+      // The statement failed for another reason than a row (a typo in the expression fails on every row, and says so).
+      if (out.n === 0) throw err;
+      failing += Number(out.n);
+      samples.push(...out.samples.slice(0, SAMPLES - samples.length));
+    }
+    opts.onChunk?.(from, to);
+    if (to === null) break;
   }
+  return { failing, samples };
 }
 
 export function preflightMessage(prefix: string, check: PreflightCheck, r: PreflightResult): string {
@@ -107,7 +106,7 @@ BEGIN
     END;
   END LOOP;
 END`;
-  await db.write(`DO ${dollar(body)}`);
+  await db.write(`DO ${dollarQuote(body)}`);
   const r = await db.query<{ n: number; samples: string[][] | null; first: string | null }>(
     `SELECT (SELECT count(*) FROM ${errs} _zd_e WHERE ${match})::int AS n,
             (SELECT jsonb_agg(row_key) FROM (SELECT _zd_e.row_key FROM ${errs} _zd_e WHERE ${match} ORDER BY _zd_e.recorded_at LIMIT ${SAMPLES}) s) AS samples,

@@ -1,7 +1,7 @@
 import type { Statement } from '../db/db.js';
 import type { BackfillJoin, BackfillSpec } from '../migration.js';
-import { dollarQuote, doBlock } from './column-attachments.js';
-import { ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';
+import { doBlock } from './column-attachments.js';
+import { ident, literal, objectName, qualified, tableLabel, type TableName, dollarQuote } from './identifiers.js';
 
 /**
  * Column archives: before a contract drops a column, its values are copied (key + value) into a table in the state

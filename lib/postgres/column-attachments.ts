@@ -1,6 +1,6 @@
 import type { Statement } from '../db/db.js';
 import type { ColumnInfo, TableInfo } from './catalog.js';
-import { ChangeInputError, ident, literal, objectName, qualified, tableLabel, type TableName } from './identifiers.js';
+import { ChangeInputError, ident, literal, objectName, qualified, tableLabel, type TableName, dollarQuote } from './identifiers.js';
 import { recreateIndexConcurrently } from './index-sql.js';
 import { columnRefs, groupEnd, join, nextSignificantIndex, tokenName, tokenize, type Token } from './sql-tokens.js';
 
@@ -42,12 +42,6 @@ export interface ColumnAttachments {
   readonly incoming: readonly IncomingForeignKey[];
 }
 
-/** A dollar-quote tag that the body does not contain, so no identifier can end the quoted block early. */
-export function dollarQuote(body: string): string {
-  let tag = 'zd';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
-  return `$${tag}$${body}$${tag}$`;
-}
 
 export const doBlock = (body: string): Statement => ({ text: `DO ${dollarQuote(body)}` });
 

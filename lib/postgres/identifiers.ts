@@ -67,3 +67,13 @@ export function objectName(prefix: string, ...parts: string[]): string {
     .slice(0, 30);
   return `${prefix}_${readable}_${h.toString(16).padStart(8, '0')}`.toLowerCase();
 }
+
+/**
+ * A dollar-quoted string whose tag the body does not contain, so nothing in it — an identifier, an author's
+ * expression holding `$zd$` — can end the quoted block early.
+ */
+export function dollarQuote(body: string): string {
+  let tag = 'zd';
+  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
+  return `$${tag}$${body}$${tag}$`;
+}

@@ -1,6 +1,6 @@
 import type { Statement } from '../db/db.js';
 import { registerTableArchiveSql } from './archive.js';
-import { ident, literal, qualified, type TableName } from './identifiers.js';
+import { ident, literal, qualified, type TableName, dollarQuote } from './identifiers.js';
 
 /** Table-level DDL: renames, views standing in for an old name, archiving into the state schema. */
 const st = (text: string): Statement => ({ text });
@@ -39,12 +39,6 @@ export function createTable(t: TableName, columns: readonly ColumnDef[], primary
   return st(`CREATE TABLE ${qualified(t)} (${[...cols, `PRIMARY KEY (${primaryKey.map(ident).join(', ')})`].join(', ')})`);
 }
 
-/** A dollar-quote tag that the body does not contain, so no identifier can end the quoted block early. */
-function dollarQuote(body: string): string {
-  let tag = 'zd';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
-  return `$${tag}$${body}$${tag}$`;
-}
 
 /**
  * Undo of a table creation: an empty table is dropped; one holding rows (written by the new version) is moved into the

@@ -1,7 +1,7 @@
 import type { Statement } from '../db/db.js';
 import type { CopySpec, MirrorSpec } from '../migration.js';
 import type { KeyColumn } from './batch-sql.js';
-import { ident, literal, qualified, type TableName } from './identifiers.js';
+import { ident, literal, qualified, type TableName, dollarQuote } from './identifiers.js';
 
 /**
  * Triggers that keep two (or three) tables in step while old and new application versions both write, for
@@ -20,12 +20,6 @@ function fnName(t: TableName, fn: string): string {
   return `${ident(t.schema)}.${ident(fn)}`;
 }
 
-/** A dollar-quote tag the body does not contain, so no identifier can end the function body early. */
-function dollarQuote(body: string): string {
-  let tag = 'zd';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
-  return `$${tag}$${body}$${tag}$`;
-}
 
 function triggerFunction(schema: string, fn: string, body: string): Statement {
   return { text: `CREATE OR REPLACE FUNCTION ${ident(schema)}.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}` };

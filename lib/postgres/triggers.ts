@@ -1,5 +1,5 @@
 import type { Statement } from '../db/db.js';
-import { ident, qualified, type TableName } from './identifiers.js';
+import { ident, qualified, type TableName, dollarQuote } from './identifiers.js';
 
 export interface SyncPair {
   /** The column the old application version writes. */
@@ -126,7 +126,7 @@ BEGIN
 END
 `;
   return [
-    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(body)}` },
+    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}` },
     { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
     { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
   ];
@@ -191,15 +191,9 @@ END
 `;
   const f = `${ident(t.schema)}.${ident(fn)}`;
   return [
-    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollar(guarded)}` },
+    { text: `CREATE OR REPLACE FUNCTION ${f}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(guarded)}` },
     { text: `DROP TRIGGER IF EXISTS ${ident(trigger)} ON ${qualified(t)}` },
     { text: `CREATE TRIGGER ${ident(trigger)} BEFORE INSERT OR UPDATE ON ${qualified(t)} FOR EACH ROW EXECUTE FUNCTION ${f}()` },
   ];
 }
 
-/** A dollar-quote tag the body does not contain: an author's expression holding `$zd$` cannot end the body early. */
-function dollar(body: string): string {
-  let tag = 'zd';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `zd${i}`;
-  return `$${tag}$${body}$${tag}$`;
-}
