@@ -46,7 +46,7 @@ export function createTable(options: CreateTableOptions): Change {
     preconditions: (ctx) => [{ kind: 'relation-absent', table: table(ctx) }],
     describe: (_catalog, ctx) => {
       const t = table(ctx);
-      const archive = `${objectName('zd_created', t.schema, t.name)}_${Date.now().toString(36)}`;
+      const archive = objectName('zd_created', t.schema, t.name);
       return {
         summary: `create table ${tableLabel(t)} (${columns.map((c) => c.name).join(', ')})`,
         expand: { steps: [txStep('create-table', `create table ${tableLabel(t)}`, [createTableSql(t, columns, primaryKey)])] },

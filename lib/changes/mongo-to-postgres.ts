@@ -36,7 +36,7 @@ export function mongoToPostgres(options: MongoToPostgresOptions): Change & { rea
       const stateSchema = ctx.stateSchema ?? 'zero_downtime';
       const label = tableLabel(t);
       const source = `${move.collection.database ? `${move.collection.database}.` : ''}${move.collection.name}`;
-      const archive = `${objectName('zd_mongo', t.schema, t.name)}_${Date.now().toString(36)}`;
+      const archive = objectName('zd_mongo', t.schema, t.name);
       return {
         summary: `move MongoDB collection ${source} into ${label} (${move.columns.length} columns, key ${move.key.column} ← _id)`,
         expand: {

@@ -284,12 +284,14 @@ export function isTableArchiveKind(kind: string): kind is TableArchiveKind {
  * archive. `rows` is the planner's estimate: counting would scan the table while the move holds its ACCESS EXCLUSIVE
  * lock.
  */
-export function registerTableArchiveSql(stateSchema: string, archive: string, source: TableName, kind: TableArchiveKind): string {
+export function registerTableArchiveSql(stateSchema: string, archive: string | { readonly sql: string }, source: TableName, kind: TableArchiveKind): string {
   const registry = registryTable(stateSchema);
+  // A name known when the plan is made, or a PL/pgSQL expression giving the one chosen at run time.
+  const name = typeof archive === 'string' ? literal(archive) : archive.sql;
   return `${ensureRegistry(stateSchema).text};
 INSERT INTO ${registry} (archive, source_table, source_columns, kind, rows)
-SELECT ${literal(archive)}, ${literal(tableLabel(source))}, '{}'::text[], ${literal(kind)},
-       (SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END FROM pg_class c WHERE c.oid = to_regclass(${literal(qualified({ schema: stateSchema, name: archive }))}))
+SELECT ${name}, ${literal(tableLabel(source))}, '{}'::text[], ${literal(kind)},
+       (SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', ${literal(stateSchema)}, ${name})))
 ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, kind = EXCLUDED.kind, source_table = EXCLUDED.source_table`;
 }
 

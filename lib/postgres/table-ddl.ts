@@ -42,15 +42,18 @@ export function createTable(t: TableName, columns: readonly ColumnDef[], primary
 
 /**
  * Undo of a table creation: an empty table is dropped; one holding rows (written by the new version) is moved into the
- * state schema under `archive` and registered, so nothing is lost until `umzug purge`.
+ * state schema as `<archivePrefix>_<time in hex ms>` and registered, so nothing is lost until `umzug purge`.
  */
-export function dropOrArchiveTable(t: TableName, stateSchema: string, archive: string): Statement {
+export function dropOrArchiveTable(t: TableName, stateSchema: string, archivePrefix: string): Statement {
+  // The archive's name gets the time of the undo, chosen here at run time, so the plan stays a pure function of its
+  // inputs and a table created and undone twice leaves two archives.
   const body = `
+DECLARE _zd_name text := ${literal(archivePrefix)} || '_' || to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint);
 BEGIN
   IF EXISTS (SELECT 1 FROM ${qualified(t)}) THEN
-    ALTER TABLE ${qualified(t)} RENAME TO ${ident(archive)};
-    ALTER TABLE ${qualified({ schema: t.schema, name: archive })} SET SCHEMA ${ident(stateSchema)};
-    ${registerTableArchiveSql(stateSchema, archive, t, 'create-table-undone')};
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', ${literal(qualified(t))}, _zd_name);
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', ${literal(t.schema)}, _zd_name, ${literal(stateSchema)});
+    ${registerTableArchiveSql(stateSchema, { sql: '_zd_name' }, t, 'create-table-undone')};
   ELSE
     DROP TABLE ${qualified(t)};
   END IF;
