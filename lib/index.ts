@@ -48,7 +48,7 @@ export type { MigrationEntry, GatedContract, Project, ZeroDowntimeUpOptions } fr
 export type { ZeroDowntimeConfig, ZeroDowntimeLogger, Duration } from './config.js';
 export { ConfigError } from './config.js';
 export { ChangeInputError, type TableInput, type TableName } from './postgres/identifiers.js';
-export { Engine, ExpandUndoneError, type EngineEvent, type EngineOptions, type GateStatus } from './engine/runner.js';
+export { Engine, ExpandUndoneError, type EngineEvent, type EngineOptions, type GateStatus, type Mover, type MoverRunOptions, type MoverVerification, type CopyStatus, type SourceCounts } from './engine/runner.js';
 export { PreflightFailedError } from './engine/preflight.js';
 export { StepFailedError, type LockSafetyOptions } from './engine/executor.js';
 export { MigrationLockTimeoutError } from './engine/migration-lock.js';

@@ -18,13 +18,13 @@ interface StatusJson {
       kind: string;
       backfill: { rowsDone: number; done: boolean } | null;
       verify: { rowsChecked: number; mismatches: number } | null;
-      mongo?: { read: number; written: number; quarantined: number };
+      copy?: { system: string; items: string; read: number; written: number; quarantined: number };
     }[];
   }[];
 }
 
 interface VerifyJson {
-  changes: { kind: string; rowsChecked: number; mismatches: number; sampleKeys: string[][]; mongo?: { mongoCount: number; postgresCount: number; quarantineCount: number } }[];
+  changes: { kind: string; rowsChecked: number; mismatches: number; sampleKeys: string[][]; source?: { system: string; sourceCount: number; targetCount: number; quarantineCount: number } }[];
   mismatches: number;
 }
 
@@ -118,7 +118,7 @@ export default defineMigration({
     expect(m.contract).to.equal('waiting');
     expect(m.changes[0]!.backfill).to.deep.include({ rowsDone: DOCS + 2, done: true });
     expect(m.changes[0]!.verify).to.deep.include({ rowsChecked: DOCS + 2, mismatches: 0 });
-    expect(m.changes[0]!.mongo).to.deep.equal({ read: DOCS + 2, written: DOCS, quarantined: 2 });
+    expect(m.changes[0]!.copy).to.deep.equal({ system: 'MongoDB', items: 'documents', read: DOCS + 2, written: DOCS, quarantined: 2 });
     const text = await p.run(['status'], mongoUp);
     expect(text.stdout).to.contain(`consistent (${DOCS + 2} rows)`).and.to.contain(`MongoDB: ${DOCS + 2} documents read, ${DOCS} rows written, 2 quarantined`);
   });
@@ -129,7 +129,7 @@ export default defineMigration({
     const ok = jsonOut<VerifyJson>(clean);
     expect(ok.mismatches).to.equal(0);
     expect(ok.changes[0]).to.deep.include({ kind: 'mongoToPostgres', rowsChecked: DOCS + 2, mismatches: 0 });
-    expect(ok.changes[0]!.mongo).to.deep.include({ mongoCount: DOCS + 2, postgresCount: DOCS, quarantineCount: 2 });
+    expect(ok.changes[0]!.source).to.deep.include({ system: 'MongoDB', sourceCount: DOCS + 2, targetCount: DOCS, quarantineCount: 2 });
 
     const id = (await knex.raw(`SELECT id FROM people WHERE _zd_deleted_at IS NULL ORDER BY id OFFSET 123 LIMIT 1`)).rows[0].id as string;
     await knex.raw(`UPDATE people SET age = age + 1 WHERE id = ?`, [id]);

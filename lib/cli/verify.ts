@@ -26,7 +26,7 @@ class VerifyAction extends CommandLineAction {
     if (report.mismatches > 0) {
       throw new VerificationFailedError(
         `verify found ${report.mismatches} rows where old and new disagree. Nothing was changed; contracts of these changes stay closed. ` +
-          (report.changes.some((c) => c.mongo && c.mismatches > 0) ? 'For a MongoDB move: look for a writer that bypasses the dual-writer and run its reconcile(). ' : '') +
+          (report.changes.some((c) => c.source && c.mismatches > 0) ? 'For a copy from another system (a MongoDB move): look for a writer that bypasses the dual-writer and run its reconcile(). ' : '') +
           'Look for a writer that bypasses the sync triggers (a disabled trigger, session_replication_role = replica) or a wrong up/down expression, fix it, and run `umzug verify` again.',
         report,
       );

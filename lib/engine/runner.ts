@@ -75,6 +75,83 @@ export class ExpandUndoneError extends ZeroDowntimeError {
   }
 }
 
+/**
+ * Moves a change's rows during its expand, behind one face for `umzug backfill`, `status` and `verify` (the way a
+ * Kysely dialect supplies an adapter): the keyset backfill is built in; others (the MongoDB copy) register with
+ * `registerMover`, and the first whose `handles` accepts a change moves it.
+ */
+export interface Mover {
+  readonly kind: string;
+  handles(change: Change): boolean;
+  /** A label for the progress display when the change's copy can run now (its expand steps done, its copy not), else null. */
+  pending(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<string | null>;
+  /** Runs or joins the copy outside `up` (`umzug backfill`), resumable; a stop throws BackfillInterrupted. */
+  run(engine: Engine, migration: string, changeIndex: number, change: Change, opts: MoverRunOptions): Promise<BackfillProgress>;
+  /** A full comparison of source and target, recorded for the contract gate; null when there is nothing to compare. */
+  verify(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<MoverVerification | null>;
+  /** Counts of a copy from another system, for `status`; null when the mover has none to add. */
+  status(engine: Engine, change: Change): Promise<CopyStatus | null>;
+}
+
+export interface MoverRunOptions {
+  readonly options?: Partial<BackfillOptions>;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: BackfillProgress) => void;
+}
+
+export interface MoverVerification extends VerifyResult {
+  /** Counts on both sides, for a copy from another system. */
+  readonly source?: SourceCounts;
+}
+
+/** A validation of a copy from another system: its counts on both sides. */
+export interface SourceCounts {
+  /** The source system, as people name it (`MongoDB`). */
+  readonly system: string;
+  readonly sourceCount: number;
+  readonly targetCount: number;
+  readonly quarantineCount: number;
+  readonly mismatchRate: number;
+  readonly chunks: number;
+  readonly bisections: number;
+}
+
+/** A copy from another system as `status` shows it: items read from the source, rows written, items set aside. */
+export interface CopyStatus {
+  readonly system: string;
+  /** What the source holds (`documents`). */
+  readonly items: string;
+  readonly read: number;
+  readonly written: number;
+  readonly quarantined: number;
+}
+
+/** The built-in mover: the change's expand BackfillSpec, walked in keyset batches; verified by its VerifySpec. */
+const keysetMover: Mover = {
+  kind: 'keyset',
+  handles: () => true,
+  async pending(engine, migration, changeIndex, change) {
+    const st = await engine.state.getChange(migration, changeIndex);
+    if (!st || st.expandFinishedAt) return null;
+    const plan = change.describe(st.snapshot, engine.ctx).expand;
+    if (!plan.backfill) return null;
+    const bf = await engine.state.getBackfill(migration, changeIndex, 'expand');
+    if (bf?.done) return null;
+    const done = await engine.state.doneSteps(migration, changeIndex, 'expand');
+    if (!plan.steps.every((s) => done.has(s.id))) return null; // its column or trigger does not exist yet
+    return `${migration.replace(/:expand$/, '')} #${changeIndex + 1} ${tableLabel(plan.backfill.table)}`;
+  },
+  async run(engine, migration, changeIndex, change, opts) {
+    const st = await engine.state.getChange(migration, changeIndex);
+    if (!st) throw new Error(`${migration}: change #${changeIndex + 1} has not started; run \`umzug up\` first.`);
+    const spec = change.describe(st.snapshot, engine.ctx).expand.backfill;
+    if (!spec) throw new Error(`${migration}: change #${changeIndex + 1} (${change.kind}) has no backfill to run.`);
+    return engine.runBackfill({ migration, changeIndex, phase: 'expand' }, spec, st.snapshot, opts);
+  },
+  verify: (engine, migration, changeIndex, change) => engine.verify(migration, changeIndex, change),
+  status: async () => null,
+};
+
 export interface GateStatus {
   readonly open: boolean;
   /** Plain-words reasons the contract must wait; empty when open. */
@@ -98,6 +175,7 @@ export class Engine {
   private readonly listeners = new Set<(e: EngineEvent) => void>();
   private readonly batchGuards = new Set<(p: BackfillProgress) => Promise<void>>();
   private readonly taskRunners = new Map<string, TaskRunner>();
+  private readonly movers: Mover[] = [];
 
   constructor(
     readonly db: Db,
@@ -155,6 +233,17 @@ export class Engine {
   addBatchGuard(guard: (p: BackfillProgress) => Promise<void>): () => void {
     this.batchGuards.add(guard);
     return () => this.batchGuards.delete(guard);
+  }
+
+  /** Registers a mover, asked before the ones registered earlier and the built-in keyset backfill; returns its remover. */
+  registerMover(mover: Mover): () => void {
+    this.movers.unshift(mover);
+    return () => void this.movers.splice(this.movers.indexOf(mover), 1);
+  }
+
+  /** The mover of a change's rows: a registered one that handles it, else the keyset backfill. */
+  moverFor(change: Change): Mover {
+    return this.movers.find((m) => m.handles(change)) ?? keysetMover;
   }
 
   /** Registers the runner of a kind of TaskSpec (e.g. `mongo-backfill`); returns its remover. */

@@ -1,6 +1,6 @@
 import type { MongoClient } from 'mongodb';
 import type { BackfillProgress } from '../backfill/keyset.js';
-import type { Engine, TaskContext } from '../engine/runner.js';
+import type { CopyStatus, Engine, Mover, MoverVerification, TaskContext } from '../engine/runner.js';
 import type { PhaseName } from '../engine/state.js';
 import type { Change, PhasePlan, TaskSpec } from '../migration.js';
 import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';
@@ -106,7 +106,7 @@ function sampleKeys(v: MoveValidation): string[][] {
 }
 
 /** The move of a mongoToPostgres() change; null for every other kind. */
-export function moveOfChange(change: Change): MongoMove | null {
+function moveOfChange(change: Change): MongoMove | null {
   const move = (change as { move?: unknown }).move;
   return change.kind === 'mongoToPostgres' && isMongoMove(move) ? move : null;
 }
@@ -130,7 +130,7 @@ async function expandTask(
  * A move's copy that `umzug backfill` can run: its expand steps (state tables, target table) are done and its
  * backfill task is not. Returns the label the progress display shows, or null.
  */
-export async function pendingMongoBackfill(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<string | null> {
+async function pendingMongoBackfill(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<string | null> {
   if (!moveOfChange(change)) return null;
   const found = await expandTask(engine, migration, changeIndex, change, 'mongo-backfill');
   if (!found || found.finished) return null;
@@ -144,7 +144,7 @@ export async function pendingMongoBackfill(engine: Engine, migration: string, ch
  * `up` goes on with the validation. A stop (signal) throws BackfillInterrupted like the keyset backfill, with the
  * progress committed.
  */
-export async function runMongoChangeBackfill(
+async function runMongoChangeBackfill(
   engine: Engine,
   migration: string,
   changeIndex: number,
@@ -168,26 +168,21 @@ export async function runMongoChangeBackfill(
  * `umzug verify` for a move: a full validation, recorded like the expand's. rowsChecked counts documents; a sample
  * key is `[key, kind]` (missing-in-postgres, extra-in-postgres, different, not-quarantined). Null for other kinds.
  */
-export async function verifyMongoChange(
-  engine: Engine,
-  migration: string,
-  changeIndex: number,
-  change: Change,
-): Promise<{ rowsChecked: number; mismatches: number; sampleKeys: string[][]; validation: MoveValidation } | null> {
+async function verifyMongoChange(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<MoverVerification | null> {
   if (!moveOfChange(change)) return null;
   const found = await expandTask(engine, migration, changeIndex, change, 'mongo-verify');
   if (!found) return null;
-  const validation = await validateAndRecord(engine, found.move, found.table, migration, changeIndex, {});
+  const v = await validateAndRecord(engine, found.move, found.table, migration, changeIndex, {});
   return {
-    rowsChecked: validation.checked,
-    mismatches: validation.mismatches,
-    sampleKeys: sampleKeys(validation),
-    validation,
+    rowsChecked: v.checked,
+    mismatches: v.mismatches,
+    sampleKeys: sampleKeys(v),
+    source: { system: 'MongoDB', sourceCount: v.mongoCount, targetCount: v.postgresCount, quarantineCount: v.quarantineCount, mismatchRate: v.mismatchRate, chunks: v.chunks, bisections: v.bisections },
   };
 }
 
 /** What `umzug status` adds for a move: documents read, rows written, documents quarantined. Null for other kinds. */
-export async function mongoChangeStatus(engine: Engine, change: Change): Promise<{ read: number; written: number; quarantined: number } | null> {
+async function mongoChangeStatus(engine: Engine, change: Change): Promise<CopyStatus | null> {
   const move = moveOfChange(change);
   if (!move) return null;
   const s = ident(engine.options.stateSchema);
@@ -201,8 +196,19 @@ export async function mongoChangeStatus(engine: Engine, change: Change): Promise
     [id],
   );
   const x = r.rows[0]!;
-  return { read: Number(x.read), written: Number(x.written), quarantined: Number(x.quarantined) };
+  return { system: 'MongoDB', items: 'documents', read: Number(x.read), written: Number(x.written), quarantined: Number(x.quarantined) };
 }
+
+/** A mongoToPostgres() change's rows move by a cursor over the collection in _id order: one worker, whatever --workers says. */
+export const mongoMover: Mover = {
+  kind: 'mongo',
+  handles: (change) => moveOfChange(change) !== null,
+  pending: pendingMongoBackfill,
+  run: (engine, migration, changeIndex, change, opts) =>
+    runMongoChangeBackfill(engine, migration, changeIndex, change, { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) }),
+  verify: verifyMongoChange,
+  status: mongoChangeStatus,
+};
 
 /**
  * Registers the runners of the tasks mongoToPostgres() describes. Done by zeroDowntime() for every engine: the
@@ -210,6 +216,7 @@ export async function mongoChangeStatus(engine: Engine, change: Change): Promise
  */
 export function registerMongoTasks(engine: Engine, config: MongoConnectionConfig | undefined): void {
   CONFIGS.set(engine, config);
+  engine.registerMover(mongoMover);
 
   engine.registerTaskRunner('mongo-backfill', async (task, ctx: TaskContext) => {
     const { move, table } = paramsOf(task);

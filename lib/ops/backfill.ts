@@ -2,7 +2,6 @@ import { BackfillInterrupted, type BackfillOptions, type BackfillProgress } from
 import { type BackfillDisplay } from '../backfill/display.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import type { Project } from './project.js';
-import { moveOfChange, pendingMongoBackfill, runMongoChangeBackfill } from '../mongo/tasks.js';
 
 export interface RunBackfillsOptions {
   /** Workers in this process; default: the configured backfill.workers. */
@@ -41,21 +40,8 @@ export async function pendingBackfills(umzug: Project): Promise<PendingBackfill[
   for (const e of await umzug.entries()) {
     if (e.phase !== 'expand') continue;
     for (const [i, change] of e.changes.entries()) {
-      if (moveOfChange(change)) {
-        // A MongoDB move copies in a task, not a keyset backfill: pending while its expand steps are done and its copy is not.
-        const label = await pendingMongoBackfill(engine, e.name, i, change);
-        if (label) out.push({ migration: e.name, changeIndex: i, label });
-        continue;
-      }
-      const st = await engine.state.getChange(e.name, i);
-      if (!st || st.expandFinishedAt) continue;
-      const plan = change.describe(st.snapshot, engine.ctx).expand;
-      if (!plan.backfill) continue;
-      const bf = await engine.state.getBackfill(e.name, i, 'expand');
-      if (bf?.done) continue;
-      const done = await engine.state.doneSteps(e.name, i, 'expand');
-      if (!plan.steps.every((s) => done.has(s.id))) continue; // its column or trigger does not exist yet
-      out.push({ migration: e.name, changeIndex: i, label: `${e.name.replace(/:expand$/, '')} #${i + 1} ${tableLabel(plan.backfill.table)}` });
+      const label = await engine.moverFor(change).pending(engine, e.name, i, change);
+      if (label) out.push({ migration: e.name, changeIndex: i, label });
     }
   }
   return out;
@@ -89,7 +75,6 @@ export async function runBackfills(umzug: Project, opts: RunBackfillsOptions = {
       }
       for (const p of pending) {
         seen.add(`${p.migration}#${p.changeIndex}`);
-        const st = (await engine.state.getChange(p.migration, p.changeIndex))!;
         const entry = (await umzug.entries()).find((e) => e.name === p.migration)!;
         const change = entry.changes[p.changeIndex]!;
         const before = await engine.state.getBackfill(p.migration, p.changeIndex, 'expand');
@@ -100,14 +85,11 @@ export async function runBackfills(umzug: Project, opts: RunBackfillsOptions = {
           display?.update(pr);
         };
         try {
-          // A MongoDB move reads one cursor in _id order: one worker, whatever --workers says.
-          last = moveOfChange(change)
-            ? await runMongoChangeBackfill(engine, p.migration, p.changeIndex, change, { ...(opts.signal ? { signal: opts.signal } : {}), onProgress })
-            : await engine.runBackfill({ migration: p.migration, changeIndex: p.changeIndex, phase: 'expand' }, change.describe(st.snapshot, engine.ctx).expand.backfill!, st.snapshot, {
-                options: { ...opts.options, ...(opts.workers ? { workers: opts.workers } : {}) },
-                ...(opts.signal ? { signal: opts.signal } : {}),
-                onProgress,
-              });
+          last = await engine.moverFor(change).run(engine, p.migration, p.changeIndex, change, {
+            options: { ...opts.options, ...(opts.workers ? { workers: opts.workers } : {}) },
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            onProgress,
+          });
           results.push(last);
           display?.finish(last, 'done');
         } catch (e) {

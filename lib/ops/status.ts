@@ -1,6 +1,6 @@
 import type { Project } from './project.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
-import { mongoChangeStatus } from '../mongo/tasks.js';
+import type { CopyStatus } from '../engine/runner.js';
 import { migrationLockHolder } from '../engine/migration-lock.js';
 
 export interface ChangeStatus {
@@ -11,8 +11,8 @@ export interface ChangeStatus {
   readonly contractFinishedAt: string | null;
   readonly backfill: { readonly rowsDone: number; readonly totalEstimate: number | null; readonly done: boolean } | null;
   readonly verify: { readonly rowsChecked: number; readonly mismatches: number; readonly at: string | null } | null;
-  /** For a MongoDB move: documents read, rows written and documents quarantined (with their reasons, in the state schema). */
-  readonly mongo?: { readonly read: number; readonly written: number; readonly quarantined: number };
+  /** For a copy from another system (a MongoDB move): items read, rows written, items quarantined (reasons in the state schema). */
+  readonly copy?: CopyStatus;
 }
 
 export interface MigrationStatus {
@@ -50,7 +50,7 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
     for (const [i, change] of e.changes.entries()) {
       const st = await umzug.engine.state.getChange(e.name, i);
       const bf = st ? await umzug.engine.state.getBackfill(e.name, i, 'expand') : null;
-      const mongo = st ? await mongoChangeStatus(umzug.engine, change) : null;
+      const copy = st ? await umzug.engine.moverFor(change).status(umzug.engine, change) : null;
       changes.push({
         index: i,
         kind: change.kind,
@@ -62,7 +62,7 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
           st && st.verifiedRows != null
             ? { rowsChecked: st.verifiedRows, mismatches: st.verifyMismatches ?? 0, at: st.verifiedAt?.toISOString() ?? null }
             : null,
-        ...(mongo ? { mongo } : {}),
+        ...(copy ? { copy } : {}),
       });
     }
     const expandApplied = executed.has(e.name);
@@ -113,8 +113,8 @@ const PHASE_WORDS: Record<string, string> = {
   ready: 'ready',
 };
 
-function mongoLine(m: NonNullable<ChangeStatus['mongo']>): string {
-  return `     MongoDB: ${m.read} documents read, ${m.written} rows written, ${m.quarantined} quarantined${m.quarantined > 0 ? ' (reasons in the mongo_quarantine table)' : ''}`;
+function copyLine(m: CopyStatus): string {
+  return `     ${m.system}: ${m.read} ${m.items} read, ${m.written} rows written, ${m.quarantined} quarantined${m.quarantined > 0 ? ' (reasons in the state schema)' : ''}`;
 }
 
 /** Pads cells to their column's width; the last column is left ragged; a one-cell row is a note spanning the line. */
@@ -145,13 +145,13 @@ export function formatStatus(report: StatusReport): string {
     if (m.changes.length === 1) {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, ...cells(m.changes[0]!), contract]);
       rows.push([`  #1 ${m.changes[0]!.kind}${m.changes[0]!.summary ? `: ${m.changes[0]!.summary}` : ''}`]);
-      if (m.changes[0]!.mongo) rows.push([mongoLine(m.changes[0]!.mongo)]);
+      if (m.changes[0]!.copy) rows.push([copyLine(m.changes[0]!.copy)]);
     } else {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, '', '', contract]);
       for (const c of m.changes) {
         rows.push([`  #${c.index + 1} ${c.kind}`, c.expandFinishedAt ? 'done' : c.summary ? 'started' : '', ...cells(c), c.contractFinishedAt ? 'done' : '']);
         if (c.summary) rows.push([`     ${c.summary}`]);
-        if (c.mongo) rows.push([`   ${mongoLine(c.mongo)}`]);
+        if (c.copy) rows.push([`   ${copyLine(c.copy)}`]);
       }
     }
   }

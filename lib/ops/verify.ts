@@ -1,6 +1,5 @@
 import type { Project } from './project.js';
-import { verifyMongoChange } from '../mongo/tasks.js';
-import type { MoveValidation } from '../mongo/validate.js';
+import type { SourceCounts } from '../engine/runner.js';
 
 export interface VerifiedChange {
   readonly migration: string;
@@ -12,8 +11,8 @@ export interface VerifiedChange {
   /** Up to 10 keys (as text) of rows where the old and the new structure disagree. */
   readonly sampleKeys: readonly (readonly string[])[];
   readonly ms: number;
-  /** For a MongoDB move: the validation's counts (rowsChecked counts documents; a sample key is [key, kind]). */
-  readonly mongo?: Pick<MoveValidation, 'mongoCount' | 'postgresCount' | 'quarantineCount' | 'mismatchRate' | 'chunks' | 'bisections'>;
+  /** For a copy from another system (a MongoDB move): counts on both sides; rowsChecked then counts its items, a sample key is [key, kind]. */
+  readonly source?: SourceCounts;
 }
 
 export interface VerifyReport {
@@ -37,8 +36,7 @@ export async function verifyInFlight(umzug: Project, onChange?: (c: VerifiedChan
       const st = await umzug.engine.state.getChange(e.name, i);
       if (!st || !st.expandFinishedAt || st.contractFinishedAt) continue;
       const started = Date.now();
-      const mongo = await verifyMongoChange(umzug.engine, e.name, i, change);
-      const result = mongo ?? (await umzug.engine.verify(e.name, i, change));
+      const result = await umzug.engine.moverFor(change).verify(umzug.engine, e.name, i, change);
       if (!result) {
         nothing.push({ migration: e.name, changeIndex: i, kind: change.kind });
         continue;
@@ -52,18 +50,7 @@ export async function verifyInFlight(umzug: Project, onChange?: (c: VerifiedChan
         mismatches: result.mismatches,
         sampleKeys: result.sampleKeys,
         ms: Date.now() - started,
-        ...(mongo
-          ? {
-              mongo: {
-                mongoCount: mongo.validation.mongoCount,
-                postgresCount: mongo.validation.postgresCount,
-                quarantineCount: mongo.validation.quarantineCount,
-                mismatchRate: mongo.validation.mismatchRate,
-                chunks: mongo.validation.chunks,
-                bisections: mongo.validation.bisections,
-              },
-            }
-          : {}),
+        ...(result.source ? { source: result.source } : {}),
       };
       changes.push(v);
       onChange?.(v);
@@ -75,7 +62,7 @@ export async function verifyInFlight(umzug: Project, onChange?: (c: VerifiedChan
 export function formatVerifiedChange(c: VerifiedChange): string {
   const head =
     `${c.migration.replace(/:expand$/, '')} #${c.changeIndex + 1} ${c.kind} — ${c.summary}` +
-    (c.mongo ? `\n  MongoDB ${c.mongo.mongoCount} documents; PostgreSQL ${c.mongo.postgresCount} rows + ${c.mongo.quarantineCount} quarantined` : '');
+    (c.source ? `\n  ${c.source.system} ${c.source.sourceCount} items; PostgreSQL ${c.source.targetCount} rows + ${c.source.quarantineCount} quarantined` : '');
   if (c.mismatches === 0) return `${head}\n  consistent: ${c.rowsChecked} rows checked in ${c.ms} ms`;
   return `${head}\n  ${c.mismatches} of ${c.rowsChecked} rows disagree; sample keys: ${c.sampleKeys.map((k) => `(${k.join(', ')})`).join(' ')}`;
 }
