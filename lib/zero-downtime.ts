@@ -2,7 +2,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 import type { Knex } from 'knex';
-import { Umzug, type MigrateUpOptions, type MigrationMeta, type RunnableMigration, type UmzugCLI } from 'umzug';
+import { Umzug, type MigrationMeta, type RunnableMigration } from 'umzug';
 import { glob } from 'tinyglobby';
 import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
 import { withMigrationLock } from './engine/migration-lock.js';
@@ -10,19 +10,9 @@ import { detectPooling } from './db/pooling.js';
 import { Db, type PoolingMode } from './db/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
-import { isDefinedMigration, type Change } from './migration.js';
-import type { GatedContract, MigrationEntry, MigrationPhase, Project, ZeroDowntimeUpOptions } from './ops/project.js';
-import { addStatusAction } from './cli/status.js';
+import { isDefinedMigration } from './migration.js';
+import type { GatedContract, MigrationEntry, Project, ZeroDowntimeUpOptions } from './ops/project.js';
 import { buildStatus, type StatusReport } from './ops/status.js';
-import { addBackfillAction } from './cli/backfill.js';
-import { addFlagAction } from './cli/flag.js';
-import { addReportAction } from './cli/report.js';
-import { addPurgeAction } from './cli/purge.js';
-import { createCli } from './cli/cli.js';
-import { creationTemplate } from './ops/create.js';
-import { addPlanAction } from './cli/plan.js';
-import { addVerifyAction } from './cli/verify.js';
-import { addRehearseAction } from './cli/rehearse.js';
 import { FlagStore } from './flags/store.js';
 import { createMonitor } from './monitor/attach.js';
 import { registerMongoTasks } from './mongo/tasks.js';
@@ -88,7 +78,8 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       logger: logger ?? undefined,
       create: {
         folder: path.resolve(config.cwd, config.createFolder),
-        template: (filepath: string) => creationTemplate(self.ref!, filepath),
+        // Templates (ajv, the JSON schemas) load when `create` runs.
+        template: async (filepath: string) => (await import('./ops/create.js')).creationTemplate(self.ref!, filepath),
       },
     });
     self.ref = this;
@@ -140,24 +131,10 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     return this.runCommand(command, () => fn());
   }
 
-  protected override getCli(options?: { toolFileName?: string; toolDescription?: string }): UmzugCLI {
-    const cli = createCli(this, {
-      toolFileName: options?.toolFileName ?? 'umzug',
-      toolDescription:
-        options?.toolDescription ??
-        'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open. ' +
-        'Before the command: --config FILE, --database-url URL, --migrations GLOB choose the project; --metrics-port PORT ' +
-        '[--metrics-host HOST] serves Prometheus metrics on /metrics while the command runs.',
-    });
-    addStatusAction(cli, this);
-    addBackfillAction(cli, this);
-    addFlagAction(cli, this);
-    addReportAction(cli, this);
-    addPurgeAction(cli, this);
-    addPlanAction(cli, this);
-    addVerifyAction(cli, this);
-    addRehearseAction(cli, this);
-    return cli;
+  /** The command line (its parser, progress bars and templates) is loaded only when a command runs. */
+  override async runAsCLI(argv?: string[]): Promise<boolean> {
+    const { zeroDowntimeCli } = await import('./cli/cli.js');
+    return zeroDowntimeCli(this).execute(argv);
   }
 
   override async up(options: ZeroDowntimeUpOptions = {}): Promise<MigrationMeta[]> {

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freshDatabase } from './support/pg.js';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,5 +40,59 @@ describe('the built package (tsc → ESM and CommonJS, with .d.ts)', function ()
     const { existsSync } = await import('node:fs');
     expect(existsSync(path.join(out, 'esm/index.d.ts'))).to.equal(true);
     expect(existsSync(path.join(out, 'cjs/index.d.ts'))).to.equal(true);
+  });
+});
+
+describe('the published package: publint and arethetypeswrong, subpath entries, a light /flags', function () {
+  let tarball: string;
+  let dir: string;
+  before(async () => {
+    await run('npm', ['run', 'build'], { cwd: root });
+    dir = mkdtempSync(path.join(root, '.build-test', 'pack-'));
+    const packed = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root });
+    tarball = path.join(dir, packed.stdout.trim().split('\n').pop()!);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('publint finds nothing to fix (warnings count as errors)', async () => {
+    const r = await run(process.execPath, [path.join(root, 'node_modules/publint/src/cli.js'), '--pack', 'false', '--strict'], { cwd: root });
+    expect(r.stdout).to.not.match(/Errors:|Warnings:/);
+  });
+
+  it('arethetypeswrong: every entry (root, /flags, /openfeature, /mongo, /monitor, /ops) resolves with types from CommonJS, ESM and bundlers', async () => {
+    // node16 profile: the subpaths need `exports`, which node10-style resolution does not read.
+    const attw = path.join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js');
+    const r = await run(process.execPath, [attw, tarball, '--profile', 'node16', '--format', 'json'], { cwd: root }).catch((e: { stdout: string }) => e);
+    const report = JSON.parse(r.stdout) as { analysis: { problems?: { resolutionKind?: string }[]; entrypoints: Record<string, unknown> } };
+    const problems = (report.analysis.problems ?? []).filter((p) => p.resolutionKind !== 'node10');
+    expect(problems, JSON.stringify(problems)).to.deep.equal([]);
+    expect(Object.keys(report.analysis.entrypoints).sort()).to.deep.equal(['.', './flags', './mongo', './monitor', './openfeature', './ops', './package.json']);
+  });
+
+  it('the built bin, run by plain node, loads a TypeScript config and migrations through tsx on first need', async () => {
+    const url = await freshDatabase('pack_bin_ts');
+    const project = mkdtempSync(path.join(dir, 'ts-project-'));
+    mkdirSync(path.join(project, 'migrations'));
+    // No package.json: a CommonJS TypeScript config, which tsx's ESM hook alone hands to require() unchanged.
+    writeFileSync(
+      path.join(project, 'umzug.config.ts'),
+      `const glob: string = 'migrations/*.ts';\nexport default { knex: { client: 'pg', connection: ${JSON.stringify(url)}, pool: { min: 0, max: 2 } }, migrations: glob, logger: null };\n`,
+    );
+    writeFileSync(path.join(project, 'migrations', '001.plain.ts'), `export const up = async (): Promise<void> => {};\nexport const down = async (): Promise<void> => {};\n`);
+    const r = await run(process.execPath, [path.join(root, 'dist/esm/cli/bin.js'), 'pending', '--json'], { cwd: project });
+    expect(r.stdout).to.match(/001\.plain\.ts/);
+  });
+
+  it('/flags loads without Umzug, the engine, ajv, prom-client or OpenFeature', async () => {
+    // Which modules a process loads: the package's own dist files and the packages it reaches.
+    const script = `
+      const m = await import(${JSON.stringify('file://' + path.join(root, 'dist/esm/public/flags.js'))});
+      const { createRequire } = await import('node:module');
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      console.log(JSON.stringify({ exports: Object.keys(m).sort(), cjs: loaded.filter((f) => f.includes('node_modules')).map((f) => f.split('node_modules/').pop().split('/')[0]) }));`;
+    const r = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root });
+    const out = JSON.parse(r.stdout) as { exports: string[]; cjs: string[] };
+    expect(out.exports).to.include.members(['flags', 'FlagClient', 'FlagStore', 'inRollout', 'withReadFlag']);
+    for (const heavy of ['umzug', 'ajv', 'prom-client', '@openfeature', 'cli-progress', 'mongodb']) expect(out.cjs, heavy).to.not.include(heavy);
   });
 });

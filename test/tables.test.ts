@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, purgeArchives, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { purgeArchives } from '../lib/public/ops.js';
 import { diffSnapshots } from '../lib/postgres/snapshot.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';

@@ -3,21 +3,18 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { register } from 'tsx/esm/api';
 import { checkConnectionUrl } from '../db/connection-check.js';
+import { importModule } from '../engine/import-module.js';
 import { wantsJson, withJsonStdout } from './json-output.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
 
-// Migrations and configs are often TypeScript: let Node import .ts files directly.
-register();
-
 const CONFIG_NAMES = ['umzug.config.ts', 'umzug.config.mts', 'umzug.config.js', 'umzug.config.mjs', 'umzug.config.cjs'];
 const KNEXFILE_NAMES = ['knexfile.ts', 'knexfile.mts', 'knexfile.js', 'knexfile.mjs', 'knexfile.cjs'];
 
 async function importDefault(file: string): Promise<unknown> {
-  const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  const mod = (await importModule(pathToFileURL(file).href)) as { default?: unknown };
   let exported: unknown = mod.default ?? mod;
   // A CommonJS file compiled from ESM nests its export once more.
   if (exported && typeof exported === 'object' && 'default' in exported && Object.keys(exported).length === 1) exported = (exported as { default: unknown }).default;

@@ -5,6 +5,14 @@ import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfi
 import type { CliProject } from '../ops/project.js';
 import { TemplateCreateAction } from './create.js';
 import { printJson, withJsonStdout } from './json-output.js';
+import { addStatusAction } from './status.js';
+import { addBackfillAction } from './backfill.js';
+import { addFlagAction } from './flag.js';
+import { addReportAction } from './report.js';
+import { addPurgeAction } from './purge.js';
+import { addPlanAction } from './plan.js';
+import { addVerifyAction } from './verify.js';
+import { addRehearseAction } from './rehearse.js';
 
 /** The backfill stop (a keyset backfill's or a Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
 function interruption(e: unknown): Error | null {
@@ -136,4 +144,25 @@ class JsonListAction extends ListAction {
 
 export function createCli(umzug: CliProject, options: { toolFileName: string; toolDescription: string }): UmzugCLI {
   return new ZeroDowntimeCLI(umzug, options) as unknown as UmzugCLI;
+}
+
+/** Umzug's command line with the zero-downtime commands added, for a configured project. */
+export function zeroDowntimeCli(project: CliProject, options?: { toolFileName?: string; toolDescription?: string }): UmzugCLI {
+  const cli = createCli(project, {
+    toolFileName: options?.toolFileName ?? 'umzug',
+    toolDescription:
+      options?.toolDescription ??
+      'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open. ' +
+        'Before the command: --config FILE, --database-url URL, --migrations GLOB choose the project; --metrics-port PORT ' +
+        '[--metrics-host HOST] serves Prometheus metrics on /metrics while the command runs.',
+  });
+  addStatusAction(cli, project);
+  addBackfillAction(cli, project);
+  addFlagAction(cli, project);
+  addReportAction(cli, project);
+  addPurgeAction(cli, project);
+  addPlanAction(cli, project);
+  addVerifyAction(cli, project);
+  addRehearseAction(cli, project);
+  return cli;
 }

@@ -3,4 +3,40 @@
  * CommonJS build, and require() can load neither a file URL nor an ES module; a function built at run time keeps
  * the real dynamic import in both builds.
  */
-export const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
+const dynamicImport = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
+
+const TYPESCRIPT = /\.[cm]?ts$/i;
+let typescript: Promise<void> | null = null;
+
+/**
+ * Imports a module; a TypeScript file that Node cannot load by itself (no loader registered: the bin, a plain
+ * `node` process) is loaded through tsx, registered on first need. tsx is an optional peer: a JavaScript-only
+ * project never loads it, nor installs esbuild.
+ */
+export async function importModule(specifier: string): Promise<Record<string, unknown>> {
+  const path = specifier.startsWith('file:') ? new URL(specifier).pathname : specifier;
+  // Node keeps a failed load of a URL, so tsx is registered before the first TypeScript file, not after a failure.
+  // Under a loader already (tsx, ts-node), registering tsx once more changes nothing that file will see.
+  if (TYPESCRIPT.test(path) && !nativeTypeScript()) await (typescript ??= registerTypeScript(path));
+  return dynamicImport(specifier);
+}
+
+/** Node's own type stripping (22.6+ with the flag, 23.6+ by default) loads .ts files without tsx. */
+function nativeTypeScript(): boolean {
+  return (process.features as { typescript?: unknown }).typescript === 'strip' || (process.features as { typescript?: unknown }).typescript === 'transform';
+}
+
+async function registerTypeScript(file: string): Promise<void> {
+  let esm: { register(): unknown };
+  let cjs: { register(): unknown };
+  try {
+    esm = (await dynamicImport('tsx/esm/api')) as unknown as { register(): unknown };
+    cjs = (await dynamicImport('tsx/cjs/api')) as unknown as { register(): unknown };
+  } catch {
+    typescript = null;
+    throw new Error(`${file} is TypeScript, and loading it needs tsx, which is not installed. Run \`npm install --save-dev tsx\`, or write the file in JavaScript. Nothing was run.`);
+  }
+  // Both: a .ts file in a package without "type": "module" is CommonJS, which the ESM hook hands to require().
+  esm.register();
+  cjs.register();
+}
