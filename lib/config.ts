@@ -11,7 +11,7 @@ import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js'
 import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
 import type { MongoConnectionConfig } from './mongo/driver.js';
-import { validateConfig } from './config-schema.js';
+import { CONFIG_SCHEMA, validateConfig } from './config-schema.js';
 import { knexConnectionProblem } from './db/connection-check.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
 
@@ -107,25 +107,6 @@ export interface ResolvedConfig {
   readonly monitor: MonitorSettings;
 }
 
-const KNOWN_KEYS = new Set([
-  'knex',
-  'migrations',
-  'cwd',
-  'schema',
-  'stateSchema',
-  'contract',
-  'lock',
-  'backfill',
-  'plainMigrations',
-  'logger',
-  'createFolder',
-  'onEvent',
-  'thresholds',
-  'autoRollback',
-  'monitor',
-  'mongo',
-  'pooling',
-]);
 
 /** The folder part of a glob before its first wildcard (`db/migrations/*.ts` → `db/migrations`): where `create` writes. */
 function globBase(glob: string): string | null {
@@ -155,15 +136,20 @@ export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
   if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
 }
 
-/** Validates and fills in defaults; an unknown key or a wrong type is an error that names the key. */
+// The schema (config-schema.ts) and this type describe the same options: a key in one and not in the other fails
+// to compile. The schema is what validates; the type is what editors show.
+type SameKeys<A, B> = [Exclude<keyof A, keyof B>, Exclude<keyof B, keyof A>] extends [never, never] ? true : false;
+const schemaMatchesType: SameKeys<typeof CONFIG_SCHEMA.properties, ZeroDowntimeConfig> = true;
+void schemaMatchesType;
+
+/**
+ * Validates (the JSON Schema, once: unknown keys, types and bounds, every problem named by its path) and fills in
+ * defaults.
+ */
 export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   if (!config || typeof config !== 'object') throw new ConfigError('zeroDowntime(config): config must be an object');
   // Every option against the JSON Schema in config-schema.ts (ajv): unknown keys and wrong types, named by their path.
-  validateConfig(config, KNOWN_KEYS, (message) => new ConfigError(message));
-  for (const key of Object.keys(config)) {
-    if (!KNOWN_KEYS.has(key)) throw new ConfigError(`zeroDowntime(config): unknown option "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
-  }
-  if (!config.knex) throw new ConfigError('zeroDowntime(config): `knex` is required (a Knex instance or a Knex config)');
+  validateConfig(config, (message) => new ConfigError(message));
   const wrap = <T>(field: string, f: () => T): T => {
     try {
       return f();
@@ -173,25 +159,9 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   };
   const migrations = config.migrations ?? 'migrations/*.{ts,mts,cts,js,mjs,cjs}';
   const list = typeof migrations === 'string' ? [migrations] : [...migrations];
-  if (list.length === 0 || list.some((g) => typeof g !== 'string' || g.length === 0)) {
-    throw new ConfigError('zeroDowntime(config): migrations must be a glob string or a non-empty list of them');
-  }
-  const positiveInt = (v: unknown, field: string, dflt: number): number => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`zeroDowntime(config): ${field} must be a positive integer, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const str = (v: unknown, field: string, dflt: string): string => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'string' || v.length === 0) throw new ConfigError(`zeroDowntime(config): ${field} must be a non-empty string`);
-    return v;
-  };
-  if (config.plainMigrations !== undefined && !['umzug', 'knex'].includes(config.plainMigrations)) {
-    throw new ConfigError(`zeroDowntime(config): plainMigrations must be "umzug" or "knex", got ${JSON.stringify(config.plainMigrations)}`);
-  }
   const backfill: BackfillOptions = {
     ...DEFAULT_BACKFILL,
-    batchSize: positiveInt(config.backfill?.batchSize, 'backfill.batchSize', DEFAULT_BACKFILL.batchSize),
+    batchSize: config.backfill?.batchSize ?? DEFAULT_BACKFILL.batchSize,
     pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
     ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
   };
@@ -199,9 +169,9 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
   const pacerBudget = { ...DEFAULT_CANARY, ...(backfill.canary || {}) };
   const resolved: ResolvedConfig = {
     migrations: list,
-    cwd: str(config.cwd, 'cwd', process.cwd()),
-    schema: str(config.schema, 'schema', 'public'),
-    stateSchema: str(config.stateSchema, 'stateSchema', 'zero_downtime'),
+    cwd: config.cwd ?? process.cwd(),
+    schema: config.schema ?? 'public',
+    stateSchema: config.stateSchema ?? 'zero_downtime',
     contractAfterMs: wrap('contract.after', () => parseDuration(config.contract?.after ?? '24h', 'contract.after')),
     lock: {
       ...DEFAULT_LOCK_SAFETY,
@@ -209,7 +179,7 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
       statementTimeoutMs: wrap('lock.statementTimeout', () =>
         parseDuration(config.lock?.statementTimeout ?? DEFAULT_LOCK_SAFETY.statementTimeoutMs, 'lock.statementTimeout'),
       ),
-      maxAttempts: positiveInt(config.lock?.maxAttempts, 'lock.maxAttempts', DEFAULT_LOCK_SAFETY.maxAttempts),
+      maxAttempts: config.lock?.maxAttempts ?? DEFAULT_LOCK_SAFETY.maxAttempts,
     },
     lockWaitMs: wrap('lock.waitForMigrationLock', () => parseDuration(config.lock?.waitForMigrationLock ?? '10m', 'lock.waitForMigrationLock')),
     leaseTiming: {
@@ -219,7 +189,7 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     pooling: config.pooling ?? 'auto',
     backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
-    createFolder: str(config.createFolder, 'createFolder', globBase(list[0]!) ?? 'migrations'),
+    createFolder: config.createFolder ?? globBase(list[0]!) ?? 'migrations',
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
   return resolved;
