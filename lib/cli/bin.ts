@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { checkConnectionUrl } from '../db/connection-check.js';
 import { importModule } from '../engine/import-module.js';
 import { wantsJson, withJsonStdout } from './json-output.js';
+import { zeroDowntimeCli } from './cli.js';
+import type { CliProject } from '../ops/project.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
@@ -121,6 +123,20 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
   return zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, ...(globals.migrations ? { migrations: globals.migrations } : {}) });
 }
 
+function wantsHelp(argv: readonly string[]): boolean {
+  return argv.length === 0 || argv.includes('--help') || argv.includes('-h');
+}
+
+/** A project for the help pages alone: the commands are defined on it, and any use of it says why it cannot run. */
+function offlineProject(why: string): CliProject {
+  return new Proxy({} as CliProject, {
+    get(_target, key) {
+      if (typeof key === 'symbol' || key === 'then') return undefined;
+      throw new Error(`${why} (only --help works without a project)`);
+    },
+  });
+}
+
 async function main(): Promise<number> {
   const { globals, rest } = splitGlobalOptions(process.argv.slice(2));
   // Loading the config and closing the pools print too (a user's config, Knex's warnings): under --json, to stderr.
@@ -132,6 +148,8 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
   try {
     umzug = await loadUmzug(globals);
   } catch (e) {
+    // Help describes the commands; it needs no project and no database.
+    if (wantsHelp(rest)) return (await zeroDowntimeCli(offlineProject((e as Error).message)).execute(rest)) ? 0 : 1;
     process.stderr.write(`umzug: ${(e as Error).message}\n`);
     return 2;
   }

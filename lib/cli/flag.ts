@@ -38,7 +38,7 @@ class FlagAction extends CommandLineAction {
       documentation:
         `${USAGE}\n\nApplication instances read flags with flags(knex).flag(NAME).isEnabled(key) (or the OpenFeature provider) and see a ` +
         'change within their cache TTL (5 s by default). A key is in the rollout by a stable hash, so raising the percentage only adds keys. ' +
-        "A change's contract waits until its read flag has been at 100 % for the safety window.",
+        "A change's contract waits until its read flag has been at 100 %% for the safety window.",
     });
     this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print JSON' });
     this.args = this.defineCommandLineRemainder({ description: 'set NAME PCT | get NAME | list' });

@@ -1,0 +1,24 @@
+import { expect } from 'chai';
+import { cliProject } from './cli-support.js';
+
+describe('`umzug --help` works in a fresh project with no config and no database', function () {
+  this.timeout(120_000);
+  const COMMANDS = ['up', 'down', 'pending', 'executed', 'create', 'status', 'backfill', 'flag', 'report', 'purge', 'plan', 'verify', 'rehearse'];
+
+  it('the top-level help and every command’s help exit 0 and describe the command; a real command still says what is missing', async () => {
+    // No umzug.config.*, no knexfile, DATABASE_URL unset: nothing to connect to.
+    const p = cliProject('help', { type: 'module' }, '');
+    const top = await p.run(['--help'], { DATABASE_URL: undefined });
+    expect(top.code, top.stderr).to.equal(0);
+    for (const c of COMMANDS) expect(top.stdout).to.match(new RegExp(`\\b${c}\\b`));
+    const pages = await Promise.all(COMMANDS.map((c) => p.run([c, '--help'], { DATABASE_URL: undefined })));
+    pages.forEach((r, i) => {
+      expect(r.code, `${COMMANDS[i]} --help: ${r.stderr}`).to.equal(0);
+      expect(r.stdout, COMMANDS[i]).to.match(new RegExp(`usage: umzug ${COMMANDS[i]}`));
+      expect(r.stderr + r.stdout, COMMANDS[i]).to.not.match(/: error:|sprintf|Error:/);
+    });
+    const status = await p.run(['status'], { DATABASE_URL: undefined });
+    expect(status.code).to.equal(2);
+    expect(status.stderr).to.match(/neither --database-url nor DATABASE_URL is set/);
+  });
+});
