@@ -101,6 +101,9 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
     up.child.kill('SIGINT');
     expect(await up.exited, up.output()).to.equal(130);
     expect(up.output()).to.match(/Stopping after the current batch/);
+    // `up` shows its backfill as `umzug backfill` does (plain lines in CI), so a pipeline's no-output timeout never fires.
+    expect(up.stdout()).to.match(/backfill 001\.gadgets-name\.ts #1 expand backfill: starting \(about \d+ rows\)/);
+    expect(up.stdout()).to.match(/backfill 001\.gadgets-name\.ts #1 expand backfill: interrupted, \d+ rows walked/);
     expect(up.output()).to.match(/Stopped: .*`umzug up` \(or `umzug backfill`\) resumes from there/);
     const stopped = await progress();
     expect(stopped!.done).to.equal(false);
@@ -115,6 +118,10 @@ describe('`umzug backfill`: resume a stopped up, stop on SIGINT, finish with sev
     const again = bin(project.dir, url, ['up', '--json']);
     expect(await again.exited, again.output()).to.equal(0);
     expect(jsonOut<{ applied: string[] }>(again.stdout()).applied).to.deep.equal(['001.gadgets-name.ts:expand']);
+    const events = jsonLines<{ event?: string; outcome?: string }>(again.stdout()).map((l) => l.event ?? 'result');
+    expect(events[0]).to.equal('backfill-start');
+    expect(events).to.include('backfill-end');
+    expect(events.at(-1), 'the result is the last line').to.equal('result');
     const end = await progress();
     expect(end!.done).to.equal(true);
     expect(Number(end!.rows_done), 'every row walked exactly once across both runs').to.equal(ROWS);

@@ -118,10 +118,13 @@ export function jsonLines<T = unknown>(stdout: string, stderr = ''): T[] {
   });
 }
 
-/** The one JSON document a `--json` command printed; every stdout line must be JSON, and there must be exactly one. */
+/**
+ * The one JSON document a `--json` command printed: every stdout line must be JSON, and besides the progress events
+ * of its backfills (lines with an `event`, as `up`/`down` print them) there must be exactly one.
+ */
 export function jsonOut<T>(r: RunResult | string): T {
   const { stdout, stderr } = typeof r === 'string' ? { stdout: r, stderr: '' } : r;
-  const docs = jsonLines<T>(stdout, stderr);
+  const docs = jsonLines<T>(stdout, stderr).filter((d) => !(d && typeof d === 'object' && !Array.isArray(d) && 'event' in d));
   if (docs.length !== 1) throw new Error(`expected one JSON document on stdout, got ${docs.length}:\n${stdout}\n--- stderr:\n${stderr}`);
   return docs[0]!;
 }

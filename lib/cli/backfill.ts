@@ -2,7 +2,7 @@ import { CommandLineAction, type CommandLineFlagParameter, type CommandLineInteg
 import type { UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
 import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
-import { chooseDisplayMode, createDisplay } from '../backfill/display.js';
+import { chooseDisplayMode, createDisplay } from './display.js';
 import type { Project } from '../ops/project.js';
 import { runBackfills } from '../ops/backfill.js';
 

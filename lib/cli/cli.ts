@@ -5,6 +5,7 @@ import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfi
 import type { CliProject } from '../ops/project.js';
 import { TemplateCreateAction } from './create.js';
 import { printJson, withJsonStdout } from './json-output.js';
+import { chooseDisplayMode, createDisplay, followBackfills } from './display.js';
 import { addStatusAction } from './status.js';
 import { addBackfillAction } from './backfill.js';
 import { addFlagAction } from './flag.js';
@@ -24,7 +25,7 @@ function interruption(e: unknown): Error | null {
 
 /**
  * Umzug's up or down, plus `--json`: the phases it applied or reverted (and for up, the contracts left waiting and
- * why), as one JSON document on stdout. The logger is muted meanwhile, so stdout holds nothing else. `up` also stops
+ * why), as one JSON document on stdout, its last line, after the backfills' JSON lines. The logger is muted meanwhile, so stdout holds nothing else. `up` also stops
  * cleanly on SIGINT/SIGTERM: the running backfill ends after its batch, and the exit code is 130.
  */
 function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: CliProject): UpAction | DownAction {
@@ -77,7 +78,22 @@ function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, um
       }
     }
 
+    /** Runs the command with its backfills shown as `umzug backfill` shows them (bar, lines in CI, JSON lines). */
     private async run(): Promise<void> {
+      const stopFollowing = followBackfills(umzug.engine, createDisplay(chooseDisplayMode({ json: this.json.value })));
+      let outcome: 'done' | 'interrupted' | 'failed' = 'failed';
+      try {
+        await this.runCommand();
+        outcome = 'done';
+      } catch (e) {
+        if (interruption(e)) outcome = 'interrupted';
+        throw e;
+      } finally {
+        stopFollowing(outcome);
+      }
+    }
+
+    private async runCommand(): Promise<void> {
       if (!this.json.value) return super.onExecute();
       const names: string[] = [];
       const event = this.actionName === 'up' ? 'migrated' : 'reverted';

@@ -1,7 +1,15 @@
 import { BackfillInterrupted, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
-import { type BackfillDisplay } from '../backfill/display.js';
-import { tableLabel } from '../postgres/identifiers.js';
+import type { ThrottleEvent } from '../backfill/throttle.js';
 import type { Project } from './project.js';
+
+/** Where a running backfill reports: a progress bar on a terminal, plain lines in CI and logs, JSON lines for tools. */
+export interface BackfillDisplay {
+  start(label: string, totalEstimate: number): void;
+  update(p: BackfillProgress): void;
+  throttle(label: string, e: ThrottleEvent): void;
+  note(message: string): void;
+  finish(p: BackfillProgress | null, outcome: 'done' | 'interrupted' | 'failed'): void;
+}
 
 export interface RunBackfillsOptions {
   /** Workers in this process; default: the configured backfill.workers. */

@@ -1,18 +1,11 @@
 import cliProgress from 'cli-progress';
-import type { BackfillProgress } from './keyset.js';
-import type { ThrottleEvent } from './throttle.js';
-import { writeJsonLine } from '../cli/json-output.js';
+import type { BackfillProgress } from '../backfill/keyset.js';
+import { writeJsonLine } from './json-output.js';
+import type { BackfillDisplay } from '../ops/backfill.js';
+import type { Engine } from '../engine/runner.js';
 
 export type DisplayMode = 'bar' | 'lines' | 'json';
 
-/** Where a running backfill reports: a progress bar on a terminal, plain lines in CI and logs, JSON lines for tools. */
-export interface BackfillDisplay {
-  start(label: string, totalEstimate: number): void;
-  update(p: BackfillProgress): void;
-  throttle(label: string, e: ThrottleEvent): void;
-  note(message: string): void;
-  finish(p: BackfillProgress | null, outcome: 'done' | 'interrupted' | 'failed'): void;
-}
 
 /** A bar only where someone watches: a TTY, and not CI (CI logs keep every redraw as a line). */
 export function chooseDisplayMode(opts: { json: boolean; stream?: NodeJS.WriteStream; env?: NodeJS.ProcessEnv }): DisplayMode {
@@ -136,3 +129,38 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
     },
   };
 }
+
+/**
+ * Shows the backfills an `up` or `down` runs, as `umzug backfill` does: each one started, its progress, its holds,
+ * its end. Returns the function that stops following, ending any backfill still shown as `outcome`.
+ */
+export function followBackfills(engine: Engine, display: BackfillDisplay): (outcome: 'done' | 'interrupted' | 'failed') => void {
+  const shown = new Map<string, BackfillProgress>();
+  const label = (migration: string, changeIndex: number, phase: string) =>
+    `${migration.replace(/:(expand|contract)$/, '')} #${changeIndex + 1} ${PHASE_LABEL[phase] ?? phase}`;
+  const unsubscribe = engine.subscribe((ev) => {
+    if (ev.type === 'backfill') {
+      const p = ev.progress;
+      const key = `${p.migration}#${p.changeIndex}#${p.phase}`;
+      if (!shown.has(key)) display.start(label(p.migration, p.changeIndex, p.phase), p.totalEstimate);
+      shown.set(key, p);
+      display.update(p);
+      if (p.done) {
+        display.finish(p, 'done');
+        shown.delete(key);
+      }
+    } else if (ev.type === 'backfill-throttle') display.throttle(label(ev.migration, ev.changeIndex, ev.phase), ev.throttle);
+  });
+  return (outcome) => {
+    unsubscribe();
+    for (const p of shown.values()) display.finish(p, outcome);
+    shown.clear();
+  };
+}
+
+const PHASE_LABEL: Readonly<Record<string, string>> = {
+  expand: 'expand backfill',
+  contract: 'archive fill',
+  undoContract: 'restore (down of the contract)',
+  undoExpand: 'down of the expand',
+};
