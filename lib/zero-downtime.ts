@@ -142,7 +142,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     this.bypassContractGates = bypassContractGates === true;
     let applied: MigrationMeta[];
     try {
-      applied = await super.up(umzugOptions);
+      applied = await super.up(await this.phaseNames(umzugOptions, 'up'));
     } finally {
       this.bypassContractGates = false;
     }
@@ -170,10 +170,37 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
   override async down(options: Parameters<Umzug<ZeroDowntimeContext>['down']>[0] = {}): Promise<MigrationMeta[]> {
     this.includeHalfApplied = true;
     try {
-      return await super.down(options);
+      return await super.down(await this.phaseNames(options, 'down'));
     } finally {
       this.includeHalfApplied = false;
     }
+  }
+
+  /**
+   * `--name`/`migrations` and `to` may name a typed file as written (`003.price.ts`) instead of one of its phases:
+   * for `up` that is its expand while the expand is pending, then its contract; for `down --name` its newest applied
+   * phase, and `down --to` reverts the whole file.
+   */
+  private async phaseNames<O extends { migrations?: string[]; to?: unknown }>(options: O, direction: 'up' | 'down'): Promise<O> {
+    const names = [...(options.migrations ?? []), ...(typeof options.to === 'string' ? [options.to] : [])];
+    if (names.length === 0) return options;
+    const entries = await this.entries();
+    const known = new Set(entries.map((e) => e.name));
+    if (names.every((n) => known.has(n))) return options;
+    const executed = new Set(await this.engine.state.executedNames());
+    const phaseOf = (name: string): string => {
+      if (known.has(name) || !known.has(`${name}:expand`)) return name;
+      const expandDone = executed.has(`${name}:expand`);
+      if (direction === 'up') return expandDone ? `${name}:contract` : `${name}:expand`;
+      return executed.has(`${name}:contract`) ? `${name}:contract` : `${name}:expand`;
+    };
+    // `down --to <file>` reverts the whole file: down to, and including, its expand.
+    const toPhase = (name: string) => (direction === 'down' && !known.has(name) && known.has(`${name}:expand`) ? `${name}:expand` : phaseOf(name));
+    return {
+      ...options,
+      ...(options.migrations ? { migrations: options.migrations.map(phaseOf) } : {}),
+      ...(typeof options.to === 'string' ? { to: toPhase(options.to) } : {}),
+    };
   }
 
   async status(): Promise<StatusReport> {
