@@ -199,6 +199,11 @@ export interface Change {
 
 export interface MigrationDefinition {
   readonly changes: readonly Change[];
+  /**
+   * Set by `create --draft` on a file whose options are still TODO placeholders: `up` refuses to run it, saying
+   * this text, until the line is deleted.
+   */
+  readonly draft?: string;
 }
 
 const MIGRATION_MARK = Symbol.for('umzug-zero-downtime.migration');

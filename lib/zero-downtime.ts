@@ -11,6 +11,7 @@ import { Db, type PoolingMode } from './db/db.js';
 import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
 import { isDefinedMigration } from './migration.js';
+import { ChangeInputError } from './postgres/identifiers.js';
 import type { GatedContract, MigrationEntry, Project, ZeroDowntimeUpOptions } from './ops/project.js';
 import { buildStatus, type StatusReport } from './ops/status.js';
 import { FlagStore } from './flags/store.js';
@@ -221,8 +222,9 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       const nested = (candidate as Record<string, unknown> | null)?.default;
       const def = isDefinedMigration(candidate) ? candidate : isDefinedMigration(nested) ? nested : undefined;
       if (def) {
-        out.push({ name: `${base}:expand`, file, phase: 'expand', changes: def.changes });
-        out.push({ name: `${base}:contract`, file, phase: 'contract', changes: def.changes });
+        const draft = typeof def.draft === 'string' ? { draft: def.draft } : {};
+        out.push({ name: `${base}:expand`, file, phase: 'expand', changes: def.changes, ...draft });
+        out.push({ name: `${base}:contract`, file, phase: 'contract', changes: def.changes, ...draft });
       } else if (typeof plainFn(mod, 'up') === 'function') {
         out.push({ name: base, file, phase: 'plain', changes: [] });
       } else {
@@ -281,7 +283,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     const key = e.name.replace(/:(expand|contract)$/, ':expand');
     switch (e.phase) {
       case 'expand':
-        return { name: e.name, path: e.file, up: () => this.monitor.runExpand(key, e.changes, () => engine.expand(key, e.changes)), down: () => engine.undoExpand(key, e.changes) };
+        return {
+          name: e.name,
+          path: e.file,
+          up: () => {
+            if (e.draft !== undefined) {
+              throw new ChangeInputError(`${e.file} is a draft (${e.draft}): fill in its TODO placeholders and delete its \`draft\` line, then run \`umzug up\` again. Nothing was run.`);
+            }
+            return this.monitor.runExpand(key, e.changes, () => engine.expand(key, e.changes));
+          },
+          down: () => engine.undoExpand(key, e.changes),
+        };
       case 'contract':
         return { name: e.name, path: e.file, up: () => engine.contract(key, e.changes), down: () => engine.undoContract(key, e.changes) };
       case 'plain': {

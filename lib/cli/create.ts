@@ -3,12 +3,13 @@ import { Umzug, CreateAction } from 'umzug';
 import type { CommandLineChoiceParameter, CommandLineFlagParameter, CommandLineStringListParameter, CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { CliProject } from '../ops/project.js';
 import { printJson } from './json-output.js';
-import { allFlags, checkWithConstructor, loadTemplates, requests, TemplateError, templateParams } from '../ops/create.js';
+import { allFlags, checkWithConstructor, loadTemplates, requireGiven, requests, TemplateError, templateParams } from '../ops/create.js';
 
 export class TemplateCreateAction extends CreateAction {
   private template!: CommandLineChoiceParameter;
   private json!: CommandLineStringParameter;
   private jsonOut!: CommandLineFlagParameter;
+  private draft!: CommandLineFlagParameter;
   private readonly values = new Map<string, CommandLineStringListParameter | CommandLineFlagParameter>();
 
   constructor(private readonly zd: CliProject) {
@@ -24,6 +25,7 @@ export class TemplateCreateAction extends CreateAction {
       description: `Write a typed migration for one change (parameters below, checked against templates/<kind>.json). Without it, Umzug's plain template.`,
     });
     this.jsonOut = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the created files (and placeholders left) as JSON' });
+    this.draft = this.defineFlagParameter({ parameterLongName: '--draft', description: 'write missing required parameters as TODO placeholders, in a draft that `up` refuses to run until they are filled in' });
     this.json = this.defineStringParameter({
       parameterLongName: '--params',
       argumentName: 'JSON',
@@ -51,6 +53,7 @@ export class TemplateCreateAction extends CreateAction {
     if (!template && (raw.size > 0 || this.json.value)) throw new TemplateError(`${[...raw.keys(), ...(this.json.value ? ['--params'] : [])].join(', ')} need --template <kind>`);
     const { params, placeholders } = template ? templateParams(template, raw, this.json.value) : { params: {}, placeholders: [] as string[][] };
     if (template) {
+      requireGiven(template, placeholders, this.draft.value);
       await checkWithConstructor(template, params);
       requests.set(this.zd, { template, params, placeholders });
     }

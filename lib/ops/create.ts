@@ -282,8 +282,9 @@ export function renderTemplate(name: string, params: Record<string, unknown>, fo
   const todoSet = new Set(placeholders.map((p) => p.join('.')));
   const call = `${fn}(${renderValue(params, { properties: schema.properties }, '    ', (p) => todoSet.has(p.join('.')), [])})`;
   const head = [`// ${name}: ${schema.description}`, ...(schema['x-notes'] ?? []).map((n) => `//   ${n}`)];
-  if (todoSet.size > 0) head.push('// Replace the placeholders marked TODO before running `umzug up`; `umzug plan` shows what it would run.');
-  const body = `defineMigration({\n  changes: [\n    ${call},\n  ],\n})`;
+  if (todoSet.size > 0) head.push('// A draft: replace the placeholders marked TODO, then delete the `draft` line; until then `umzug up` refuses to run it.');
+  const draft = todoSet.size > 0 ? `  draft: ${jsString(`fill in ${[...todoSet].join(', ')}`)},\n` : '';
+  const body = `defineMigration({\n${draft}  changes: [\n    ${call},\n  ],\n})`;
   if (format === 'cjs') {
     return `${head.join('\n')}\nconst { defineMigration, ${fn} } = require('${PACKAGE_NAME}');\n\nmodule.exports = ${body};\n`;
   }
@@ -322,7 +323,24 @@ export async function projectExtension(umzug: Project): Promise<string> {
   const files = (await glob([...umzug.config.migrations], { cwd: umzug.config.cwd, absolute: true })).sort((a, b) => path.basename(a).localeCompare(path.basename(b)));
   const last = files.filter((f) => EXTENSIONS.includes(path.extname(f))).pop();
   if (last) return path.extname(last);
-  return existsSync(path.join(umzug.config.cwd, 'tsconfig.json')) ? '.ts' : '.js';
+  // No migration yet: the extension the migrations glob asks for (`migrations/*.ts`), else TypeScript where the
+  // project has a tsconfig or a TypeScript config file, else JavaScript.
+  const fromGlob = umzug.config.migrations.map(globExtension).find((e): e is string => e !== null);
+  if (fromGlob) return fromGlob;
+  const tsConfigFile = ['umzug.config.ts', 'umzug.config.mts', 'umzug.config.cts', 'tsconfig.json'].some((f) => existsSync(path.join(umzug.config.cwd, f)));
+  return tsConfigFile ? '.ts' : '.js';
+}
+
+/** The one extension a glob's file part names (`*.ts`, `*.{ts,mts}` → .ts), or null when it names none or several kinds. */
+function globExtension(glob: string): string | null {
+  const file = glob.split('/').pop() ?? '';
+  const brace = /\.\{([^}]*)\}$/.exec(file);
+  const exts = brace ? brace[1]!.split(',').map((e) => `.${e.trim()}`) : /\.[a-z]+$/i.test(file) ? [file.slice(file.lastIndexOf('.'))] : [];
+  const known = exts.filter((e) => EXTENSIONS.includes(e));
+  if (known.length === 0) return null;
+  const ts = known.every((e) => /ts$/.test(e));
+  const js = known.every((e) => /js$/.test(e));
+  return ts || js ? known[0]! : null;
 }
 
 export const requests = new WeakMap<object, TemplateRequest>();
@@ -361,11 +379,29 @@ export async function checkWithConstructor(template: string, params: Record<stri
   }
 }
 
+/**
+ * Refuses to write a file whose required options were not given: `create` never invents a table or a column that
+ * `up` would then run. With `draft`, the file is written with its placeholders marked TODO and `draft` set, and
+ * `up` refuses to run it until the author fills them in and deletes that line.
+ */
+export function requireGiven(name: string, placeholders: readonly (readonly string[])[], draft: boolean): void {
+  if (placeholders.length === 0 || draft) return;
+  const schema = loadTemplates().get(name)!;
+  const flags = new Map(templateFlags(schema).map((f) => [f.path.join('.'), f.flag]));
+  const missing = placeholders.map((p) => flags.get(p.join('.')) ?? p.join('.'));
+  throw new TemplateError(
+    `template "${name}" needs ${missing.join(', ')}, which ${missing.length === 1 ? 'was' : 'were'} not given. Nothing was written. ` +
+      `Give ${missing.length === 1 ? 'it' : 'them'} (\`umzug create --template ${name} --help\` lists the parameters), or add --draft to write a draft with TODO placeholders that \`up\` refuses to run until they are filled in.`,
+  );
+}
+
 export interface CreateFromTemplateOptions {
   readonly name: string;
   readonly template: string;
-  /** The change's options; missing ones get placeholders marked TODO in the file. */
+  /** The change's options; a required one missing is refused, unless `draft`. */
   readonly params?: Record<string, unknown>;
+  /** Write missing required options as TODO placeholders, in a draft that `up` refuses to run until they are filled in. */
+  readonly draft?: boolean;
   readonly folder?: string;
   readonly prefix?: 'TIMESTAMP' | 'DATE' | 'NONE';
   readonly skipVerify?: boolean;
@@ -375,6 +411,7 @@ export interface CreateFromTemplateOptions {
 /** Programmatic `create --template`: validated, written through Umzug's create (so it must show up in pending). */
 export async function createFromTemplate(umzug: Project, options: CreateFromTemplateOptions): Promise<void> {
   const { params, placeholders } = templateParams(options.template, new Map(), JSON.stringify(options.params ?? {}));
+  requireGiven(options.template, placeholders, options.draft === true);
   await checkWithConstructor(options.template, params);
   requests.set(umzug, { template: options.template, params, placeholders });
   try {

@@ -14,6 +14,8 @@ export interface MigrationEntry {
   readonly file: string;
   readonly phase: MigrationPhase;
   readonly changes: readonly Change[];
+  /** The file is a draft (see MigrationDefinition.draft): `up` refuses to run it. */
+  readonly draft?: string;
 }
 
 export type ZeroDowntimeUpOptions = MigrateUpOptions & {
