@@ -102,4 +102,18 @@ export default defineMigration({ changes: [renameColumn({ table: 'gated', from: 
     const status = await umzug.status();
     expect(status.migrations[0]!.contract).to.equal('waiting');
   });
+
+  it('a contract with nothing to do (addIndex, a nullable addColumn) has no safety window: the next `up` runs it', async () => {
+    await knex.raw(`CREATE TABLE empty_contract (id int PRIMARY KEY, a text)`);
+    const p = tempProject('empty-contract');
+    p.write(
+      '001.index.ts',
+      `import { defineMigration, addIndex, addColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [addIndex({ table: 'empty_contract', columns: ['a'] }), addColumn({ table: 'empty_contract', column: { name: 'note', type: 'text' } })] });
+`,
+    );
+    const umzug = zeroDowntime({ knex, cwd: p.dir, stateSchema: 'zd_empty_contract', contract: { after: '7d' }, logger: silentLogger });
+    expect((await umzug.up()).map((m) => m.name)).to.deep.equal(['001.index.ts:expand']);
+    expect((await umzug.up()).map((m) => m.name), 'not held for 7 days').to.deep.equal(['001.index.ts:contract']);
+  });
 });

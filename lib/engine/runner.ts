@@ -426,6 +426,9 @@ export class Engine {
       }
       if (st.contractFinishedAt) continue;
       const description = change.describe(st.snapshot, this.ctx);
+      // A contract with nothing to do (addIndex, addForeignKey, a nullable addColumn…) removes nothing the old
+      // version needs: no window, no flag, nothing to wait for.
+      if (isEmptyPhase(description.contract)) continue;
       if (description.expand.backfill) {
         const bf = await this.state.getBackfill(migration, i, 'expand');
         if (!bf?.done) reasons.push(`${label}: backfill is not complete (${bf?.rowsDone ?? 0} rows done)`);
@@ -652,4 +655,9 @@ export function formatDuration(ms: number): string {
   if (h > 0) return `${h}h ${m}m`;
   if (m > 0) return `${m}m ${s % 60}s`;
   return `${s}s`;
+}
+
+/** A phase that runs nothing: no step, no backfill, no task. */
+export function isEmptyPhase(p: PhasePlan): boolean {
+  return p.steps.length === 0 && !p.backfill && (p.afterBackfill?.length ?? 0) === 0 && (p.tasks?.length ?? 0) === 0 && !p.verify;
 }
