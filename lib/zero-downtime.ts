@@ -27,6 +27,7 @@ export interface ZeroDowntimeContext {
 
 /** Commands that change the schema or the data, and so take the migration lock. */
 const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse', 'purge']);
+const READ_ONLY_WHEN_FRESH = new Set(['verify', 'purge']);
 
 const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typeof (k as { client?: unknown }).client === 'object';
 
@@ -113,6 +114,8 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       }
     }
     if (!LOCKED_COMMANDS.has(command)) return super.runCommand(command, cb);
+    // A database this tool never ran on has nothing to verify or purge: no lock, and no state schema created.
+    if (READ_ONLY_WHEN_FRESH.has(command) && !(await this.engine.state.readable())) return super.runCommand(command, cb);
     await this.engine.state.ensure();
     const pooling = await this.pooling();
     return withMigrationLock(this.db, this.config.stateSchema, { waitMs: this.config.lockWaitMs, pooling, timing: this.config.leaseTiming }, (lost) =>

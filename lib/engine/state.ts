@@ -52,6 +52,19 @@ export class StateStore {
 
   private ensured = false;
 
+  /**
+   * Whether the state tables exist, for reads: a read on a database this tool never ran on finds nothing rather
+   * than creating the schema (`pending`, `status`, `plan` change nothing). Checked until they exist, then never again.
+   */
+  async readable(): Promise<boolean> {
+    if (this.ensured || this.exists) return true;
+    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.table('migrations')]);
+    this.exists = !!r.rows[0]?.t;
+    return this.exists;
+  }
+
+  private exists = false;
+
   /** Creates the state schema once; a transaction-level advisory lock keeps two first runs from racing on it. */
   async ensure(): Promise<void> {
     if (this.ensured) return;
@@ -83,7 +96,7 @@ export class StateStore {
   // ---- Umzug storage -------------------------------------------------------------------------------------------
 
   async executedNames(): Promise<string[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<{ name: string }>(`SELECT name FROM ${this.table('migrations')} ORDER BY seq`);
     return r.rows.map((x) => x.name);
   }
@@ -100,7 +113,7 @@ export class StateStore {
 
   /** Migrations with recorded changes that are not logged as executed: expands that failed or were stopped midway. */
   async halfAppliedExpands(): Promise<string[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<{ migration: string }>(
       `SELECT c.migration FROM ${this.table('changes')} c
         WHERE NOT EXISTS (SELECT 1 FROM ${this.table('migrations')} m WHERE m.name = c.migration)
@@ -110,7 +123,7 @@ export class StateStore {
   }
 
   async executedAt(name: string): Promise<Date | null> {
-    await this.ensure();
+    if (!(await this.readable())) return null;
     const r = await this.db.query<{ executed_at: Date }>(`SELECT executed_at FROM ${this.table('migrations')} WHERE name = $1`, [name]);
     return r.rows[0]?.executed_at ?? null;
   }
@@ -118,7 +131,7 @@ export class StateStore {
   // ---- change state ---------------------------------------------------------------------------------------------
 
   async getChange(migration: string, changeIndex: number): Promise<ChangeState | null> {
-    await this.ensure();
+    if (!(await this.readable())) return null;
     const r = await this.db.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table('changes')} WHERE migration = $1 AND change_index = $2`,
       [migration, changeIndex],
@@ -193,6 +206,7 @@ export class StateStore {
   // ---- steps ----------------------------------------------------------------------------------------------------
 
   async doneSteps(migration: string, changeIndex: number, phase: PhaseName): Promise<Set<string>> {
+    if (!(await this.readable())) return new Set();
     const r = await this.db.query<{ step_id: string }>(
       `SELECT step_id FROM ${this.table('steps')} WHERE migration = $1 AND change_index = $2 AND phase = $3`,
       [migration, changeIndex, phase],
@@ -211,7 +225,7 @@ export class StateStore {
   // ---- backfill progress ----------------------------------------------------------------------------------------
 
   async getBackfill(migration: string, changeIndex: number, phase: PhaseName): Promise<BackfillState | null> {
-    await this.ensure();
+    if (!(await this.readable())) return null;
     const r = await this.db.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table('backfills')} WHERE migration = $1 AND change_index = $2 AND phase = $3`,
       [migration, changeIndex, phase],

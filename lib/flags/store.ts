@@ -69,6 +69,16 @@ export class FlagStore {
     this.ensured = true;
   }
 
+  private exists = false;
+
+  /** Whether the tables exist, for reads: a read never creates them (a read-only command changes nothing). */
+  private async readable(): Promise<boolean> {
+    if (this.ensured || this.exists) return true;
+    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.tables.history]);
+    this.exists = !!r.rows[0]?.t;
+    return this.exists;
+  }
+
   /**
    * Sets a rollout. Staying at 100 % keeps the moment it first got there; going below 100 % forgets it, so the
    * contract's safety window starts again when the flag comes back to 100 %.
@@ -93,19 +103,19 @@ export class FlagStore {
   }
 
   async get(name: string): Promise<FlagRecord | null> {
-    await this.ensure();
+    if (!(await this.readable())) return null;
     const r = await this.db.query<Record<string, unknown>>(`SELECT * FROM ${this.tables.flags} WHERE name = $1`, [name]);
     return r.rows[0] ? rowToFlag(r.rows[0]) : null;
   }
 
   async list(): Promise<FlagRecord[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<Record<string, unknown>>(`SELECT * FROM ${this.tables.flags} ORDER BY name`);
     return r.rows.map(rowToFlag);
   }
 
   async history(name?: string, since?: Date): Promise<FlagChange[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<Record<string, unknown>>(
       `SELECT name, percent, at, by FROM ${this.tables.history}
         WHERE ($1::text IS NULL OR name = $1) AND ($2::timestamptz IS NULL OR at >= $2) ORDER BY at, id`,

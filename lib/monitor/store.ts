@@ -71,6 +71,16 @@ export class MonitorStore {
     this.ensured = true;
   }
 
+  private exists = false;
+
+  /** Whether the tables exist, for reads: a read never creates them (a read-only command changes nothing). */
+  private async readable(): Promise<boolean> {
+    if (this.ensured || this.exists) return true;
+    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.samples]);
+    this.exists = !!r.rows[0]?.t;
+    return this.exists;
+  }
+
   async addBreach(b: { migration: string; changeIndex: number | null; threshold: ThresholdName; message: string; value: number; limit: number; action: BreachAction }): Promise<number> {
     await this.ensure();
     const r = await this.db.query<{ id: string }>(
@@ -95,7 +105,7 @@ export class MonitorStore {
   }
 
   async listBreaches(opts: { openOnly?: boolean; migration?: string; limit?: number; since?: Date } = {}): Promise<BreachRecord[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<Record<string, unknown>>(
       `SELECT * FROM ${this.breaches}
         WHERE ($1::boolean IS NOT TRUE OR resolved_at IS NULL) AND ($2::text IS NULL OR migration = $2) AND ($3::timestamptz IS NULL OR at >= $3)
@@ -127,7 +137,7 @@ export class MonitorStore {
   }
 
   async listSamples(opts: { migration?: string; since?: Date; limit?: number } = {}): Promise<MonitorSample[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<Record<string, unknown>>(
       `SELECT * FROM (SELECT * FROM ${this.samples} WHERE ($1::text IS NULL OR migration = $1) AND ($2::timestamptz IS NULL OR at >= $2)
          ORDER BY at DESC LIMIT $3) s ORDER BY at`,
@@ -151,7 +161,7 @@ export class MonitorStore {
 
   /** The latest sample of each backfill. */
   async latestSamples(): Promise<MonitorSample[]> {
-    await this.ensure();
+    if (!(await this.readable())) return [];
     const r = await this.db.query<{ migration: string; change_index: number; at: Date }>(
       `SELECT DISTINCT ON (migration, change_index) migration, change_index, at FROM ${this.samples} ORDER BY migration, change_index, at DESC`,
     );
