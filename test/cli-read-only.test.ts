@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { cliProject } from './cli-support.js';
+import { cliProject, jsonOut } from './cli-support.js';
 import { openTestDatabase } from './support/pg.js';
 
 describe('read-only commands create nothing on a database the tool never ran on', function () {
@@ -28,5 +28,11 @@ describe('read-only commands create nothing on a database the tool never ran on'
     const up = await p.run(['up', '--canary', 'off']);
     expect(up.code, up.stderr).to.equal(0);
     expect(await schemas()).to.deep.equal(['zero_downtime']);
+    // The contract waits (24 h safety window by default): `pending` lists it, with why.
+    const pending = jsonOut<{ name: string; waiting?: { reasons: string[]; opensAt: string | null } }[]>(await p.run(['pending', '--json']));
+    expect(pending.map((m) => m.name)).to.deep.equal(['001.rename.ts:contract']);
+    expect(pending[0]!.waiting!.reasons.join(' ')).to.match(/safety window until/);
+    const text = await p.run(['pending']);
+    expect(text.stdout).to.match(/001\.rename\.ts:contract \(waiting: /);
   });
 });

@@ -130,8 +130,8 @@ export class ZeroDowntimeCLI extends CommandLineParser {
     const plain = umzug as unknown as Umzug;
     this.addAction(withJson(UpAction, umzug));
     this.addAction(withJson(DownAction, umzug));
-    this.addAction(new JsonListAction('pending', plain));
-    this.addAction(new JsonListAction('executed', plain));
+    this.addAction(new JsonListAction('pending', plain, umzug));
+    this.addAction(new JsonListAction('executed', plain, umzug));
     this.addAction(new TemplateCreateAction(umzug));
   }
 
@@ -145,16 +145,29 @@ export class ZeroDowntimeCLI extends CommandLineParser {
 }
 
 /** Umzug's pending/executed, but `--json` prints one line through printJson (Umzug's console.log would go to stderr under the redirect). */
+/**
+ * Umzug's `pending` / `executed`, each entry one JSON document with `--json`. `pending` also lists the contracts
+ * waiting at their gate (which `up` would skip), each with the reasons and when the gate opens.
+ */
 class JsonListAction extends ListAction {
   constructor(
     private readonly which: 'pending' | 'executed',
     private readonly list: Umzug,
+    private readonly project: CliProject,
   ) {
     super(which, list);
   }
   override async onExecute(): Promise<void> {
-    if (!this.getFlagParameter('--json').value) return super.onExecute();
-    printJson(await this.list[this.which]());
+    const json = this.getFlagParameter('--json').value;
+    const listed = await this.list[this.which]();
+    // Contracts whose expand has run and that wait at their gate; one whose expand is still pending is implied by it.
+    const expanded = this.which === 'pending' ? new Set((await this.list.executed()).map((m) => m.name)) : new Set<string>();
+    const waiting = this.project.lastGated
+      .filter((g) => expanded.has(g.name.replace(/:contract$/, ':expand')))
+      .map((g) => ({ name: g.name, waiting: { reasons: g.gate.reasons, opensAt: g.gate.opensAt?.toISOString() ?? null } }));
+    if (json) return printJson([...listed, ...waiting]);
+    for (const m of listed) process.stdout.write(`${m.name}\n`);
+    for (const w of waiting) process.stdout.write(`${w.name} (waiting: ${w.waiting.reasons.join('; ')})\n`);
   }
 }
 
