@@ -17,6 +17,11 @@ describe('`umzug --help` works in a fresh project with no config and no database
       expect(r.stdout, COMMANDS[i]).to.match(new RegExp(`usage: umzug ${COMMANDS[i]}`));
       expect(r.stderr + r.stdout, COMMANDS[i]).to.not.match(/: error:|sprintf|Error:/);
     });
+    // A usage error (unknown flag or command) is exit code 2, as for a missing database.
+    for (const bad of [['up', '--nope'], ['bogus']]) {
+      const r = await p.run(bad, { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' });
+      expect(r.code, `${bad.join(' ')}: ${r.stderr}`).to.equal(2);
+    }
     const status = await p.run(['status'], { DATABASE_URL: undefined });
     expect(status.code).to.equal(2);
     expect(status.stderr).to.match(/neither --database-url nor DATABASE_URL is set/);

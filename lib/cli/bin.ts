@@ -123,6 +123,12 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
   return zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, ...(globals.migrations ? { migrations: globals.migrations } : {}) });
 }
 
+/** 0, or the parser's own code (2 for a usage error: an unknown command or flag), else 1. See the README's exit codes. */
+function failureCode(ok: boolean): number {
+  if (ok) return 0;
+  return typeof process.exitCode === 'number' && process.exitCode !== 0 ? process.exitCode : 1;
+}
+
 function wantsHelp(argv: readonly string[]): boolean {
   return argv.length === 0 || argv.includes('--help') || argv.includes('-h');
 }
@@ -149,7 +155,7 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
     umzug = await loadUmzug(globals);
   } catch (e) {
     // Help describes the commands; it needs no project and no database.
-    if (wantsHelp(rest)) return (await zeroDowntimeCli(offlineProject((e as Error).message)).execute(rest)) ? 0 : 1;
+    if (wantsHelp(rest)) return failureCode(await zeroDowntimeCli(offlineProject((e as Error).message)).execute(rest));
     process.stderr.write(`umzug: ${(e as Error).message}\n`);
     return 2;
   }
@@ -164,8 +170,7 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
       }
       process.stderr.write(`umzug: Prometheus metrics on ${metrics.url}\n`);
     }
-    const ok = await umzug.runAsCLI(rest);
-    return ok ? 0 : 1;
+    return failureCode(await umzug.runAsCLI(rest));
   } finally {
     await metrics?.close();
     await umzug.close();
