@@ -17,6 +17,14 @@ describe('`umzug --help` works in a fresh project with no config and no database
       expect(r.stdout, COMMANDS[i]).to.match(new RegExp(`usage: umzug ${COMMANDS[i]}`));
       expect(r.stderr + r.stdout, COMMANDS[i]).to.not.match(/: error:|sprintf|Error:/);
     });
+    // `create --template X --help` lists that template's parameters only; `create --list` every template.
+    const addIndex = await p.run(['create', '--template', 'add-index', '--help'], { DATABASE_URL: undefined });
+    expect(addIndex.code, addIndex.stderr).to.equal(0);
+    expect(addIndex.stdout).to.match(/--table VALUE\s+required/).and.to.match(/--columns VALUE\[,VALUE…\]\s+required/).and.to.match(/--unique\s+optional/);
+    expect(addIndex.stdout).to.not.match(/--from|--drop-sources/);
+    const list = await p.run(['create', '--list'], { DATABASE_URL: undefined });
+    expect(list.code, list.stderr).to.equal(0);
+    for (const t of ['add-column', 'rename-column', 'change-type', 'merge-tables', 'sql']) expect(list.stdout).to.match(new RegExp(`^  ${t}\\b`, 'm'));
     // A usage error (unknown flag or command) is exit code 2, as for a missing database.
     for (const bad of [['up', '--nope'], ['bogus']]) {
       const r = await p.run(bad, { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' });

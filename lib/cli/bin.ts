@@ -149,7 +149,27 @@ async function main(): Promise<number> {
   return wantsJson(rest) ? withJsonStdout(() => run(globals, rest)) : run(globals, rest);
 }
 
+/** `create --list` and `create --template NAME --help`: about the templates, so answered before any project loads. */
+async function templateInfo(argv: readonly string[]): Promise<string | null> {
+  if (argv[0] !== 'create') return null;
+  const t = argv.indexOf('--template');
+  const template = t >= 0 ? argv[t + 1] : undefined;
+  if (!argv.includes('--list') && !(template && (argv.includes('--help') || argv.includes('-h')))) return null;
+  const { formatTemplateHelp, formatTemplateList } = await import('../ops/create.js');
+  return argv.includes('--list') ? formatTemplateList() : formatTemplateHelp(template!);
+}
+
 async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
+  try {
+    const info = await templateInfo(rest);
+    if (info !== null) {
+      process.stdout.write(info + '\n');
+      return 0;
+    }
+  } catch (e) {
+    process.stderr.write(`umzug: ${(e as Error).message}\n`);
+    return 2;
+  }
   let umzug: ZeroDowntimeUmzug;
   try {
     umzug = await loadUmzug(globals);

@@ -447,3 +447,39 @@ export function allFlags(): Map<string, { kind: 'flag' | 'list'; descriptions: s
  * Umzug's own `create`, plus `--template <kind>` and the template's parameters. Umzug's flags (--name, --prefix,
  * --folder, --skip-verify …) and its checks (ordering, the file showing up in `pending`) are kept as they are.
  */
+
+// ---- describing the templates (no project, no database) -------------------------------------------------------------
+
+/** `create --list`: every template, the change it writes and what it is for. */
+export function formatTemplateList(): string {
+  const rows = [...loadTemplates()].map(([name, s]) => `  ${name.padEnd(16)} ${s['x-change']}() — ${s.description}`);
+  return `Templates for \`umzug create --name NAME --template <template> …\` (\`--template <template> --help\` lists its parameters):\n${rows.join('\n')}`;
+}
+
+/** `create --template NAME --help`: that template's parameters only, with whether each is required and an example. */
+export function formatTemplateHelp(name: string): string {
+  const schema = loadTemplates().get(name);
+  if (!schema) throw new TemplateError(`unknown template "${name}" (known: ${[...loadTemplates().keys()].join(', ')})`);
+  const lines = [`usage: umzug create --name NAME --template ${name} [parameters] [--draft] [--json]`, '', `${schema['x-change']}(): ${schema.description}`];
+  for (const n of schema['x-notes'] ?? []) lines.push(`  ${n}`);
+  lines.push('', 'Parameters:');
+  for (const f of templateFlags(schema)) {
+    const required = isRequired(schema, f.path);
+    const node = nodeAt(schema, f.path);
+    const shape = f.kind === 'boolean' ? '' : f.kind === 'array' ? ' VALUE[,VALUE…]' : f.kind === 'record' ? ' KEY=VALUE …' : ' VALUE';
+    const example = node?.default !== undefined ? ` (e.g. ${Array.isArray(node.default) ? node.default.join(',') : String(node.default)})` : '';
+    lines.push(`  ${`${f.flag}${shape}`.padEnd(32)} ${required ? 'required' : 'optional'}: ${f.description}${example}`);
+  }
+  lines.push('', `  ${'--params JSON'.padEnd(32)} optional: the options as a JSON object (flags override its keys)`);
+  lines.push(`  ${'--draft'.padEnd(32)} optional: write missing required parameters as TODO placeholders in a draft that \`up\` refuses to run`);
+  return lines.join('\n');
+}
+
+function isRequired(schema: TemplateSchema, p: readonly string[]): boolean {
+  let node: SchemaNode | undefined = { properties: schema.properties, required: (schema as { required?: string[] }).required ?? [] } as SchemaNode;
+  for (const part of p) {
+    if (!((node as { required?: readonly string[] } | undefined)?.required ?? []).includes(part)) return false;
+    node = node?.properties?.[part];
+  }
+  return true;
+}
