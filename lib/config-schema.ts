@@ -91,6 +91,17 @@ export const CONFIG_SCHEMA = {
         clientOptions: { type: 'object', description: 'extra MongoClient options' },
       },
     },
+    knexHistory: {
+      description: 'a Knex project\'s migrations table, read and kept as part of the history: { tableName?, schemaName? } (default knex_migrations), or false',
+      anyOf: [
+        { const: false },
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: { tableName: { type: 'string', minLength: 1, maxLength: 63 }, schemaName: { type: 'string', minLength: 1, maxLength: 63 } },
+        },
+      ],
+    },
     plainMigrations: { enum: ['umzug', 'knex'], description: 'how plain migration files are called: umzug ({ name, path, context }) or knex (the Knex instance); default umzug' },
     logger: {
       description: 'Umzug-style logger with info, warn, error, debug; null for silence; default console',

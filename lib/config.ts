@@ -14,6 +14,7 @@ import type { MongoConnectionConfig } from './mongo/driver.js';
 import { CONFIG_SCHEMA, validateConfig } from './config-schema.js';
 import { knexConnectionProblem } from './db/connection-check.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
+import type { KnexHistoryTable } from './postgres/knex-history.js';
 
 export type Duration = string | number;
 
@@ -73,6 +74,13 @@ export interface ZeroDowntimeConfig {
    * `knex` passes the Knex instance, as knex's own migrator does.
    */
   readonly plainMigrations?: 'umzug' | 'knex';
+  /**
+   * Keep a Knex project's own history (`knex_migrations`) as part of ours: files it records count as executed, and
+   * every plain file `up` runs (and each typed file's expand) is recorded there too, in one batch per command, so
+   * `knex migrate:*` and `umzug` agree at every point. Set from the knexfile when the bin finds one; `false` (default
+   * otherwise) ignores it.
+   */
+  readonly knexHistory?: false | { readonly tableName?: string; readonly schemaName?: string };
   /** Umzug-style logger; default console. Pass null for silence. */
   readonly logger?: ZeroDowntimeLogger | null;
   /** Folder `create` writes to when no migration exists yet. Default `migrations`. */
@@ -103,6 +111,7 @@ export interface ResolvedConfig {
   readonly pooling: 'auto' | PoolingMode;
   readonly backfill: BackfillOptions;
   readonly plainMigrations: 'umzug' | 'knex';
+  readonly knexHistory: KnexHistoryTable | null;
   readonly createFolder: string;
   readonly monitor: MonitorSettings;
 }
@@ -189,6 +198,7 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     pooling: config.pooling ?? 'auto',
     backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
+    knexHistory: config.knexHistory ? { table: config.knexHistory.tableName ?? 'knex_migrations', schema: config.knexHistory.schemaName ?? null } : null,
     createFolder: config.createFolder ?? globBase(list[0]!) ?? 'migrations',
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };

@@ -65,6 +65,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       lock: config.lock,
       backfill: config.backfill,
       verifyChunkSize: 10_000,
+      knexHistory: config.knexHistory,
       ...(input.onEvent ? { onEvent: input.onEvent } : {}),
     });
     const self: { ref?: ZeroDowntimeUmzug } = {};

@@ -27,7 +27,15 @@ async function importDefault(file: string): Promise<unknown> {
  * The project's knexfile, as the knex CLI reads it: one config, or one per environment picked by NODE_ENV
  * (default development); a function is called. Its migrations.directory becomes our migrations glob.
  */
-async function knexfileConfig(cwd: string): Promise<{ file: string; knex: Record<string, unknown>; migrations?: string } | null> {
+interface Knexfile {
+  readonly file: string;
+  readonly knex: Record<string, unknown>;
+  readonly migrations?: string;
+  /** What a knexfile implies: its migrations are Knex-style files, and its migrations table is the history. */
+  readonly implied: Pick<ZeroDowntimeConfig, 'plainMigrations' | 'knexHistory'>;
+}
+
+async function knexfileConfig(cwd: string): Promise<Knexfile | null> {
   const file = KNEXFILE_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
   if (!file) return null;
   let config = await importDefault(file);
@@ -42,9 +50,16 @@ async function knexfileConfig(cwd: string): Promise<{ file: string; knex: Record
     }
     knex = picked as Record<string, unknown>;
   }
-  const dir = (knex.migrations as { directory?: unknown } | undefined)?.directory;
+  const own = (knex.migrations ?? {}) as { directory?: unknown; tableName?: unknown; schemaName?: unknown };
   const { migrations: _knexOwn, seeds: _seeds, ...rest } = knex;
-  return { file, knex: rest, ...(typeof dir === 'string' ? { migrations: `${dir.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` } : {}) };
+  const implied: Knexfile['implied'] = {
+    plainMigrations: 'knex',
+    knexHistory: {
+      ...(typeof own.tableName === 'string' ? { tableName: own.tableName } : {}),
+      ...(typeof own.schemaName === 'string' ? { schemaName: own.schemaName } : {}),
+    },
+  };
+  return { file, knex: rest, implied, ...(typeof own.directory === 'string' ? { migrations: `${own.directory.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` } : {}) };
 }
 
 /**
@@ -102,7 +117,10 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
     const config = exported as ZeroDowntimeConfig;
     // A config without `knex` reuses the project's knexfile.
     const knex = globals.databaseUrl ? { client: 'pg', connection: globals.databaseUrl } : (config.knex ?? knexfile?.knex);
+    // A config that leans on the knexfile for its connection is a Knex project: its files and history, unless it says otherwise.
+    const fromKnexfile = !config.knex && knexfile ? knexfile.implied : {};
     return zeroDowntime({
+      ...fromKnexfile,
       ...config,
       ...(knex ? { knex: knex as ZeroDowntimeConfig['knex'] } : {}),
       ...(globals.migrations ? { migrations: globals.migrations } : !config.migrations && knexfile?.migrations ? { migrations: knexfile.migrations } : {}),
@@ -115,7 +133,11 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
     if (problem) throw new Error(problem);
   }
   if (knexfile && !url) {
-    return zeroDowntime({ knex: knexfile.knex as ZeroDowntimeConfig['knex'], ...((globals.migrations ?? knexfile.migrations) ? { migrations: (globals.migrations ?? knexfile.migrations)! } : {}) });
+    return zeroDowntime({
+      knex: knexfile.knex as ZeroDowntimeConfig['knex'],
+      ...knexfile.implied,
+      ...((globals.migrations ?? knexfile.migrations) ? { migrations: (globals.migrations ?? knexfile.migrations)! } : {}),
+    });
   }
   if (url === undefined) {
     throw new Error(`no ${CONFIG_NAMES.join(' / ')} or ${KNEXFILE_NAMES.join(' / ')} in ${cwd}, and neither --database-url nor DATABASE_URL is set: nothing to connect to.`);

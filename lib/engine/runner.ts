@@ -8,6 +8,7 @@ import { verifyConsistency, type VerifyResult } from '../verify/consistency.js';
 import type { Db } from '../db/db.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './executor.js';
 import { StateStore, type PhaseName } from './state.js';
+import type { KnexHistoryTable } from '../postgres/knex-history.js';
 import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './preflight.js';
 import { VerificationFailedError, ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 
@@ -51,6 +52,8 @@ export interface EngineOptions {
   readonly lock: LockSafetyOptions;
   readonly backfill: BackfillOptions;
   readonly verifyChunkSize: number;
+  /** A Knex project's migrations table, kept as part of the history (see StateStore). */
+  readonly knexHistory?: KnexHistoryTable | null;
   readonly onEvent?: (e: EngineEvent) => void;
   readonly signal?: AbortSignal;
 }
@@ -181,7 +184,7 @@ export class Engine {
     readonly db: Db,
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
   ) {
-    this.state = new StateStore(db, options.stateSchema);
+    this.state = new StateStore(db, options.stateSchema, options.knexHistory ?? null);
     this.ctx = { defaultSchema: options.defaultSchema, stateSchema: options.stateSchema };
     if (options.onEvent) this.listeners.add(options.onEvent);
   }

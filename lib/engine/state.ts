@@ -3,6 +3,7 @@ import { ident } from '../postgres/identifiers.js';
 import type { CatalogSnapshot } from '../postgres/catalog.js';
 import { leaseTableSql } from './lease.js';
 import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
+import { createKnexHistorySql, knexName, knexTable, mergedHistorySql, recordKnexMigrationSql, removeKnexMigrationSql, type KnexHistoryTable } from '../postgres/knex-history.js';
 
 export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
 
@@ -42,6 +43,8 @@ export class StateStore {
   constructor(
     private readonly db: Db,
     readonly schema: string,
+    /** A Knex project's own history, read and kept beside ours, so `knex migrate:*` and `umzug` agree at every point. */
+    private readonly knexHistory: KnexHistoryTable | null = null,
   ) {
     this.s = ident(schema);
   }
@@ -96,19 +99,48 @@ export class StateStore {
   // ---- Umzug storage -------------------------------------------------------------------------------------------
 
   async executedNames(): Promise<string[]> {
-    if (!(await this.readable())) return [];
-    const r = await this.db.query<{ name: string }>(`SELECT name FROM ${this.table('migrations')} ORDER BY seq`);
+    const ours = await this.readable();
+    const knex = await this.knexReadable();
+    if (!ours && !knex) return [];
+    const sql = !knex
+      ? `SELECT name FROM ${this.table('migrations')} ORDER BY seq`
+      : !ours
+        ? `SELECT name FROM ${knexTable(this.knexHistory!)} ORDER BY id`
+        : mergedHistorySql(this.table('migrations'), this.knexHistory!);
+    const r = await this.db.query<{ name: string }>(sql);
     return r.rows.map((x) => x.name);
   }
 
   async logMigration(name: string): Promise<void> {
     await this.ensure();
     await this.db.write(`INSERT INTO ${this.table('migrations')} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
+    const file = this.knexHistory ? knexName(name) : null;
+    if (!file) return;
+    if (!(await this.knexReadable())) {
+      for (const text of createKnexHistorySql(this.knexHistory!)) await this.db.write(text);
+      this.knexExists = true;
+    }
+    // One batch per command, as `knex migrate:latest` writes: `knex migrate:rollback` then undoes this whole run.
+    const r = await this.db.write<{ batch: number }>(recordKnexMigrationSql(this.knexHistory!), [file, this.knexBatch]);
+    this.knexBatch ??= r.rows[0]?.batch ?? null;
+  }
+
+  private knexExists = false;
+  private knexBatch: number | null = null;
+
+  private async knexReadable(): Promise<boolean> {
+    if (!this.knexHistory) return false;
+    if (this.knexExists) return true;
+    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [knexTable(this.knexHistory)]);
+    this.knexExists = !!r.rows[0]?.t;
+    return this.knexExists;
   }
 
   async unlogMigration(name: string): Promise<void> {
     await this.ensure();
     await this.db.write(`DELETE FROM ${this.table('migrations')} WHERE name = $1`, [name]);
+    const file = this.knexHistory ? knexName(name) : null;
+    if (file && (await this.knexReadable())) await this.db.write(removeKnexMigrationSql(this.knexHistory!), [file]);
   }
 
   /** Migrations with recorded changes that are not logged as executed: expands that failed or were stopped midway. */
