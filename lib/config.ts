@@ -10,7 +10,7 @@ import type { EngineEvent } from './engine/runner.js';
 import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js';
 import type { MonitorSettings } from './monitor/monitor.js';
 import type { ThresholdsConfig } from './monitor/thresholds.js';
-import type { MongoConnectionConfig } from './mongo/driver.js';
+import type { MongoConnectionConfig } from './mongo/connection.js';
 import { CONFIG_SCHEMA, validateConfig } from './config-schema.js';
 import { knexConnectionProblem } from './db/connection-check.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';

@@ -34,7 +34,7 @@ export { mergeTables, type MergeTablesOptions } from './changes/merge-tables.js'
 export { mongoToPostgres, type MongoToPostgresOptions } from './changes/mongo-to-postgres.js';
 export type { MongoColumnOptions, MongoVerifyOptions, MongoMove, MongoDocument } from './mongo/move.js';
 export type { MongoColumnType, MongoKeyType } from './mongo/column-types.js';
-export type { MongoConnectionConfig } from './mongo/driver.js';
+export type { MongoConnectionConfig } from './mongo/connection.js';
 export type { TaskContext, TaskRunner, TaskProgress } from './engine/runner.js';
 export type { TaskSpec } from './migration.js';
 export { zeroDowntime, ZeroDowntimeUmzug, type ZeroDowntimeContext } from './zero-downtime.js';

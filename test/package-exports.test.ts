@@ -83,6 +83,22 @@ describe('the published package: publint and arethetypeswrong, subpath entries, 
     expect(r.stdout).to.match(/001\.plain\.ts/);
   });
 
+  it('the root types never name the optional mongodb package (a project without it type-checks with skipLibCheck off)', async () => {
+    const { readFileSync, existsSync } = await import('node:fs');
+    const seen = new Set<string>();
+    const offenders: string[] = [];
+    const walk = (file: string) => {
+      if (seen.has(file) || !existsSync(file)) return;
+      seen.add(file);
+      const text = readFileSync(file, 'utf8');
+      if (/from ['"]mongodb['"]|import\(['"]mongodb['"]\)/.test(text)) offenders.push(path.relative(root, file));
+      for (const m of text.matchAll(/from ['"](\.{1,2}\/[^'"]+)\.js['"]/g)) walk(path.resolve(path.dirname(file), `${m[1]}.d.ts`));
+    };
+    walk(path.join(root, 'dist/esm/index.d.ts'));
+    expect(seen.size).to.be.greaterThan(20);
+    expect(offenders).to.deep.equal([]);
+  });
+
   it('/flags loads without Umzug, the engine, ajv, prom-client or OpenFeature', async () => {
     // Which modules a process loads: the package's own dist files and the packages it reaches.
     const script = `

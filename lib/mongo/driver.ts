@@ -1,4 +1,5 @@
 import type * as MongoDriver from 'mongodb';
+import type { MongoConnectionConfig } from './connection.js';
 
 export type MongoModule = typeof MongoDriver;
 
@@ -18,14 +19,6 @@ export function loadMongoDriver(): Promise<MongoModule> {
   return loading;
 }
 
-/** Where the move's collection lives, from the `mongo` config. */
-export interface MongoConnectionConfig {
-  readonly url: string;
-  /** Default database for collections named without one; default: the database in the URL. */
-  readonly database?: string;
-  /** Extra MongoClient options (useBigInt64 is always on: Int64 values must not be rounded). */
-  readonly clientOptions?: Readonly<Record<string, unknown>>;
-}
 
 export async function connectMongo(config: MongoConnectionConfig): Promise<MongoDriver.MongoClient> {
   const driver = await loadMongoDriver();

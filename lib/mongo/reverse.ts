@@ -5,7 +5,8 @@ import { reversePageSql, reverseRowSql, tombstoneNextSql } from '../postgres/mon
 import { bsonKind, describeBson } from './bson.js';
 import { convert, type MongoColumnType } from './column-types.js';
 import { isTransientMongoError, type MongoModule } from './driver.js';
-import { compactJson, fromBson, parseJson, toBson } from './json.js';
+import { compactJson, fromBson, parseJson } from './json.js';
+import { toBson } from './json-to-bson.js';
 import { DocumentMapper } from './mapper.js';
 import { allColumns, DELETED_COLUMN, VERSION_COLUMN, moveId, type MongoDocument, type MongoMove } from './move.js';
 
