@@ -1,21 +1,17 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { cliProject, jsonOut } from './cli-support.js';
-import { openTestDatabase } from './support/pg.js';
+import { useTestDatabase } from './support/pg.js';
 
 describe('`create` never writes a runnable file with invented values', function () {
   this.timeout(120_000);
-  let knex: Knex;
-  let url: string;
-  before(async () => {
-    ({ knex, url } = await openTestDatabase('create_draft'));
+  const t = useTestDatabase('create_draft', async ({ knex }) => {
     await knex.raw(`CREATE TABLE users (id bigint PRIMARY KEY, name text)`);
   });
-  after(() => knex?.destroy());
 
   it('refuses missing required parameters by their flags; --draft writes a draft that `up` refuses until it is filled in', async () => {
+    const { knex, url } = t;
     const p = cliProject('create-draft', { type: 'module' }, url);
     p.write('umzug.config.ts', `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 2 } }, migrations: 'migrations/*.ts', logger: null };\n`);
     p.write('tsconfig.json', '{}');
@@ -40,7 +36,7 @@ describe('`create` never writes a runnable file with invented values', function 
   });
 
   it('with no migration yet, the file gets the extension the migrations glob asks for (README config, no tsconfig)', async () => {
-    const p = cliProject('create-ext', { type: 'module' }, url);
+    const p = cliProject('create-ext', { type: 'module' }, t.url);
     p.write('umzug.config.mjs', `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 2 } }, migrations: 'migrations/*.ts', logger: null };\n`);
     const r = await p.run(['create', '--name', 'users-rename', '--template', 'rename-column', '--table', 'users', '--from', 'name', '--to', 'full_name', '--json']);
     expect(r.code, r.stderr).to.equal(0);

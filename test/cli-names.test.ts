@@ -1,22 +1,18 @@
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
-import { openTestDatabase, silentLogger } from './support/pg.js';
+import { silentLogger, useTestDatabase } from './support/pg.js';
 import { renameProject } from './support/project.js';
 import { spawnBin, jsonOut } from './cli-support.js';
 
 describe('`up --name` / `down --name` / `--to` take a typed file as written, without its :expand/:contract suffix', function () {
   this.timeout(120_000);
-  let knex: Knex;
-  let url: string;
-  before(async () => {
-    ({ knex, url } = await openTestDatabase('cli_names'));
+  const t = useTestDatabase('cli_names', async ({ knex }) => {
     await knex.raw(`CREATE TABLE items (id bigint PRIMARY KEY, title text)`);
     await knex.raw(`INSERT INTO items SELECT g, 't' || g FROM generate_series(1, 500) g`);
   });
-  after(() => knex?.destroy());
 
   it('runs the file’s pending phase up, its newest applied phase down, and `down --to` the whole file', async () => {
+    const { knex, url } = t;
     const p = renameProject('names', { file: '001.items-name.ts', table: 'items', from: 'title', to: 'name' });
     p.write('002.other.ts', `import { defineMigration, addColumn } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addColumn({ table: 'items', column: { name: 'note', type: 'text' } })] });\n`);
     const umzug = zeroDowntime({ knex, cwd: p.dir, contract: { after: 0 }, logger: silentLogger, backfill: { canary: false } });

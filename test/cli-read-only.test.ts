@@ -1,24 +1,19 @@
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { cliProject, jsonOut } from './cli-support.js';
-import { openTestDatabase } from './support/pg.js';
+import { useTestDatabase } from './support/pg.js';
 
 describe('read-only commands create nothing on a database the tool never ran on', function () {
   this.timeout(180_000);
-  let knex: Knex;
-  let url: string;
-  before(async () => {
-    ({ knex, url } = await openTestDatabase('read_only'));
+  const t = useTestDatabase('read_only', async ({ knex }) => {
     await knex.raw(`CREATE TABLE users (id bigint PRIMARY KEY, name text)`);
     await knex.raw(`INSERT INTO users SELECT g, 'n' || g FROM generate_series(1, 200) g`);
   });
-  after(() => knex?.destroy());
 
   const schemas = async () =>
-    (await knex.raw<{ rows: { nspname: string }[] }>(`SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1`)).rows.map((r) => r.nspname);
+    (await t.knex.raw<{ rows: { nspname: string }[] }>(`SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1`)).rows.map((r) => r.nspname);
 
   it('pending, executed, status, plan, verify and flag list leave no state schema; up then creates it and works', async () => {
-    const p = cliProject('read-only', { type: 'module' }, url);
+    const p = cliProject('read-only', { type: 'module' }, t.url);
     p.write('migrations/001.rename.ts', `import { defineMigration, renameColumn } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [renameColumn({ table: 'users', from: 'name', to: 'full_name' })] });\n`);
     for (const args of [['pending', '--json'], ['executed', '--json'], ['status', '--json'], ['plan', '--json'], ['verify', '--json'], ['flag', 'list', '--json']]) {
       const r = await p.run(args);

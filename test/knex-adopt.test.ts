@@ -6,21 +6,17 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { cliProject, jsonOut } from './cli-support.js';
-import { openTestDatabase } from './support/pg.js';
+import { useTestDatabase } from './support/pg.js';
 
 const KNEX_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../node_modules/knex/bin/cli.js');
 const run = promisify(execFile);
 
 describe('a Knex project migrated by `knex migrate:latest` is adopted with no hand work; both CLIs agree both ways', function () {
   this.timeout(180_000);
-  let knex: Knex;
-  let url: string;
-  before(async () => {
-    ({ knex, url } = await openTestDatabase('knex_adopt'));
-  });
-  after(() => knex?.destroy());
+  const t = useTestDatabase('knex_adopt');
 
   it('reads knex_migrations as history, records what `umzug up` runs there, and `umzug down` removes it there too', async () => {
+    const { knex, url } = t;
     const p = cliProject('knex-adopt', { type: 'commonjs' }, url);
     // A Knex project has knex and pg installed: Knex's CLI runs the project's own knex.
     for (const dep of ['knex', 'pg']) symlinkSync(path.resolve(path.dirname(KNEX_CLI), '../../', dep), path.join(p.dir, 'node_modules', dep));

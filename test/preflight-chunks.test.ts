@@ -1,21 +1,15 @@
 import { expect } from 'chai';
-import type { Knex } from 'knex';
-import type { Db } from '../lib/db/db.js';
 import { runPreflight } from '../lib/engine/preflight.js';
 import type { PreflightCheck } from '../lib/migration.js';
-import { openTestDatabase } from './support/pg.js';
+import { useTestDatabase } from './support/pg.js';
 
 describe('preflight: read in page ranges, one short statement each', function () {
   this.timeout(60_000);
-  let knex: Knex;
-  let db: Db;
-  before(async () => {
-    ({ knex, db } = await openTestDatabase('preflight_chunks'));
+  const t = useTestDatabase('preflight_chunks', async ({ knex }) => {
     await knex.raw(`CREATE TABLE "p; drop table x" (id int PRIMARY KEY, code text, pad text)`);
     // 20 000 rows, every 1000th not a number: the failing rows lie in many page ranges.
     await knex.raw(`INSERT INTO "p; drop table x" SELECT g, CASE WHEN g % 1000 = 0 THEN 'x' || g ELSE g::text END, repeat('p', 80) FROM generate_series(1, 20000) g`);
   });
-  after(() => knex?.destroy());
 
   const table = { schema: 'public', name: 'p; drop table x' };
   const keys = [{ name: 'id', type: 'integer' }];
@@ -23,6 +17,7 @@ describe('preflight: read in page ranges, one short statement each', function ()
 
   it('counts every failing row across all ranges and keeps five samples, each range its own statement', async () => {
     const ranges: [number, number | null][] = [];
+    const { knex, db } = t;
     const r = await runPreflight(db, check(`CAST(code AS integer)`), keys, { chunkPages: 16, onChunk: (f, t) => ranges.push([f, t]) });
     expect(r.failing).to.equal(20);
     expect(r.samples).to.have.length(5);
@@ -37,6 +32,7 @@ describe('preflight: read in page ranges, one short statement each', function ()
   });
 
   it('a clean table passes; a `where` limits the rows; an expression that cannot run is raised as it is', async () => {
+    const { db } = t;
     expect((await runPreflight(db, check(`length(code)`), keys, { chunkPages: 16 })).failing).to.equal(0);
     expect((await runPreflight(db, check(`CAST(code AS integer)`, `id <= 5000`), keys, { chunkPages: 16 })).failing).to.equal(5);
     // An expression that cannot run at all fails even on a range with no row to evaluate: that error is raised as it is.

@@ -59,6 +59,20 @@ export async function openTestDatabase(name: string, poolMax?: number): Promise<
   return { url, knex, db: new Db(knex) };
 }
 
+/**
+ * For the enclosing describe(): a fresh database of its own (openTestDatabase) before its tests, `setup` run on it,
+ * its pool closed after. The returned object's fields are set once that before hook has run.
+ */
+export function useTestDatabase(name: string, setup?: (t: { url: string; knex: Knex; db: Db }) => Promise<void>): { url: string; knex: Knex; db: Db } {
+  const t = {} as { url: string; knex: Knex; db: Db };
+  before(async () => {
+    Object.assign(t, await openTestDatabase(name));
+    await setup?.(t);
+  });
+  after(() => t.knex?.destroy());
+  return t;
+}
+
 export async function pgClient(url: string, applicationName = 'zdt-test'): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url, application_name: applicationName });
   await c.connect();
