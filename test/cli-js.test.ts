@@ -45,12 +45,13 @@ describe('the `umzug` bin in a CommonJS JavaScript project with a knexfile: crea
     expect(body).to.include(`const { defineMigration, addCheck } = require('umzug-zero-downtime');`);
     expect(body).to.include('module.exports = defineMigration({').and.include('check: `price >= 0`');
     expect(files[1]).to.match(/notes-table\.js$/);
-    expect(readFileSync(path.join(p.dir, 'db/migrations', files[1]!), 'utf8')).to.include('exports.up = async params => {};');
+    // A knexfile project's plain files are Knex's shape: `create` writes them so.
+    expect(readFileSync(path.join(p.dir, 'db/migrations', files[1]!), 'utf8')).to.include('exports.up = async (knex) => {');
     // Give the plain migration a real, correct up and down.
     p.write(
       `db/migrations/${files[1]}`,
-      `exports.up = async ({ context }) => { await context.knex.raw('CREATE TABLE notes (id int PRIMARY KEY, body text)'); };
-exports.down = async ({ context }) => { await context.knex.raw('DROP TABLE notes'); };
+      `exports.up = async (knex) => { await knex.raw('CREATE TABLE notes (id int PRIMARY KEY, body text)'); };
+exports.down = async (knex) => { await knex.raw('DROP TABLE notes'); };
 `,
     );
     const pending = jsonOut<{ name: string }[]>(await p.run(['pending', '--json']));

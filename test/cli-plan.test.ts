@@ -124,12 +124,11 @@ export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM or
     }
   });
 
-  it('after up, plans only the contract, with the reasons its gate is closed', async () => {
+  it('after up, plans only the contract; one with nothing to do (check, index, sql) has its gate open, no window', async () => {
     await umzug.up();
     const plan = await buildPlan(umzug);
     expect(plan.phases.map((p) => p.phase)).to.deep.equal(['contract']);
-    expect(plan.phases[0]!.gate!.open).to.equal(false);
-    expect(plan.phases[0]!.gate!.reasons.join(' ')).to.match(/safety window/);
+    expect(plan.phases[0]!.gate).to.deep.include({ open: true, reasons: [] });
     await umzug.down();
   });
 });

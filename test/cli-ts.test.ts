@@ -76,7 +76,7 @@ export default config;
     expect(wrongFlag.stderr).to.match(/--on-delete is not a parameter of template "add-index"/);
     const injected = await p.run(['create', '--name', 'col', '--template', 'add-column', '--column', 'x', '--type', 'int; drop table users']);
     expect(injected.stderr).to.match(/--type \(column\.type\) must match pattern/);
-    const byConstructor = await p.run(['create', '--name', 'col', '--template', 'add-column', '--column', 'x', '--type', 'int', '--not-null']);
+    const byConstructor = await p.run(['create', '--name', 'col', '--template', 'add-column', '--table', 'users', '--column', 'x', '--type', 'int', '--not-null']);
     expect(byConstructor.code).to.equal(1);
     expect(byConstructor.stderr).to.match(/template "add-column": addColumn: .*default/);
     expect(p.files('migrations'), 'nothing written by refused creates').to.deep.equal(before);

@@ -354,6 +354,7 @@ export async function creationTemplate(umzug: Project, filepath: string): Promis
   let file = filepath;
   if (!EXTENSIONS.includes(path.extname(file)) && path.extname(file) !== '.sql') file += await projectExtension(umzug);
   const request = requests.get(umzug);
+  if (!request && umzug.config.plainMigrations === 'knex') return [[file, knexPlainTemplate(formatOf(file))]];
   if (!request) {
     // Public at run time, private in Umzug's typings.
     const plain = (Umzug as unknown as { defaultCreationTemplate(f: string): Array<[string, string]> }).defaultCreationTemplate;
@@ -363,6 +364,14 @@ export async function creationTemplate(umzug: Project, filepath: string): Promis
     return plain(as).map(([, content]) => [file, content] as [string, string]);
   }
   return [[file, renderTemplate(request.template, request.params, formatOf(file), request.placeholders)]];
+}
+
+/** A plain migration in Knex's own shape, for a project whose plain files Knex (and we, knex-style) call with `knex`. */
+function knexPlainTemplate(format: ModuleFormat): string {
+  const body = '  // knex.schema…, or knex.raw(…)\n';
+  if (format === 'cjs') return `/** @param {import('knex').Knex} knex */\nexports.up = async (knex) => {\n${body}};\n\n/** @param {import('knex').Knex} knex */\nexports.down = async (knex) => {\n${body}};\n`;
+  if (format === 'esm') return `/** @param {import('knex').Knex} knex */\nexport const up = async (knex) => {\n${body}};\n\n/** @param {import('knex').Knex} knex */\nexport const down = async (knex) => {\n${body}};\n`;
+  return `import type { Knex } from 'knex';\n\nexport const up = async (knex: Knex): Promise<void> => {\n${body}};\n\nexport const down = async (knex: Knex): Promise<void> => {\n${body}};\n`;
 }
 
 /** Checks options with the change's own constructor, so `create` refuses what `up` would refuse. */

@@ -59,7 +59,15 @@ async function picture(umzug: Project, withData: boolean, alsoSchemas: readonly 
     // A schema is an object too: one left behind (or dropped) by a migration is a difference even when empty.
     const present = await userSchemas(conn, umzug.config.stateSchema);
     const objects = { ...schema.objects, ...Object.fromEntries(present.map((s) => [`schema ${s}`, 'exists'])) };
-    return { schemas, schema: { objects }, data: withData ? await dataChecksums(conn, present) : {} };
+    const data = withData ? await dataChecksums(conn, present) : {};
+    // A Knex project's migrations table is history, like the state schema: `up` writes it by design.
+    const history = knexHistoryRelations(umzug.config.knexHistory, umzug.config.schema);
+    const mine = (key: string) => history.some((h) => key === h || key.startsWith(`${h}.`) || key.split(' ', 2)[1] === h || key.split(' ', 2)[1]?.startsWith(`${h}.`));
+    return {
+      schemas,
+      schema: { objects: Object.fromEntries(Object.entries(objects).filter(([k]) => !mine(k))) },
+      data: Object.fromEntries(Object.entries(data).filter(([k]) => !mine(k))),
+    };
   });
 }
 
@@ -235,4 +243,12 @@ export function formatRehearsal(r: RehearsalReport): string {
 export class RehearsalFailedError extends ZeroDowntimeError {
   readonly code: ZeroDowntimeErrorCode = 'rehearsal-failed';
   override name = 'RehearsalFailedError';
+}
+
+/** `schema.name` of a Knex history's tables, their sequences and indexes, as the schema snapshot keys them. */
+function knexHistoryRelations(h: Project['config']['knexHistory'], defaultSchema: string): string[] {
+  if (!h) return [];
+  const schema = h.schema ?? defaultSchema;
+  const lock = `${h.table}_lock`;
+  return [h.table, `${h.table}_pkey`, `${h.table}_id_seq`, lock, `${lock}_pkey`, `${lock}_index_seq`].map((n) => `${schema}.${n}`);
 }
