@@ -1,6 +1,6 @@
 import type { Connection, Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
-import type { CatalogSnapshot } from '../postgres/catalog.js';
+import { relationExists, type CatalogSnapshot } from '../postgres/catalog.js';
 import { leaseTableSql } from './lease.js';
 import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
 import { createKnexHistorySql, knexName, knexTable, mergedHistorySql, recordKnexMigrationSql, removeKnexMigrationSql, type KnexHistoryTable } from '../postgres/knex-history.js';
@@ -61,8 +61,7 @@ export class StateStore {
    */
   async readable(): Promise<boolean> {
     if (this.ensured || this.exists) return true;
-    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.table('migrations')]);
-    this.exists = !!r.rows[0]?.t;
+    this.exists = await relationExists(this.db, this.table('migrations'));
     return this.exists;
   }
 
@@ -131,8 +130,7 @@ export class StateStore {
   private async knexReadable(): Promise<boolean> {
     if (!this.knexHistory) return false;
     if (this.knexExists) return true;
-    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [knexTable(this.knexHistory)]);
-    this.knexExists = !!r.rows[0]?.t;
+    this.knexExists = await relationExists(this.db, knexTable(this.knexHistory));
     return this.knexExists;
   }
 

@@ -1,6 +1,7 @@
 import type { Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import { checkFlagName, checkPercent } from './names.js';
+import { relationExists } from '../postgres/catalog.js';
 
 export interface FlagRecord {
   readonly name: string;
@@ -74,8 +75,7 @@ export class FlagStore {
   /** Whether the tables exist, for reads: a read never creates them (a read-only command changes nothing). */
   private async readable(): Promise<boolean> {
     if (this.ensured || this.exists) return true;
-    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.tables.history]);
-    this.exists = !!r.rows[0]?.t;
+    this.exists = await relationExists(this.db, this.tables.history);
     return this.exists;
   }
 

@@ -12,6 +12,7 @@ import { isMongoMove, moveId, targetTable, type MongoDocument, type MongoMove } 
 import { PostgresSink } from './sink.js';
 import { validateMove, type MoveValidation } from './validate.js';
 import { VerificationFailedError } from '../db/errors.js';
+import { relationExists } from '../postgres/catalog.js';
 
 function paramsOf(task: TaskSpec): { move: MongoMove; table: TableName } {
   const { move, table } = task.params as { move?: unknown; table?: TableName };
@@ -187,8 +188,7 @@ async function mongoChangeStatus(engine: Engine, change: Change): Promise<CopySt
   const move = moveOfChange(change);
   if (!move) return null;
   const s = ident(engine.options.stateSchema);
-  const exists = await engine.db.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [`${s}.mongo_backfill`]);
-  if (!exists.rows[0]?.t) return null;
+  if (!(await relationExists(engine.db, `${s}.mongo_backfill`))) return null;
   const id = moveId(targetTable(move, engine.ctx.defaultSchema));
   const r = await engine.db.query<{ read: string; written: string; quarantined: string }>(
     `SELECT coalesce(sum(read), 0)::text AS read, coalesce(sum(written), 0)::text AS written,
@@ -267,8 +267,7 @@ export function registerMongoTasks(engine: Engine, config: MongoConnectionConfig
   engine.registerTaskRunner('mongo-forget', async (task) => {
     const { table } = paramsOf(task);
     const s = ident(engine.options.stateSchema);
-    const exists = await engine.db.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [`${s}.mongo_backfill`]);
-    if (!exists.rows[0]?.t) return;
+    if (!(await relationExists(engine.db, `${s}.mongo_backfill`))) return;
     await engine.db.transaction(async (c) => {
       for (const t of ['mongo_backfill', 'mongo_quarantine', 'mongo_outbox']) await c.query(`DELETE FROM ${s}.${ident(t)} WHERE move = $1`, [moveId(table)]);
     });

@@ -1,6 +1,7 @@
 import type { Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import type { ThresholdName } from './thresholds.js';
+import { relationExists } from '../postgres/catalog.js';
 
 /** What happened because of a breach. */
 export type BreachAction = 'paused' | 'stopped' | 'rolled-back' | 'rollback-failed' | 'reported';
@@ -76,8 +77,7 @@ export class MonitorStore {
   /** Whether the tables exist, for reads: a read never creates them (a read-only command changes nothing). */
   private async readable(): Promise<boolean> {
     if (this.ensured || this.exists) return true;
-    const r = await this.db.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.samples]);
-    this.exists = !!r.rows[0]?.t;
+    this.exists = await relationExists(this.db, this.samples);
     return this.exists;
   }
 

@@ -1,6 +1,7 @@
 import { isTableArchiveKind, registryTable } from '../postgres/archive.js';
 import { qualified } from '../postgres/identifiers.js';
 import type { Project } from './project.js';
+import { relationExists } from '../postgres/catalog.js';
 
 export interface PurgedArchive {
   readonly archive: string;
@@ -33,8 +34,7 @@ export async function purgeArchives(umzug: Project, opts: { readonly olderThanMs
   return umzug.asCommand('purge', async () => {
     const schema = umzug.config.stateSchema;
     const registry = registryTable(schema);
-    const exists = await umzug.db.query<{ r: string | null }>(`SELECT to_regclass($1)::text AS r`, [registry]);
-    if (!exists.rows[0]?.r) return { olderThanMs: opts.olderThanMs, dryRun: opts.dryRun === true, purged: [], kept: 0 };
+    if (!(await relationExists(umzug.db, registry))) return { olderThanMs: opts.olderThanMs, dryRun: opts.dryRun === true, purged: [], kept: 0 };
     const rows = await umzug.db.query<{ archive: string; source_table: string; source_columns: string[]; kind: string; created_at: Date; rows: string | null; old: boolean }>(
       `SELECT archive, source_table, source_columns, kind, created_at, rows::text AS rows,
               created_at < now() - make_interval(secs => $1::float8 / 1000) AS old

@@ -89,6 +89,12 @@ interface ColumnRow {
   referenced_by: string[] | null;
 }
 
+/** Whether a relation exists; `name` as SQL writes it (quoted, schema-qualified where it needs to be). */
+export async function relationExists(conn: Connection, name: string): Promise<boolean> {
+  const r = await conn.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [name]);
+  return !!r.rows[0]?.t;
+}
+
 /** Reads what the engine needs of each table; tables that do not exist are simply absent from the snapshot. */
 export async function readCatalog(conn: Connection, tables: readonly TableName[]): Promise<CatalogSnapshot> {
   const out: Record<string, TableInfo> = {};
