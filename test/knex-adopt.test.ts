@@ -34,6 +34,7 @@ describe('a Knex project migrated by `knex migrate:latest` is adopted with no ha
 
     // umzug sees Knex's history: nothing pending, both files executed, `up` runs nothing.
     expect(jsonOut<unknown[]>(await p.run(['pending', '--json']))).to.deep.equal([]);
+    expect(jsonOut<{ phases: unknown[] }>(await p.run(['plan', '--json'])).phases, 'plan reads the same history').to.deep.equal([]);
     expect(jsonOut<{ name: string }[]>(await p.run(['executed', '--json'])).map((m) => m.name)).to.deep.equal([
       '20240101000000_create_products.js',
       '20240102000000_add_price.js',

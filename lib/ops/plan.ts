@@ -74,14 +74,6 @@ export interface PlanReport {
 
 const SAVEPOINT = 'zd_plan_statement';
 
-async function stateExists(umzug: Project): Promise<boolean> {
-  const r = await umzug.db.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok`, [
-    `${ident(umzug.config.stateSchema)}.migrations`,
-    `${ident(umzug.config.stateSchema)}.steps`,
-  ]);
-  return r.rows[0]?.ok === true;
-}
-
 /**
  * Every statement the pending phases would run, in the order `up` runs them (pending expands and plain migrations,
  * then contracts), each run inside one transaction that is rolled back at the end, with what the server says it did:
@@ -99,8 +91,8 @@ export interface PlanOptions {
 
 export async function buildPlan(umzug: Project, options: PlanOptions = {}): Promise<PlanReport> {
   const entries = await umzug.entries();
-  const haveState = await stateExists(umzug);
-  const executed = new Set(haveState ? await umzug.engine.state.executedNames() : []);
+  // The state store's reads find nothing where its tables do not exist, so the plan creates none.
+  const executed = new Set(await umzug.engine.state.executedNames());
   const pending = entries.filter((e) => !executed.has(e.name));
   const ordered = [...pending.filter((e) => e.phase !== 'contract'), ...pending.filter((e) => e.phase === 'contract')];
   const { engine } = umzug;
@@ -113,7 +105,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
     if (e.phase === 'plain') continue;
     const key = e.name.replace(/:(expand|contract)$/, ':expand');
     for (const i of e.changes.keys()) {
-      const st = haveState ? await engine.state.getChange(key, i) : null;
+      const st = await engine.state.getChange(key, i);
       stored.set(`${e.name}#${i}`, st ? { snapshot: st.snapshot, summary: st.summary, done: await engine.state.doneSteps(key, i, e.phase === 'expand' ? 'expand' : 'contract') } : null);
     }
     if (e.phase === 'contract' && executed.has(key)) gates.set(e.name, await umzug.gate(e));
