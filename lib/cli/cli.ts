@@ -25,8 +25,9 @@ function interruption(e: unknown): Error | null {
 
 /**
  * Umzug's up or down, plus `--json`: the phases it applied or reverted (and for up, the contracts left waiting and
- * why), as one JSON document on stdout, its last line, after the backfills' JSON lines. The logger is muted meanwhile, so stdout holds nothing else. `up` also stops
- * cleanly on SIGINT/SIGTERM: the running backfill ends after its batch, and the exit code is 130.
+ * why), as one JSON document on stdout, its last line, after the backfills' JSON lines. The logger is muted
+ * meanwhile, so stdout holds nothing else. `up` also stops cleanly on SIGINT/SIGTERM: the running backfill ends
+ * after its batch, and the exit code is 130.
  */
 function withJson<T extends new (u: Umzug) => UpAction | DownAction>(Base: T, umzug: CliProject): UpAction | DownAction {
   const Json = class extends (Base as unknown as new (u: Umzug) => UpAction) {
@@ -144,10 +145,10 @@ export class ZeroDowntimeCLI extends CommandLineParser {
   }
 }
 
-/** Umzug's pending/executed, but `--json` prints one line through printJson (Umzug's console.log would go to stderr under the redirect). */
 /**
- * Umzug's `pending` / `executed`, each entry one JSON document with `--json`. `pending` also lists the contracts
- * waiting at their gate (which `up` would skip), each with the reasons and when the gate opens.
+ * Umzug's `pending` / `executed`; `--json` prints one line through printJson (Umzug's console.log would go to stderr
+ * under the redirect). `pending` also lists the contracts waiting at their gate (which `up` would skip), each with
+ * the reasons and when the gate opens.
  */
 class JsonListAction extends ListAction {
   constructor(
@@ -160,8 +161,10 @@ class JsonListAction extends ListAction {
   override async onExecute(): Promise<void> {
     const json = this.getFlagParameter('--json').value;
     const listed = await this.list[this.which]();
-    // Contracts whose expand has run and that wait at their gate; one whose expand is still pending is implied by it.
-    const expanded = this.which === 'pending' ? new Set((await this.list.executed()).map((m) => m.name)) : new Set<string>();
+    // Contracts whose expand has run and that wait at their gate (`pending` just evaluated the gates); one whose
+    // expand is still pending is implied by it. The history is read from the state store: Umzug's executed() would
+    // list and gate every migration again.
+    const expanded = this.which === 'pending' ? new Set(await this.project.engine.state.executedNames()) : new Set<string>();
     const waiting = this.project.lastGated
       .filter((g) => expanded.has(g.name.replace(/:contract$/, ':expand')))
       .map((g) => ({ name: g.name, waiting: { reasons: g.gate.reasons, opensAt: g.gate.opensAt?.toISOString() ?? null } }));
