@@ -5,6 +5,10 @@ import type { CliProject } from '../ops/project.js';
 import { printJson } from './json-output.js';
 import { allFlags, checkWithConstructor, loadTemplates, requireGiven, requests, TemplateError, templateParams } from '../ops/create.js';
 
+/**
+ * Umzug's own `create`, plus `--template <kind>` and the template's parameters. Umzug's flags (--name, --prefix,
+ * --folder, --skip-verify …) and its checks (ordering, the file showing up in `pending`) are kept as they are.
+ */
 export class TemplateCreateAction extends CreateAction {
   private template!: CommandLineChoiceParameter;
   private json!: CommandLineStringParameter;

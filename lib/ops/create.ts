@@ -452,11 +452,6 @@ export function allFlags(): Map<string, { kind: 'flag' | 'list'; descriptions: s
   return out;
 }
 
-/**
- * Umzug's own `create`, plus `--template <kind>` and the template's parameters. Umzug's flags (--name, --prefix,
- * --folder, --skip-verify …) and its checks (ordering, the file showing up in `pending`) are kept as they are.
- */
-
 // ---- describing the templates (no project, no database) -------------------------------------------------------------
 
 /** `create --list`: every template, the change it writes and what it is for. */
