@@ -2,14 +2,17 @@ import type { PreflightCheck } from '../migration.js';
 import type { KeyColumn } from './batch-sql.js';
 import { ident, qualified, dollarQuote } from './identifiers.js';
 
-/** The heap pages [$1, $2) of a table — or [$1, end) when `open` — as a TID range scan qualification (PostgreSQL 14+). */
-function pageRange(open: boolean): string {
-  const from = `ctid >= format('(%s,0)', $1::bigint)::tid`;
-  return open ? from : `${from} AND ctid < format('(%s,0)', $2::bigint)::tid`;
+/**
+ * The heap pages [from, to) of a table, or [from, end) when `to` is null, as a TID range scan qualification
+ * (PostgreSQL 14+). `from` and `to` are SQL: a parameter ($1) or a page number written into a DO block.
+ */
+function pageRange(from: string, to: string | null): string {
+  const lo = `ctid >= format('(%s,0)', ${from}::bigint)::tid`;
+  return to === null ? lo : `${lo} AND ctid < format('(%s,0)', ${to}::bigint)::tid`;
 }
 
-function where(check: PreflightCheck, open: boolean): string {
-  return `WHERE ${pageRange(open)}${check.where ? ` AND (${check.where})` : ''}`;
+function where(check: PreflightCheck, range: string): string {
+  return `WHERE ${range}${check.where ? ` AND (${check.where})` : ''}`;
 }
 
 /**
@@ -17,7 +20,7 @@ function where(check: PreflightCheck, open: boolean): string {
  * statement, its own short snapshot. Parameters: the first page, then the end page unless `open`.
  */
 export function preflightRangeSql(check: PreflightCheck, open: boolean): string {
-  return `SELECT count((${check.expression})) FROM ${qualified(check.table)} ${where(check, open)}`;
+  return `SELECT count((${check.expression})) FROM ${qualified(check.table)} ${where(check, pageRange('$1', open ? null : '$2'))}`;
 }
 
 /**
@@ -29,11 +32,11 @@ export function preflightRangeSql(check: PreflightCheck, open: boolean): string 
 export function preflightRowsSql(check: PreflightCheck, keys: readonly KeyColumn[], fromPage: number, toPage: number | null, samples: number): string {
   const t = qualified(check.table);
   const keyExpr = keys.length > 0 ? `jsonb_build_array(${keys.map((k) => `${ident(k.name)}::text`).join(', ')})` : 'to_jsonb(ctid::text)';
-  const range = `ctid >= '(${Math.trunc(fromPage)},0)'::tid${toPage === null ? '' : ` AND ctid < '(${Math.trunc(toPage)},0)'::tid`}`;
+  const range = pageRange(String(Math.trunc(fromPage)), toPage === null ? null : String(Math.trunc(toPage)));
   const body = `
 DECLARE _zd_r record; _zd_n bigint := 0; _zd_s jsonb := '[]'::jsonb;
 BEGIN
-  FOR _zd_r IN SELECT ctid AS _zd_ctid, ${keyExpr} AS _zd_key FROM ${t} WHERE ${range}${check.where ? ` AND (${check.where})` : ''} LOOP
+  FOR _zd_r IN SELECT ctid AS _zd_ctid, ${keyExpr} AS _zd_key FROM ${t} ${where(check, range)} LOOP
     BEGIN
       PERFORM count((${check.expression})) FROM ${t} WHERE ctid = _zd_r._zd_ctid;
     EXCEPTION WHEN OTHERS THEN
