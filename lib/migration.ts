@@ -89,8 +89,11 @@ export interface MirrorSpec {
   readonly key: readonly string[];
   /** Columns besides the key, the same names on both sides. */
   readonly columns: readonly string[];
-  /** Only walked rows `_zd_s` matching this SQL are upserted (a 1 : 0..1 side keeps no all-NULL rows it lacks). */
-  readonly where?: string;
+  /**
+   * A 1 : 0..1 side (a merge's `b`): a row it lacks is added only when one of `columns` has a value; a row it has
+   * always follows the walked one.
+   */
+  readonly sparse?: boolean;
   /** A setting turned on (transaction-local) for the batch, so sync triggers do not echo its writes back. */
   readonly quietFlag?: string;
 }

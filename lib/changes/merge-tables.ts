@@ -176,7 +176,7 @@ function describeMerge(
         mirror: [
           { into: a, key, columns: sync.aColumns, quietFlag: sync.flag },
           // `b` is 1 : 0..1: a row it lacks is only added when it has a value, a row it has follows `into`.
-          { into: b, key, columns: sync.bColumns, quietFlag: sync.flag, where: `NOT (ROW(${sync.bColumns.map((c) => `_zd_s.${ident(c)}`).join(', ')}) IS NULL) OR EXISTS (SELECT 1 FROM ${qualified(b)} _zd_b WHERE ${key.map((k) => `_zd_b.${ident(k)} = _zd_s.${ident(k)}`).join(' AND ')})` },
+          { into: b, key, columns: sync.bColumns, quietFlag: sync.flag, sparse: true },
         ],
       },
       afterBackfill: [txStep('sync', `sync triggers on ${tableLabel(a)} and ${tableLabel(b)} towards ${tableLabel(into)}`, mergeSyncTriggers(sync, 'to-into'))],

@@ -15,6 +15,8 @@ import { ident, literal, qualified, type TableName, dollarQuote } from './identi
 const list = (cols: readonly string[], prefix = ''): string => cols.map((c) => `${prefix}${ident(c)}`).join(', ');
 const row = (cols: readonly string[], prefix = ''): string => `ROW(${list(cols, prefix)})`;
 const keyEq = (key: readonly string[], left: string, right: string): string => `${row(key, left)} = ${row(key, right)}`;
+/** An upsert's SET from the proposed row. */
+const setExcluded = (cols: readonly string[]): string => cols.map((x) => `${ident(x)} = EXCLUDED.${ident(x)}`).join(', ');
 
 function fnName(t: TableName, fn: string): string {
   return `${ident(t.schema)}.${ident(fn)}`;
@@ -128,7 +130,6 @@ export interface MergeSync {
  */
 export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'from-into' = 'both'): Statement[] {
   const { a, b, into, key, aColumns: ac, bColumns: bc } = m;
-  const set = (cols: readonly string[]) => cols.map((x) => `${ident(x)} = EXCLUDED.${ident(x)}`).join(', ');
   const fromA = guarded(
     m.flag,
     'after',
@@ -141,7 +142,7 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
     IF NOT EXISTS (SELECT 1 FROM ${qualified(into)} _zd_i WHERE ${keyEq(key, '_zd_i.', 'NEW.')} AND ${row(ac, '_zd_i.')} IS NOT DISTINCT FROM ${row(ac, 'NEW.')}) THEN
       INSERT INTO ${qualified(into)} (${list(key)}, ${list(ac)}, ${list(bc)})
         SELECT ${list(key, 'NEW.')}, ${list(ac, 'NEW.')}, ${list(bc, '_zd_j.')} FROM (SELECT 1) _zd_one LEFT JOIN ${qualified(b)} _zd_j ON ${keyEq(key, '_zd_j.', 'NEW.')}
-        ON CONFLICT (${list(key)}) DO UPDATE SET ${set(ac)};
+        ON CONFLICT (${list(key)}) DO UPDATE SET ${setExcluded(ac)};
     END IF;
   END IF;`,
   );
@@ -151,12 +152,12 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
     `  IF TG_OP = 'DELETE' OR ${row(key, 'OLD.')} IS DISTINCT FROM ${row(key, 'NEW.')} THEN
     INSERT INTO ${qualified(into)} (${list(key)}, ${list(ac)}, ${list(bc)})
       SELECT ${list(key, '_zd_s.')}, ${list(ac, '_zd_s.')}, ${bc.map(() => 'NULL').join(', ')} FROM ${qualified(a)} _zd_s WHERE ${keyEq(key, '_zd_s.', 'OLD.')}
-      ON CONFLICT (${list(key)}) DO UPDATE SET ${set(bc)};
+      ON CONFLICT (${list(key)}) DO UPDATE SET ${setExcluded(bc)};
   END IF;
   IF TG_OP <> 'DELETE' AND NOT EXISTS (SELECT 1 FROM ${qualified(into)} _zd_i WHERE ${keyEq(key, '_zd_i.', 'NEW.')} AND ${row(bc, '_zd_i.')} IS NOT DISTINCT FROM ${row(bc, 'NEW.')}) THEN
     INSERT INTO ${qualified(into)} (${list(key)}, ${list(ac)}, ${list(bc)})
       SELECT ${list(key, '_zd_s.')}, ${list(ac, '_zd_s.')}, ${list(bc, 'NEW.')} FROM ${qualified(a)} _zd_s WHERE ${keyEq(key, '_zd_s.', 'NEW.')}
-      ON CONFLICT (${list(key)}) DO UPDATE SET ${set(bc)};
+      ON CONFLICT (${list(key)}) DO UPDATE SET ${setExcluded(bc)};
   END IF;`,
   );
   const back = guarded(
@@ -170,10 +171,10 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
       RAISE EXCEPTION 'mergeTables: the key of % cannot change while % and % are kept in sync; change it in %', ${literal(qualified(into))}, ${literal(qualified(a))}, ${literal(qualified(b))}, ${literal(qualified(a))};
     END IF;
     INSERT INTO ${qualified(a)} AS _zd_t (${list(key)}, ${list(ac)}) VALUES (${list(key, 'NEW.')}, ${list(ac, 'NEW.')})
-      ON CONFLICT (${list(key)}) DO UPDATE SET ${set(ac)} WHERE ${row(ac, '_zd_t.')} IS DISTINCT FROM ${row(ac, 'EXCLUDED.')};
+      ON CONFLICT (${list(key)}) DO UPDATE SET ${setExcluded(ac)} WHERE ${row(ac, '_zd_t.')} IS DISTINCT FROM ${row(ac, 'EXCLUDED.')};
     IF NOT (${row(bc, 'NEW.')} IS NULL) THEN
       INSERT INTO ${qualified(b)} AS _zd_t (${list(key)}, ${list(bc)}) VALUES (${list(key, 'NEW.')}, ${list(bc, 'NEW.')})
-        ON CONFLICT (${list(key)}) DO UPDATE SET ${set(bc)} WHERE ${row(bc, '_zd_t.')} IS DISTINCT FROM ${row(bc, 'EXCLUDED.')};
+        ON CONFLICT (${list(key)}) DO UPDATE SET ${setExcluded(bc)} WHERE ${row(bc, '_zd_t.')} IS DISTINCT FROM ${row(bc, 'EXCLUDED.')};
     ELSE
       UPDATE ${qualified(b)} SET ${bc.map((x) => `${ident(x)} = NULL`).join(', ')} WHERE ${keyEq(key, '', 'NEW.')} AND NOT (${row(bc)} IS NULL);
     END IF;
@@ -186,12 +187,11 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
 
 /**
  * One batch of a mirror backfill over the key range (from, to] of the walked table: each target's rows in the range
- * become the walked rows (those matching the target's `where`), and its rows whose key the walked table no longer has
- * are deleted. Deletes go last target first and upserts first target first, so a target referencing an earlier one
- * by foreign key stays valid. Parameters: the `from` key when hasFrom, then the `to` key when hasTo.
+ * become the walked rows (for a `sparse` target, a missing row only when it has a value), and its rows whose key the
+ * walked table no longer has are deleted. Deletes go last target first and upserts first target first, so a target
+ * referencing an earlier one by foreign key stays valid. Parameters: the `from` key when hasFrom, then the `to` key when hasTo.
  */
 export function mirrorRangeSqls(source: TableName, keys: readonly KeyColumn[], targets: readonly MirrorSpec[], hasFrom: boolean, hasTo: boolean): string[] {
-  const set = (cols: readonly string[]) => cols.map((x) => `${ident(x)} = EXCLUDED.${ident(x)}`).join(', ');
   const order = keys.map((k) => `_zd_s.${ident(k.name)}`).join(', ');
   const deletes = targets.map(
     (m) => `DELETE FROM ${qualified(m.into)} _zd_t WHERE ${rangePredicate(keys, '_zd_t', hasFrom, hasTo)}
@@ -200,8 +200,8 @@ export function mirrorRangeSqls(source: TableName, keys: readonly KeyColumn[], t
   const upserts = targets.map(
     (m) => `INSERT INTO ${qualified(m.into)} AS _zd_t (${list(m.key)}, ${list(m.columns)})
 SELECT ${list(m.key, '_zd_s.')}, ${list(m.columns, '_zd_s.')} FROM ${qualified(source)} _zd_s
- WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)}${m.where ? ` AND (${m.where})` : ''} ORDER BY ${order} FOR SHARE OF _zd_s
-ON CONFLICT (${list(m.key)}) DO UPDATE SET ${set(m.columns)} WHERE ${row(m.columns, '_zd_t.')} IS DISTINCT FROM ${row(m.columns, 'EXCLUDED.')}`,
+ WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)}${m.sparse ? ` AND (NOT (${row(m.columns, '_zd_s.')} IS NULL) OR EXISTS (SELECT 1 FROM ${qualified(m.into)} _zd_b WHERE ${keyEq(m.key, '_zd_b.', '_zd_s.')}))` : ''} ORDER BY ${order} FOR SHARE OF _zd_s
+ON CONFLICT (${list(m.key)}) DO UPDATE SET ${setExcluded(m.columns)} WHERE ${row(m.columns, '_zd_t.')} IS DISTINCT FROM ${row(m.columns, 'EXCLUDED.')}`,
   );
   return [...deletes.reverse(), ...upserts];
 }
