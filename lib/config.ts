@@ -116,7 +116,6 @@ export interface ResolvedConfig {
   readonly monitor: MonitorSettings;
 }
 
-
 /** The folder part of a glob before its first wildcard (`db/migrations/*.ts` → `db/migrations`): where `create` writes. */
 function globBase(glob: string): string | null {
   const parts = glob.split('/');

@@ -151,8 +151,12 @@ function failureCode(ok: boolean): number {
   return typeof process.exitCode === 'number' && process.exitCode !== 0 ? process.exitCode : 1;
 }
 
+function asksHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
+}
+
 function wantsHelp(argv: readonly string[]): boolean {
-  return argv.length === 0 || argv.includes('--help') || argv.includes('-h');
+  return argv.length === 0 || asksHelp(argv);
 }
 
 /** A project for the help pages alone: the commands are defined on it, and any use of it says why it cannot run. */
@@ -176,7 +180,7 @@ async function templateInfo(argv: readonly string[]): Promise<string | null> {
   if (argv[0] !== 'create') return null;
   const t = argv.indexOf('--template');
   const template = t >= 0 ? argv[t + 1] : undefined;
-  if (!argv.includes('--list') && !(template && (argv.includes('--help') || argv.includes('-h')))) return null;
+  if (!argv.includes('--list') && !(template && asksHelp(argv))) return null;
   const { formatTemplateHelp, formatTemplateList } = await import('../ops/create.js');
   return argv.includes('--list') ? formatTemplateList() : formatTemplateHelp(template!);
 }

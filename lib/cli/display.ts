@@ -6,7 +6,6 @@ import type { Engine } from '../engine/runner.js';
 
 export type DisplayMode = 'bar' | 'lines' | 'json';
 
-
 /** A bar only where someone watches: a TTY, and not CI (CI logs keep every redraw as a line). */
 export function chooseDisplayMode(opts: { json: boolean; stream?: NodeJS.WriteStream; env?: NodeJS.ProcessEnv }): DisplayMode {
   if (opts.json) return 'json';

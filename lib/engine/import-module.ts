@@ -23,7 +23,8 @@ export async function importModule(specifier: string): Promise<Record<string, un
 
 /** Node's own type stripping (22.6+ with the flag, 23.6+ by default) loads .ts files without tsx. */
 function nativeTypeScript(): boolean {
-  return (process.features as { typescript?: unknown }).typescript === 'strip' || (process.features as { typescript?: unknown }).typescript === 'transform';
+  const mode = (process.features as { typescript?: unknown }).typescript;
+  return mode === 'strip' || mode === 'transform';
 }
 
 async function registerTypeScript(file: string): Promise<void> {

@@ -148,7 +148,7 @@ export function isUndoableFailure(err: unknown): boolean {
   for (let e: unknown = err; e && typeof e === 'object' && !seen.has(e); e = (e as { cause?: unknown }).cause) {
     seen.add(e);
     const name = (e as { name?: unknown }).name;
-    if (typeof name === 'string' && /Interrupted|Lock|VerifyFailed|VerificationFailed/i.test(name)) return false;
+    if (typeof name === 'string' && /Interrupted|Lock|VerificationFailed/i.test(name)) return false;
     if (isConnectionLost(e)) return false;
     const code = sqlState(e) ?? (e as { code?: unknown }).code;
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {

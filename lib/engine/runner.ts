@@ -660,7 +660,7 @@ export function formatDuration(ms: number): string {
   return `${s}s`;
 }
 
-/** A phase that runs nothing: no step, no backfill, no task. */
+/** A phase that runs nothing: no step (before or after a backfill), no backfill, no task, no verification. */
 export function isEmptyPhase(p: PhasePlan): boolean {
   return p.steps.length === 0 && !p.backfill && (p.afterBackfill?.length ?? 0) === 0 && (p.tasks?.length ?? 0) === 0 && !p.verify;
 }

@@ -62,7 +62,11 @@ async function picture(umzug: Project, withData: boolean, alsoSchemas: readonly 
     const data = withData ? await dataChecksums(conn, present) : {};
     // A Knex project's migrations table is history, like the state schema: `up` writes it by design.
     const history = knexHistoryRelations(umzug.config.knexHistory, umzug.config.schema);
-    const mine = (key: string) => history.some((h) => key === h || key.startsWith(`${h}.`) || key.split(' ', 2)[1] === h || key.split(' ', 2)[1]?.startsWith(`${h}.`));
+    // Object keys are `<kind> <schema>.<name>[.<part>]`, checksum keys `<schema>.<name>`.
+    const mine = (key: string) => {
+      const name = key.slice(key.indexOf(' ') + 1);
+      return history.some((h) => name === h || name.startsWith(`${h}.`));
+    };
     return {
       schemas,
       schema: { objects: Object.fromEntries(Object.entries(objects).filter(([k]) => !mine(k))) },

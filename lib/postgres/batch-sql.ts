@@ -1,4 +1,4 @@
-import type { BackfillJoin } from '../migration.js';
+import type { BackfillJoin, BackfillSpec } from '../migration.js';
 import { ident, qualified, type TableName } from './identifiers.js';
 
 /** A key column with its type as format_type() printed it; values cross the wire as text and are cast back. */
@@ -104,7 +104,7 @@ export function keysetRangeUpdateSql(
   only: 'distinct' | 'null',
   hasFrom: boolean,
   hasTo: boolean,
-  archiveKeys?: { readonly into: TableName; readonly columns: readonly string[] },
+  archiveKeys?: BackfillSpec['archiveKeys'],
 ): string {
   const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(set, only)})`);

@@ -39,7 +39,6 @@ export function createTable(t: TableName, columns: readonly ColumnDef[], primary
   return st(`CREATE TABLE ${qualified(t)} (${[...cols, `PRIMARY KEY (${primaryKey.map(ident).join(', ')})`].join(', ')})`);
 }
 
-
 /**
  * Undo of a table creation: an empty table is dropped; one holding rows (written by the new version) is moved into the
  * state schema as `<archivePrefix>_<time in hex ms>` and registered, so nothing is lost until `umzug purge`.

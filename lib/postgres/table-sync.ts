@@ -22,7 +22,6 @@ function fnName(t: TableName, fn: string): string {
   return `${ident(t.schema)}.${ident(fn)}`;
 }
 
-
 function triggerFunction(schema: string, fn: string, body: string): Statement {
   return { text: `CREATE OR REPLACE FUNCTION ${ident(schema)}.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)}` };
 }
@@ -180,7 +179,12 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
     END IF;
   END IF;`,
   );
-  const toInto = [triggerFunction(a.schema, m.fromA.fn, fromA), triggerFunction(b.schema, m.fromB.fn, fromB), ...createTrigger(a, m.fromA, 'AFTER'), ...createTrigger(b, m.fromB, 'AFTER')];
+  const toInto = [
+    triggerFunction(a.schema, m.fromA.fn, fromA),
+    triggerFunction(b.schema, m.fromB.fn, fromB),
+    ...createTrigger(a, m.fromA, 'AFTER'),
+    ...createTrigger(b, m.fromB, 'AFTER'),
+  ];
   const fromInto = [triggerFunction(into.schema, m.back.fn, back), ...createTrigger(into, m.back, 'BEFORE')];
   return parts === 'both' ? [...toInto, ...fromInto] : parts === 'to-into' ? toInto : fromInto;
 }
