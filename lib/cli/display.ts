@@ -40,6 +40,8 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
   let lastLine = 0;
   // JSON lines on process.stdout go through the real stream: under --json every other write to stdout goes to stderr.
   const write = (s: string) => (mode === 'json' && out === process.stdout ? writeJsonLine(s) : out.write(s + '\n'));
+  const ended = (p: BackfillProgress | null, outcome: string) =>
+    `backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`;
   if (mode === 'json') {
     return {
       start: (l, t) => {
@@ -78,7 +80,7 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
       throttle: (l, e) =>
         write(`backfill ${l}: ${e.state === 'resumed' ? `resumed after ${e.pausedMs ?? 0} ms` : `${e.state}: ${e.reason}`}`),
       note: (m) => write(m),
-      finish: (p, outcome) => write(`backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`),
+      finish: (p, outcome) => write(ended(p, outcome)),
     };
   }
   // cli-progress: bar, percentage, value/total, ETA from a moving average, redraw throttling and clean TTY handling.
@@ -124,7 +126,7 @@ export function createDisplay(mode: DisplayMode, out: NodeJS.WritableStream = pr
       }
       bar?.stop();
       bar = null;
-      write(`backfill ${label}: ${outcome}${p ? `, ${p.rowsDone} rows walked, ${p.rowsUpdated} written in ${p.batches} batches` : ''}`);
+      write(ended(p, outcome));
     },
   };
 }
