@@ -139,7 +139,9 @@ export function keysetRangeJoinUpdateSqls(
   const joinedKeys = keys.map((k) => ({ name: join.on.find((j) => j.column === k.name)?.joined ?? k.name, type: k.type }));
   const archiveRange = keyRange(joinedKeys, hasFrom, hasTo, 1, '_zd_a.');
   const on = join.on.map((j) => `_zd_a.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ');
-  const absent = `NOT EXISTS (SELECT 1 FROM ${a} AS _zd_e WHERE ${join.on.map((j) => `_zd_e.${ident(j.joined)} = ${t}.${ident(j.column)}`).join(' AND ')})`;
+  // The anti-join repeats the range on the archive: without it a merge anti-join reads the archive's key index from
+  // its start on every batch.
+  const absent = `NOT EXISTS (SELECT 1 FROM ${a} AS _zd_e WHERE ${[...join.on.map((j) => `_zd_e.${ident(j.joined)} = ${t}.${ident(j.column)}`), ...keyRange(joinedKeys, hasFrom, hasTo, 1, '_zd_e.')].join(' AND ')})`;
   const changed = `(${changedPredicate(set, only)})`;
   const assignments = set.map((x) => `${ident(x.column)} = (${x.expression})`).join(', ');
   const archived = `UPDATE ${t} SET ${assignments} FROM ${a} AS _zd_a WHERE ${[on, ...range, ...archiveRange, changed].join(' AND ')}`;

@@ -193,20 +193,32 @@ export function mergeSyncTriggers(m: MergeSync, parts: 'both' | 'to-into' | 'fro
  * One batch of a mirror backfill over the key range (from, to] of the walked table: each target's rows in the range
  * become the walked rows (for a `sparse` target, a missing row only when it has a value), and its rows whose key the
  * walked table no longer has are deleted. Deletes go last target first and upserts first target first, so a target
- * referencing an earlier one by foreign key stays valid. Parameters: the `from` key when hasFrom, then the `to` key when hasTo.
+ * referencing an earlier one by foreign key stays valid. A batch compares before it writes: only walked rows whose
+ * target row is missing or different are locked and upserted. An undo mostly finds the rows equal, and an upsert
+ * of every row would lock (and so write) every walked and every target row: 4× the forward copy's time at 1M rows
+ * with the pacer on, where the compare-first form is read-mostly. A row equal at the snapshot needs no lock: a
+ * writer changing it later changes the target through its trigger. Each join repeats the range on its inner
+ * table: without it the planner's merge anti-join reads that table's key index from its start, every batch (at 1M
+ * rows, 227 ms for a 15 000-key range instead of 12 ms: the undo grew with the square of the table). Parameters: the `from` key when hasFrom, then the `to` key when hasTo.
  */
 export function mirrorRangeSqls(source: TableName, keys: readonly KeyColumn[], targets: readonly MirrorSpec[], hasFrom: boolean, hasTo: boolean): string[] {
   const order = keys.map((k) => `_zd_s.${ident(k.name)}`).join(', ');
   const deletes = targets.map(
     (m) => `DELETE FROM ${qualified(m.into)} _zd_t WHERE ${rangePredicate(keys, '_zd_t', hasFrom, hasTo)}
-  AND NOT EXISTS (SELECT 1 FROM ${qualified(source)} _zd_s WHERE ${keyEq(m.key, '_zd_s.', '_zd_t.')})`,
+  AND NOT EXISTS (SELECT 1 FROM ${qualified(source)} _zd_s WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)} AND ${keyEq(m.key, '_zd_s.', '_zd_t.')})`,
   );
-  const upserts = targets.map(
-    (m) => `INSERT INTO ${qualified(m.into)} AS _zd_t (${list(m.key)}, ${list(m.columns)})
+  const upserts = targets.map((m) => {
+    // The target's row in the range, joined: missing (its key NULL) or different means write; a sparse target gets
+    // no row for a walked row without values.
+    const missing = `_zd_e.${ident(m.key[0]!)} IS NULL`;
+    const write = `CASE WHEN ${missing} THEN ${m.sparse ? `NOT (${row(m.columns, '_zd_s.')} IS NULL)` : 'true'} ELSE ${row(m.columns, '_zd_e.')} IS DISTINCT FROM ${row(m.columns, '_zd_s.')} END`;
+    return `INSERT INTO ${qualified(m.into)} AS _zd_t (${list(m.key)}, ${list(m.columns)})
 SELECT ${list(m.key, '_zd_s.')}, ${list(m.columns, '_zd_s.')} FROM ${qualified(source)} _zd_s
- WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)}${m.sparse ? ` AND (NOT (${row(m.columns, '_zd_s.')} IS NULL) OR EXISTS (SELECT 1 FROM ${qualified(m.into)} _zd_b WHERE ${keyEq(m.key, '_zd_b.', '_zd_s.')}))` : ''} ORDER BY ${order} FOR SHARE OF _zd_s
-ON CONFLICT (${list(m.key)}) DO UPDATE SET ${setExcluded(m.columns)} WHERE ${row(m.columns, '_zd_t.')} IS DISTINCT FROM ${row(m.columns, 'EXCLUDED.')}`,
-  );
+  LEFT JOIN ${qualified(m.into)} _zd_e ON ${keyEq(m.key, '_zd_e.', '_zd_s.')} AND ${rangePredicate(keys, '_zd_e', hasFrom, hasTo)}
+ WHERE ${rangePredicate(keys, '_zd_s', hasFrom, hasTo)} AND ${write}
+ ORDER BY ${order} FOR SHARE OF _zd_s
+ON CONFLICT (${list(m.key)}) DO UPDATE SET ${setExcluded(m.columns)} WHERE ${row(m.columns, '_zd_t.')} IS DISTINCT FROM ${row(m.columns, 'EXCLUDED.')}`;
+  });
   return [...deletes.reverse(), ...upserts];
 }
 
@@ -228,7 +240,10 @@ function rangePredicate(keys: readonly KeyColumn[], alias: string, hasFrom: bool
 export function copyRangeSql(source: TableName, keys: readonly KeyColumn[], copy: CopySpec, hasFrom: boolean, hasTo: boolean): string {
   const range = rangePredicate(keys, '_zd_s', hasFrom, hasTo);
   const order = keys.map((k) => `_zd_s.${ident(k.name)}`).join(', ');
-  const join = copy.join ? ` LEFT JOIN ${qualified(copy.join)} _zd_j ON ${keyEq(copy.key, '_zd_j.', '_zd_s.')}` : '';
+  // The joined table gets the range too when it is keyed like the walk: otherwise the planner hashes or merges the
+  // whole of it into every batch (a 500k-row seq scan per 15 000-row batch, the forward copy growing with the square).
+  const joinRange = copy.key.length === keys.length && copy.key.every((k, i) => k === keys[i]!.name) ? ` AND ${rangePredicate(keys, '_zd_j', hasFrom, hasTo)}` : '';
+  const join = copy.join ? ` LEFT JOIN ${qualified(copy.join)} _zd_j ON ${keyEq(copy.key, '_zd_j.', '_zd_s.')}${joinRange}` : '';
   const targets = copy.columns.map((c) => c.column);
   if (copy.mode === 'insert') {
     const intoKey = copy.intoKey ?? copy.key;
