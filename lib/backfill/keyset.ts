@@ -6,7 +6,7 @@ import type { BackfillSpec } from '../migration.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import { BatchSizer } from './adaptive.js';
-import { makeBatch, makePlanner, tableStats, type Batch } from './batch.js';
+import { analyzeIfStale, makeBatch, makePlanner, tableStats, type Batch } from './batch.js';
 import { CanaryProbe } from './canary.js';
 import { ChunkStore, type Chunk } from './chunks.js';
 import { WorkerLease } from './lease.js';
@@ -138,6 +138,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   const o = { ...DEFAULT_BACKFILL, ...run.options };
   await ChunkStore.ensure(db, state);
   const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys));
+  if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);
   const totalEstimate = Math.max(run.totalEstimate, stats.rows);
   await state.startBackfill(key.migration, key.changeIndex, key.phase, totalEstimate);
