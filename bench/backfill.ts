@@ -6,12 +6,11 @@
 // process's peak RSS (largest size ÷ smallest).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { createTwoWaySync } from '../lib/postgres/triggers.js';
 import { canaryPhase, type CanaryPhaseResult } from './canary.js';
-import { client, dropBenchDatabase, fmt, freshBenchDatabase, lastLine, parseSize, spawnBenchScript } from './support.js';
+import { client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, lastLine, parseSize, spawnBenchScript, stolenSince } from './support.js';
 
 const EXPR = `a || '-' || b`;
 
@@ -55,24 +54,6 @@ async function timedUpdates(c: pg.Client, table: string, rows: number, n: number
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await c.query(`UPDATE ${table} SET a = md5(random()::text) WHERE id = $1`, [1 + Math.floor(Math.random() * rows)]);
   return performance.now() - t0;
-}
-
-/**
- * The share of CPU time the hypervisor gave to other guests since `from` (the steal column of /proc/stat): on a shared
- * host it moves every figure here, the backfill's more than one UPDATE's, so each phase prints it. null off Linux.
- */
-function cpuTimes(): { steal: number; total: number } | null {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
-    return { steal: f[7]!, total: f.reduce((a, b) => a + b, 0) };
-  } catch {
-    return null;
-  }
-}
-function stolenSince(from: ReturnType<typeof cpuTimes>): string {
-  const now = cpuTimes();
-  if (!from || !now || now.total <= from.total) return 'unknown';
-  return `${((100 * (now.steal - from.steal)) / (now.total - from.total)).toFixed(1)} %`;
 }
 
 async function benchSize(rows: number, canarySeconds: number, canaryOnly: boolean, speedOnly: boolean, canaryBudget: number, windowMs: number): Promise<SizeResult> {

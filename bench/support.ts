@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -83,3 +84,21 @@ export function spawnBenchScript(file: string, args: readonly string[]): BenchCh
 
 /** The last non-empty line a bench script printed (its JSON result). */
 export const lastLine = (lines: readonly string[]): string => lines.filter((l) => l.trim() !== '').pop() ?? '';
+
+/**
+ * The share of CPU time the hypervisor gave to other guests since `from` (the steal column of /proc/stat): on a shared
+ * host it moves every figure here, the backfill's more than one UPDATE's, so each phase prints it. null off Linux.
+ */
+export function cpuTimes(): { steal: number; total: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { steal: f[7]!, total: f.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+export function stolenSince(from: ReturnType<typeof cpuTimes>): string {
+  const now = cpuTimes();
+  if (!from || !now || now.total <= from.total) return 'unknown';
+  return `${((100 * (now.steal - from.steal)) / (now.total - from.total)).toFixed(1)} %`;
+}
