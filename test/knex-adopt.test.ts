@@ -68,5 +68,13 @@ describe('a Knex project migrated by `knex migrate:latest` is adopted with no ha
     expect(jsonOut<{ name: string; waiting?: unknown }[]>(await p.run(['pending', '--json'])).map((m) => [m.name, !!m.waiting])).to.deep.equal([
       ['20240103000000_rename_title.js:contract', true],
     ]);
+
+    // `create` beside Knex-named files names the new file Knex's way (a dotted name would sort before them all), in
+    // Knex's shape: Knex's CLI lists it as pending, in order.
+    const created = await p.run(['create', '--name', 'add_note', '--json']);
+    expect(created.code, created.stderr).to.equal(0);
+    const file = path.basename(jsonOut<{ created: string[] }>(created).created[0]!);
+    expect(file).to.match(/^\d{14}_add_note\.js$/);
+    expect(await knexCli('migrate:status')).to.match(new RegExp(`Found 1 Pending Migration file/files\\.[\\s\\S]*${file.replace('.', '\\.')}`));
   });
 });
