@@ -75,10 +75,15 @@ export default defineMigration({ changes: [
     expect(alter!.effects!.rewrites).to.deep.equal(['public.orders']);
     expect(alter!.effects!.locks[0]).to.deep.equal({ relation: 'public.orders', mode: 'AccessExclusiveLock' });
 
-    const text = formatPlan(plan);
+    const text = formatPlan(plan, { verbose: true });
     expect(text).to.include('REWRITES public.orders');
     expect(text).to.include('scans public.orders (500 rows)');
-    expect(text).to.match(/SHARE UPDATE EXCLUSIVE \(blocks other DDL and VACUUM, not reads or writes\) — CONCURRENTLY/);
+    expect(text).to.match(/SHARE UPDATE EXCLUSIVE \(blocks other DDL and VACUUM, not reads or writes\) — CREATE INDEX CONCURRENTLY: the lock PostgreSQL documents/);
+    // The default view: one line per step, its strongest lock, rewrite and scan.
+    const short = formatPlan(plan).split('\n');
+    expect(short.some((l) => /step .*: SHARE UPDATE EXCLUSIVE on (public\.)?orders/.test(l)), short.join('\n')).to.equal(true);
+    expect(short.some((l) => /step .*: ACCESS EXCLUSIVE on public\.orders \(blocks reads and writes\) · REWRITES public\.orders/.test(l)), short.join('\n')).to.equal(true);
+    expect(short.filter((l) => l.startsWith('    $')), 'no SQL in the default view').to.deep.equal([]);
 
     expect(await picture()).to.deep.equal(before);
     const state = await knex.raw(`SELECT to_regnamespace('zero_downtime') IS NULL AS absent`);
@@ -130,5 +135,36 @@ export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM or
     expect(plan.phases.map((p) => p.phase)).to.deep.equal(['contract']);
     expect(plan.phases[0]!.gate).to.deep.include({ open: true, reasons: [] });
     await umzug.down();
+  });
+
+  it('shows SET NOT NULL\'s ACCESS EXCLUSIVE even where an earlier step already took it, and a row estimate for a table never analyzed', async () => {
+    await knex.raw(`CREATE TABLE "notes; x" (id bigint PRIMARY KEY, body text) WITH (autovacuum_enabled = false)`);
+    await knex.raw(`INSERT INTO "notes; x" SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'b' END FROM generate_series(1, 5000) g`);
+    const project = tempProject('cli-plan-not-null');
+    project.write(
+      '001.notes.ts',
+      `import { defineMigration, setNotNull } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [setNotNull({ table: 'notes; x', column: 'body', default: 'none' })] });\n`,
+    );
+    const u = zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, cwd: project.dir, logger: silentLogger, stateSchema: 'zd_plan_nn' });
+    try {
+      const plan = await buildPlan(u);
+      const contract = plan.phases.find((p) => p.phase === 'contract')!;
+      const all = plan.phases.flatMap((p) => p.changes.flatMap((c) => [...c.steps, ...c.afterBackfill]));
+      const setNn = all.flatMap((st) => st.statements).find((st) => /SET NOT NULL/.test(st.text))!;
+      expect(setNn.requested!.map((l) => l.mode)).to.deep.equal(['AccessExclusiveLock']);
+      const text = formatPlan(plan, { verbose: true });
+      // Here the plan's one-row backfill sample leaves NULLs, so the server refuses SET NOT NULL; its lock is still said.
+      expect(text, text).to.match(/SET NOT NULL\n\s+! refused[^\n]*\n\s+lock it requests: ACCESS EXCLUSIVE on public\.notes; x \(blocks reads and writes; ALTER TABLE … SET NOT NULL\)/);
+      // Where the transaction already held it, the lock is shown with why pg_locks showed nothing new.
+      expect(text).to.match(/DROP CONSTRAINT[^\n]*\n\s+lock: ACCESS EXCLUSIVE on public\.notes; x \(blocks reads and writes; ALTER TABLE … DROP CONSTRAINT: held in the plan's transaction since an earlier step/);
+      expect(formatPlan(plan)).to.match(/step set-not-null[^\n]*: ACCESS EXCLUSIVE on public\.notes; x/);
+      const backfill = plan.phases.flatMap((p) => p.changes).find((c) => c.backfill)!.backfill!;
+      expect(backfill.estimateSource).to.equal('planner');
+      expect(backfill.estimatedRows).to.be.within(2500, 10_000);
+      expect(formatPlan(plan)).to.match(/backfill public\.notes; x: ~\d+ rows \(never analyzed/);
+      expect(contract).to.not.equal(undefined);
+    } finally {
+      await u.close();
+    }
   });
 });

@@ -115,8 +115,11 @@ export default config;
     expect(plan.phases[3]!.gate!.open).to.equal(false);
 
     const text = await p.run(['plan']);
-    expect(text.stdout).to.include('lock: ACCESS EXCLUSIVE on public.users (blocks reads and writes)');
-    expect(text.stdout).to.include('Nothing was changed');
+    expect(text.stdout).to.match(/step add-column: ACCESS EXCLUSIVE on public\.users \(blocks reads and writes\)/);
+    expect(text.stdout).to.include('nothing was changed');
+    const verbose = await p.run(['plan', '--verbose']);
+    expect(verbose.stdout).to.include('lock: ACCESS EXCLUSIVE on public.users (blocks reads and writes)');
+    expect(verbose.stdout.split('\n').length, 'the default view is the short one').to.be.greaterThan(2 * text.stdout.split('\n').length);
     expect(await publicSchema()).to.deep.equal(schemaBefore);
     expect(await exists(`SELECT to_regnamespace('zero_downtime') IS NULL AS ok`), 'plan creates no state schema either').to.equal(true);
   });

@@ -7,6 +7,7 @@ import { buildPlan, formatPlan } from '../ops/plan.js';
 
 class PlanAction extends CommandLineAction {
   private readonly json: CommandLineFlagParameter;
+  private readonly verbose: CommandLineFlagParameter;
   private readonly timeout: CommandLineStringParameter;
   constructor(private readonly umzug: Project) {
     super({
@@ -18,7 +19,8 @@ class PlanAction extends CommandLineAction {
         '(CREATE INDEX CONCURRENTLY) are described with the lock PostgreSQL documents for them. Statements wait at most lock.timeout for a lock. ' +
         'The measured statements take their real locks until the rollback, so run plan on staging or at a quiet moment on big tables.',
     });
-    this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the plan as JSON' });
+    this.json = this.defineFlagParameter({ parameterLongName: '--json', description: 'print the plan as JSON (every statement, as --verbose)' });
+    this.verbose = this.defineFlagParameter({ parameterLongName: '--verbose', description: 'every statement with its SQL, locks, rewrites and scans, instead of one line per step' });
     this.timeout = this.defineStringParameter({
       parameterLongName: '--statement-timeout',
       argumentName: 'DURATION',
@@ -29,7 +31,7 @@ class PlanAction extends CommandLineAction {
     const statementTimeoutMs = this.timeout.value ? parseDuration(this.timeout.value, '--statement-timeout') : undefined;
     const report = await buildPlan(this.umzug, statementTimeoutMs !== undefined ? { statementTimeoutMs } : {});
     if (this.json.value) printJson(report);
-    else process.stdout.write(formatPlan(report) + '\n');
+    else process.stdout.write(formatPlan(report, { verbose: this.verbose.value }) + '\n');
   }
 }
 

@@ -5,7 +5,8 @@ import type { Change, PhasePlan, Step } from '../migration.js';
 import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
 import { ident, qualified, tableLabel } from '../postgres/identifiers.js';
 import { keysetRangeUpdateSql, type KeyColumn } from '../postgres/batch-sql.js';
-import { documentedLock, effectsSince, lockBlocks, lockName, readServerState, type StatementEffects } from '../plan/locks.js';
+import { effectsSince, lockBlocks, lockName, readServerState, type StatementEffects } from '../plan/locks.js';
+import { LOCK_MODES, requestedLocks, strongestLock, type LockMode, type RequestedLock } from '../postgres/statement-locks.js';
 import type { MigrationEntry, Project } from './project.js';
 
 export interface PlannedStatement {
@@ -22,6 +23,11 @@ export interface PlannedStatement {
   readonly lockSource?: 'isolated' | 'after-earlier-steps';
   /** For statements plan cannot run in a transaction: the lock the PostgreSQL documentation gives. */
   readonly documentedLock?: { readonly mode: string; readonly note: string };
+  /**
+   * The table locks the statement requests, from PostgreSQL's grammar (libpg-query) and the documentation's lock
+   * table: what it takes in a transaction of its own, even where the plan's transaction already held the lock.
+   */
+  readonly requested?: readonly RequestedLock[];
   readonly error?: string;
 }
 
@@ -46,6 +52,8 @@ export interface PlannedChange {
   readonly backfill?: {
     readonly table: string;
     readonly estimatedRows: number | null;
+    /** statistics: pg_class.reltuples from the last ANALYZE; planner: never analyzed, the planner's guess from the table's size. */
+    readonly estimateSource: 'statistics' | 'planner' | 'none';
     readonly batchSize: number;
     readonly description: string;
     /** One batch, run on the first row only, to read its locks. */
@@ -224,9 +232,11 @@ async function planChange(
       const what = spec.copy
         ? `copies rows of ${tableLabel(spec.table)} into ${tableLabel(spec.copy.into)} in keyset batches (${spec.copy.mode})`
         : `UPDATE ${tableLabel(spec.table)} SET ${spec.set.map((s) => `${s.column} = ${s.expression}`).join(', ')} in keyset batches, only rows that differ`;
+      const estimate = await rowEstimate(conn, spec.table);
       backfill = {
         table: tableLabel(spec.table),
-        estimatedRows: info?.estimatedRows ?? null,
+        estimatedRows: estimate.rows,
+        estimateSource: estimate.source,
         batchSize: umzug.config.backfill.batchSize,
         description: `${what}; each batch is its own short transaction (ROW EXCLUSIVE on the table, row locks on the batch's rows), progress saved with it`,
         sample: spec.copy ? null : await sampleBatch(conn, spec.table, spec.set, spec.only ?? 'distinct', snapshot),
@@ -258,22 +268,25 @@ async function planChange(
 async function planStep(conn: Connection, step: Step, done: boolean, probes: Probe[]): Promise<PlannedStep> {
   const statements: Mutable<PlannedStatement>[] = [];
   for (const s of step.statements) {
-    const values = s.values ? { values: s.values } : {};
+    const requested = await requestedLocks(s.text).catch(() => null);
+    const values = { ...(s.values ? { values: s.values } : {}), ...(requested ? { requested } : {}) };
     if (done) {
       statements.push({ text: s.text, ...values, run: 'described' });
       continue;
     }
     if (!step.transactional) {
-      const doc = documentedLock(s.text);
+      const doc = requested && strongestLock(requested);
       statements.push({
         text: s.text,
         ...values,
         run: 'described',
-        ...(doc ? { documentedLock: doc } : { error: 'not run: this step runs outside a transaction, so plan cannot run it and roll it back' }),
+        ...(doc
+          ? { documentedLock: { mode: doc.mode, note: `${doc.form}: the lock PostgreSQL documents for it; not run by plan (it cannot run inside a transaction)` } }
+          : { error: 'not run: this step runs outside a transaction, so plan cannot run it and roll it back' }),
       });
       continue;
     }
-    statements.push({ ...(await measure(conn, s.text, s.values)), lockSource: 'after-earlier-steps' });
+    statements.push({ ...(await measure(conn, s.text, s.values)), ...(requested ? { requested } : {}), lockSource: 'after-earlier-steps' });
   }
   const planned: Mutable<PlannedStep> = { id: step.id, description: step.description, transactional: step.transactional, done, statements, holds: [] };
   const finish = () => {
@@ -314,6 +327,20 @@ async function measure(conn: Connection, text: string, values?: readonly SqlPara
   return { text, ...(values ? { values } : {}), run: 'measured', effects };
 }
 
+/**
+ * The backfill's row count: the statistics' when the table was ever analyzed, else the planner's guess from the
+ * table's size (what `SELECT` would be planned with), never a bare 0 for a table nobody analyzed.
+ */
+async function rowEstimate(conn: Connection, table: NonNullable<PhasePlan['backfill']>['table']): Promise<{ rows: number | null; source: 'statistics' | 'planner' | 'none' }> {
+  const r = await conn.query<{ reltuples: number }>(`SELECT reltuples::float8 AS reltuples FROM pg_class WHERE oid = $1::regclass`, [qualified(table)]).catch(() => null);
+  const reltuples = r?.rows[0]?.reltuples;
+  if (reltuples === undefined) return { rows: null, source: 'none' };
+  if (reltuples >= 0) return { rows: Math.round(reltuples), source: 'statistics' };
+  const plan = await conn.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${qualified(table)}`);
+  const rows = plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'];
+  return rows === undefined ? { rows: null, source: 'none' } : { rows: Math.round(rows), source: 'planner' };
+}
+
 /** One backfill batch limited to the first row, to read the locks a batch takes. */
 async function sampleBatch(
   conn: Connection,
@@ -335,24 +362,57 @@ async function sampleBatch(
 
 // ---- text output -------------------------------------------------------------------------------------------------
 
+const rank = (mode: string) => LOCK_MODES.indexOf(mode as LockMode);
+const sameRelation = (measured: string, requested: string) => measured === requested || measured.endsWith(`.${requested}`);
+
+/**
+ * The locks a statement requests that its measurement did not show because the plan's transaction already held
+ * them (or a stronger one) from an earlier step: `up` runs each step in its own transaction and takes them there.
+ */
+function heldEarlier(s: PlannedStatement): RequestedLock[] {
+  if (s.run !== 'measured' || !s.requested) return [];
+  const shown = s.effects?.locks ?? [];
+  return s.requested.filter((r) => !shown.some((l) => sameRelation(l.relation, r.relation) && rank(l.mode) >= rank(r.mode)) && rank(r.mode) > rank('RowExclusiveLock'));
+}
+
 function effectsLine(s: PlannedStatement): string[] {
-  if (s.run === 'failed') return [`      ! ${s.error}`];
+  const asks = strongestLock(s.requested ?? []);
+  if (s.run === 'failed') return [`      ! ${s.error}`, ...(asks ? [`      lock it requests: ${lockName(asks.mode)} on ${asks.relation} (${lockBlocks(asks.mode)}; ${asks.form})`] : [])];
   if (s.documentedLock) return [`      lock: ${lockName(s.documentedLock.mode)} (${lockBlocks(s.documentedLock.mode)}) — ${s.documentedLock.note}`];
   if (s.run === 'described') return s.error ? [`      ${s.error}`] : ['      (already done by an earlier run: skipped)'];
   const e = s.effects!;
   const out: string[] = [];
-  const caveat = s.lockSource === 'after-earlier-steps' ? ' [measured after the earlier pending steps: modes they hold are not repeated]' : '';
-  out.push(
-    e.locks.length > 0
-      ? `      lock: ${e.locks.map((l) => `${lockName(l.mode)} on ${l.relation} (${lockBlocks(l.mode)})`).join('; ')}${caveat}`
-      : `      lock: nothing beyond what the step already holds${caveat}`,
-  );
+  const earlier = heldEarlier(s);
+  const caveat = s.lockSource === 'after-earlier-steps' && earlier.length === 0 ? ' [measured after the earlier pending steps: modes they hold are not repeated]' : '';
+  const parts = [
+    ...e.locks.map((l) => `${lockName(l.mode)} on ${l.relation} (${lockBlocks(l.mode)})`),
+    ...earlier.map((l) => `${lockName(l.mode)} on ${l.relation} (${lockBlocks(l.mode)}; ${l.form}: held in the plan's transaction since an earlier step, taken by this step in \`up\`)`),
+  ];
+  out.push(parts.length > 0 ? `      lock: ${parts.join('; ')}${caveat}` : `      lock: nothing beyond what the step already holds${caveat}`);
   const table: string[] = [];
   table.push(e.rewrites.length > 0 ? `REWRITES ${e.rewrites.join(', ')}` : 'no rewrite');
   table.push(e.scans.length > 0 ? `scans ${e.scans.map((x) => `${x.relation} (${x.rows} rows)`).join(', ')}` : 'no scan');
   if (e.writes.length > 0) table.push(`writes ${e.writes.map((x) => `${x.relation} (${x.rows} rows)`).join(', ')}`);
   out.push(`      ${table.join(', ')}`);
   return out;
+}
+
+/** A step in one line: the strongest lock it takes (measured, or requested and held earlier in the plan), rewrites, scans. */
+function stepLine(s: PlannedStep): string {
+  const head = `    step ${s.id}${s.transactional ? '' : ' (outside a transaction)'}${s.done ? ' [done]' : ''}`;
+  if (s.done) return `${head}: already done by an earlier run`;
+  const failed = s.statements.find((st) => st.run === 'failed');
+  const locks = s.statements.flatMap((st) => [...(st.effects?.locks ?? []), ...heldEarlier(st), ...(st.run !== 'measured' ? (st.requested ?? []) : [])]);
+  const strongest = locks.reduce<{ relation: string; mode: string } | null>((b, l) => (!b || rank(l.mode) > rank(b.mode) ? l : b), null);
+  const rewrites = [...new Set(s.statements.flatMap((st) => st.effects?.rewrites ?? []))];
+  const scans = s.statements.flatMap((st) => st.effects?.scans ?? []);
+  const facts = [
+    strongest ? `${lockName(strongest.mode)} on ${strongest.relation} (${lockBlocks(strongest.mode)})` : 'no lock beyond a normal write',
+    rewrites.length > 0 ? `REWRITES ${rewrites.join(', ')}` : '',
+    scans.length > 0 ? `scans ${scans.map((x) => `${x.relation} (${x.rows} rows)`).join(', ')}` : '',
+    failed ? `! ${failed.error}` : '',
+  ].filter(Boolean);
+  return `${head}: ${facts.join(' · ')}`;
 }
 
 const indentSql = (text: string) =>
@@ -362,9 +422,20 @@ const indentSql = (text: string) =>
     .map((l, i) => (i === 0 ? `    $ ${l}` : `      ${l}`))
     .join('\n');
 
-export function formatPlan(report: PlanReport): string {
+const estimateText = (b: NonNullable<PlannedChange['backfill']>) =>
+  b.estimatedRows === null ? 'no row estimate' : `~${b.estimatedRows} rows (${b.estimateSource === 'statistics' ? 'from the statistics' : 'never analyzed: the planner\'s guess from its size'})`;
+
+export interface FormatPlanOptions {
+  /** Every statement with its measured effects, instead of one line per step. */
+  readonly verbose?: boolean;
+}
+
+export function formatPlan(report: PlanReport, options: FormatPlanOptions = {}): string {
   if (report.phases.length === 0) return 'Nothing pending: `umzug up` would run nothing.';
-  const lines: string[] = ['Plan of the pending phases, in the order `umzug up` runs them. Every statement ran in one transaction that was rolled back;', 'locks, rewrites and scans are what PostgreSQL reported (pg_locks, relfilenode, pg_stat_xact_user_tables). Nothing was changed.', ''];
+  const verbose = options.verbose === true;
+  const lines: string[] = verbose
+    ? ['Plan of the pending phases, in the order `umzug up` runs them. Every statement ran in one transaction that was rolled back;', 'locks, rewrites and scans are what PostgreSQL reported (pg_locks, relfilenode, pg_stat_xact_user_tables). Nothing was changed.', '']
+    : ['Plan of the pending phases, in the order `umzug up` runs them: each step with the strongest lock it takes. Measured in one rolled-back transaction; nothing was changed. `--verbose` shows every statement.', ''];
   for (const p of report.phases) {
     const gate = p.gate ? (p.gate.open ? ' — gate open: runs in this `up`' : ` — waits: ${p.gate.reasons.join('; ')}`) : '';
     lines.push(`${p.name}${gate}`);
@@ -377,6 +448,10 @@ export function formatPlan(report: PlanReport): string {
       }
       const steps = (list: readonly PlannedStep[]) => {
         for (const s of list) {
+          if (!verbose) {
+            lines.push(stepLine(s));
+            continue;
+          }
           lines.push(`   step ${s.id}: ${s.description}${s.transactional ? '' : ' (outside a transaction)'}${s.done ? ' [done]' : ''}`);
           for (const st of s.statements) {
             lines.push(indentSql(st.text));
@@ -389,14 +464,17 @@ export function formatPlan(report: PlanReport): string {
       };
       steps(c.steps);
       if (c.backfill) {
-        lines.push(`   backfill ${c.backfill.table} (~${c.backfill.estimatedRows ?? '?'} rows, batches of ${c.backfill.batchSize}): ${c.backfill.description}`);
-        if (c.backfill.sample) {
-          lines.push(indentSql(c.backfill.sample.text));
-          lines.push(...effectsLine(c.backfill.sample).map((l) => l + (c.backfill!.sample!.run === 'measured' ? ' [measured on a one-row batch]' : '')));
+        if (!verbose) lines.push(`    backfill ${c.backfill.table}: ${estimateText(c.backfill)}, batches of ${c.backfill.batchSize}, each its own short transaction (ROW EXCLUSIVE, row locks on the batch's rows)`);
+        else {
+          lines.push(`   backfill ${c.backfill.table} (${estimateText(c.backfill)}, batches of ${c.backfill.batchSize}): ${c.backfill.description}`);
+          if (c.backfill.sample) {
+            lines.push(indentSql(c.backfill.sample.text));
+            lines.push(...effectsLine(c.backfill.sample).map((l) => l + (c.backfill!.sample!.run === 'measured' ? ' [measured on a one-row batch]' : '')));
+          }
         }
       }
       steps(c.afterBackfill);
-      if (c.verify) lines.push(`   verify ${c.verify.table} (chunks of ${c.verify.chunkSize} rows): ${c.verify.description}`);
+      if (c.verify) lines.push(verbose ? `   verify ${c.verify.table} (chunks of ${c.verify.chunkSize} rows): ${c.verify.description}` : `    verify ${c.verify.table}: reads every row in key order (ACCESS SHARE), chunks of ${c.verify.chunkSize}`);
     }
   }
   return lines.join('\n');

@@ -1,4 +1,5 @@
 import type { Connection } from '../db/db.js';
+import { LOCK_MODES, type LockMode } from '../postgres/statement-locks.js';
 
 /**
  * What one statement did to the relations it touched, as the server reports it inside the still-open transaction:
@@ -21,18 +22,6 @@ export interface ServerState {
   readonly files: ReadonlyMap<string, { relation: string; file: string; kind: string }>;
   readonly stats: ReadonlyMap<string, { relation: string; seqScan: number; seqRead: number; written: number }>;
 }
-
-/** Lock modes from the weakest to the strongest, as pg_locks names them. */
-const MODES = [
-  'AccessShareLock',
-  'RowShareLock',
-  'RowExclusiveLock',
-  'ShareUpdateExclusiveLock',
-  'ShareLock',
-  'ShareRowExclusiveLock',
-  'ExclusiveLock',
-  'AccessExclusiveLock',
-];
 
 /** `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, the name the PostgreSQL documentation and LOCK TABLE use. */
 export function lockName(mode: string): string {
@@ -96,7 +85,7 @@ export async function effectsSince(conn: Connection, before: ServerState): Promi
   const locks = newLocks
     .map((l) => ({ relation: nameOf(l.oid)?.relation, kind: nameOf(l.oid)?.kind, mode: l.mode }))
     .filter((l): l is { relation: string; kind: string; mode: string } => l.relation !== undefined && l.kind !== 'i')
-    .sort((a, b) => MODES.indexOf(b.mode) - MODES.indexOf(a.mode) || a.relation.localeCompare(b.relation))
+    .sort((a, b) => LOCK_MODES.indexOf(b.mode as LockMode) - LOCK_MODES.indexOf(a.mode as LockMode) || a.relation.localeCompare(b.relation))
     .map((l) => ({ relation: l.relation, mode: l.mode }));
   const rewrites: string[] = [];
   for (const [oid, f] of after.files) {
@@ -113,19 +102,4 @@ export async function effectsSince(conn: Connection, before: ServerState): Promi
     if (writeDelta > 0) writes.push({ relation: s.relation, rows: writeDelta });
   }
   return { effects: { locks, rewrites: rewrites.sort(), scans, writes }, after };
-}
-
-/**
- * Statements that cannot run in a transaction block, so plan does not run them; the lock they take is the one the
- * PostgreSQL documentation gives for them.
- */
-export function documentedLock(text: string): { mode: string; note: string } | null {
-  const t = text.replace(/\s+/g, ' ').trim().toUpperCase();
-  if (/^(CREATE (UNIQUE )?INDEX|DROP INDEX|REINDEX)( [A-Z]+)* CONCURRENTLY\b/.test(t) || /^(CREATE (UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b/.test(t)) {
-    return { mode: 'ShareUpdateExclusiveLock', note: 'CONCURRENTLY: reads and writes go on; waits for transactions older than the build; not run by plan (it cannot run inside a transaction)' };
-  }
-  if (/DETACH PARTITION .* CONCURRENTLY/.test(t)) {
-    return { mode: 'ShareUpdateExclusiveLock', note: 'DETACH PARTITION CONCURRENTLY; not run by plan (it cannot run inside a transaction)' };
-  }
-  return null;
 }
