@@ -57,6 +57,7 @@ export type { VerifyResult } from './verify/consistency.js';
 export { CONFIG_SCHEMA } from './config-schema.js';
 export { Db } from './db/db.js';
 export { ZeroDowntimeError, VerificationFailedError, type ZeroDowntimeErrorCode } from './db/errors.js';
+export { StateLayoutError, STATE_LAYOUT_VERSION } from './engine/state-layout.js';
 // Thrown by `up`/`down` when a rollback threshold trips; the monitor itself is in umzug-zero-downtime/monitor.
 export { ThresholdBreachedError } from './monitor/monitor.js';
 export type { Monitor, MonitorEvent } from './monitor/monitor.js';

@@ -18,7 +18,8 @@ export type ZeroDowntimeErrorCode =
   | 'rehearsal-failed'
   | 'template'
   | 'metrics-server'
-  | 'mongo-map';
+  | 'mongo-map'
+  | 'state-layout';
 
 export abstract class ZeroDowntimeError extends Error {
   abstract readonly code: ZeroDowntimeErrorCode;

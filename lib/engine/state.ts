@@ -1,8 +1,7 @@
 import type { Connection, Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import { relationExists, type CatalogSnapshot } from '../postgres/catalog.js';
-import { leaseTableSql } from './lease.js';
-import { createConversionErrorsTable } from '../postgres/conversion-errors.js';
+import { STATE_LAYOUT_VERSION, upgradeStateLayout } from './state-layout.js';
 import { createKnexHistorySql, knexName, knexTable, mergedHistorySql, recordKnexMigrationSql, removeKnexMigrationSql, type KnexHistoryTable } from '../postgres/knex-history.js';
 
 export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
@@ -31,7 +30,7 @@ export interface BackfillState {
   readonly updatedAt: Date | null;
 }
 
-/** Bumped when the state tables change shape; ensure() upgrades older ones in place. */
+/** The advisory lock that serializes creating and upgrading the state schema. */
 const STATE_LOCK_KEY = 0x7a64_0001;
 
 /**
@@ -67,30 +66,15 @@ export class StateStore {
 
   private exists = false;
 
-  /** Creates the state schema once; a transaction-level advisory lock keeps two first runs from racing on it. */
+  /**
+   * Creates the state schema once, or brings an older layout up to this release's (state-layout.ts); a
+   * transaction-level advisory lock keeps two first runs from racing on it.
+   */
   async ensure(): Promise<void> {
     if (this.ensured) return;
     await this.db.transaction(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [STATE_LOCK_KEY]);
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('migrations')} (
-        seq bigserial NOT NULL, name text PRIMARY KEY, executed_at timestamptz NOT NULL DEFAULT now())`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('changes')} (
-        migration text NOT NULL, change_index int NOT NULL, kind text NOT NULL, summary text NOT NULL,
-        snapshot jsonb NOT NULL, expand_started_at timestamptz NOT NULL DEFAULT now(), expand_finished_at timestamptz,
-        contract_finished_at timestamptz, verified_rows bigint, verify_mismatches bigint, verified_at timestamptz,
-        verify_samples jsonb, PRIMARY KEY (migration, change_index))`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('steps')} (
-        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, step_id text NOT NULL,
-        description text NOT NULL, finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        PRIMARY KEY (migration, change_index, phase, step_id))`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.table('backfills')} (
-        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, last_key jsonb,
-        rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
-        total_estimate bigint, done boolean NOT NULL DEFAULT false, started_at timestamptz NOT NULL DEFAULT now(),
-        updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, change_index, phase))`);
-      await c.query(leaseTableSql(this.schema));
-      await c.query(createConversionErrorsTable(this.schema));
+      await upgradeStateLayout(c, this.schema);
     });
     this.ensured = true;
   }
@@ -112,7 +96,7 @@ export class StateStore {
 
   async logMigration(name: string): Promise<void> {
     await this.ensure();
-    await this.db.write(`INSERT INTO ${this.table('migrations')} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [name]);
+    await this.db.write(`INSERT INTO ${this.table('migrations')} (name, layout_version) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, [name, STATE_LAYOUT_VERSION]);
     const file = this.knexHistory ? knexName(name) : null;
     if (!file) return;
     if (!(await this.knexReadable())) {
