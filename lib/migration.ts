@@ -74,7 +74,8 @@ export interface CopySpec {
   readonly columns: readonly { readonly column: string; readonly expression: string }[];
   /** A table joined 1:0..1 on the key (LEFT JOIN), for merges. */
   readonly join?: TableName;
-  readonly mode: 'insert' | 'update';
+  /** insert: new rows only (a row already there is left); upsert: also rewrites rows that differ (repair); update: existing rows of `into`. */
+  readonly mode: 'insert' | 'upsert' | 'update';
   /** A setting turned on (transaction-local) for the batch, so the sync triggers do not echo its writes back. */
   readonly quietFlag?: string;
 }

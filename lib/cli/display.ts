@@ -164,4 +164,5 @@ const PHASE_LABEL: Readonly<Record<string, string>> = {
   contract: 'archive fill',
   undoContract: 'restore (down of the contract)',
   undoExpand: 'down of the expand',
+  repair: 'repair (the expand backfill again, rows that differ)',
 };

@@ -92,6 +92,11 @@ export interface Mover {
   run(engine: Engine, migration: string, changeIndex: number, change: Change, opts: MoverRunOptions): Promise<BackfillProgress>;
   /** A full comparison of source and target, recorded for the contract gate; null when there is nothing to compare. */
   verify(engine: Engine, migration: string, changeIndex: number, change: Change): Promise<MoverVerification | null>;
+  /**
+   * Re-syncs the rows a verification found different (`verify --repair`); null when the change has no copy to run
+   * again. A mover without it cannot repair: `verify --repair` says so and what to do instead.
+   */
+  repair?(engine: Engine, migration: string, changeIndex: number, change: Change, opts: MoverRunOptions): Promise<BackfillProgress | null>;
   /** Counts of a copy from another system, for `status`; null when the mover has none to add. */
   status(engine: Engine, change: Change): Promise<CopyStatus | null>;
 }
@@ -152,6 +157,7 @@ const keysetMover: Mover = {
     return engine.runBackfill({ migration, changeIndex, phase: 'expand' }, spec, st.snapshot, opts);
   },
   verify: (engine, migration, changeIndex, change) => engine.verify(migration, changeIndex, change),
+  repair: (engine, migration, changeIndex, change, opts) => engine.repair(migration, changeIndex, change, opts),
   status: async () => null,
 };
 
@@ -464,6 +470,21 @@ export class Engine {
       }
     }
     return { open: reasons.length === 0, reasons, opensAt };
+  }
+
+  /**
+   * Runs the expand's backfill again, as a phase of its own ('repair', resumable like any backfill), writing only
+   * rows that differ from what the backfill would write: the rows a verify found different, and nothing else. A copy
+   * into another table (split, merge) upserts instead of skipping rows already there. A repair that finished is
+   * started afresh by the next one.
+   */
+  async repair(migration: string, changeIndex: number, change: Change, opts: MoverRunOptions = {}): Promise<BackfillProgress | null> {
+    const st = await this.requireChange(migration, changeIndex, 'repair');
+    const spec = change.describe(st.snapshot, this.ctx).expand.backfill;
+    if (!spec) return null;
+    if ((await this.state.getBackfill(migration, changeIndex, 'repair'))?.done) await this.state.clearPhases(migration, changeIndex, ['repair']);
+    const repairSpec: BackfillSpec = spec.copy?.mode === 'insert' ? { ...spec, copy: { ...spec.copy, mode: 'upsert' } } : spec;
+    return this.runBackfill({ migration, changeIndex, phase: 'repair' }, repairSpec, st.snapshot, opts);
   }
 
   /** Re-runs the verification of an expanded change and records the result. */

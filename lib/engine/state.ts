@@ -4,7 +4,8 @@ import { relationExists, type CatalogSnapshot } from '../postgres/catalog.js';
 import { STATE_LAYOUT_VERSION, upgradeStateLayout } from './state-layout.js';
 import { createKnexHistorySql, knexName, knexTable, mergedHistorySql, recordKnexMigrationSql, removeKnexMigrationSql, type KnexHistoryTable } from '../postgres/knex-history.js';
 
-export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract';
+/** repair: the expand's backfill run again by `verify --repair`, writing only the rows that differ. */
+export type PhaseName = 'expand' | 'contract' | 'undoExpand' | 'undoContract' | 'repair';
 
 export interface ChangeState {
   readonly migration: string;

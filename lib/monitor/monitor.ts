@@ -423,7 +423,8 @@ export class Monitor {
     const change = changes?.[w.changeIndex];
     const st = change ? await this.engine.state.getChange(w.migration, w.changeIndex) : null;
     if (!change || !st) return null;
-    const plan = change.describe(st.snapshot, this.engine.ctx)[w.progress.phase];
+    // A repair walks the expand's backfill again.
+    const plan = change.describe(st.snapshot, this.engine.ctx)[w.progress.phase === 'repair' ? 'expand' : w.progress.phase];
     const table = plan.backfill?.table;
     if (!table) return null;
     let keys: KeyColumn[] | 'ctid';

@@ -245,12 +245,14 @@ export function copyRangeSql(source: TableName, keys: readonly KeyColumn[], copy
   const joinRange = copy.key.length === keys.length && copy.key.every((k, i) => k === keys[i]!.name) ? ` AND ${rangePredicate(keys, '_zd_j', hasFrom, hasTo)}` : '';
   const join = copy.join ? ` LEFT JOIN ${qualified(copy.join)} _zd_j ON ${keyEq(copy.key, '_zd_j.', '_zd_s.')}${joinRange}` : '';
   const targets = copy.columns.map((c) => c.column);
-  if (copy.mode === 'insert') {
+  if (copy.mode === 'insert' || copy.mode === 'upsert') {
     const intoKey = copy.intoKey ?? copy.key;
-    return `INSERT INTO ${qualified(copy.into)} (${[list(intoKey), ...(targets.length ? [list(targets)] : [])].join(', ')})
+    // upsert (repair): a row already there is rewritten only where it differs, so rows that agree are not locked twice.
+    const conflict = copy.mode === 'upsert' && targets.length > 0 ? `DO UPDATE SET ${setExcluded(targets)} WHERE ${row(targets, '_zd_t.')} IS DISTINCT FROM ${row(targets, 'EXCLUDED.')}` : 'DO NOTHING';
+    return `INSERT INTO ${qualified(copy.into)} AS _zd_t (${[list(intoKey), ...(targets.length ? [list(targets)] : [])].join(', ')})
 SELECT ${[list(copy.key, '_zd_s.'), ...copy.columns.map((c) => `(${c.expression})`)].join(', ')}
   FROM ${qualified(source)} _zd_s${join} WHERE ${range} ORDER BY ${order} FOR SHARE OF _zd_s
-ON CONFLICT (${list(intoKey)}) DO NOTHING`;
+ON CONFLICT (${list(intoKey)}) ${conflict}`;
   }
   if (copy.intoKey) throw new Error('copyRangeSql: intoKey is only supported by insert copies');
   const aliases = copy.columns.map((_c, i) => `_zd_c${i}`);
