@@ -58,6 +58,7 @@ export { CONFIG_SCHEMA } from './config-schema.js';
 export { Db } from './db/db.js';
 export { ZeroDowntimeError, VerificationFailedError, type ZeroDowntimeErrorCode } from './db/errors.js';
 export { StateLayoutError, STATE_LAYOUT_VERSION } from './engine/state-layout.js';
+export { zeroDowntimeMigrations, type ZeroDowntimeMigrationsOptions, type ZeroDowntimeMigrationSource, type ZeroDowntimeKnexMigration, type ZeroDowntimeKnexMigrationModule } from './knex-migration-source.js';
 // Thrown by `up`/`down` when a rollback threshold trips; the monitor itself is in umzug-zero-downtime/monitor.
 export { ThresholdBreachedError } from './monitor/monitor.js';
 export type { Monitor, MonitorEvent } from './monitor/monitor.js';

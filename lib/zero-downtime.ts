@@ -213,31 +213,8 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
   }
 
   /** Every migration file, read and classified; typed files are imported (they are pure descriptions). */
-  async entries(): Promise<MigrationEntry[]> {
-    const files = (await glob([...this.config.migrations], { cwd: this.config.cwd, absolute: true })).sort((a, b) =>
-      path.basename(a).localeCompare(path.basename(b)),
-    );
-    const out: MigrationEntry[] = [];
-    for (const file of files) {
-      const mod = await importModule(pathToFileURL(file).href);
-      const candidate = mod.default ?? mod;
-      const base = path.basename(file);
-      // A CommonJS file compiled from ESM nests the export one level deeper (module.exports.default).
-      const nested = (candidate as Record<string, unknown> | null)?.default;
-      const def = isDefinedMigration(candidate) ? candidate : isDefinedMigration(nested) ? nested : undefined;
-      if (def) {
-        const draft = typeof def.draft === 'string' ? { draft: def.draft } : {};
-        out.push({ name: `${base}:expand`, file, phase: 'expand', changes: def.changes, ...draft });
-        out.push({ name: `${base}:contract`, file, phase: 'contract', changes: def.changes, ...draft });
-      } else if (typeof plainFn(mod, 'up') === 'function') {
-        out.push({ name: base, file, phase: 'plain', changes: [] });
-      } else {
-        throw new Error(
-          `${file}: not a migration. Export default defineMigration({ changes: [...] }) for a phased one, or export up/down functions for a plain one.`,
-        );
-      }
-    }
-    return out;
+  entries(): Promise<MigrationEntry[]> {
+    return listMigrationEntries(this.config);
   }
 
   /**
@@ -343,4 +320,35 @@ function createKnex(config: Knex.Config): Knex {
 /** The entry point for configs: `export default zeroDowntime({ knex: …, migrations: 'migrations/*.ts' })`. */
 export function zeroDowntime(config: ZeroDowntimeConfig): ZeroDowntimeUmzug {
   return new ZeroDowntimeUmzug(config);
+}
+
+/**
+ * The migration files of a project, each classified: a typed file gives an expand and a contract entry, a file with
+ * up/down a plain one. Needs only the config, so Knex's migration source lists files before it has a Knex instance.
+ */
+export async function listMigrationEntries(config: Pick<ResolvedConfig, 'migrations' | 'cwd'>): Promise<MigrationEntry[]> {
+  const files = (await glob([...config.migrations], { cwd: config.cwd, absolute: true })).sort((a, b) =>
+    path.basename(a).localeCompare(path.basename(b)),
+  );
+  const out: MigrationEntry[] = [];
+  for (const file of files) {
+    const mod = await importModule(pathToFileURL(file).href);
+    const candidate = mod.default ?? mod;
+    const base = path.basename(file);
+    // A CommonJS file compiled from ESM nests the export one level deeper (module.exports.default).
+    const nested = (candidate as Record<string, unknown> | null)?.default;
+    const def = isDefinedMigration(candidate) ? candidate : isDefinedMigration(nested) ? nested : undefined;
+    if (def) {
+      const draft = typeof def.draft === 'string' ? { draft: def.draft } : {};
+      out.push({ name: `${base}:expand`, file, phase: 'expand', changes: def.changes, ...draft });
+      out.push({ name: `${base}:contract`, file, phase: 'contract', changes: def.changes, ...draft });
+    } else if (typeof plainFn(mod, 'up') === 'function') {
+      out.push({ name: base, file, phase: 'plain', changes: [] });
+    } else {
+      throw new Error(
+        `${file}: not a migration. Export default defineMigration({ changes: [...] }) for a phased one, or export up/down functions for a plain one.`,
+      );
+    }
+  }
+  return out;
 }

@@ -11,6 +11,7 @@ import type { CliProject } from '../ops/project.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
 import type { ZeroDowntimeConfig } from '../config.js';
+import type { ZeroDowntimeMigrationsOptions } from '../knex-migration-source.js';
 
 const CONFIG_NAMES = ['umzug.config.ts', 'umzug.config.mts', 'umzug.config.js', 'umzug.config.mjs', 'umzug.config.cjs'];
 const KNEXFILE_NAMES = ['knexfile.ts', 'knexfile.mts', 'knexfile.js', 'knexfile.mjs', 'knexfile.cjs'];
@@ -30,9 +31,12 @@ async function importDefault(file: string): Promise<unknown> {
 interface Knexfile {
   readonly file: string;
   readonly knex: Record<string, unknown>;
-  readonly migrations?: string;
-  /** What a knexfile implies: its migrations are Knex-style files, and its migrations table is the history. */
-  readonly implied: Pick<ZeroDowntimeConfig, 'plainMigrations' | 'knexHistory'>;
+  readonly migrations?: string | readonly string[];
+  /**
+   * What a knexfile implies: its migrations are Knex-style files, and its migrations table is the history; with
+   * `migrationSource: zeroDowntimeMigrations({...})`, that source's options too, so both CLIs see one project.
+   */
+  readonly implied: Omit<ZeroDowntimeConfig, 'knex'>;
 }
 
 async function knexfileConfig(cwd: string): Promise<Knexfile | null> {
@@ -50,16 +54,20 @@ async function knexfileConfig(cwd: string): Promise<Knexfile | null> {
     }
     knex = picked as Record<string, unknown>;
   }
-  const own = (knex.migrations ?? {}) as { directory?: unknown; tableName?: unknown; schemaName?: unknown };
+  const own = (knex.migrations ?? {}) as { directory?: unknown; tableName?: unknown; schemaName?: unknown; migrationSource?: { options?: unknown } };
   const { migrations: _knexOwn, seeds: _seeds, ...rest } = knex;
+  const source = own.migrationSource?.options;
+  const sourceOptions = source && typeof source === 'object' ? (source as ZeroDowntimeMigrationsOptions) : {};
   const implied: Knexfile['implied'] = {
+    ...sourceOptions,
     plainMigrations: 'knex',
     knexHistory: {
       ...(typeof own.tableName === 'string' ? { tableName: own.tableName } : {}),
       ...(typeof own.schemaName === 'string' ? { schemaName: own.schemaName } : {}),
     },
   };
-  return { file, knex: rest, implied, ...(typeof own.directory === 'string' ? { migrations: `${own.directory.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` } : {}) };
+  const migrations = typeof own.directory === 'string' ? `${own.directory.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` : sourceOptions.migrations;
+  return { file, knex: rest, implied, ...(migrations ? { migrations } : {}) };
 }
 
 /**
