@@ -160,6 +160,8 @@ describe('Mongo → PostgreSQL type rules (mapper only, no server: Decimal128, N
     expect((withSchema.map({ _id: id(), small: -1 }) as { reason: string }).reason).to.match(/fails the schema: \/small must be >= 0/);
     const throwing = new DocumentMapper(resolveMove({ ...options, unmapped: 'ignore', map: () => { throw new Error('no'); } }));
     expect((throwing.map({ _id: id() }) as { reason: string }).reason).to.match(/map\(\) refused the document: no/);
+    // A map returns every column itself: an unmapped-fields column beside it is refused when the move is described.
+    expect(() => resolveMove({ ...options, unmapped: { column: 'extra' }, map: () => ({}) })).to.throw(/unmapped: \{ column \} cannot be combined with map/);
   });
 
   it('plainDecimal prints what PostgreSQL numeric prints', () => {

@@ -127,6 +127,9 @@ export function resolveMove(o: MongoToPostgresOptions | MongoMove): MongoMove {
   const nul = o.nul ?? 'quarantine';
   if (nul !== 'quarantine' && nul !== 'strip') bad(`nul must be "quarantine" or "strip", got ${JSON.stringify(nul)}`);
   if (o.map !== undefined && typeof o.map !== 'function') bad('map must be a function (doc) => ({ column: value, … })');
+  // A map decides every column itself, so there are no unmapped fields to keep; the mapper would leave the column's
+  // cell out and every write would fail.
+  if (o.map !== undefined && typeof unmapped === 'object') bad(`unmapped: { column } cannot be combined with map: a map returns every column itself (return ${unmapped.column} from it instead)`);
   if (o.schema !== undefined && (typeof o.schema !== 'object' || o.schema === null)) bad('schema must be a JSON Schema object');
   const positive = (v: unknown, field: string, dflt: number): number => {
     if (v === undefined) return dflt;
