@@ -26,7 +26,7 @@ export interface ZeroDowntimeContext {
 }
 
 /** Commands that change the schema or the data, and so take the migration lock. */
-const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse', 'purge']);
+const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse', 'purge', 'adopt']);
 const READ_ONLY_WHEN_FRESH = new Set(['verify', 'purge']);
 
 const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typeof (k as { client?: unknown }).client === 'object';

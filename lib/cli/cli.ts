@@ -7,6 +7,7 @@ import { TemplateCreateAction } from './create.js';
 import { printJson, withJsonStdout } from './json-output.js';
 import { chooseDisplayMode, createDisplay, followBackfills } from './display.js';
 import { addStatusAction } from './status.js';
+import { addAdoptAction } from './adopt.js';
 import { addBackfillAction } from './backfill.js';
 import { addFlagAction } from './flag.js';
 import { addReportAction } from './report.js';
@@ -196,5 +197,6 @@ export function zeroDowntimeCli(project: CliProject, options?: { toolFileName?: 
   addPlanAction(cli, project);
   addVerifyAction(cli, project);
   addRehearseAction(cli, project);
+  addAdoptAction(cli, project);
   return cli;
 }
