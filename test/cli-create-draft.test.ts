@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { cliProject, jsonOut } from './cli-support.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { BIN, cliProject, jsonOut, TSX } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
 
 describe('`create` never writes a runnable file with invented values', function () {
@@ -33,6 +35,30 @@ describe('`create` never writes a runnable file with invented values', function 
     expect(up.stderr + up.stdout).to.match(/is a draft \(fill in column\.name, column\.type\).*Nothing was run/s);
     const cols = await knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'users'`);
     expect(cols.rows[0]!.n, 'the draft changed nothing').to.equal(2);
+  });
+
+  it('on a terminal, asks for the required parameters not given (and writes nothing when one is left empty)', async () => {
+    const p = cliProject('create-ask', { type: 'module' }, t.url);
+    p.write('umzug.config.mjs', `export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 2 } }, logger: null };\n`);
+    // `script` gives the command a pseudo-terminal; the answers go to it as typed input.
+    const onTerminal = (args: string[], answers: string) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        const cmd = [process.execPath, '--import', TSX, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+        const child = execFile('script', ['-qec', cmd, '/dev/null'], { cwd: p.dir, env: { ...process.env, DATABASE_URL: t.url } }, (err, stdout) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }),
+        );
+        child.stdin!.end(answers);
+      });
+    const asked = await onTerminal(['create', '--name', 'users-email', '--template', 'add-column', '--table', 'users'], 'email\ntext\n');
+    expect(asked.code, asked.out).to.equal(0);
+    expect(asked.out).to.match(/--column[^\n]*:/).and.to.match(/--type[^\n]*:/);
+    const [file] = p.files('migrations');
+    const text = readFileSync(path.join(p.dir, 'migrations', file!), 'utf8');
+    expect(text).to.include(`name: 'email'`).and.to.include(`type: 'text'`).and.not.to.include('TODO');
+    const left = await onTerminal(['create', '--name', 'users-more', '--template', 'add-column', '--table', 'users'], '\n\n');
+    expect(left.code).to.not.equal(0);
+    expect(left.out).to.match(/needs --column.*not given\. Nothing was written/s);
+    expect(p.files('migrations')).to.have.length(1);
   });
 
   it('with no migration yet, the file gets the extension the migrations glob asks for (README config, no tsconfig)', async () => {

@@ -3,7 +3,8 @@ import { Umzug, CreateAction } from 'umzug';
 import type { CommandLineChoiceParameter, CommandLineFlagParameter, CommandLineStringListParameter, CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { CliProject } from '../ops/project.js';
 import { printJson } from './json-output.js';
-import { allFlags, checkWithConstructor, loadTemplates, requireGiven, requests, TemplateError, templateParams } from '../ops/create.js';
+import { createInterface } from 'node:readline/promises';
+import { allFlags, checkWithConstructor, loadTemplates, missingParameters, requireGiven, requests, TemplateError, templateParams } from '../ops/create.js';
 
 /**
  * Umzug's own `create`, plus `--template <kind>` and the template's parameters. Umzug's flags (--name, --prefix,
@@ -55,7 +56,25 @@ export class TemplateCreateAction extends CreateAction {
     }
     const template = this.template.value;
     if (!template && (raw.size > 0 || this.json.value)) throw new TemplateError(`${[...raw.keys(), ...(this.json.value ? ['--params'] : [])].join(', ')} need --template <kind>`);
-    const { params, placeholders } = template ? templateParams(template, raw, this.json.value) : { params: {}, placeholders: [] as string[][] };
+    let { params, placeholders } = template ? templateParams(template, raw, this.json.value) : { params: {}, placeholders: [] as string[][] };
+    // On a terminal, a required parameter not given is asked for; in a pipeline (or with --json) it is refused.
+    if (template && placeholders.length > 0 && !this.draft.value && !this.jsonOut.value && process.stdin.isTTY && process.stdout.isTTY) {
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      // The line iterator keeps lines typed (or pasted) ahead of their question; question() would drop them.
+      const lines = rl[Symbol.asyncIterator]();
+      try {
+        for (const m of missingParameters(template, placeholders)) {
+          process.stdout.write(`${m.flag}${m.description ? ` (${m.description})` : ''}: `);
+          const next = await lines.next();
+          if (next.done) break;
+          const answer = String(next.value).trim();
+          if (answer) raw.set(m.flag, [answer]);
+        }
+      } finally {
+        rl.close();
+      }
+      ({ params, placeholders } = templateParams(template, raw, this.json.value));
+    }
     if (template) {
       requireGiven(template, placeholders, this.draft.value);
       await checkWithConstructor(template, params);

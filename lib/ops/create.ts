@@ -415,13 +415,20 @@ export async function checkWithConstructor(template: string, params: Record<stri
  */
 export function requireGiven(name: string, placeholders: readonly (readonly string[])[], draft: boolean): void {
   if (placeholders.length === 0 || draft) return;
-  const schema = loadTemplates().get(name)!;
-  const flags = new Map(templateFlags(schema).map((f) => [f.path.join('.'), f.flag]));
-  const missing = placeholders.map((p) => flags.get(p.join('.')) ?? p.join('.'));
+  const missing = missingParameters(name, placeholders).map((m) => m.flag);
   throw new TemplateError(
     `template "${name}" needs ${missing.join(', ')}, which ${missing.length === 1 ? 'was' : 'were'} not given. Nothing was written. ` +
       `Give ${missing.length === 1 ? 'it' : 'them'} (\`umzug create --template ${name} --help\` lists the parameters), or add --draft to write a draft with TODO placeholders that \`up\` refuses to run until they are filled in.`,
   );
+}
+
+/** The required parameters a template was not given, as flags with their descriptions (what a terminal asks for). */
+export function missingParameters(name: string, placeholders: readonly (readonly string[])[]): { readonly flag: string; readonly description: string; readonly path: string }[] {
+  const flags = new Map(templateFlags(loadTemplates().get(name)!).map((f) => [f.path.join('.'), f]));
+  return placeholders.map((p) => {
+    const f = flags.get(p.join('.'));
+    return { flag: f?.flag ?? p.join('.'), description: f?.description ?? '', path: p.join('.') };
+  });
 }
 
 export interface CreateFromTemplateOptions {
