@@ -5,5 +5,6 @@ export { runBackfills, pendingBackfills, type RunBackfillsOptions, type PendingB
 export type { StatusReport, MigrationStatus, ChangeStatus } from '../ops/status.js';
 export { createFromTemplate, loadTemplates, templateParams, renderTemplate, TemplateError, type CreateFromTemplateOptions, type TemplateSchema } from '../ops/create.js';
 export { buildPlan, formatPlan, type PlanReport, type PlannedPhase, type PlannedChange, type PlannedStep, type PlannedStatement } from '../ops/plan.js';
-export { verifyInFlight, type VerifyReport, type VerifiedChange } from '../ops/verify.js';
+export { verifyInFlight, repairMismatches, type VerifyReport, type VerifiedChange, type RepairedChange } from '../ops/verify.js';
+export { adoptHistory, type AdoptReport, type AdoptSource } from '../ops/adopt.js';
 export { rehearse, formatRehearsal, RehearsalFailedError, type RehearsalReport } from '../ops/rehearse.js';
