@@ -74,6 +74,13 @@ describe('a Knex project migrated by `knex migrate:latest` is adopted with no ha
     const created = await p.run(['create', '--name', 'add_note', '--json']);
     expect(created.code, created.stderr).to.equal(0);
     const file = path.basename(jsonOut<{ created: string[] }>(created).created[0]!);
+    // --knexfile and --env, as Knex's CLI takes them: a knexfile elsewhere, with one config per environment.
+    p.write('config/knex.cjs', `module.exports = { staging: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 4 }, migrations: { directory: '../migrations' } } };\n`);
+    const viaEnv = await p.run(['executed', '--json', '--knexfile', 'config/knex.cjs', '--env', 'staging']);
+    expect(viaEnv.code, viaEnv.stderr).to.equal(0);
+    expect(jsonOut<{ name: string }[]>(viaEnv).map((m) => m.name)).to.include('20240104000000_add_stock.js');
+    const noEnv = await p.run(['executed', '--knexfile', 'config/knex.cjs', '--env', 'production']);
+    expect(noEnv.stderr).to.match(/has no config for the environment production \(it has: staging\)/);
     expect(file).to.match(/^\d{14}_add_note\.js$/);
     expect(await knexCli('migrate:status')).to.match(new RegExp(`Found 1 Pending Migration file/files\\.[\\s\\S]*${file.replace('.', '\\.')}`));
   });

@@ -39,25 +39,27 @@ interface Knexfile {
   readonly implied: Omit<ZeroDowntimeConfig, 'knex'>;
 }
 
-async function knexfileConfig(cwd: string): Promise<Knexfile | null> {
-  const file = KNEXFILE_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
+async function knexfileConfig(cwd: string, given?: string, envName?: string): Promise<Knexfile | null> {
+  const file = given ? path.resolve(cwd, given) : KNEXFILE_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
   if (!file) return null;
+  if (!existsSync(file)) throw new Error(`--knexfile ${given}: no such file (looked for ${file}).`);
   let config = await importDefault(file);
   if (typeof config === 'function') config = await (config as () => unknown)();
   if (!config || typeof config !== 'object') throw new Error(`${file} exports no Knex config`);
   let knex = config as Record<string, unknown>;
   if (!('client' in knex)) {
-    const env = process.env.NODE_ENV || 'development';
+    const env = envName || process.env.NODE_ENV || 'development';
     const picked = knex[env];
     if (!picked || typeof picked !== 'object') {
-      throw new Error(`${file} has no config for NODE_ENV=${env} (it has: ${Object.keys(knex).join(', ')}). Set NODE_ENV or add that environment.`);
+      throw new Error(`${file} has no config for the environment ${env} (it has: ${Object.keys(knex).join(', ')}). Pass --env (or set NODE_ENV), or add that environment.`);
     }
     knex = picked as Record<string, unknown>;
   }
   const own = (knex.migrations ?? {}) as { directory?: unknown; tableName?: unknown; schemaName?: unknown; migrationSource?: { options?: unknown } };
   const { migrations: _knexOwn, seeds: _seeds, ...rest } = knex;
   const source = own.migrationSource?.options;
-  const sourceOptions = source && typeof source === 'object' ? (source as ZeroDowntimeMigrationsOptions) : {};
+  // The source's paths are read from the knexfile's folder, where Knex's CLI runs it.
+  const sourceOptions: ZeroDowntimeMigrationsOptions = source && typeof source === 'object' ? { cwd: path.dirname(file), ...(source as ZeroDowntimeMigrationsOptions) } : {};
   const implied: Knexfile['implied'] = {
     ...sourceOptions,
     plainMigrations: 'knex',
@@ -66,7 +68,9 @@ async function knexfileConfig(cwd: string): Promise<Knexfile | null> {
       ...(typeof own.schemaName === 'string' ? { schemaName: own.schemaName } : {}),
     },
   };
-  const migrations = typeof own.directory === 'string' ? `${own.directory.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` : sourceOptions.migrations;
+  // Knex's CLI reads a knexfile's paths from the knexfile's folder (it changes to it), not from where it was started.
+  const directory = typeof own.directory === 'string' ? path.relative(cwd, path.resolve(path.dirname(file), own.directory)).split(path.sep).join('/') || '.' : null;
+  const migrations = directory !== null ? `${directory.replace(/\/+$/, '')}/*.{ts,mts,cts,js,mjs,cjs}` : sourceOptions.migrations;
   return { file, knex: rest, implied, ...(migrations ? { migrations } : {}) };
 }
 
@@ -81,9 +85,12 @@ interface GlobalOptions {
   migrations?: string;
   metricsPort?: string;
   metricsHost?: string;
+  /** As Knex's CLI takes them: the knexfile (default: knexfile.* in the current folder) and its environment (default NODE_ENV, else development). */
+  knexfile?: string;
+  env?: string;
 }
 
-const GLOBAL_OPTIONS = ['config', 'database-url', 'migrations', 'metrics-port', 'metrics-host'];
+const GLOBAL_OPTIONS = ['config', 'database-url', 'migrations', 'metrics-port', 'metrics-host', 'knexfile', 'env'];
 
 function splitGlobalOptions(argv: string[]): { globals: GlobalOptions; rest: string[] } {
   const { tokens } = parseArgs({
@@ -104,6 +111,8 @@ function splitGlobalOptions(argv: string[]): { globals: GlobalOptions; rest: str
     else if (t.name === 'database-url') globals.databaseUrl = t.value;
     else if (t.name === 'metrics-port') globals.metricsPort = t.value;
     else if (t.name === 'metrics-host') globals.metricsHost = t.value;
+    else if (t.name === 'knexfile') globals.knexfile = t.value;
+    else if (t.name === 'env') globals.env = t.value;
     else globals.migrations = t.value;
   }
   return { globals, rest: argv.filter((_a, i) => !drop.has(i)) };
@@ -117,7 +126,7 @@ async function loadUmzug(globals: GlobalOptions): Promise<ZeroDowntimeUmzug> {
   }
   const file = globals.config ? path.resolve(cwd, globals.config) : CONFIG_NAMES.map((n) => path.join(cwd, n)).find((f) => existsSync(f));
   if (globals.config && !existsSync(file!)) throw new Error(`config file ${file} does not exist`);
-  const knexfile = await knexfileConfig(cwd);
+  const knexfile = await knexfileConfig(cwd, globals.knexfile, globals.env);
   if (file) {
     let exported = await importDefault(file);
     if (typeof exported === 'function' && !(exported as { client?: unknown }).client) exported = await (exported as () => unknown)();

@@ -186,7 +186,7 @@ export function zeroDowntimeCli(project: CliProject, options?: { toolFileName?: 
     toolDescription:
       options?.toolDescription ??
       'Umzug with zero-downtime phases: `up` runs pending expands (with backfill and verify), then contracts whose gate is open. ' +
-        'Before the command: --config FILE, --database-url URL, --migrations GLOB choose the project; --metrics-port PORT ' +
+        'Before the command: --config FILE, --database-url URL, --migrations GLOB, --knexfile FILE and --env NAME (as the knex CLI takes them) choose the project; --metrics-port PORT ' +
         '[--metrics-host HOST] serves Prometheus metrics on /metrics while the command runs.',
   });
   addStatusAction(cli, project);
