@@ -11,26 +11,21 @@
  * other, so neither gains from going first. --load runs pgbench (2 clients, 300 tps, pgbench tables in the same
  * database) throughout. It prints the host's CPU steal over the timed part.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
 import { zeroDowntime } from '../lib/index.js';
-import { client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, percentile, stolenSince } from './support.js';
+import { benchArg, client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, percentile, startPgbenchLoad, stolenSince } from './support.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LIB_INDEX = path.resolve(here, '../lib/index.ts');
-const arg = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
+const arg = benchArg;
 const ROWS = parseSize(arg('rows') ?? '200k');
 const LOAD = process.argv.includes('--load');
 const CANARY = (arg('canary') ?? 'on') === 'on';
 const CHANGED = Number(arg('changed') ?? '1');
-const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 
 function project(n: number): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `zd-bench-merge-${n}-`));
@@ -53,12 +48,7 @@ async function main(): Promise<void> {
     await c.query(`INSERT INTO b${n} SELECT g * 2, 'pref-' || g, g % 100 FROM generate_series(1, ${Math.floor(ROWS / 2)}) g`);
     await c.query(`VACUUM ANALYZE a${n}, b${n}`);
   }
-  let load: ReturnType<typeof spawn> | null = null;
-  if (LOAD) {
-    const env = { ...process.env, PGHOST: '127.0.0.1', PGUSER: 'postgres' };
-    await new Promise<void>((res, rej) => spawn(PGBENCH, ['-i', '-q', '-s', '5', dbName], { env, stdio: 'ignore' }).on('exit', (code) => (code === 0 ? res() : rej(new Error(`pgbench -i: ${code}`)))));
-    load = spawn(PGBENCH, ['-c', '2', '-j', '1', '-R', '300', '-T', '3600', dbName], { env, stdio: 'ignore' });
-  }
+  const load = LOAD ? await startPgbenchLoad(dbName) : null;
   const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 8 } });
   const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
   const umzugs = [1, 2].map((n) => zeroDowntime({ knex, cwd: project(n), contract: { after: 0 }, logger: quiet, backfill: CANARY ? {} : { canary: false } }));

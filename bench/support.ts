@@ -102,3 +102,21 @@ export function stolenSince(from: ReturnType<typeof cpuTimes>): string {
   if (!from || !now || now.total <= from.total) return 'unknown';
   return `${((100 * (now.steal - from.steal)) / (now.total - from.total)).toFixed(1)} %`;
 }
+
+/** The value after `--name` on the command line, if any. */
+export function benchArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
+
+/**
+ * The benches' standard application traffic: pgbench's tables (scale 5) in the bench database and 2 clients at 300
+ * transactions/s until killed.
+ */
+export async function startPgbenchLoad(dbName: string): Promise<ChildProcess> {
+  const env = { ...process.env, PGHOST: '127.0.0.1', PGUSER: 'postgres' };
+  await new Promise<void>((res, rej) => spawn(PGBENCH, ['-i', '-q', '-s', '5', dbName], { env, stdio: 'ignore' }).on('exit', (code) => (code === 0 ? res() : rej(new Error(`pgbench -i: ${code}`)))));
+  return spawn(PGBENCH, ['-c', '2', '-j', '1', '-R', '300', '-T', '3600', dbName], { env, stdio: 'ignore' });
+}

@@ -13,7 +13,6 @@
  * UPDATE in its old form (a correlated archive subquery per mention per row) and its new form (the archive joined).
  * --load runs pgbench (2 clients, rate-limited, on pgbench tables in the same database) throughout.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,20 +20,16 @@ import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
 import { zeroDowntime } from '../lib/index.js';
 import { keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../lib/postgres/batch-sql.js';
-import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
+import { benchArg, client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, startPgbenchLoad } from './support.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LIB_INDEX = path.resolve(here, '../lib/index.ts');
-const arg = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
+const arg = benchArg;
 const ROWS = parseSize(arg('rows') ?? '200k');
 const LOAD = process.argv.includes('--load');
 const CANARY = (arg('canary') ?? 'on') === 'on';
 const CHANGE = arg('change') ?? 'rename';
 if (CHANGE !== 'rename' && CHANGE !== 'type') throw new Error(`--change must be rename or type, not ${CHANGE}`);
-const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 
 function project(table: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `zd-bench-undo-${table}-`));
@@ -57,12 +52,7 @@ async function main(): Promise<void> {
     await setup.query(`INSERT INTO ${t} SELECT g, 'title-' || g, g % 1000, lpad((g % 100000)::text, 6, '0'), repeat('x', 40) FROM generate_series(1, ${ROWS}) g`);
     await setup.query(`VACUUM ANALYZE ${t}`);
   }
-  let load: ReturnType<typeof spawn> | null = null;
-  if (LOAD) {
-    const env = { ...process.env, PGHOST: '127.0.0.1', PGUSER: 'postgres' };
-    await new Promise<void>((res, rej) => spawn(PGBENCH, ['-i', '-q', '-s', '5', dbName], { env, stdio: 'ignore' }).on('exit', (c) => (c === 0 ? res() : rej(new Error(`pgbench -i: ${c}`)))));
-    load = spawn(PGBENCH, ['-c', '2', '-j', '1', '-R', '300', '-T', '3600', dbName], { env, stdio: 'ignore' });
-  }
+  const load = LOAD ? await startPgbenchLoad(dbName) : null;
   const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 8 } });
   const umzugs = Object.fromEntries(
     ['t1', 't2'].map((t) => [
