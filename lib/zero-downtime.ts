@@ -136,6 +136,16 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     return this.runCommand(command, () => fn());
   }
 
+  /** Umzug's create, with Knex's file names where the folder (or a Knex project) uses them. */
+  override async create(options: Parameters<Umzug['create']>[0]): Promise<void> {
+    const { knexMigrationName, usesKnexNames } = await import('./ops/create.js');
+    const folder = options.folder ?? path.resolve(this.config.cwd, this.config.createFolder);
+    if ((options.prefix === undefined || options.prefix === 'TIMESTAMP') && usesKnexNames(this.config.plainMigrations, folder)) {
+      return super.create({ ...options, prefix: 'NONE', name: knexMigrationName(options.name) });
+    }
+    return super.create(options);
+  }
+
   /** The command line (its parser, progress bars and templates) is loaded only when a command runs. */
   override async runAsCLI(argv?: string[]): Promise<boolean> {
     const { zeroDowntimeCli } = await import('./cli/cli.js');

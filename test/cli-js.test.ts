@@ -45,7 +45,8 @@ describe('the `umzug` bin in a CommonJS JavaScript project with a knexfile: crea
     expect(body).to.include(`const { defineMigration, addCheck } = require('umzug-zero-downtime');`);
     expect(body).to.include('module.exports = defineMigration({').and.include('check: `price >= 0`');
     expect(files[1]).to.match(/notes-table\.js$/);
-    // A knexfile project's plain files are Knex's shape: `create` writes them so.
+    // A knexfile project's plain files are Knex's shape, and named Knex's way: `create` writes them so.
+    expect(files.every((f) => /^\d{14}_/.test(f)), files.join(' ')).to.equal(true);
     expect(readFileSync(path.join(p.dir, 'db/migrations', files[1]!), 'utf8')).to.include('exports.up = async (knex) => {');
     // Give the plain migration a real, correct up and down.
     p.write(
@@ -73,8 +74,8 @@ exports.down = async (knex) => { await knex.raw('DROP TABLE notes'); };
     expect(up.code, up.stderr).to.equal(0);
     const applied = jsonOut<{ command: string; applied: string[]; waiting: { name: string; reasons: string[] }[] }>(up);
     expect(applied.command).to.equal('up');
-    expect(applied.applied.map((n) => n.replace(/^[\d.T]+\./, ''))).to.deep.equal(['items-price-positive.js:expand', 'notes-table.js']);
-    expect(applied.waiting.map((w) => w.name.replace(/^[\d.T]+\./, ''))).to.deep.equal(['items-price-positive.js:contract']);
+    expect(applied.applied.map((n) => n.replace(/^(?:[\d.T]+\.|\d{14}_)/, ''))).to.deep.equal(['items-price-positive.js:expand', 'notes-table.js']);
+    expect(applied.waiting.map((w) => w.name.replace(/^(?:[\d.T]+\.|\d{14}_)/, ''))).to.deep.equal(['items-price-positive.js:contract']);
     const constraint = await knex.raw(`SELECT convalidated FROM pg_constraint WHERE conname = 'items_price_positive'`);
     expect((constraint as { rows: { convalidated: boolean }[] }).rows).to.deep.equal([{ convalidated: true }]);
     const status = jsonOut<StatusReport>(await p.run(['status', '--json']));
@@ -113,6 +114,6 @@ exports.down = async (knex) => { await knex.raw('DROP TABLE notes'); };
     expect(r.stderr).to.include('lock.timeout must be a duration').and.include('unknown key backfil');
     const env = await p.run(['pending'], { NODE_ENV: 'staging' });
     expect(env.code).to.equal(2);
-    expect(env.stderr).to.match(/knexfile\.js has no config for NODE_ENV=staging \(it has: development, production\)/);
+    expect(env.stderr).to.match(/knexfile\.js has no config for the environment staging \(it has: development, production\)\. Pass --env \(or set NODE_ENV\)/);
   });
 });

@@ -347,20 +347,20 @@ function globExtension(glob: string): string | null {
 const KNEX_NAME = /^\d{14}_/;
 
 /**
- * Umzug's timestamped name (`2026.12.01T15.13.56.add-price`) rewritten as Knex's (`20261201151356_add-price`) where
- * the folder's migrations are named Knex's way, or where it has none yet and the project is a Knex project: a dotted
- * name would sort before every Knex file of its year, and Knex's CLI would then refuse the folder as out of order.
- * Umzug's TIMESTAMP prefix is UTC; Knex's own is local time, so names made by both stay in order only to the hour.
+ * Whether `create` names a new file Knex's way (`20261201151356_add-price`): when most migrations in the folder are
+ * named so, or when it has none yet and the project is a Knex project. Umzug's dotted timestamp would sort before
+ * every Knex file of the same day (and Umzug then refuses the order), and Knex's CLI would list it out of order.
  */
-function knexStyleName(umzug: Project, filepath: string): string {
-  const base = path.basename(filepath);
-  const stamp = /^(\d{4})\.(\d{2})\.(\d{2})T(\d{2})\.(\d{2})\.(\d{2})\.(.+)$/.exec(base);
-  if (!stamp) return filepath;
-  const dir = path.dirname(filepath);
-  const siblings = existsSync(dir) ? readdirSync(dir).filter((f) => EXTENSIONS.includes(path.extname(f)) || path.extname(f) === '.sql') : [];
-  const knexNamed = siblings.filter((f) => KNEX_NAME.test(f)).length;
-  const knexStyle = siblings.length === 0 ? umzug.config.plainMigrations === 'knex' : knexNamed > siblings.length / 2;
-  return knexStyle ? path.join(dir, `${stamp.slice(1, 7).join('')}_${stamp[7]}`) : filepath;
+export function usesKnexNames(plainMigrations: 'umzug' | 'knex', folder: string): boolean {
+  const siblings = existsSync(folder) ? readdirSync(folder).filter((f) => EXTENSIONS.includes(path.extname(f)) || path.extname(f) === '.sql') : [];
+  if (siblings.length === 0) return plainMigrations === 'knex';
+  return siblings.filter((f) => KNEX_NAME.test(f)).length > siblings.length / 2;
+}
+
+/** Knex's name for a migration made now: UTC (Knex's own CLI uses local time, so the two agree to the hour only). */
+export function knexMigrationName(name: string, now = new Date()): string {
+  const d = now.toISOString();
+  return `${d.slice(0, 4)}${d.slice(5, 7)}${d.slice(8, 10)}${d.slice(11, 13)}${d.slice(14, 16)}${d.slice(17, 19)}_${name}`;
 }
 
 export const requests = new WeakMap<object, TemplateRequest>();
@@ -371,7 +371,7 @@ export const requests = new WeakMap<object, TemplateRequest>();
  * project's module format.
  */
 export async function creationTemplate(umzug: Project, filepath: string): Promise<Array<[string, string]>> {
-  let file = knexStyleName(umzug, filepath);
+  let file = filepath;
   if (!EXTENSIONS.includes(path.extname(file)) && path.extname(file) !== '.sql') file += await projectExtension(umzug);
   const request = requests.get(umzug);
   if (!request && umzug.config.plainMigrations === 'knex') return [[file, knexPlainTemplate(formatOf(file))]];
