@@ -102,6 +102,20 @@ export const CONFIG_SCHEMA = {
         },
       ],
     },
+    lint: {
+      description: "the unsafe-DDL linter before `up` runs plain migrations: 'error' (an error-level finding stops up, nothing run), 'warn' (default: printed), 'off', or { level?, rules?: { <rule>: 'error' | 'warn' | 'off' } }",
+      anyOf: [
+        { enum: ['error', 'warn', 'off'] },
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            level: { enum: ['error', 'warn', 'off'] },
+            rules: { type: 'object', additionalProperties: { enum: ['error', 'warn', 'off'] } },
+          },
+        },
+      ],
+    },
     plainMigrations: { enum: ['umzug', 'knex'], description: 'how plain migration files are called: umzug ({ name, path, context }) or knex (the Knex instance); default umzug' },
     logger: {
       description: 'Umzug-style logger with info, warn, error, debug; null for silence; default console',

@@ -1,3 +1,4 @@
+import { RULE_IDS } from './lint/rules.js';
 import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
 import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
@@ -75,6 +76,12 @@ export interface ZeroDowntimeConfig {
    */
   readonly plainMigrations?: 'umzug' | 'knex';
   /**
+   * The unsafe-DDL linter before `up` runs plain migrations (`umzug lint` reads it too): `error` stops `up` on an
+   * error-level finding, nothing run; `warn` (default) prints the findings and goes on; `off`. Per rule:
+   * `{ level, rules: { 'renaming-column': 'off' } }`.
+   */
+  readonly lint?: 'error' | 'warn' | 'off' | { readonly level?: 'error' | 'warn' | 'off'; readonly rules?: Readonly<Record<string, 'error' | 'warn' | 'off'>> };
+  /**
    * Keep a Knex project's own history (`knex_migrations`) as part of ours: files it records count as executed, and
    * every plain file `up` runs (and each typed file's expand) is recorded there too, in one batch per command, so
    * `knex migrate:*` and `umzug` agree at every point. Set from the knexfile when the bin finds one; `false` (default
@@ -111,6 +118,7 @@ export interface ResolvedConfig {
   readonly pooling: 'auto' | PoolingMode;
   readonly backfill: BackfillOptions;
   readonly plainMigrations: 'umzug' | 'knex';
+  readonly lint: { readonly level: 'error' | 'warn' | 'off'; readonly rules: Readonly<Record<string, 'error' | 'warn' | 'off'>> };
   readonly knexHistory: KnexHistoryTable | null;
   readonly createFolder: string;
   readonly monitor: MonitorSettings;
@@ -197,9 +205,17 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     pooling: config.pooling ?? 'auto',
     backfill,
     plainMigrations: config.plainMigrations ?? 'umzug',
+    lint: wrap('lint', () => resolveLint(config.lint)),
     knexHistory: config.knexHistory ? { table: config.knexHistory.tableName ?? 'knex_migrations', schema: config.knexHistory.schemaName ?? null } : null,
     createFolder: config.createFolder ?? globBase(list[0]!) ?? 'migrations',
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
   return resolved;
+}
+
+function resolveLint(lint: ZeroDowntimeConfig['lint']): ResolvedConfig['lint'] {
+  if (typeof lint !== 'object') return { level: lint ?? 'warn', rules: {} };
+  const unknown = Object.keys(lint.rules ?? {}).filter((r) => !RULE_IDS.includes(r));
+  if (unknown.length > 0) throw new Error(`unknown rule${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (the rules: ${RULE_IDS.join(', ')})`);
+  return { level: lint.level ?? 'warn', rules: lint.rules ?? {} };
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
 import type { Knex } from 'knex';
+import { createKnex } from './db/knex-factory.js';
 import { Umzug, type MigrationMeta, type RunnableMigration } from 'umzug';
 import { glob } from 'tinyglobby';
 import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
@@ -12,6 +12,8 @@ import { Engine, type GateStatus } from './engine/runner.js';
 import { importModule } from './engine/import-module.js';
 import { isDefinedMigration } from './migration.js';
 import { ChangeInputError } from './postgres/identifiers.js';
+import { LintFailedError } from './lint/lint.js';
+import { runPlainLockSafe } from './engine/plain-migration.js';
 import type { GatedContract, MigrationEntry, Project, ZeroDowntimeUpOptions } from './ops/project.js';
 import { buildStatus, type StatusReport } from './ops/status.js';
 import { FlagStore } from './flags/store.js';
@@ -136,6 +138,27 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     return this.runCommand(command, () => fn());
   }
 
+  /**
+   * The unsafe-DDL linter over the pending plain migrations (`lint` in the config): with `error`, an error-level
+   * finding no allow comment accepts stops `up` before anything runs; with `warn`, findings are logged.
+   */
+  private async lintPending(): Promise<void> {
+    if (this.config.lint.level === 'off') return;
+    const executed = new Set(await this.engine.state.executedNames());
+    const files = (await this.entries()).filter((e) => e.phase === 'plain' && !executed.has(e.name)).map((e) => e.file);
+    if (files.length === 0) return;
+    const { lintFiles, formatLintText } = await import('./ops/lint.js');
+    const report = await lintFiles(files, { cwd: this.config.cwd, style: this.config.plainMigrations, rules: this.config.lint.rules });
+    const live = report.findings.filter((f) => !f.allowed);
+    if (this.config.lint.level === 'error' && report.errors > 0) {
+      throw new LintFailedError(
+        `lint: ${report.errors} unsafe statement${report.errors === 1 ? '' : 's'} in pending plain migrations. Nothing was run.\n${formatLintText(report)}\n` +
+          'Write them as the typed changes named, or accept one with `-- umzug-zero-downtime: allow <rule> because <reason>` in the migration, or set lint: \'warn\'.',
+      );
+    }
+    for (const f of live) this.zdLogger?.warn({ event: 'lint', rule: f.rule, level: f.level, file: f.file, line: f.line, message: f.message, fix: f.fix });
+  }
+
   /** Umzug's create, with Knex's file names where the folder (or a Knex project) uses them. */
   override async create(options: Parameters<Umzug['create']>[0]): Promise<void> {
     const { knexMigrationName, usesKnexNames } = await import('./ops/create.js');
@@ -153,6 +176,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
   }
 
   override async up(options: ZeroDowntimeUpOptions = {}): Promise<MigrationMeta[]> {
+    await this.lintPending();
     const { bypassContractGates, ...umzugOptions } = options;
     this.bypassContractGates = bypassContractGates === true;
     let applied: MigrationMeta[];
@@ -296,7 +320,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
             if (fnName === 'down') throw new Error(`${e.name} has no down function: it cannot be reverted. Nothing was changed.`);
             return;
           }
-          await (fn as (arg: unknown) => Promise<unknown>)(mode === 'knex' ? params.context.knex : params);
+          const config = (mod.config ?? (mod.default as Record<string, unknown> | undefined)?.config) as { transaction?: boolean } | undefined;
+          await runPlainLockSafe(
+            params.context.knex,
+            this.config.lock,
+            config?.transaction !== false,
+            (k) => (fn as (arg: unknown) => Promise<unknown>)(mode === 'knex' ? k : { ...params, context: { ...params.context, knex: k } }),
+            {
+              onRetry: (r) => this.zdLogger?.warn({ event: 'plain-migration-retry', name: e.name, ...r }),
+              onOutsideTransaction: (reason) => this.zdLogger?.warn({ event: 'plain-migration-outside-transaction', name: e.name, reason, note: 'no lock_timeout retry: it runs as written' }),
+            },
+          );
         };
         return { name: e.name, path: e.file, up: (p) => call('up', p), down: (p) => call('down', p) };
       }
@@ -310,22 +344,6 @@ function plainFn(mod: Record<string, unknown>, name: 'up' | 'down'): unknown {
   return d && typeof d === 'object' ? d[name] : undefined;
 }
 
-function createKnex(config: Knex.Config): Knex {
-  // knex is a peer dependency and CommonJS: resolve it from the user's project, else from beside the running script
-  // (the `umzug` bin inside node_modules), the same way from the ESM and the CJS build.
-  const bases = [path.join(process.cwd(), 'noop.js'), ...(process.argv[1] ? [process.argv[1]] : [])];
-  let knexFactory: (((c: Knex.Config) => Knex) & { knex?: (c: Knex.Config) => Knex }) | undefined;
-  for (const base of bases) {
-    try {
-      knexFactory = createRequire(base)('knex') as typeof knexFactory;
-      break;
-    } catch {
-      // try the next place
-    }
-  }
-  if (!knexFactory) throw new Error('cannot find the `knex` package (a peer dependency): run `npm install knex pg` in your project.');
-  return (knexFactory.knex ?? knexFactory)(config);
-}
 
 /** The entry point for configs: `export default zeroDowntime({ knex: …, migrations: 'migrations/*.ts' })`. */
 export function zeroDowntime(config: ZeroDowntimeConfig): ZeroDowntimeUmzug {

@@ -7,6 +7,7 @@ import { checkConnectionUrl } from '../db/connection-check.js';
 import { importModule } from '../engine/import-module.js';
 import { wantsJson, withJsonStdout } from './json-output.js';
 import { zeroDowntimeCli } from './cli.js';
+import { runLint, type LintFormat, type LintSettings } from './lint.js';
 import type { CliProject } from '../ops/project.js';
 import { serveMetrics, type MetricsServer } from '../monitor/metrics-server.js';
 import { zeroDowntime, ZeroDowntimeUmzug } from '../zero-downtime.js';
@@ -213,6 +214,7 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
     process.stderr.write(`umzug: ${(e as Error).message}\n`);
     return 2;
   }
+  if (rest[0] === 'lint' && !asksHelp(rest)) return lintCommand(globals, rest.slice(1));
   let umzug: ZeroDowntimeUmzug;
   try {
     umzug = await loadUmzug(globals);
@@ -237,6 +239,42 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
   } finally {
     await metrics?.close();
     await umzug.close();
+  }
+}
+
+/**
+ * `umzug lint` needs no database: the project's config is read when there is one (its migrations and lint rules),
+ * else the defaults (the files in migrations/).
+ */
+async function lintCommand(globals: GlobalOptions, args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { format: { type: 'string' }, json: { type: 'boolean' } } });
+  } catch (e) {
+    process.stderr.write(`umzug lint: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const format = values.json ? 'json' : (values.format ?? 'text');
+  if (!['text', 'json', 'github', 'sarif'].includes(format)) {
+    process.stderr.write(`umzug lint: --format must be text, json, github or sarif, not ${format}\n`);
+    return 2;
+  }
+  const cwd = process.cwd();
+  let settings: LintSettings;
+  try {
+    const umzug = await loadUmzug(globals);
+    settings = umzug.config;
+    await umzug.close();
+  } catch {
+    const knexfile = KNEXFILE_NAMES.some((n) => existsSync(path.join(cwd, n)));
+    settings = { cwd, migrations: [globals.migrations ?? 'migrations/*.{ts,mts,cts,js,mjs,cjs,sql}'], plainMigrations: knexfile ? 'knex' : 'umzug', lint: { level: 'warn', rules: {} } };
+  }
+  try {
+    return (await runLint(settings, positionals, format as LintFormat)).code;
+  } catch (e) {
+    process.stderr.write(`umzug: ${(e as Error).message}\n`);
+    return 2;
   }
 }
 

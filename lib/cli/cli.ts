@@ -8,6 +8,7 @@ import { printJson, withJsonStdout } from './json-output.js';
 import { chooseDisplayMode, createDisplay, followBackfills } from './display.js';
 import { addStatusAction } from './status.js';
 import { addAdoptAction } from './adopt.js';
+import { addLintAction } from './lint.js';
 import { addBackfillAction } from './backfill.js';
 import { addFlagAction } from './flag.js';
 import { addReportAction } from './report.js';
@@ -198,5 +199,6 @@ export function zeroDowntimeCli(project: CliProject, options?: { toolFileName?: 
   addVerifyAction(cli, project);
   addRehearseAction(cli, project);
   addAdoptAction(cli, project);
+  addLintAction(cli, project);
   return cli;
 }

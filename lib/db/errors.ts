@@ -19,7 +19,8 @@ export type ZeroDowntimeErrorCode =
   | 'template'
   | 'metrics-server'
   | 'mongo-map'
-  | 'state-layout';
+  | 'state-layout'
+  | 'lint-failed';
 
 export abstract class ZeroDowntimeError extends Error {
   abstract readonly code: ZeroDowntimeErrorCode;

@@ -1,4 +1,6 @@
-import { loadModule, parseSync } from 'libpg-query';
+import { dottedName, loadSqlParser, obj, parseSqlSync, rangeVar, str, type Json } from './sql-ast.js';
+
+export { loadSqlParser };
 
 /**
  * The table locks a statement requests, read from PostgreSQL's own grammar (libpg-query: the server's parser
@@ -33,29 +35,6 @@ export interface RequestedLock {
   readonly mode: LockMode;
   /** The statement form that takes it, e.g. `ALTER TABLE … SET NOT NULL`. */
   readonly form: string;
-}
-
-let loaded: Promise<void> | null = null;
-
-/** The parser is WebAssembly, loaded once (about 30 ms) on first use. */
-export function loadSqlParser(): Promise<void> {
-  return (loaded ??= loadModule());
-}
-
-type Json = { readonly [k: string]: unknown };
-const obj = (v: unknown): Json => (v && typeof v === 'object' ? (v as Json) : {});
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-
-function rangeVar(v: unknown): string {
-  const r = obj(v);
-  const name = str(r.relname);
-  return str(r.schemaname) ? `${str(r.schemaname)}.${name}` : name;
-}
-
-/** A DROP's object: a List of String names, [schema, name] or [name]. */
-function dottedName(v: unknown): string {
-  const items = (obj(obj(v).List).items as unknown[] | undefined) ?? [];
-  return items.map((i) => str(obj(obj(i).String).sval)).join('.');
 }
 
 const stronger = (a: LockMode, b: LockMode): LockMode => (LOCK_MODES.indexOf(a) >= LOCK_MODES.indexOf(b) ? a : b);
@@ -165,8 +144,12 @@ export async function requestedLocks(sql: string): Promise<RequestedLock[]> {
 
 /** requestedLocks once loadSqlParser() has resolved. */
 export function requestedLocksSync(sql: string): RequestedLock[] {
-  const tree = obj(parseSync(sql));
-  return ((tree.stmts as unknown[] | undefined) ?? []).flatMap((st) => statementLocks(obj(obj(st).stmt)));
+  return parseSqlSync(sql).flatMap((st) => statementLocks(st.node));
+}
+
+/** The locks one parsed statement (a node of parseSqlSync) requests. */
+export function nodeLocks(node: Json): RequestedLock[] {
+  return statementLocks(node);
 }
 
 /** The strongest of the locks, or null for none. */

@@ -1,0 +1,350 @@
+import { dottedName, list, obj, rangeVar, str, typeName, type Json, type ParsedStatement } from '../postgres/sql-ast.js';
+import { nodeLocks } from '../postgres/statement-locks.js';
+
+export type LintLevel = 'error' | 'warn' | 'off';
+
+/** What a rule found in one statement: why it is unsafe, and the safe way. */
+export interface RuleHit {
+  readonly message: string;
+  /** The safe alternative; where one of our typed changes does it, the exact change to write. */
+  readonly fix: string;
+}
+
+export interface LintRule {
+  readonly id: string;
+  readonly level: Exclude<LintLevel, 'off'>;
+  /** The lock or the cost, and what breaks in the running application version. */
+  readonly why: string;
+  /** The squawk rule (or strong_migrations check) this one answers, for the coverage table. */
+  readonly squawk?: string;
+  readonly strongMigrations?: string;
+}
+
+/** One statement in its migration, as rules see it. */
+export interface StatementContext {
+  readonly stmt: ParsedStatement;
+  readonly inTransaction: boolean;
+  /** Every statement of the same migration, in order (migration-level rules look across them). */
+  readonly all: readonly ParsedStatement[];
+  readonly index: number;
+}
+
+type Check = (c: StatementContext) => RuleHit[];
+
+const q = (s: string) => `'${s.replace(/'/g, "\\'")}'`;
+const tableArg = (t: string) => q(t);
+const alterCmds = (n: Json) => list(obj(n.AlterTableStmt).cmds).map((c) => obj(obj(c).AlterTableCmd));
+const alterTable = (n: Json) => rangeVar(obj(n.AlterTableStmt).relation);
+const constraintsOf = (colDef: Json) => list(colDef.constraints).map((c) => obj(obj(c).Constraint));
+const VOLATILE = /^(random|gen_random_uuid|uuid_generate_v[14]|clock_timestamp|timeofday|nextval|txid_current)$/i;
+
+/** The functions a default expression calls. */
+function calledFunctions(expr: unknown, out: string[] = []): string[] {
+  if (Array.isArray(expr)) expr.forEach((e) => calledFunctions(e, out));
+  else if (expr && typeof expr === 'object') {
+    const fc = obj((expr as Json).FuncCall);
+    if (fc.funcname) out.push(list(fc.funcname).map((n) => str(obj(obj(n).String).sval)).pop() ?? '');
+    for (const v of Object.values(expr as Json)) calledFunctions(v, out);
+  }
+  return out;
+}
+
+const isDdl = (kind: string) => /^(Alter|Create|Drop|Rename|Index|Comment|Grant|Truncate|Cluster|Vacuum)/.test(kind) && kind !== 'CreateTrigStmt';
+const isDml = (kind: string) => kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'InsertStmt';
+
+export const RULES: readonly (LintRule & { readonly check: Check })[] = [
+  {
+    id: 'adding-required-field',
+    level: 'error',
+    squawk: 'adding-required-field',
+    strongMigrations: 'adding a column with NOT NULL',
+    why: 'ADD COLUMN … NOT NULL without a default fails on a table with rows, and the running version, which does not know the column, can no longer insert.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddColumn')
+        .map((c) => obj(obj(c.def).ColumnDef))
+        .filter((d) => constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_NOTNULL') && !constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_DEFAULT' || str(k.contype) === 'CONSTR_IDENTITY'))
+        .map((d) => ({
+          message: `adds ${str(d.colname)} NOT NULL without a default to ${alterTable(stmt.node)}`,
+          fix: `addColumn({ table: ${tableArg(alterTable(stmt.node))}, column: { name: ${q(str(d.colname))}, type: ${q(typeName(d.typeName).name)}, nullable: false, default: … } }), or add it nullable and setNotNull({ table: ${tableArg(alterTable(stmt.node))}, column: ${q(str(d.colname))}, default: … }) later`,
+        })),
+  },
+  {
+    id: 'adding-field-with-volatile-default',
+    level: 'error',
+    squawk: 'adding-field-with-default',
+    strongMigrations: 'adding a column with a volatile default value',
+    why: 'A volatile default (random(), gen_random_uuid(), clock_timestamp(), a sequence) rewrites the whole table under ACCESS EXCLUSIVE: no reads or writes until it is done. A constant default is free since PostgreSQL 11.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddColumn')
+        .map((c) => obj(obj(c.def).ColumnDef))
+        .flatMap((d) => {
+          const def = constraintsOf(d).find((k) => str(k.contype) === 'CONSTR_DEFAULT');
+          const fns = def ? calledFunctions(def.raw_expr).filter((f) => VOLATILE.test(f)) : [];
+          const serial = /^(small|big)?serial[248]?$/.test(typeName(d.typeName).name);
+          if (fns.length === 0 && !serial) return [];
+          return [
+            {
+              message: `adds ${str(d.colname)} to ${alterTable(stmt.node)} with a volatile default (${serial ? typeName(d.typeName).name : fns.join(', ')}): the table is rewritten`,
+              fix: `addColumn({ table: ${tableArg(alterTable(stmt.node))}, column: { name: ${q(str(d.colname))}, type: …, defaultSql: ${q(fns.length ? `${fns[0]}()` : 'nextval(…)')} } }): the default for new rows only, existing rows backfilled in batches`,
+            },
+          ];
+        }),
+  },
+  {
+    id: 'renaming-column',
+    level: 'error',
+    squawk: 'renaming-column',
+    strongMigrations: 'renaming a column',
+    why: 'The running version still reads and writes the old name: every query that names it fails from the moment the rename commits.',
+    check: ({ stmt }) => {
+      const r = obj(stmt.node.RenameStmt);
+      if (str(r.renameType) !== 'OBJECT_COLUMN') return [];
+      const t = rangeVar(r.relation);
+      return [{ message: `renames ${t}.${str(r.subname)} to ${str(r.newname)}`, fix: `renameColumn({ table: ${tableArg(t)}, from: ${q(str(r.subname))}, to: ${q(str(r.newname))} })` }];
+    },
+  },
+  {
+    id: 'renaming-table',
+    level: 'error',
+    squawk: 'renaming-table',
+    strongMigrations: 'renaming a table',
+    why: 'The running version still uses the old table name: its queries fail from the moment the rename commits.',
+    check: ({ stmt }) => {
+      const r = obj(stmt.node.RenameStmt);
+      if (str(r.renameType) !== 'OBJECT_TABLE') return [];
+      const t = rangeVar(r.relation);
+      return [{ message: `renames the table ${t} to ${str(r.newname)}`, fix: `renameTable({ from: ${tableArg(t)}, to: ${q(str(r.newname))} })` }];
+    },
+  },
+  {
+    id: 'changing-column-type',
+    level: 'error',
+    squawk: 'changing-column-type',
+    strongMigrations: 'changing the type of a column',
+    why: 'ALTER COLUMN … TYPE holds ACCESS EXCLUSIVE and, for most type changes, rewrites the table and its indexes: no reads or writes until it is done.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AlterColumnType')
+        .map((c) => {
+          const t = typeName(obj(obj(c.def).ColumnDef).typeName);
+          const type = t.mods.length ? `${t.name}(${t.mods.join(',')})` : t.name;
+          return { message: `changes the type of ${alterTable(stmt.node)}.${str(c.name)} to ${type}`, fix: `changeColumnType({ table: ${tableArg(alterTable(stmt.node))}, column: ${q(str(c.name))}, type: ${q(type)} })` };
+        }),
+  },
+  {
+    id: 'dropping-column',
+    level: 'error',
+    squawk: 'ban-drop-column',
+    strongMigrations: 'removing a column',
+    why: 'The running version still reads the column (and ORMs select every column): its queries fail once the drop commits, and the data is gone.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_DropColumn')
+        .map((c) => ({ message: `drops ${alterTable(stmt.node)}.${str(c.name)}`, fix: `dropColumn({ table: ${tableArg(alterTable(stmt.node))}, column: ${q(str(c.name))} }): dropped a release later, archived, reversible` })),
+  },
+  {
+    id: 'dropping-table',
+    level: 'error',
+    squawk: 'ban-drop-table',
+    strongMigrations: 'removing a table',
+    why: 'The running version may still read the table, and its rows are gone for good.',
+    check: ({ stmt }) => {
+      const d = obj(stmt.node.DropStmt);
+      if (str(d.removeType) !== 'OBJECT_TABLE') return [];
+      return list(d.objects).map((o) => ({ message: `drops the table ${dottedName(o)}`, fix: `dropTable({ table: ${tableArg(dottedName(o))} }): moved aside until purge, reversible` }));
+    },
+  },
+  {
+    id: 'require-concurrent-index-creation',
+    level: 'error',
+    squawk: 'require-concurrent-index-creation',
+    strongMigrations: 'adding an index non-concurrently',
+    why: 'CREATE INDEX without CONCURRENTLY holds SHARE on the table for the whole build: every write waits.',
+    check: ({ stmt }) => {
+      const i = obj(stmt.node.IndexStmt);
+      if (!stmt.node.IndexStmt || i.concurrent) return [];
+      const t = rangeVar(i.relation);
+      const cols = list(i.indexParams).map((p) => str(obj(obj(p).IndexElem).name)).filter(Boolean);
+      return [{ message: `builds an index on ${t} without CONCURRENTLY`, fix: `addIndex({ table: ${tableArg(t)}, columns: [${cols.map(q).join(', ')}]${i.unique ? ', unique: true' : ''} })` }];
+    },
+  },
+  {
+    id: 'require-concurrent-index-deletion',
+    level: 'error',
+    squawk: 'require-concurrent-index-deletion',
+    why: 'DROP INDEX without CONCURRENTLY holds ACCESS EXCLUSIVE on the table: reads and writes wait, behind any long query.',
+    check: ({ stmt }) => {
+      const d = obj(stmt.node.DropStmt);
+      if (str(d.removeType) !== 'OBJECT_INDEX' || d.concurrent) return [];
+      return list(d.objects).map((o) => ({ message: `drops the index ${dottedName(o)} without CONCURRENTLY`, fix: `dropIndex({ table: …, name: ${q(dottedName(o))} })` }));
+    },
+  },
+  {
+    id: 'concurrently-in-transaction',
+    level: 'error',
+    squawk: 'ban-concurrent-index-creation-in-transaction',
+    why: 'CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction block: the migration fails (Knex runs each migration in one unless it exports config = { transaction: false }).',
+    check: ({ stmt, inTransaction }) => {
+      const concurrent = (stmt.node.IndexStmt && obj(stmt.node.IndexStmt).concurrent) || (stmt.node.DropStmt && obj(stmt.node.DropStmt).concurrent);
+      if (!concurrent || !inTransaction) return [];
+      return [{ message: 'runs CONCURRENTLY inside a transaction block', fix: 'addIndex / dropIndex (run outside a transaction), or export config = { transaction: false } from this Knex migration' }];
+    },
+  },
+  {
+    id: 'adding-foreign-key-constraint',
+    level: 'error',
+    squawk: 'adding-foreign-key-constraint',
+    strongMigrations: 'adding a foreign key',
+    why: 'A foreign key without NOT VALID is checked against every row while SHARE ROW EXCLUSIVE blocks writes to both tables.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => str(k.contype) === 'CONSTR_FOREIGN' && !k.skip_validation)
+        .map((k) => {
+          const cols = list(k.fk_attrs).map((a) => q(str(obj(obj(a).String).sval)));
+          const refCols = list(k.pk_attrs).map((a) => q(str(obj(obj(a).String).sval)));
+          return {
+            message: `adds a foreign key on ${alterTable(stmt.node)} without NOT VALID`,
+            fix: `addForeignKey({ table: ${tableArg(alterTable(stmt.node))}, columns: [${cols.join(', ')}], references: { table: ${tableArg(rangeVar(k.pktable))}, columns: [${refCols.join(', ')}] } }): NOT VALID, then VALIDATE in its own transaction`,
+          };
+        }),
+  },
+  {
+    id: 'constraint-missing-not-valid',
+    level: 'error',
+    squawk: 'constraint-missing-not-valid',
+    strongMigrations: 'adding a check constraint',
+    why: 'ADD CONSTRAINT … CHECK without NOT VALID scans the whole table under ACCESS EXCLUSIVE: no reads or writes until it is done.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => str(k.contype) === 'CONSTR_CHECK' && !k.skip_validation)
+        .map((k) => ({ message: `adds the CHECK ${str(k.conname) || '(unnamed)'} on ${alterTable(stmt.node)} without NOT VALID`, fix: `addCheck({ table: ${tableArg(alterTable(stmt.node))}, name: ${q(str(k.conname) || '…')}, check: '…' })` })),
+  },
+  {
+    id: 'disallowed-unique-constraint',
+    level: 'error',
+    squawk: 'disallowed-unique-constraint',
+    strongMigrations: 'adding a unique constraint',
+    why: 'ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE: no reads or writes for the whole build.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => (str(k.contype) === 'CONSTR_UNIQUE' || str(k.contype) === 'CONSTR_PRIMARY') && !k.indexname)
+        .map((k) => {
+          const cols = list(k.keys).map((a) => q(str(obj(obj(a).String).sval)));
+          return { message: `adds a ${str(k.contype) === 'CONSTR_PRIMARY' ? 'primary key' : 'unique constraint'} on ${alterTable(stmt.node)} that builds its index under ACCESS EXCLUSIVE`, fix: `addUnique({ table: ${tableArg(alterTable(stmt.node))}, columns: [${cols.join(', ')}] }): the index built CONCURRENTLY, then ADD CONSTRAINT … USING INDEX` };
+        }),
+  },
+  {
+    id: 'setting-not-null',
+    level: 'error',
+    squawk: 'adding-not-nullable-field',
+    strongMigrations: 'setting NOT NULL on an existing column',
+    why: 'SET NOT NULL scans the whole table under ACCESS EXCLUSIVE, unless a validated CHECK (col IS NOT NULL) already proves it.',
+    check: ({ stmt, all, index }) => {
+      // A CHECK validated earlier in the migration on the same table may prove it (the server sharpens this).
+      const validated = all.slice(0, index).some((s) => s.kind === 'AlterTableStmt' && alterTable(s.node) === alterTable(stmt.node) && alterCmds(s.node).some((x) => str(x.subtype) === 'AT_ValidateConstraint'));
+      if (validated) return [];
+      return alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_SetNotNull')
+        .map((c) => ({ message: `sets ${alterTable(stmt.node)}.${str(c.name)} NOT NULL with no validated CHECK proving it first`, fix: `setNotNull({ table: ${tableArg(alterTable(stmt.node))}, column: ${q(str(c.name))} })` }));
+    },
+  },
+  {
+    id: 'prefer-bigint-over-int',
+    level: 'warn',
+    squawk: 'prefer-bigint-over-int',
+    strongMigrations: 'short primary key types',
+    why: 'An integer key runs out at 2 147 483 647 rows, and widening it later rewrites the table and every referencing one.',
+    check: ({ stmt }) => {
+      const cols = stmt.node.CreateStmt ? list(obj(stmt.node.CreateStmt).tableElts).map((e) => obj(obj(e).ColumnDef)) : alterCmds(stmt.node).filter((c) => str(c.subtype) === 'AT_AddColumn').map((c) => obj(obj(c.def).ColumnDef));
+      return cols
+        .filter((d) => /^(int4|int2|serial|serial4|smallserial|serial2|integer|int)$/.test(typeName(d.typeName).name) && constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_PRIMARY'))
+        .map((d) => ({ message: `${str(d.colname)} is an integer primary key (${typeName(d.typeName).name})`, fix: 'bigint GENERATED ALWAYS AS IDENTITY (Knex: t.bigIncrements())' }));
+    },
+  },
+  {
+    id: 'ban-char-field',
+    level: 'warn',
+    squawk: 'ban-char-field',
+    why: 'char(n) pads with spaces and compares surprisingly; text or varchar is what the application means.',
+    check: ({ stmt }) => {
+      const cols = stmt.node.CreateStmt ? list(obj(stmt.node.CreateStmt).tableElts).map((e) => obj(obj(e).ColumnDef)) : alterCmds(stmt.node).filter((c) => str(c.subtype) === 'AT_AddColumn').map((c) => obj(obj(c.def).ColumnDef));
+      return cols.filter((d) => typeName(d.typeName).name === 'bpchar').map((d) => ({ message: `${str(d.colname)} is char(n)`, fix: 'text (with a CHECK on its length if it matters)' }));
+    },
+  },
+  {
+    id: 'prefer-timestamptz',
+    level: 'warn',
+    squawk: 'prefer-timestamptz',
+    why: 'timestamp without time zone stores wall-clock time with no zone: values shift when the server or the session zone differs.',
+    check: ({ stmt }) => {
+      const cols = stmt.node.CreateStmt ? list(obj(stmt.node.CreateStmt).tableElts).map((e) => obj(obj(e).ColumnDef)) : alterCmds(stmt.node).filter((c) => str(c.subtype) === 'AT_AddColumn' || str(c.subtype) === 'AT_AlterColumnType').map((c) => obj(obj(c.def).ColumnDef));
+      return cols.filter((d) => typeName(d.typeName).name === 'timestamp').map((d) => ({ message: `${str(d.colname) || 'a column'} is timestamp without time zone`, fix: 'timestamptz (Knex: t.timestamp(name, { useTz: true }), its default)' }));
+    },
+  },
+  {
+    id: 'require-timeout-settings',
+    level: 'warn',
+    squawk: 'require-timeout-settings',
+    strongMigrations: 'lock timeout',
+    why: 'A statement waiting for ACCESS EXCLUSIVE queues every later query on the table behind it; without lock_timeout it waits as long as the longest running query.',
+    check: ({ stmt, all, index }) => {
+      if (!nodeLocks(stmt.node).some((l) => l.mode === 'AccessExclusiveLock')) return [];
+      // Once per migration: at its first statement that takes ACCESS EXCLUSIVE, if nothing before it set lock_timeout.
+      const firstStrong = all.findIndex((s) => nodeLocks(s.node).some((l) => l.mode === 'AccessExclusiveLock'));
+      if (firstStrong !== index) return [];
+      const set = all.slice(0, index).some((s) => s.kind === 'VariableSetStmt' && str(obj(s.node.VariableSetStmt).name) === 'lock_timeout');
+      return set ? [] : [{ message: 'takes ACCESS EXCLUSIVE with no lock_timeout set before it', fix: "SET lock_timeout = '2s' first (`umzug up` sets lock.timeout for plain migrations itself; this matters where Knex or psql runs the file)" }];
+    },
+  },
+  {
+    id: 'vacuum-full-or-cluster',
+    level: 'error',
+    strongMigrations: 'VACUUM FULL / CLUSTER (rewrites)',
+    why: 'VACUUM FULL and CLUSTER rewrite the table under ACCESS EXCLUSIVE: no reads or writes for the whole rewrite.',
+    check: ({ stmt }) => {
+      const full = stmt.node.VacuumStmt && list(obj(stmt.node.VacuumStmt).options).some((o) => str(obj(obj(o).DefElem).defname) === 'full');
+      if (!full && !stmt.node.ClusterStmt) return [];
+      return [{ message: `${full ? 'VACUUM FULL' : 'CLUSTER'} rewrites the table under ACCESS EXCLUSIVE`, fix: 'leave it to autovacuum; to reclaim space online use pg_repack' }];
+    },
+  },
+  {
+    id: 'mixing-ddl-and-dml',
+    level: 'warn',
+    strongMigrations: 'backfilling data in a migration',
+    why: 'A transaction that changes the schema and then rewrites rows keeps its DDL lock (often ACCESS EXCLUSIVE) until the data change commits: the table is blocked for the whole update.',
+    check: ({ stmt, all, index, inTransaction }) => {
+      if (!inTransaction || !isDml(stmt.kind)) return [];
+      const ddlBefore = all.slice(0, index).some((s) => isDdl(s.kind) && nodeLocks(s.node).some((l) => l.mode !== 'ShareUpdateExclusiveLock'));
+      return ddlBefore ? [{ message: 'updates rows in the same transaction as a schema change', fix: 'split it: the schema change alone, then the data in batches (a typed change backfills: deriveColumn, addColumn with defaultSql)' }] : [];
+    },
+  },
+  {
+    id: 'unbatched-update',
+    level: 'warn',
+    strongMigrations: 'backfilling data without batches',
+    why: 'One UPDATE or DELETE over a table locks every row it touches until it commits: the application\'s writes to those rows wait, and replicas lag.',
+    check: ({ stmt }) => {
+      const u = obj(stmt.node.UpdateStmt ?? stmt.node.DeleteStmt);
+      if (!stmt.node.UpdateStmt && !stmt.node.DeleteStmt) return [];
+      if (u.whereClause) return [];
+      return [{ message: `${stmt.node.UpdateStmt ? 'updates' : 'deletes'} every row of ${rangeVar(u.relation)} in one statement`, fix: 'a typed change backfills in keyset batches (deriveColumn, addColumn with defaultSql, setNotNull with default); or batch it yourself by key ranges' }];
+    },
+  },
+  {
+    id: 'ban-drop-database',
+    level: 'error',
+    squawk: 'ban-drop-database',
+    why: 'DROP DATABASE in a migration removes everything.',
+    check: ({ stmt }) => (stmt.node.DropdbStmt ? [{ message: `drops the database ${str(obj(stmt.node.DropdbStmt).dbname)}`, fix: 'not in a migration' }] : []),
+  },
+];
+
+export const RULE_IDS: readonly string[] = RULES.map((r) => r.id);
