@@ -137,6 +137,29 @@ export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM or
     await umzug.down();
   });
 
+  it('shows a plain migration\'s statements with the locks they request (captured without running it)', async () => {
+    const project = tempProject('cli-plan-plain');
+    project.write(
+      '001.plain.js',
+      `exports.up = async ({ context }) => {\n  await context.knex.schema.alterTable('orders', (t) => { t.index('note'); });\n  await context.knex.raw('ALTER TABLE orders RENAME COLUMN note TO remark');\n};\nexports.down = async () => {};\n`,
+    );
+    const u = zeroDowntime({ knex: { client: 'pg', connection: url, pool: { min: 0, max: 4 } }, cwd: project.dir, logger: silentLogger, stateSchema: 'zd_plan_plain' });
+    try {
+      const plan = await buildPlan(u);
+      const plain = plan.phases.find((p) => p.phase === 'plain')!;
+      const sts = plain.changes[0]!.steps[0]!.statements;
+      expect(sts.map((x) => [x.text, x.documentedLock?.mode])).to.deep.equal([
+        ['create index "orders_note_index" on "orders" ("note")', 'ShareLock'],
+        ['ALTER TABLE orders RENAME COLUMN note TO remark', 'AccessExclusiveLock'],
+      ]);
+      expect(formatPlan(plan)).to.match(/step up: ACCESS EXCLUSIVE on orders/);
+      const cols = await knex.raw(`SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'`);
+      expect(cols.rows, 'nothing was run').to.have.length(1);
+    } finally {
+      await u.close();
+    }
+  });
+
   it('shows SET NOT NULL\'s ACCESS EXCLUSIVE even where an earlier step already took it, and a row estimate for a table never analyzed', async () => {
     await knex.raw(`CREATE TABLE "notes; x" (id bigint PRIMARY KEY, body text) WITH (autovacuum_enabled = false)`);
     await knex.raw(`INSERT INTO "notes; x" SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'b' END FROM generate_series(1, 5000) g`);

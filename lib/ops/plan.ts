@@ -134,7 +134,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
       for (const e of ordered) {
         const file = e.name.replace(/:(expand|contract)$/, '');
         if (e.phase === 'plain') {
-          phases.push({ name: e.name, file: e.file, phase: 'plain', note: 'plain migration: its up() runs as written, on its own connections; plan cannot look inside it', changes: [] });
+          phases.push(await planPlain(e));
           continue;
         }
         const key = `${file}:expand`;
@@ -187,6 +187,32 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
     }
   });
   return report;
+}
+
+/**
+ * A plain migration in the plan: its statements as the lint recorder captures them (its up() against a Knex that
+ * records instead of sending; no database), each with the locks it requests by PostgreSQL's parser. Not run: a
+ * plain migration may read data to decide what to do, and its statements carry values only it knows.
+ */
+async function planPlain(e: MigrationEntry): Promise<PlannedPhase> {
+  const { captureMigration } = await import('../lint/capture.js');
+  const captured = await captureMigration(e.file);
+  const statements: PlannedStatement[] = [];
+  for (const c of captured.statements) {
+    const requested = await requestedLocks(c.sql).catch(() => null);
+    const strongest = requested && strongestLock(requested);
+    statements.push({
+      text: c.sql,
+      run: 'described',
+      ...(requested ? { requested } : {}),
+      ...(strongest ? { documentedLock: { mode: strongest.mode, note: `${strongest.form} (line ${c.line}): the lock PostgreSQL documents for it; up runs the migration in one transaction with lock.timeout` } } : { error: `line ${c.line}: no table lock beyond a normal read or write` }),
+    });
+  }
+  const note = captured.error
+    ? `plain migration: its up() threw against the recorder (${captured.error}); the statements before that point are shown`
+    : 'plain migration: its statements as its up() sends them (captured without running it; a migration that reads data to decide may send others); `umzug lint` checks them';
+  const step: PlannedStep = { id: 'up', description: 'the plain migration\'s up()', transactional: true, done: false, statements, holds: [] };
+  return { name: e.name, file: e.file, phase: 'plain', note, changes: [{ index: 0, kind: 'plain', summary: null, steps: [step], afterBackfill: [] }] };
 }
 
 /** A measured step waiting for its second, isolated run; `statements` are updated in place. */
