@@ -74,7 +74,7 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     const p = cliProject('lint-safe', { type: 'module' }, '');
     p.write(
       'migrations/2024.01.01T00.00.00.safe.sql',
-      `SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n`,
+      `SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n`,
     );
     const r = await p.run(['lint', '--json'], { DATABASE_URL: undefined });
     expect(r.code, r.stdout).to.equal(0);

@@ -32,9 +32,9 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
   const where = new Error();
   const record = (sql: string) => {
     const text = sql.trim().replace(/;$/, '');
-    if (/^BEGIN\b/i.test(text)) depth++;
-    else if (/^(COMMIT|ROLLBACK)\b/i.test(text)) depth = Math.max(0, depth - 1);
-    else {
+    // Transaction statements are kept (rules look at them), and mark what runs inside.
+    if (/^(COMMIT|ROLLBACK)\b/i.test(text) && !/^ROLLBACK TO\b/i.test(text)) depth = Math.max(0, depth - 1);
+    {
       // Deep enough to reach the migration's own (async) frame below Knex's runner.
       const limit = Error.stackTraceLimit;
       Error.stackTraceLimit = 200;
@@ -42,6 +42,7 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
       Error.stackTraceLimit = limit;
       statements.push({ sql: text, file, line: callSite(where.stack ?? '', file), inTransaction: depth > 0 });
     }
+    if (/^BEGIN\b/i.test(text)) depth++;
   };
   const fakeConnection = {
     query(config: { text: string } | string, cb: (err: unknown, res: unknown) => void) {
@@ -97,9 +98,9 @@ export function sqlFileStatements(file: string, sql: string, parse: (sql: string
   const out: CapturedStatement[] = [];
   for (const s of parse(sql)) {
     const line = sql.slice(0, s.offset).split('\n').length;
+    if (/^(COMMIT|ROLLBACK|END)\b/i.test(s.text) && !/^ROLLBACK TO\b/i.test(s.text)) depth = Math.max(0, depth - 1);
+    out.push({ sql: s.text, file, line, inTransaction: depth > 0 });
     if (/^BEGIN\b|^START TRANSACTION\b/i.test(s.text)) depth++;
-    else if (/^(COMMIT|ROLLBACK|END)\b/i.test(s.text)) depth = Math.max(0, depth - 1);
-    else out.push({ sql: s.text, file, line, inTransaction: depth > 0 });
   }
   return out;
 }

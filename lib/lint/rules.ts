@@ -52,7 +52,7 @@ function calledFunctions(expr: unknown, out: string[] = []): string[] {
 const isDdl = (kind: string) => /^(Alter|Create|Drop|Rename|Index|Comment|Grant|Truncate|Cluster|Vacuum)/.test(kind) && kind !== 'CreateTrigStmt';
 const isDml = (kind: string) => kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'InsertStmt';
 
-export const RULES: readonly (LintRule & { readonly check: Check })[] = [
+const CORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
   {
     id: 'adding-required-field',
     level: 'error',
@@ -230,15 +230,15 @@ export const RULES: readonly (LintRule & { readonly check: Check })[] = [
     level: 'error',
     squawk: 'disallowed-unique-constraint',
     strongMigrations: 'adding a unique constraint',
-    why: 'ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE: no reads or writes for the whole build.',
+    why: 'ADD UNIQUE builds its index under ACCESS EXCLUSIVE: no reads or writes for the whole build.',
     check: ({ stmt }) =>
       alterCmds(stmt.node)
         .filter((c) => str(c.subtype) === 'AT_AddConstraint')
         .map((c) => obj(obj(c.def).Constraint))
-        .filter((k) => (str(k.contype) === 'CONSTR_UNIQUE' || str(k.contype) === 'CONSTR_PRIMARY') && !k.indexname)
+        .filter((k) => str(k.contype) === 'CONSTR_UNIQUE' && !k.indexname)
         .map((k) => {
           const cols = list(k.keys).map((a) => q(str(obj(obj(a).String).sval)));
-          return { message: `adds a ${str(k.contype) === 'CONSTR_PRIMARY' ? 'primary key' : 'unique constraint'} on ${alterTable(stmt.node)} that builds its index under ACCESS EXCLUSIVE`, fix: `addUnique({ table: ${tableArg(alterTable(stmt.node))}, columns: [${cols.join(', ')}] }): the index built CONCURRENTLY, then ADD CONSTRAINT … USING INDEX` };
+          return { message: `adds a unique constraint on ${alterTable(stmt.node)} that builds its index under ACCESS EXCLUSIVE`, fix: `addUnique({ table: ${tableArg(alterTable(stmt.node))}, columns: [${cols.join(', ')}] }): the index built CONCURRENTLY, then ADD CONSTRAINT … USING INDEX` };
         }),
   },
   {
@@ -261,12 +261,12 @@ export const RULES: readonly (LintRule & { readonly check: Check })[] = [
     level: 'warn',
     squawk: 'prefer-bigint-over-int',
     strongMigrations: 'short primary key types',
-    why: 'An integer key runs out at 2 147 483 647 rows, and widening it later rewrites the table and every referencing one.',
+    why: 'An integer runs out at 2 147 483 647 (a key after that many rows), and widening it later rewrites the table and every table that references it.',
     check: ({ stmt }) => {
       const cols = stmt.node.CreateStmt ? list(obj(stmt.node.CreateStmt).tableElts).map((e) => obj(obj(e).ColumnDef)) : alterCmds(stmt.node).filter((c) => str(c.subtype) === 'AT_AddColumn').map((c) => obj(obj(c.def).ColumnDef));
       return cols
-        .filter((d) => /^(int4|int2|serial|serial4|smallserial|serial2|integer|int)$/.test(typeName(d.typeName).name) && constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_PRIMARY'))
-        .map((d) => ({ message: `${str(d.colname)} is an integer primary key (${typeName(d.typeName).name})`, fix: 'bigint GENERATED ALWAYS AS IDENTITY (Knex: t.bigIncrements())' }));
+        .filter((d) => /^(int4|serial|serial4|integer|int)$/.test(typeName(d.typeName).name))
+        .map((d) => ({ message: `${str(d.colname)} is ${typeName(d.typeName).name}${constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_PRIMARY') ? ', a primary key' : ''}`, fix: 'bigint (a key: bigint GENERATED ALWAYS AS IDENTITY; Knex: t.bigIncrements(), t.bigInteger())' }));
     },
   },
   {
@@ -346,5 +346,128 @@ export const RULES: readonly (LintRule & { readonly check: Check })[] = [
     check: ({ stmt }) => (stmt.node.DropdbStmt ? [{ message: `drops the database ${str(obj(stmt.node.DropdbStmt).dbname)}`, fix: 'not in a migration' }] : []),
   },
 ];
+
+
+const columnDefs = (n: Json) =>
+  n.CreateStmt ? list(obj(n.CreateStmt).tableElts).map((e) => obj(obj(e).ColumnDef)).filter((d) => d.colname) : alterCmds(n).filter((c) => str(c.subtype) === 'AT_AddColumn').map((c) => obj(obj(c.def).ColumnDef));
+const txKind = (s: ParsedStatement) => str(obj(s.node.TransactionStmt).kind);
+
+/** squawk's other migration rules, with the same ids. */
+const MORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
+  {
+    id: 'adding-primary-key-constraint',
+    level: 'error',
+    squawk: 'adding-serial-primary-key-field',
+    why: 'ADD PRIMARY KEY builds its index under ACCESS EXCLUSIVE (and may SET NOT NULL its columns, a scan): no reads or writes for the whole build.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => str(k.contype) === 'CONSTR_PRIMARY' && !k.indexname)
+        .map(() => ({ message: `adds a primary key on ${alterTable(stmt.node)} that builds its index under ACCESS EXCLUSIVE`, fix: 'CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … PRIMARY KEY USING INDEX (the columns NOT NULL first: setNotNull)' })),
+  },
+  {
+    id: 'ban-drop-not-null',
+    level: 'error',
+    squawk: 'ban-drop-not-null',
+    why: 'DROP NOT NULL lets NULLs in that the running version does not expect to read.',
+    check: ({ stmt }) => alterCmds(stmt.node).filter((c) => str(c.subtype) === 'AT_DropNotNull').map((c) => ({ message: `drops NOT NULL from ${alterTable(stmt.node)}.${str(c.name)}`, fix: 'ship the readers that handle NULL first, then drop it in a later release' })),
+  },
+  {
+    id: 'ban-alter-domain-with-add-constraint',
+    level: 'error',
+    squawk: 'ban-alter-domain-with-add-constraint',
+    why: 'A constraint added to a domain is checked against every column of that type, in every table, under their locks.',
+    check: ({ stmt }) => (str(obj(stmt.node.AlterDomainStmt).subtype) === 'C' ? [{ message: 'adds a constraint to a domain', fix: 'a NOT VALID CHECK on each table that uses the domain (addCheck)' }] : []),
+  },
+  {
+    id: 'ban-create-domain-with-constraint',
+    level: 'error',
+    squawk: 'ban-create-domain-with-constraint',
+    why: 'A domain\'s constraint cannot be changed later without checking every column of its type at once.',
+    check: ({ stmt }) => (list(obj(stmt.node.CreateDomainStmt).constraints).some((c) => str(obj(obj(c).Constraint).contype) === 'CONSTR_CHECK') ? [{ message: 'creates a domain with a CHECK', fix: 'a plain type, with CHECKs on the tables' }] : []),
+  },
+  {
+    id: 'ban-truncate-cascade',
+    level: 'error',
+    squawk: 'ban-truncate-cascade',
+    why: 'TRUNCATE … CASCADE empties every table that references these, and theirs, recursively.',
+    check: ({ stmt }) => (str(obj(stmt.node.TruncateStmt).behavior) === 'DROP_CASCADE' ? [{ message: 'truncates with CASCADE', fix: 'name exactly the tables to empty, without CASCADE' }] : []),
+  },
+  {
+    id: 'require-concurrent-reindex',
+    level: 'error',
+    squawk: 'require-concurrent-reindex',
+    why: 'REINDEX without CONCURRENTLY locks out writes (and reads that use the index) for the whole rebuild.',
+    check: ({ stmt }) => {
+      const r = obj(stmt.node.ReindexStmt);
+      if (!stmt.node.ReindexStmt || list(r.params).some((p) => str(obj(obj(p).DefElem).defname) === 'concurrently')) return [];
+      return [{ message: `reindexes ${rangeVar(r.relation) || str(r.name)} without CONCURRENTLY`, fix: 'REINDEX … CONCURRENTLY (outside a transaction)' }];
+    },
+  },
+  {
+    id: 'require-concurrent-partition-detach',
+    level: 'error',
+    squawk: 'require-concurrent-partition-detach',
+    why: 'DETACH PARTITION without CONCURRENTLY holds ACCESS EXCLUSIVE on the partitioned table.',
+    check: ({ stmt }) =>
+      alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_DetachPartition' && !obj(obj(c.def).PartitionCmd).concurrent)
+        .map(() => ({ message: `detaches a partition of ${alterTable(stmt.node)} without CONCURRENTLY`, fix: 'ALTER TABLE … DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+, outside a transaction)' })),
+  },
+  {
+    id: 'ban-uncommitted-transaction',
+    level: 'error',
+    squawk: 'ban-uncommitted-transaction',
+    why: 'A BEGIN with no COMMIT leaves the migration\'s transaction open: its locks are held until the session ends.',
+    check: ({ stmt, all, index }) => {
+      if (txKind(stmt) !== 'TRANS_STMT_BEGIN' && txKind(stmt) !== 'TRANS_STMT_START') return [];
+      const closed = all.slice(index + 1).some((s) => ['TRANS_STMT_COMMIT', 'TRANS_STMT_ROLLBACK'].includes(txKind(s)));
+      return closed ? [] : [{ message: 'opens a transaction it never commits', fix: 'end it with COMMIT' }];
+    },
+  },
+  {
+    id: 'transaction-nesting',
+    level: 'warn',
+    squawk: 'transaction-nesting',
+    why: 'BEGIN inside a transaction does not nest: PostgreSQL warns and goes on, and the inner COMMIT commits everything so far.',
+    check: ({ stmt, inTransaction }) => ((txKind(stmt) === 'TRANS_STMT_BEGIN' || txKind(stmt) === 'TRANS_STMT_START') && inTransaction ? [{ message: 'opens a transaction inside a transaction', fix: 'one transaction; SAVEPOINT for an inner unit' }] : []),
+  },
+  {
+    id: 'prefer-bigint-over-smallint',
+    level: 'warn',
+    squawk: 'prefer-bigint-over-smallint',
+    why: 'smallint runs out at 32 767, and widening it later rewrites the table.',
+    check: ({ stmt }) => columnDefs(stmt.node).filter((d) => /^(int2|smallserial|serial2|smallint)$/.test(typeName(d.typeName).name)).map((d) => ({ message: `${str(d.colname)} is smallint`, fix: 'bigint (or integer, if its range is known for good)' })),
+  },
+  {
+    id: 'prefer-identity',
+    level: 'warn',
+    squawk: 'prefer-identity',
+    why: 'serial creates a sequence owned apart from the column: permissions, dumps and copies of the table need it handled separately.',
+    check: ({ stmt }) => columnDefs(stmt.node).filter((d) => /^(small|big)?serial[248]?$/.test(typeName(d.typeName).name)).map((d) => ({ message: `${str(d.colname)} is ${typeName(d.typeName).name}`, fix: 'bigint GENERATED ALWAYS AS IDENTITY' })),
+  },
+  {
+    id: 'prefer-text-field',
+    level: 'warn',
+    squawk: 'prefer-text-field',
+    why: 'Raising a varchar(n) limit later is an ALTER COLUMN … TYPE under ACCESS EXCLUSIVE; text with a CHECK on its length changes with a NOT VALID constraint.',
+    check: ({ stmt }) => columnDefs(stmt.node).filter((d) => typeName(d.typeName).name === 'varchar' && typeName(d.typeName).mods.length > 0).map((d) => ({ message: `${str(d.colname)} is varchar(${typeName(d.typeName).mods.join(',')})`, fix: 'text, with CHECK (length(…) <= n) if the limit matters (Knex: t.text())' })),
+  },
+  {
+    id: 'prefer-robust-stmts',
+    level: 'warn',
+    squawk: 'prefer-robust-stmts',
+    why: 'Outside a transaction a failed migration stops half-way; a CREATE INDEX CONCURRENTLY that failed leaves an invalid index, and the rerun fails on its name.',
+    check: ({ stmt, inTransaction }) => {
+      const i = obj(stmt.node.IndexStmt);
+      if (inTransaction || !i.concurrent || i.if_not_exists) return [];
+      return [{ message: `builds ${str(i.idxname) || 'an index'} CONCURRENTLY without IF NOT EXISTS`, fix: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS, after DROP INDEX CONCURRENTLY IF EXISTS of a failed one (addIndex does both)' }];
+    },
+  },
+];
+
+/** Every rule, in the order findings are listed. */
+export const RULES: readonly (LintRule & { readonly check: Check })[] = [...CORE_RULES, ...MORE_RULES];
 
 export const RULE_IDS: readonly string[] = RULES.map((r) => r.id);
