@@ -14,6 +14,7 @@ import { isDefinedMigration } from './migration.js';
 import { ChangeInputError } from './postgres/identifiers.js';
 import { LintFailedError } from './lint/lint.js';
 import { runPlainLockSafe } from './engine/plain-migration.js';
+import { loadSqlParser } from './postgres/sql-ast.js';
 import type { GatedContract, MigrationEntry, Project, ZeroDowntimeUpOptions } from './ops/project.js';
 import { buildStatus, type StatusReport } from './ops/status.js';
 import { FlagStore } from './flags/store.js';
@@ -355,6 +356,8 @@ export function zeroDowntime(config: ZeroDowntimeConfig): ZeroDowntimeUmzug {
  * up/down a plain one. Needs only the config, so Knex's migration source lists files before it has a Knex instance.
  */
 export async function listMigrationEntries(config: Pick<ResolvedConfig, 'migrations' | 'cwd'>): Promise<MigrationEntry[]> {
+  // Changes check their SQL (one expression, one type name) by PostgreSQL's grammar when they are built, on import.
+  await loadSqlParser();
   const files = (await glob([...config.migrations], { cwd: config.cwd, absolute: true })).sort((a, b) =>
     path.basename(a).localeCompare(path.basename(b)),
   );

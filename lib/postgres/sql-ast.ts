@@ -11,10 +11,52 @@ export const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 export const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 let loaded: Promise<void> | null = null;
+let ready = false;
 
 /** The parser is WebAssembly, loaded once (about 30 ms) on first use. */
 export function loadSqlParser(): Promise<void> {
-  return (loaded ??= loadModule());
+  return (loaded ??= loadModule().then(() => {
+    ready = true;
+  }));
+}
+
+/** Whether loadSqlParser() has resolved, so the synchronous checks below can run. */
+export function sqlParserReady(): boolean {
+  return ready;
+}
+
+/** A `SELECT <one target>` with nothing else: the target's node, else why not. */
+function soleTarget(sql: string): { node: Json } | { problem: string } {
+  let stmts: ParsedStatement[];
+  try {
+    stmts = parseSqlSync(sql);
+  } catch (e) {
+    return { problem: `PostgreSQL's parser refuses it (${(e as Error).message})` };
+  }
+  if (stmts.length !== 1 || !stmts[0]!.node.SelectStmt) return { problem: 'it is more than one statement' };
+  const sel = obj(stmts[0]!.node.SelectStmt);
+  const extra = Object.keys(sel).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+  if (extra.length > 0) return { problem: `it goes on past one expression (${extra.join(', ')})` };
+  const targets = list(sel.targetList);
+  if (targets.length !== 1) return { problem: `it is ${targets.length} expressions` };
+  const t = obj(obj(targets[0]).ResTarget);
+  if (t.name) return { problem: 'it names its result (AS …)' };
+  return { node: obj(t.val) };
+}
+
+/** Why `expr` is not exactly one SQL expression (read by PostgreSQL's grammar), or null when it is. */
+export function oneExpressionProblem(expr: string): string | null {
+  const r = soleTarget(`SELECT ${expr}`);
+  return 'problem' in r ? r.problem : null;
+}
+
+/** Why `type` is not exactly one type name (`numeric(10,2)`, `timestamptz[]`, `character varying(20)`), or null. */
+export function oneTypeProblem(type: string): string | null {
+  const r = soleTarget(`SELECT NULL::${type}`);
+  if ('problem' in r) return r.problem;
+  const cast = obj(r.node.TypeCast);
+  if (!r.node.TypeCast || !obj(obj(cast.arg).A_Const).isnull) return 'it is more than a type name';
+  return null;
 }
 
 export interface ParsedStatement {
