@@ -148,8 +148,8 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     const executed = new Set(await this.engine.state.executedNames());
     const files = (await this.entries()).filter((e) => e.phase === 'plain' && !executed.has(e.name)).map((e) => e.file);
     if (files.length === 0) return;
-    const { lintFiles, formatLintText } = await import('./ops/lint.js');
-    const report = await lintFiles(files, { cwd: this.config.cwd, style: this.config.plainMigrations, rules: this.config.lint.rules });
+    const { lintFiles, formatLintText, sharpenWithServer } = await import('./ops/lint.js');
+    const report = await sharpenWithServer(this.db, await lintFiles(files, { cwd: this.config.cwd, style: this.config.plainMigrations, rules: this.config.lint.rules }));
     const live = report.findings.filter((f) => !f.allowed);
     if (this.config.lint.level === 'error' && report.errors > 0) {
       throw new LintFailedError(
@@ -157,7 +157,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
           'Write them as the typed changes named, or accept one with `-- umzug-zero-downtime: allow <rule> because <reason>` in the migration, or set lint: \'warn\'.',
       );
     }
-    for (const f of live) this.zdLogger?.warn({ event: 'lint', rule: f.rule, level: f.level, file: f.file, line: f.line, message: f.message, fix: f.fix });
+    for (const f of live) this.zdLogger?.warn({ event: 'lint', rule: f.rule, level: f.level, file: f.file, line: f.line, message: f.message, fix: f.fix, ...(f.server ? { server: f.server } : {}) });
   }
 
   /** Umzug's create, with Knex's file names where the folder (or a Knex project) uses them. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { cliProject, jsonOut } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
-import type { LintReport } from '../lib/ops/lint.js';
+import { lintFiles, sharpenWithServer, type LintReport } from '../lib/ops/lint.js';
 import { RULES } from '../lib/lint/rules.js';
 
 const KNEX_MIGRATION = `exports.up = async function (knex) {
@@ -74,7 +74,9 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     const p = cliProject('lint-safe', { type: 'module' }, '');
     p.write(
       'migrations/2024.01.01T00.00.00.safe.sql',
-      `SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n`,
+      `SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n` +
+        // A table created in the same migration has no rows and no readers yet: indexing it plainly is fine.
+        `CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);\nCREATE INDEX notes_body ON notes (body);\nALTER TABLE notes ALTER COLUMN body SET NOT NULL;\n`,
     );
     const r = await p.run(['lint', '--json'], { DATABASE_URL: undefined });
     expect(r.code, r.stdout).to.equal(0);
@@ -100,5 +102,27 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     const text = readFileSync(path.join(p.dir, 'migrations/20240101000000_posts.js'), 'utf8');
     expect(text).to.include('allow');
     expect((await t.knex.raw(`SELECT count(*)::int AS n FROM posts WHERE slug = 'x'`)).rows[0].n).to.equal(100);
+  });
+
+  it('the server sharpens findings: table sizes, a SET NOT NULL a validated CHECK proves, an empty table\'s index', async () => {
+    await t.knex.raw(`CREATE TABLE proven (id bigint PRIMARY KEY, email text, CONSTRAINT email_nn CHECK (email IS NOT NULL))`);
+    await t.knex.raw(`INSERT INTO proven SELECT g, 'e' || g FROM generate_series(1, 50) g`);
+    await t.knex.raw(`CREATE TABLE empty_one (id bigint PRIMARY KEY, note text)`);
+    await t.knex.raw(`ANALYZE proven, empty_one, posts`);
+    const p = cliProject('lint-server', { type: 'module' }, t.url);
+    const file = p.write(
+      'migrations/001.sql',
+      `SET lock_timeout = '2s';\nALTER TABLE proven ALTER COLUMN email SET NOT NULL;\nCREATE INDEX empty_note ON empty_one (note);\nCREATE INDEX posts_title ON posts (title);\nCREATE INDEX ghost_x ON ghost (x);\n`,
+    );
+    const offline = await lintFiles([file], { cwd: p.dir });
+    expect(offline.findings.map((f) => f.rule)).to.deep.equal(['setting-not-null', 'require-concurrent-index-creation', 'require-concurrent-index-creation', 'require-concurrent-index-creation']);
+    const sharp = await sharpenWithServer(t.db, offline);
+    expect(sharp.findings.map((f) => [f.rule, f.table, f.level, f.server])).to.deep.equal([
+      ['require-concurrent-index-creation', 'empty_one', 'warn', 'empty_one: ~0 rows, 0.0 MB (empty: the lock is brief today)'],
+      ['require-concurrent-index-creation', 'posts', 'error', sharp.findings[1]!.server],
+      ['require-concurrent-index-creation', 'ghost', 'error', 'ghost is not in the database yet'],
+    ]);
+    expect(sharp.findings[1]!.server).to.match(/^posts: ~100 rows, \d+\.\d MB$/);
+    expect(sharp.errors).to.equal(2);
   });
 });

@@ -1,5 +1,6 @@
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
-import { loadSqlParser, parseSqlSync, type ParsedStatement } from '../postgres/sql-ast.js';
+import { loadSqlParser, obj, parseSqlSync, rangeVar, type ParsedStatement } from '../postgres/sql-ast.js';
+import { nodeLocks } from '../postgres/statement-locks.js';
 import type { CapturedStatement } from './capture.js';
 import { RULES, type LintLevel } from './rules.js';
 
@@ -15,7 +16,22 @@ export interface LintFinding {
   readonly fix: string;
   /** Accepted in the migration by an allow comment: its reason. An allowed finding fails nothing. */
   readonly allowed?: string;
+  /** The table the statement locks or writes, as written. */
+  readonly table?: string;
+  /** What the server said of that table (its size; a CHECK that already proves NOT NULL), where it was asked. */
+  readonly server?: string;
 }
+
+/** Rules about the schema's design (types), which hold for a new table as much as an old one. */
+const DESIGN_RULES = new Set(['prefer-bigint-over-int', 'prefer-bigint-over-smallint', 'ban-char-field', 'prefer-timestamptz', 'prefer-identity', 'prefer-text-field']);
+
+function targetTable(stmt: ParsedStatement): string | null {
+  const dml = obj(stmt.node.UpdateStmt ?? stmt.node.DeleteStmt ?? stmt.node.InsertStmt);
+  if (dml.relation) return rangeVar(dml.relation);
+  return nodeLocks(stmt.node)[0]?.relation ?? null;
+}
+
+const sameTable = (a: string, b: string) => a === b || a === `public.${b}` || b === `public.${a}`;
 
 export interface LintOptions {
   /** Every rule's level: 'error' fails, 'warn' reports, 'off' skips; a rule not named keeps its own level. */
@@ -49,12 +65,26 @@ export async function lintStatements(statements: readonly CapturedStatement[], a
   }
   const all = parsed.map((p) => p.stmt);
   parsed.forEach(({ stmt, from }, index) => {
+    const table = targetTable(stmt);
+    // A table this migration created a moment ago has no rows and no readers: locks and rewrites on it cost nothing.
+    const fresh = table !== null && all.slice(0, index).some((s) => s.node.CreateStmt && sameTable(rangeVar(obj(s.node.CreateStmt).relation), table));
     for (const rule of RULES) {
       const level = options.rules?.[rule.id] ?? rule.level;
-      if (level === 'off') continue;
+      if (level === 'off' || (fresh && !DESIGN_RULES.has(rule.id))) continue;
       for (const hit of rule.check({ stmt, inTransaction: from.inTransaction, all, index })) {
         const allow = allowed.get(rule.id);
-        findings.push({ rule: rule.id, level, file: from.file, line: from.line, statement: oneLine(stmt.text), message: hit.message, why: rule.why, fix: hit.fix, ...(allow ? { allowed: allow } : {}) });
+        findings.push({
+          rule: rule.id,
+          level,
+          file: from.file,
+          line: from.line,
+          statement: oneLine(stmt.text),
+          message: hit.message,
+          why: rule.why,
+          fix: hit.fix,
+          ...(table ? { table } : {}),
+          ...(allow ? { allowed: allow } : {}),
+        });
       }
     }
   });

@@ -7,7 +7,8 @@ import { isDefinedMigration } from '../migration.js';
 import { captureMigration, sqlFileStatements, type CapturedStatement } from '../lint/capture.js';
 import { allowComments, lintStatements, type LintFinding, type LintOptions } from '../lint/lint.js';
 import { RULES } from '../lint/rules.js';
-import { loadSqlParser, parseSqlSync } from '../postgres/sql-ast.js';
+import { list, loadSqlParser, obj, parseSqlSync, str } from '../postgres/sql-ast.js';
+import type { Db } from '../db/db.js';
 
 export interface LintedFile {
   readonly file: string;
@@ -92,6 +93,66 @@ export async function lintFiles(files: readonly string[], options: LintFilesOpti
   };
 }
 
+/** Rules whose cost grows with the table's rows (a scan, a rewrite, an index build, row locks). */
+const SIZE_RULES = new Set([
+  'adding-field-with-volatile-default',
+  'changing-column-type',
+  'require-concurrent-index-creation',
+  'adding-foreign-key-constraint',
+  'constraint-missing-not-valid',
+  'disallowed-unique-constraint',
+  'adding-primary-key-constraint',
+  'setting-not-null',
+  'unbatched-update',
+  'vacuum-full-or-cluster',
+]);
+
+/**
+ * Sharpens findings with what the server knows of their tables: each gets the table's size; a SET NOT NULL that a
+ * validated CHECK (col IS NOT NULL) already proves is dropped (PostgreSQL skips its scan); a finding whose cost is
+ * the table's rows, on a table that is empty, becomes a warning. Read-only catalog queries.
+ */
+export async function sharpenWithServer(db: Db, report: LintReport): Promise<LintReport> {
+  const sizes = new Map<string, { rows: number; bytes: number } | null>();
+  for (const table of new Set(report.findings.map((f) => f.table).filter((t): t is string => !!t))) {
+    const r = await db.query<{ rows: number; pages: number; bytes: number }>(
+      `SELECT c.reltuples::float8 AS rows, c.relpages::float8 AS pages, pg_total_relation_size(c.oid)::float8 AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)`,
+      [table],
+    );
+    const x = r.rows[0];
+    sizes.set(table, x ? { rows: x.rows < 0 ? -1 : x.pages === 0 ? 0 : x.rows, bytes: x.bytes } : null);
+  }
+  const findings: LintFinding[] = [];
+  for (const f of report.findings) {
+    const size = f.table ? sizes.get(f.table) : undefined;
+    if (size === undefined) {
+      findings.push(f);
+      continue;
+    }
+    if (size === null) {
+      findings.push({ ...f, server: `${f.table} is not in the database yet` });
+      continue;
+    }
+    if (f.rule === 'setting-not-null' && (await provenNotNull(db, f))) continue;
+    const rows = size.rows < 0 ? 'never analyzed' : `~${Math.round(size.rows)} rows`;
+    const server = `${f.table}: ${rows}, ${(size.bytes / 1048576).toFixed(1)} MB`;
+    const empty = size.rows === 0 && SIZE_RULES.has(f.rule) && f.level === 'error';
+    findings.push({ ...f, ...(empty ? { level: 'warn' as const } : {}), server: empty ? `${server} (empty: the lock is brief today)` : server });
+  }
+  const live = findings.filter((f) => !f.allowed);
+  return { ...report, findings, errors: live.filter((f) => f.level === 'error').length, warnings: live.filter((f) => f.level === 'warn').length };
+}
+
+/** Whether a validated CHECK (col IS NOT NULL) on the finding's table proves its SET NOT NULL. */
+async function provenNotNull(db: Db, f: LintFinding): Promise<boolean> {
+  const cmds = parseSqlSync(f.statement).flatMap((st) => list(obj(st.node.AlterTableStmt).cmds).map((c) => obj(obj(c).AlterTableCmd)));
+  const columns = cmds.filter((c) => str(c.subtype) === 'AT_SetNotNull').map((c) => str(c.name));
+  if (columns.length === 0) return false;
+  const r = await db.query<{ def: string }>(`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'c' AND convalidated`, [f.table!]);
+  // PostgreSQL prints such a CHECK as CHECK ((col IS NOT NULL)), the name quoted only where it must be.
+  return columns.every((c) => r.rows.some((x) => x.def.replace(/"/g, '').includes(`(${c} IS NOT NULL)`)));
+}
+
 // ---- output ------------------------------------------------------------------------------------------------------
 
 export function formatLintText(r: LintReport): string {
@@ -101,6 +162,7 @@ export function formatLintText(r: LintReport): string {
     lines.push(`  ${f.statement}`);
     lines.push(`  why: ${f.why}`);
     lines.push(`  instead: ${f.fix}`);
+    if (f.server) lines.push(`  server: ${f.server}`);
     if (f.allowed) lines.push(`  allowed because ${f.allowed}`);
   }
   for (const f of r.files) if (f.captureError) lines.push(`${f.file}: its up() threw against the recorder (${f.captureError}); statements after that point were not linted`);
