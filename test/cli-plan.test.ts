@@ -137,7 +137,7 @@ export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM or
     await umzug.down();
   });
 
-  it('shows a plain migration\'s statements with the locks they request (captured without running it)', async () => {
+  it('shows a plain migration\'s statements with the server\'s locks and scans (captured without a database, then run in the rolled-back plan)', async () => {
     const project = tempProject('cli-plan-plain');
     project.write(
       '001.plain.js',
@@ -148,11 +148,13 @@ export default defineMigration({ changes: [sql({ up: 'SELECT pg_sleep(2) FROM or
       const plan = await buildPlan(u);
       const plain = plan.phases.find((p) => p.phase === 'plain')!;
       const sts = plain.changes[0]!.steps[0]!.statements;
-      expect(sts.map((x) => [x.text, x.documentedLock?.mode])).to.deep.equal([
-        ['create index "orders_note_index" on "orders" ("note")', 'ShareLock'],
-        ['ALTER TABLE orders RENAME COLUMN note TO remark', 'AccessExclusiveLock'],
+      // Captured without a database, then run in the plan's rolled-back transaction: the server's own locks and scans.
+      expect(sts.map((x) => [x.text, x.run, x.effects?.locks[0]?.mode])).to.deep.equal([
+        ['create index "orders_note_index" on "orders" ("note")', 'measured', 'ShareLock'],
+        ['ALTER TABLE orders RENAME COLUMN note TO remark', 'measured', 'AccessExclusiveLock'],
       ]);
-      expect(formatPlan(plan)).to.match(/step up: ACCESS EXCLUSIVE on orders/);
+      expect(sts[0]!.effects!.scans, 'the index build reads the table').to.deep.equal([{ relation: 'public.orders', rows: 500 }]);
+      expect(formatPlan(plan)).to.match(/step up: ACCESS EXCLUSIVE on public\.orders/);
       const cols = await knex.raw(`SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'`);
       expect(cols.rows, 'nothing was run').to.have.length(1);
     } finally {

@@ -7,6 +7,8 @@ import { importModule } from '../engine/import-module.js';
 /** One statement a migration would send, with where in the migration it comes from. */
 export interface CapturedStatement {
   readonly sql: string;
+  /** The values Knex bound to its $n parameters (a builder call's), when there are any. */
+  readonly values?: readonly unknown[];
   readonly file: string;
   /** The line of the migration file that sent it (the call site), or of the statement in a .sql file; 0 when unknown. */
   readonly line: number;
@@ -30,7 +32,7 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
   const statements: CapturedStatement[] = [];
   let depth = 0;
   const where = new Error();
-  const record = (sql: string) => {
+  const record = (sql: string, values?: readonly unknown[]) => {
     const text = sql.trim().replace(/;$/, '');
     // Transaction statements are kept (rules look at them), and mark what runs inside.
     if (/^(COMMIT|ROLLBACK)\b/i.test(text) && !/^ROLLBACK TO\b/i.test(text)) depth = Math.max(0, depth - 1);
@@ -40,14 +42,14 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
       Error.stackTraceLimit = 200;
       Error.captureStackTrace(where);
       Error.stackTraceLimit = limit;
-      statements.push({ sql: text, file, line: callSite(where.stack ?? '', file), inTransaction: depth > 0 });
+      statements.push({ sql: text, ...(values && values.length > 0 ? { values } : {}), file, line: callSite(where.stack ?? '', file), inTransaction: depth > 0 });
     }
     if (/^BEGIN\b/i.test(text)) depth++;
   };
   const fakeConnection = {
-    query(config: { text: string } | string, cb: (err: unknown, res: unknown) => void) {
+    query(config: { text: string; values?: unknown[] } | string, cb: (err: unknown, res: unknown) => void) {
       const text = typeof config === 'string' ? config : config.text;
-      record(text);
+      record(text, typeof config === 'string' ? undefined : config.values);
       cb(null, { rows: [], rowCount: 0, command: text.trim().split(/\s+/)[0]!.toUpperCase(), fields: [] });
     },
     on() {},

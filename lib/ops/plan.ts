@@ -134,7 +134,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
       for (const e of ordered) {
         const file = e.name.replace(/:(expand|contract)$/, '');
         if (e.phase === 'plain') {
-          phases.push(await planPlain(e));
+          phases.push(await planPlain(conn, e));
           continue;
         }
         const key = `${file}:expand`;
@@ -191,27 +191,35 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
 
 /**
  * A plain migration in the plan: its statements as the lint recorder captures them (its up() against a Knex that
- * records instead of sending; no database), each with the locks it requests by PostgreSQL's parser. Not run: a
- * plain migration may read data to decide what to do, and its statements carry values only it knows.
+ * records instead of sending; no database), then each run in the plan's transaction like a typed step's, so the
+ * locks, rewrites and scans are the server's. Where the recorder's empty answers differ from the database's, the
+ * migration may send other statements when it runs; a statement that cannot run in a transaction is described.
  */
-async function planPlain(e: MigrationEntry): Promise<PlannedPhase> {
+async function planPlain(conn: Connection, e: MigrationEntry): Promise<PlannedPhase> {
   const { captureMigration } = await import('../lint/capture.js');
   const captured = await captureMigration(e.file);
   const statements: PlannedStatement[] = [];
   for (const c of captured.statements) {
+    if (/^(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|END)\b/i.test(c.sql)) continue;
     const requested = await requestedLocks(c.sql).catch(() => null);
     const strongest = requested && strongestLock(requested);
-    statements.push({
-      text: c.sql,
-      run: 'described',
-      ...(requested ? { requested } : {}),
-      ...(strongest ? { documentedLock: { mode: strongest.mode, note: `${strongest.form} (line ${c.line}): the lock PostgreSQL documents for it; up runs the migration in one transaction with lock.timeout` } } : { error: `line ${c.line}: no table lock beyond a normal read or write` }),
-    });
+    if (/\bCONCURRENTLY\b/i.test(c.sql) || /^(VACUUM|REINDEX)\b/i.test(c.sql)) {
+      statements.push({
+        text: c.sql,
+        run: 'described',
+        ...(requested ? { requested } : {}),
+        ...(strongest ? { documentedLock: { mode: strongest.mode, note: `${strongest.form} (line ${c.line}): the lock PostgreSQL documents for it; not run by plan (it cannot run inside a transaction)` } } : {}),
+      });
+      continue;
+    }
+    statements.push({ ...(await measure(conn, c.sql, c.values as SqlParam[] | undefined)), ...(requested ? { requested } : {}), lockSource: 'after-earlier-steps' });
   }
   const note = captured.error
     ? `plain migration: its up() threw against the recorder (${captured.error}); the statements before that point are shown`
-    : 'plain migration: its statements as its up() sends them (captured without running it; a migration that reads data to decide may send others); `umzug lint` checks them';
-  const step: PlannedStep = { id: 'up', description: 'the plain migration\'s up()', transactional: true, done: false, statements, holds: [] };
+    : 'plain migration: its statements as its up() sends them (captured without a database, then run in the plan\'s transaction); `umzug lint` checks them';
+  const seen = new Set<string>();
+  const holds = statements.flatMap((st) => st.effects?.locks ?? []).filter((l) => !seen.has(`${l.relation}:${l.mode}`) && seen.add(`${l.relation}:${l.mode}`));
+  const step: PlannedStep = { id: 'up', description: 'the plain migration\'s up()', transactional: true, done: false, statements, holds };
   return { name: e.name, file: e.file, phase: 'plain', note, changes: [{ index: 0, kind: 'plain', summary: null, steps: [step], afterBackfill: [] }] };
 }
 
