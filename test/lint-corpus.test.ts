@@ -9,6 +9,7 @@ import { RULES } from '../lib/lint/rules.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CORPUS = path.join(here, 'fixtures/lint-corpus');
+const KNEX_CORPUS = path.join(here, 'fixtures/lint-corpus-knex');
 const SQUAWK = path.resolve(here, '../node_modules/.bin/squawk');
 const run = promisify(execFile);
 
@@ -41,6 +42,17 @@ describe('lint corpus: every error rule catches its unsafe example and passes it
         expect([...(squawk.get(`${rule}.unsafe.sql`) ?? [])], 'squawk on the unsafe example').to.include(counterpart);
         expect([...(squawk.get(`${rule}.safe.sql`) ?? [])], 'squawk on the safe example').not.to.include(counterpart);
       }
+    });
+  }
+
+  // The same operations written with Knex's schema builder (test/fixtures/lint-corpus-knex/<rule>.cjs): captured
+  // through the recorder, each caught by its rule.
+  for (const file of readdirSync(KNEX_CORPUS).filter((f) => f.endsWith('.cjs'))) {
+    const rule = file.replace(/\.cjs$/, '');
+    it(`${rule}, written with Knex's builders`, async () => {
+      const r = await lintFiles([path.join(KNEX_CORPUS, file)], { cwd: KNEX_CORPUS, style: 'knex' });
+      expect(r.files[0]!.captureError).to.equal(undefined);
+      expect(r.findings.map((f) => f.rule)).to.include(rule);
     });
   }
 });

@@ -23,7 +23,7 @@ export interface LintFinding {
 }
 
 /** Rules about the schema's design (types), which hold for a new table as much as an old one. */
-const DESIGN_RULES = new Set(['prefer-bigint-over-int', 'prefer-bigint-over-smallint', 'ban-char-field', 'prefer-timestamptz', 'prefer-identity', 'prefer-text-field']);
+const DESIGN_RULES = new Set(['prefer-bigint-over-int', 'prefer-bigint-over-smallint', 'ban-char-field', 'prefer-timestamptz', 'prefer-identity', 'prefer-text-field', 'prefer-jsonb']);
 
 function targetTable(stmt: ParsedStatement): string | null {
   const dml = obj(stmt.node.UpdateStmt ?? stmt.node.DeleteStmt ?? stmt.node.InsertStmt);

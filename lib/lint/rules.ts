@@ -74,7 +74,7 @@ const CORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
     level: 'error',
     squawk: 'adding-field-with-default',
     strongMigrations: 'adding a column with a volatile default value',
-    why: 'A volatile default (random(), gen_random_uuid(), clock_timestamp(), a sequence) rewrites the whole table under ACCESS EXCLUSIVE: no reads or writes until it is done. A constant default is free since PostgreSQL 11.',
+    why: 'A volatile default (random(), gen_random_uuid(), clock_timestamp(), a sequence) or a stored generated column rewrites the whole table under ACCESS EXCLUSIVE: no reads or writes until it is done. A constant default is free since PostgreSQL 11.',
     check: ({ stmt }) =>
       alterCmds(stmt.node)
         .filter((c) => str(c.subtype) === 'AT_AddColumn')
@@ -83,10 +83,12 @@ const CORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
           const def = constraintsOf(d).find((k) => str(k.contype) === 'CONSTR_DEFAULT');
           const fns = def ? calledFunctions(def.raw_expr).filter((f) => VOLATILE.test(f)) : [];
           const serial = /^(small|big)?serial[248]?$/.test(typeName(d.typeName).name);
-          if (fns.length === 0 && !serial) return [];
+          const stored = constraintsOf(d).some((k) => str(k.contype) === 'CONSTR_GENERATED');
+          if (fns.length === 0 && !serial && !stored) return [];
+          const what = stored ? 'a stored generated value' : `a volatile default (${serial ? typeName(d.typeName).name : fns.join(', ')})`;
           return [
             {
-              message: `adds ${str(d.colname)} to ${alterTable(stmt.node)} with a volatile default (${serial ? typeName(d.typeName).name : fns.join(', ')}): the table is rewritten`,
+              message: `adds ${str(d.colname)} to ${alterTable(stmt.node)} with ${what}: the table is rewritten`,
               fix: `addColumn({ table: ${tableArg(alterTable(stmt.node))}, column: { name: ${q(str(d.colname))}, type: …, defaultSql: ${q(fns.length ? `${fns[0]}()` : 'nextval(…)')} } }): the default for new rows only, existing rows backfilled in batches`,
             },
           ];
@@ -453,6 +455,13 @@ const MORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
     squawk: 'prefer-text-field',
     why: 'Raising a varchar(n) limit later is an ALTER COLUMN … TYPE under ACCESS EXCLUSIVE; text with a CHECK on its length changes with a NOT VALID constraint.',
     check: ({ stmt }) => columnDefs(stmt.node).filter((d) => typeName(d.typeName).name === 'varchar' && typeName(d.typeName).mods.length > 0).map((d) => ({ message: `${str(d.colname)} is varchar(${typeName(d.typeName).mods.join(',')})`, fix: 'text, with CHECK (length(…) <= n) if the limit matters (Knex: t.text())' })),
+  },
+  {
+    id: 'prefer-jsonb',
+    level: 'warn',
+    strongMigrations: 'adding a json column',
+    why: 'json has no equality operator: SELECT DISTINCT, UNION and GROUP BY over the table fail once it has a json column; jsonb has one.',
+    check: ({ stmt }) => columnDefs(stmt.node).filter((d) => typeName(d.typeName).name === 'json').map((d) => ({ message: `${str(d.colname)} is json`, fix: 'jsonb (Knex: t.jsonb())' })),
   },
   {
     id: 'prefer-robust-stmts',

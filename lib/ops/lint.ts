@@ -69,7 +69,14 @@ export async function lintFiles(files: readonly string[], options: LintFilesOpti
         continue;
       }
     } else {
-      const mod = await importModule(pathToFileURL(file).href);
+      let mod: Record<string, unknown>;
+      try {
+        mod = await importModule(pathToFileURL(file).href);
+      } catch (e) {
+        findings.push({ rule: 'load-error', level: 'error', file: rel, line: 0, statement: '', message: `the migration does not load: ${(e as Error).message.split('\n')[0]}`, why: 'up would fail on it too.', fix: 'fix the file' });
+        linted.push({ file: rel, kind: 'plain', statements: 0, captureError: (e as Error).message.split('\n')[0]! });
+        continue;
+      }
       const candidate = mod.default ?? mod;
       if (isDefinedMigration(candidate) || isDefinedMigration((candidate as Record<string, unknown> | null)?.default)) {
         linted.push({ file: rel, kind: 'typed', statements: 0 });
