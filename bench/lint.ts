@@ -4,10 +4,11 @@
  *
  *   npx tsx bench/lint.ts [--pairs 4]
  *
- * The SQL files are the lint corpus (test/fixtures/lint-corpus) repeated; squawk is squawk-cli, a dev dependency.
+ * The SQL files are the lint corpus (test/fixtures/lint-corpus) repeated; squawk is squawk-cli, pinned, installed once
+ * by scripts/squawk.sh (SQUAWK=… to use another).
  * Prints each command's median wall time per 100 migrations, ours ÷ squawk, and the host's CPU steal meanwhile.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +19,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const CORPUS = path.resolve(here, '../test/fixtures/lint-corpus');
 const BIN = path.resolve(here, '../lib/cli/bin.ts');
 const TSX = path.resolve(here, '../node_modules/tsx/dist/loader.mjs');
-const SQUAWK = path.resolve(here, '../node_modules/.bin/squawk');
+const SQUAWK = execFileSync('bash', [path.resolve(here, '../scripts/squawk.sh')], { encoding: 'utf8' }).trim();
 const PAIRS = Number(benchArg('pairs') ?? '4');
 
 function project(kind: 'sql' | 'knex'): string {

@@ -10,19 +10,20 @@ import { RULES } from '../lib/lint/rules.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CORPUS = path.join(here, 'fixtures/lint-corpus');
 const KNEX_CORPUS = path.join(here, 'fixtures/lint-corpus-knex');
-const SQUAWK = path.resolve(here, '../node_modules/.bin/squawk');
 const run = promisify(execFile);
 
 // Each rule's unsafe and safe example (test/fixtures/lint-corpus/<rule>.{unsafe,safe}.sql), linted by us and by
-// squawk (squawk-cli, a dev dependency) side by side.
+// squawk (squawk-cli, pinned, installed by scripts/squawk.sh) side by side.
 describe('lint corpus: every error rule catches its unsafe example and passes its safe one; squawk agrees where it has the rule', function () {
   this.timeout(60_000);
   const files = readdirSync(CORPUS).filter((f) => f.endsWith('.sql'));
   const rules = [...new Set(files.map((f) => f.replace(/\.(un)?safe\.sql$/, '')))];
   let squawk: Map<string, Set<string>>;
   before(async () => {
+    // squawk, pinned, installed once outside the repo by the project's script (see scripts/squawk.sh for why).
+    const squawkBin = (await run('bash', [path.resolve(here, '../scripts/squawk.sh')])).stdout.trim();
     // squawk exits 1 when it finds something; its JSON report is on stdout either way.
-    const r = await run(SQUAWK, ['--reporter', 'json', ...files], { cwd: CORPUS }).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
+    const r = await run(squawkBin, ['--reporter', 'json', ...files], { cwd: CORPUS }).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
     squawk = new Map();
     for (const x of JSON.parse(r.stdout) as { file: string; rule_name: string }[]) squawk.set(path.basename(x.file), (squawk.get(path.basename(x.file)) ?? new Set()).add(x.rule_name));
   });
