@@ -31,7 +31,7 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     p.write('migrations/20240101000000_posts.js', KNEX_MIGRATION);
     p.write(
       'migrations/20240102000000_users.sql',
-      `SET lock_timeout = '2s';\nALTER TABLE "users; drop table x" ADD COLUMN email text NOT NULL;\n-- umzug-zero-downtime: allow dropping-column because nothing reads legacy since 2.3\nALTER TABLE users DROP COLUMN legacy;\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n`,
+      `SET lock_timeout = '2s';\nSET statement_timeout = '30s';\nALTER TABLE "users; drop table x" ADD COLUMN email text NOT NULL;\n-- umzug-zero-downtime: allow dropping-column because nothing reads legacy since 2.3\nALTER TABLE users DROP COLUMN legacy;\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n`,
     );
     p.write('migrations/20240103000000_typed.js', `const { defineMigration, renameColumn } = require('umzug-zero-downtime');\nmodule.exports = defineMigration({ changes: [renameColumn({ table: 'posts', from: 'title', to: 'name' })] });\n`);
     const r = await p.run(['lint', '--json'], { DATABASE_URL: undefined });
@@ -41,8 +41,8 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     expect(at('require-concurrent-index-creation')).to.deep.equal(['20240101000000_posts.js:2']);
     expect(at('changing-column-type')).to.deep.equal(['20240101000000_posts.js:3']);
     expect(at('mixing-ddl-and-dml')).to.deep.equal(['20240101000000_posts.js:6']);
-    expect(at('adding-required-field')).to.deep.equal(['20240102000000_users.sql:2']);
-    expect(at('dropping-column')).to.deep.equal(['20240102000000_users.sql:4']);
+    expect(at('adding-required-field')).to.deep.equal(['20240102000000_users.sql:3']);
+    expect(at('dropping-column')).to.deep.equal(['20240102000000_users.sql:5']);
     expect(report.findings.find((f) => f.rule === 'dropping-column')!.allowed).to.equal('nothing reads legacy since 2.3');
     const fixes = Object.fromEntries(report.findings.map((f) => [f.rule, f.fix]));
     expect(fixes['require-concurrent-index-creation']).to.equal(`addIndex({ table: 'posts', columns: ['title'] })`);
@@ -74,7 +74,7 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     const p = cliProject('lint-safe', { type: 'module' }, '');
     p.write(
       'migrations/2024.01.01T00.00.00.safe.sql',
-      `SET lock_timeout = '2s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n` +
+      `SET lock_timeout = '2s';\nSET statement_timeout = '30s';\nALTER TABLE posts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_note ON posts (note);\nALTER TABLE posts ADD CONSTRAINT posts_note_len CHECK (length(note) < 100) NOT VALID;\nALTER TABLE posts VALIDATE CONSTRAINT posts_note_len;\nUPDATE posts SET note = 'x' WHERE id BETWEEN 1 AND 1000;\n` +
         // A table created in the same migration has no rows and no readers yet: indexing it plainly is fine.
         `CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);\nCREATE INDEX notes_body ON notes (body);\nALTER TABLE notes ALTER COLUMN body SET NOT NULL;\n`,
     );
@@ -112,7 +112,7 @@ describe('`umzug lint`: unsafe DDL in plain and SQL migrations, read by PostgreS
     const p = cliProject('lint-server', { type: 'module' }, t.url);
     const file = p.write(
       'migrations/001.sql',
-      `SET lock_timeout = '2s';\nALTER TABLE proven ALTER COLUMN email SET NOT NULL;\nCREATE INDEX empty_note ON empty_one (note);\nCREATE INDEX posts_title ON posts (title);\nCREATE INDEX ghost_x ON ghost (x);\n`,
+      `SET lock_timeout = '2s';\nSET statement_timeout = '30s';\nALTER TABLE proven ALTER COLUMN email SET NOT NULL;\nCREATE INDEX empty_note ON empty_one (note);\nCREATE INDEX posts_title ON posts (title);\nCREATE INDEX ghost_x ON ghost (x);\n`,
     );
     const offline = await lintFiles([file], { cwd: p.dir });
     expect(offline.findings.map((f) => f.rule)).to.deep.equal(['setting-not-null', 'require-concurrent-index-creation', 'require-concurrent-index-creation', 'require-concurrent-index-creation']);

@@ -296,14 +296,16 @@ const CORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
     level: 'warn',
     squawk: 'require-timeout-settings',
     strongMigrations: 'lock timeout',
-    why: 'A statement waiting for ACCESS EXCLUSIVE queues every later query on the table behind it; without lock_timeout it waits as long as the longest running query.',
+    why: 'A statement waiting for ACCESS EXCLUSIVE queues every later query on the table behind it: without lock_timeout it waits as long as the longest running query, and without statement_timeout a slow one holds the lock as long as it runs.',
     check: ({ stmt, all, index }) => {
       if (!nodeLocks(stmt.node).some((l) => l.mode === 'AccessExclusiveLock')) return [];
-      // Once per migration: at its first statement that takes ACCESS EXCLUSIVE, if nothing before it set lock_timeout.
+      // Once per migration: at its first statement that takes ACCESS EXCLUSIVE, naming the settings not made before it.
       const firstStrong = all.findIndex((s) => nodeLocks(s.node).some((l) => l.mode === 'AccessExclusiveLock'));
       if (firstStrong !== index) return [];
-      const set = all.slice(0, index).some((s) => s.kind === 'VariableSetStmt' && str(obj(s.node.VariableSetStmt).name) === 'lock_timeout');
-      return set ? [] : [{ message: 'takes ACCESS EXCLUSIVE with no lock_timeout set before it', fix: "SET lock_timeout = '2s' first (`umzug up` sets lock.timeout for plain migrations itself; this matters where Knex or psql runs the file)" }];
+      const set = (name: string) => all.slice(0, index).some((s) => s.kind === 'VariableSetStmt' && str(obj(s.node.VariableSetStmt).name) === name);
+      const missing = ['lock_timeout', 'statement_timeout'].filter((n) => !set(n));
+      if (missing.length === 0) return [];
+      return [{ message: `takes ACCESS EXCLUSIVE with no ${missing.join(' or ')} set before it`, fix: `SET ${missing.map((m) => `${m} = '${m === 'lock_timeout' ? '2s' : '30s'}'`).join('; SET ')} first (\`umzug up\` sets lock.timeout and lock.statementTimeout for plain migrations itself; this matters where Knex or psql runs the file)` }];
     },
   },
   {
