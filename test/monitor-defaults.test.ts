@@ -95,7 +95,8 @@ export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 
         while (h.running) {
           await client.query('BEGIN');
           await client.query('LOCK TABLE parts IN ACCESS EXCLUSIVE MODE');
-          await client.query('SELECT pg_sleep(0.25)');
+          // Long enough that reads stall well past the canary's budget even on a loaded machine (its baseline rises with the load).
+          await client.query('SELECT pg_sleep(0.6)');
           await client.query('COMMIT');
           await sleep(50);
         }

@@ -47,7 +47,7 @@ describe('the state schema is versioned: older layouts are upgraded in place, ne
     await t.knex.raw(`INSERT INTO zero_downtime.schema_version (version, description) VALUES (${STATE_LAYOUT_VERSION + 1}, 'from the future')`);
     const before = (await t.knex.raw(`SELECT count(*)::int AS n FROM zero_downtime.steps`)).rows[0].n;
     const p = project();
-    p.write('003.add-note.js', `const { defineMigration, addColumn } = require('umzug-zero-downtime');\nmodule.exports = defineMigration({ changes: [addColumn({ table: 'users', name: 'note', type: 'text' })] });\n`);
+    p.write('003.add-note.js', `const { defineMigration, addColumn } = require('umzug-zero-downtime');\nmodule.exports = defineMigration({ changes: [addColumn({ table: 'users', column: { name: 'note', type: 'text' } })] });\n`);
     const u = zeroDowntime({ knex: { client: 'pg', connection: t.url, pool: { min: 0, max: 6 } }, cwd: p.dir, logger: silentLogger, backfill: { canary: false } });
     try {
       let err: (Error & { code?: string }) | undefined;
