@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { Knex } from 'knex';
 import { resolveConfig, type ZeroDowntimeConfig } from './config.js';
 import { importModule } from './engine/import-module.js';
+import { plainExports } from './engine/plain-migration.js';
 import { listMigrationEntries, zeroDowntime, type ZeroDowntimeUmzug } from './zero-downtime.js';
 
 /**
@@ -116,8 +117,7 @@ type MigrationFn = (knex: Knex) => unknown;
 /** A plain file, as Knex's own file source gives it: its up/down called with Knex's instance (or transaction). */
 async function plainMigration(migration: ZeroDowntimeKnexMigration): Promise<ZeroDowntimeKnexMigrationModule> {
   const mod = await importModule(pathToFileURL(migration.file).href);
-  // An ES module's named exports, else a CommonJS module's exports (or a compiled ESM file's nested default).
-  const holder = typeof mod.up === 'function' ? mod : ((mod.default ?? {}) as Record<string, unknown>);
+  const holder = plainExports(mod);
   const up = holder.up as MigrationFn;
   const down = typeof holder.down === 'function' ? (holder.down as MigrationFn) : undefined;
   const config = (holder.config ?? undefined) as { readonly transaction?: boolean } | undefined;

@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../db/db.js';
+import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
@@ -39,18 +39,18 @@ export async function analyzeIfStale(db: Db, spec: BackfillSpec, lockTimeoutMs: 
     [qualified(spec.table)],
   );
   if (!r.rows[0]?.stale) return false;
-  return db.withConnection(async (c) => {
-    try {
-      await c.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+  // One transaction with a transaction-local lock_timeout: a session SET would not hold behind PgBouncer in
+  // transaction mode (and would outlive the ANALYZE on the pooled connection).
+  try {
+    await db.transaction(async (c) => {
+      await c.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, Math.round(lockTimeoutMs))}ms`]);
       await c.query(`ANALYZE ${qualified(spec.table)}`);
-      return true;
-    } catch (e) {
-      if ((e as { code?: string }).code === '55P03') return false;
-      throw e;
-    } finally {
-      await c.query('RESET lock_timeout');
-    }
-  });
+    });
+    return true;
+  } catch (e) {
+    if (sqlState(e) === '55P03') return false;
+    throw e;
+  }
 }
 
 export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats> {

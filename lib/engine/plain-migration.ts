@@ -4,6 +4,14 @@ import { backoffDelay, type LockSafetyOptions } from './executor.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * The object holding a plain migration's exports: an ES module's named exports, else a CommonJS module's exports
+ * (or a compiled ESM file's nested default). Its `up`/`down` are called on it, and its `config` read from it.
+ */
+export function plainExports(mod: Record<string, unknown>): Record<string, unknown> {
+  return typeof mod.up === 'function' ? mod : ((mod.default ?? {}) as Record<string, unknown>);
+}
+
 export interface PlainRunEvents {
   /** An attempt waited past lock_timeout or deadlocked: rolled back whole, retried after `delayMs`. */
   onRetry?(e: { attempt: number; code: string; delayMs: number }): void;

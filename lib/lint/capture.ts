@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { Knex } from 'knex';
 import { createKnex } from '../db/knex-factory.js';
 import { importModule } from '../engine/import-module.js';
+import { plainExports } from '../engine/plain-migration.js';
 
 /** One statement a migration would send, with where in the migration it comes from. */
 export interface CapturedStatement {
@@ -36,14 +37,12 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
     const text = sql.trim().replace(/;$/, '');
     // Transaction statements are kept (rules look at them), and mark what runs inside.
     if (/^(COMMIT|ROLLBACK)\b/i.test(text) && !/^ROLLBACK TO\b/i.test(text)) depth = Math.max(0, depth - 1);
-    {
-      // Deep enough to reach the migration's own (async) frame below Knex's runner.
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 200;
-      Error.captureStackTrace(where);
-      Error.stackTraceLimit = limit;
-      statements.push({ sql: text, ...(values && values.length > 0 ? { values } : {}), file, line: callSite(where.stack ?? '', file), inTransaction: depth > 0 });
-    }
+    // Deep enough to reach the migration's own (async) frame below Knex's runner.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 200;
+    Error.captureStackTrace(where);
+    Error.stackTraceLimit = limit;
+    statements.push({ sql: text, ...(values && values.length > 0 ? { values } : {}), file, line: callSite(where.stack ?? '', file), inTransaction: depth > 0 });
     if (/^BEGIN\b/i.test(text)) depth++;
   };
   const fakeConnection = {
@@ -64,7 +63,7 @@ export async function captureMigration(file: string, style: 'knex' | 'umzug' = '
   client.releaseConnection = async () => {};
   try {
     const mod = await importModule(pathToFileURL(file).href);
-    const holder = typeof mod.up === 'function' ? mod : ((mod.default ?? {}) as Record<string, unknown>);
+    const holder = plainExports(mod);
     const up = holder.up as ((arg: unknown) => Promise<unknown>) | undefined;
     if (typeof up !== 'function') return { statements, error: 'exports no up function' };
     const call = (as: 'knex' | 'umzug') => up.call(holder, as === 'knex' ? knex : { name: path.basename(file), path: file, context: { knex } });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { relationExists } from '../postgres/catalog.js';
 import { ident, qualified } from '../postgres/identifiers.js';
 import type { MigrationEntry, Project } from './project.js';
 
@@ -40,8 +41,7 @@ async function readNames(project: Project, source: AdoptSource): Promise<{ label
   const table = source.table ?? 'SequelizeMeta';
   const column = source.column ?? 'name';
   const t = qualified({ schema: source.schema ?? project.config.schema, name: table });
-  const exists = await project.db.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [t]);
-  if (!exists.rows[0]?.ok) throw new Error(`adopt: the table ${t} does not exist here. Nothing was recorded. Name the storage with --table/--schema (and --column).`);
+  if (!(await relationExists(project.db, t))) throw new Error(`adopt: the table ${t} does not exist here. Nothing was recorded. Name the storage with --table/--schema (and --column).`);
   const r = await project.db.query<{ name: string }>(`SELECT ${ident(column)}::text AS name FROM ${t} WHERE ${ident(column)} IS NOT NULL`);
   return { label: `${t}.${ident(column)}`, names: r.rows.map((x) => x.name) };
 }

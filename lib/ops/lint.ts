@@ -90,14 +90,13 @@ export async function lintFiles(files: readonly string[], options: LintFilesOpti
     findings.push(...(await lintStatements(statements, allowComments(source), options)));
     linted.push({ file: rel, kind, statements: statements.length, ...(captureError ? { captureError } : {}) });
   }
+  return { files: linted, findings, ...tally(findings), ms: Math.round(performance.now() - started) };
+}
+
+/** Errors and warnings no allow comment accepts: what fails a lint and what it reports. */
+function tally(findings: readonly LintFinding[]): { errors: number; warnings: number } {
   const live = findings.filter((f) => !f.allowed);
-  return {
-    files: linted,
-    findings,
-    errors: live.filter((f) => f.level === 'error').length,
-    warnings: live.filter((f) => f.level === 'warn').length,
-    ms: Math.round(performance.now() - started),
-  };
+  return { errors: live.filter((f) => f.level === 'error').length, warnings: live.filter((f) => f.level === 'warn').length };
 }
 
 /** Rules whose cost grows with the table's rows (a scan, a rewrite, an index build, row locks). */
@@ -146,8 +145,7 @@ export async function sharpenWithServer(db: Db, report: LintReport): Promise<Lin
     const empty = size.rows === 0 && SIZE_RULES.has(f.rule) && f.level === 'error';
     findings.push({ ...f, ...(empty ? { level: 'warn' as const } : {}), server: empty ? `${server} (empty: the lock is brief today)` : server });
   }
-  const live = findings.filter((f) => !f.allowed);
-  return { ...report, findings, errors: live.filter((f) => f.level === 'error').length, warnings: live.filter((f) => f.level === 'warn').length };
+  return { ...report, findings, ...tally(findings) };
 }
 
 /** Whether a validated CHECK (col IS NOT NULL) on the finding's table proves its SET NOT NULL. */
