@@ -1,43 +1,46 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import * as ddl from '../postgres/ddl.js';
-import { ChangeInputError, ident, objectName, resolveTable, type TableInput, type TableName } from '../postgres/identifiers.js';
-import { checkExpression, checkName, checkType, txStep } from './common.js';
+import { ChangeInputError, ident, objectName, resolveTable, type TableName } from '../postgres/identifiers.js';
+import { checkExpression, checkType, txStep } from './common.js';
 import { checkFlagName } from '../flags/names.js';
+import { checkOptions, CONSTANT, NAME, READ_FLAG, SQL, TABLE, TYPE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface AddColumnOptions {
-  readonly table: TableInput;
-  readonly column: {
-    readonly name: string;
-    /** A PostgreSQL type, e.g. `text`, `integer`, `numeric(10,2)`. */
-    readonly type: string;
-    /** Default true. A NOT NULL column needs `default` or `defaultSql`, so rows the old version inserts get a value. */
-    readonly nullable?: boolean;
-    /** A constant default, passed as a literal: existing rows get it without a table rewrite (PostgreSQL 11+). */
-    readonly default?: string | number | boolean;
-    /** A default expression such as `gen_random_uuid()`: set for new rows only, existing rows are backfilled with it. */
-    readonly defaultSql?: string;
-  };
-  /** SQL expression computing the value for existing rows (over the table's columns); rows already set are kept. */
-  readonly backfill?: string;
-  /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
-  readonly readFlag?: string;
-}
+export const addColumnSchema = {
+  'x-change': 'addColumn',
+  'x-template': 'add-column',
+  description: "Adds a column without a table rewrite or a long lock; a NOT NULL column gets there through CHECK … NOT VALID → VALIDATE → SET NOT NULL.",
+  'x-notes': ["expand: ADD COLUMN (no volatile default, so no rewrite), backfill existing rows when `backfill` or `defaultSql` is given", "contract: nothing to remove; down drops the column"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "column"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table (bare name: the configured schema)' },
+    column: { type: 'object', additionalProperties: false, required: ["name", "type"], default: {}, properties: {
+      name: { ...NAME, default: 'my_column', 'x-cli': '--column', description: "the new column's name" },
+      type: { ...TYPE, default: 'text', 'x-cli': '--type', description: 'a PostgreSQL type: text, integer, numeric(10,2)…' },
+      nullable: { type: 'boolean', 'x-cli': '--not-null', 'x-negate': true, description: '--not-null makes it NOT NULL (then give --default or --default-sql)' },
+      default: { ...CONSTANT, 'x-cli': '--default', description: 'a constant default (no rewrite on PostgreSQL 11+)' },
+      defaultSql: { ...SQL, 'x-cli': '--default-sql', description: 'a default expression such as gen_random_uuid(), for new rows; existing rows are backfilled with it' },
+    } },
+    backfill: { ...SQL, 'x-cli': '--backfill', description: "SQL computing the value of existing rows, over the table's columns" },
+    readFlag: READ_FLAG,
+  },
+} as const satisfies ChangeSchema;
+
+export type AddColumnOptions = OptionsOf<typeof addColumnSchema>;
 
 /**
  * Adds a column without a table rewrite or a long lock: a volatile default is never given to ADD COLUMN (that
  * rewrites the table); NOT NULL is reached through CHECK … NOT VALID → VALIDATE → SET NOT NULL.
  */
 export function addColumn(options: AddColumnOptions): Change {
-  const c = options?.column;
-  if (!c || typeof c !== 'object') throw new ChangeInputError('addColumn: `column` must be { name, type, … }');
-  const name = checkName(c.name, 'addColumn: column.name');
+  checkOptions(addColumnSchema, options);
+  const c = options.column;
+  const name = c.name;
   ident(name);
   const type = checkType(c.type, 'addColumn: column.type');
   const notNull = c.nullable === false;
   if (c.default !== undefined && c.defaultSql !== undefined) throw new ChangeInputError('addColumn: give either column.default or column.defaultSql, not both');
-  if (c.default !== undefined && !['string', 'number', 'boolean'].includes(typeof c.default)) {
-    throw new ChangeInputError(`addColumn: column.default must be a string, number or boolean, got ${JSON.stringify(c.default)}`);
-  }
   const defaultSql = c.defaultSql !== undefined ? checkExpression(c.defaultSql, 'addColumn: column.defaultSql') : undefined;
   const backfillExpr = options.backfill !== undefined ? checkExpression(options.backfill, 'addColumn: backfill') : undefined;
   if (notNull && c.default === undefined && defaultSql === undefined) {

@@ -1,26 +1,35 @@
 import type { Change, ResolveContext } from '../migration.js';
 import { dropConstraintIfExists, validateConstraint } from '../postgres/ddl.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { addForeignKeyNotValid, defaultObjectName, REFERENTIAL_ACTIONS, type ReferentialAction } from '../postgres/index-sql.js';
-import { checkName, checkNames, txStep } from './common.js';
+import { txStep } from './common.js';
+import { checkOptions, NAME, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface AddForeignKeyOptions {
-  readonly table: TableInput;
-  readonly columns: readonly string[];
-  readonly references: { readonly table: TableInput; readonly columns: readonly string[] };
-  /** Default `<table>_<columns>_fkey`. */
-  readonly name?: string;
-  readonly onDelete?: ReferentialAction;
-  readonly onUpdate?: ReferentialAction;
-}
+export const addForeignKeySchema = {
+  'x-change': 'addForeignKey',
+  'x-template': 'add-foreign-key',
+  description: "Adds a foreign key NOT VALID (a moment of SHARE ROW EXCLUSIVE, no scan), then VALIDATEs it while writes go on.",
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "columns", "references"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the referencing table' },
+    columns: { ...NAMES, default: ["other_id"], 'x-cli': '--columns', description: 'its referencing columns' },
+    references: { type: 'object', additionalProperties: false, required: ["table", "columns"], default: {}, properties: {
+      table: { ...TABLE, default: 'other_table', 'x-cli': '--references-table', description: 'the referenced table' },
+      columns: { ...NAMES, default: ["id"], 'x-cli': '--references-columns', description: 'the referenced columns (a primary key or unique constraint)' },
+    } },
+    name: { ...NAME, 'x-cli': '--constraint', description: "the constraint's name (default <table>_<columns>_fkey)" },
+    onDelete: { type: 'string', enum: REFERENTIAL_ACTIONS, 'x-cli': '--on-delete', description: 'ON DELETE action' },
+    onUpdate: { type: 'string', enum: REFERENTIAL_ACTIONS, 'x-cli': '--on-update', description: 'ON UPDATE action' },
+  },
+} as const satisfies ChangeSchema;
 
-function checkAction(value: unknown, field: string): ReferentialAction | undefined {
-  if (value === undefined) return undefined;
-  const v = typeof value === 'string' ? value.toUpperCase().trim().replace(/\s+/g, ' ') : value;
-  if (!REFERENTIAL_ACTIONS.includes(v as ReferentialAction)) {
-    throw new ChangeInputError(`addForeignKey: ${field} must be one of ${REFERENTIAL_ACTIONS.join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return v as ReferentialAction;
+export type AddForeignKeyOptions = OptionsOf<typeof addForeignKeySchema>;
+
+/** `on delete cascade` is written many ways; the schema lists PostgreSQL's own spelling. */
+function actionCase(value: unknown): unknown {
+  return typeof value === 'string' ? value.toUpperCase().trim().replace(/\s+/g, ' ') : value;
 }
 
 /**
@@ -28,18 +37,19 @@ function checkAction(value: unknown, field: string): ReferentialAction | undefin
  * then VALIDATE (SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: writes go on during the scan).
  */
 export function addForeignKey(options: AddForeignKeyOptions): Change {
-  const columns = checkNames(options?.columns, 'addForeignKey: columns');
-  if (!options.references || typeof options.references !== 'object') throw new ChangeInputError('addForeignKey: references must be { table, columns }');
-  const refColumns = checkNames(options.references.columns, 'addForeignKey: references.columns');
+  if (options && typeof options === 'object') {
+    options = { ...options, ...(options.onDelete !== undefined ? { onDelete: actionCase(options.onDelete) as ReferentialAction } : {}), ...(options.onUpdate !== undefined ? { onUpdate: actionCase(options.onUpdate) as ReferentialAction } : {}) };
+  }
+  checkOptions(addForeignKeySchema, options);
+  const { columns, onDelete, onUpdate } = options;
+  const refColumns = options.references.columns;
   if (refColumns.length !== columns.length) {
     throw new ChangeInputError(`addForeignKey: ${columns.length} columns reference ${refColumns.length} columns; the counts must match`);
   }
   [...columns, ...refColumns].forEach(ident);
-  const onDelete = checkAction(options.onDelete, 'onDelete');
-  const onUpdate = checkAction(options.onUpdate, 'onUpdate');
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   const refTable = (ctx: ResolveContext): TableName => resolveTable(options.references.table, ctx.defaultSchema);
-  const explicit = options.name !== undefined ? checkName(options.name, 'addForeignKey: name') : undefined;
+  const explicit = options.name;
   if (explicit !== undefined) ident(explicit);
   const nameFor = (t: TableName) => explicit ?? defaultObjectName(t.name, columns, 'fkey', (...p) => objectName('zd_fk', ...p));
   return {

@@ -1,24 +1,31 @@
 import type { Change, ResolveContext, Step } from '../migration.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { addConstraintUsingIndex, checkAccessMethod, createIndexConcurrently, defaultObjectName, dropIndexConcurrently } from '../postgres/index-sql.js';
 import { dropConstraintIfExists } from '../postgres/ddl.js';
-import { checkExpression, checkName, checkNames, txStep } from './common.js';
+import { checkExpression, txStep } from './common.js';
+import { checkOptions, NAME, NAMES, SQL, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface AddIndexOptions {
-  readonly table: TableInput;
-  readonly columns: readonly string[];
-  /** Default `<table>_<columns>_idx` (or `_key` when unique), hashed when longer than 63 bytes. */
-  readonly name?: string;
-  readonly unique?: boolean;
-  /** A partial index's predicate, SQL over the table's columns. */
-  readonly where?: string;
-  /** Index access method: btree (default), gin, gist, hash, brin… */
-  readonly using?: string;
-  /** Non-key columns stored in the index (covering index). */
-  readonly include?: readonly string[];
-  /** Promote the finished unique index to a UNIQUE constraint of this name (ADD CONSTRAINT … USING INDEX). */
-  readonly constraint?: string;
-}
+export const addIndexSchema = {
+  'x-change': 'addIndex',
+  'x-template': 'add-index',
+  description: "Builds an index with CREATE INDEX CONCURRENTLY (writes go on during the build); a failed build's INVALID leftover is dropped before retrying.",
+  'x-notes': ["expand: CREATE [UNIQUE] INDEX CONCURRENTLY, outside a transaction; down: DROP INDEX CONCURRENTLY"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "columns"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    columns: { ...NAMES, default: ["my_column"], 'x-cli': '--columns', description: 'indexed columns, in order' },
+    name: { ...NAME, 'x-cli': '--index-name', description: "the index's name (default <table>_<columns>_idx)" },
+    unique: { type: 'boolean', 'x-cli': '--unique', description: 'a unique index' },
+    where: { ...SQL, 'x-cli': '--where', description: 'predicate of a partial index' },
+    using: { type: 'string', 'x-cli': '--using', description: 'access method: btree, gin, gist, hash, brin…' },
+    include: { ...NAMES, 'x-cli': '--include', description: 'non-key columns stored in the index' },
+    constraint: { ...NAME, 'x-cli': '--constraint', description: 'promote the unique index to a UNIQUE constraint of this name' },
+  },
+} as const satisfies ChangeSchema;
+
+export type AddIndexOptions = OptionsOf<typeof addIndexSchema>;
 
 /**
  * Builds an index with CREATE INDEX CONCURRENTLY, outside any transaction, so writes go on during the build. A build
@@ -26,14 +33,14 @@ export interface AddIndexOptions {
  * reporting the error or retrying, so a failed `up` leaves nothing behind that slows writes down.
  */
 export function addIndex(options: AddIndexOptions): Change {
-  const columns = checkNames(options?.columns, 'addIndex: columns');
+  checkOptions(addIndexSchema, options);
+  const { columns, include } = options;
   columns.forEach(ident);
-  const include = options.include !== undefined ? checkNames(options.include, 'addIndex: include') : undefined;
   include?.forEach(ident);
   const unique = options.unique === true;
   const where = options.where !== undefined ? checkExpression(options.where, 'addIndex: where') : undefined;
   const using = options.using !== undefined ? checkAccessMethod(options.using) : undefined;
-  const constraint = options.constraint !== undefined ? checkName(options.constraint, 'addIndex: constraint') : undefined;
+  const constraint = options.constraint;
   if (constraint !== undefined) {
     ident(constraint);
     if (!unique) throw new ChangeInputError('addIndex: only a unique index can become a constraint; set unique: true or leave out `constraint`');
@@ -42,8 +49,8 @@ export function addIndex(options: AddIndexOptions): Change {
   }
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   const nameFor = (t: TableName): string =>
-    options.name !== undefined ? checkName(options.name, 'addIndex: name') : defaultObjectName(t.name, columns, unique ? 'key' : 'idx', (...p) => objectName('zd_idx', ...p));
-  if (options.name !== undefined) ident(checkName(options.name, 'addIndex: name'));
+    options.name !== undefined ? options.name : defaultObjectName(t.name, columns, unique ? 'key' : 'idx', (...p) => objectName('zd_idx', ...p));
+  if (options.name !== undefined) ident(options.name);
   return {
     kind: 'addIndex',
     tables: (ctx) => {

@@ -1,38 +1,31 @@
 import type { Change, ResolveContext } from '../migration.js';
 import { columnInfo, tableInfo } from '../postgres/catalog.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { checkFlagName } from '../flags/names.js';
-import { checkExpression, checkName, checkOnConversionError, checkType } from './common.js';
+import { checkExpression, checkType } from './common.js';
 import { describeReplacement } from './column-replacement.js';
+import { checkOptions, NAME, ON_CONVERSION_ERROR, READ_FLAG, SQL, TABLE, TYPE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface ChangeColumnTypeOptions {
-  readonly table: TableInput;
-  readonly column: string;
-  /** The new type, e.g. `bigint`, `numeric(12,2)`, `timestamptz`. */
-  readonly type: string;
-  /**
-   * Old value → new value: a SQL expression in which the column's own name stands for the OLD value, e.g.
-   * `round(price * 100)::bigint`. Default `CAST(<column> AS <type>)`. Only the column itself may be named.
-   */
-  readonly up?: string;
-  /**
-   * New value → old value, for rows the new application version writes while the old one still reads: a SQL
-   * expression in which the column's own name stands for the NEW value, e.g. `price / 100.0`. Default
-   * `CAST(<column> AS <old type>)`.
-   */
-  readonly down?: string;
-  /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
-  readonly readFlag?: string;
-  /**
-   * What the sync trigger does with a value it cannot convert (the old version writes 'xyz' into a column on its way
-   * to integer, or the new version a value `down` cannot take back). 'record' (default): the write goes through, the
-   * converted column is left NULL (a failed `down` leaves the old column as written), and the row's key and error are
-   * recorded in `<stateSchema>.conversion_errors`; verify reports those rows and the contract waits until they are
-   * fixed. 'reject': the trigger raises, so the application's write fails, as an ALTER COLUMN TYPE would make it.
-   * Either way the expand first checks every existing row (preflight) and refuses, changing nothing, if any fails.
-   */
-  readonly onConversionError?: 'record' | 'reject';
-}
+export const changeColumnTypeSchema = {
+  'x-change': 'changeColumnType',
+  'x-template': 'change-type',
+  description: "Changes a column's type without ALTER COLUMN TYPE (which rewrites the table under an ACCESS EXCLUSIVE lock): a new column of the new type is kept in sync both ways, backfilled, verified, and swapped in at contract.",
+  'x-notes': ["up: SQL converting the old value (the column's own name) to the new type; default a plain cast", "down: SQL converting back, for writes the new version makes while the old one still reads", "expand first checks up on every existing row and refuses, changing nothing, if a row cannot be converted"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "column", "type"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    column: { ...NAME, default: 'my_column', 'x-cli': '--column', description: 'the column whose type changes' },
+    type: { ...TYPE, default: 'bigint', 'x-cli': '--type', description: 'the new PostgreSQL type' },
+    up: { ...SQL, 'x-cli': '--up', description: 'old → new conversion, SQL over the column (default: a cast)' },
+    down: { ...SQL, 'x-cli': '--down', description: 'new → old conversion (default: a cast)' },
+    onConversionError: { ...ON_CONVERSION_ERROR, description: 'a value the sync trigger cannot convert: record (default) lets the write through, leaves the new column NULL and records the row in zero_downtime.conversion_errors (verify reports it, the contract waits); reject fails the write' },
+    readFlag: READ_FLAG,
+  },
+} as const satisfies ChangeSchema;
+
+export type ChangeColumnTypeOptions = OptionsOf<typeof changeColumnTypeSchema>;
 
 /**
  * The column the new application version reads and writes while the change is expanded: `<column>__new`, or a
@@ -52,13 +45,14 @@ export function transitionColumnName(column: string): string {
  * foreign keys are built again against the new column (NOT VALID, then VALIDATE) before the swap.
  */
 export function changeColumnType(options: ChangeColumnTypeOptions): Change {
-  const column = checkName(options?.column, 'changeColumnType: column');
+  checkOptions(changeColumnTypeSchema, options);
+  const { column } = options;
   ident(column);
   const type = checkType(options.type, 'changeColumnType: type');
   const up = options.up === undefined ? undefined : checkExpression(options.up, 'changeColumnType: up');
   const down = options.down === undefined ? undefined : checkExpression(options.down, 'changeColumnType: down');
   const readFlag = options.readFlag === undefined ? undefined : checkFlagName(options.readFlag, 'changeColumnType: readFlag');
-  const onConversionError = checkOnConversionError(options.onConversionError, 'changeColumnType');
+  const onConversionError = options.onConversionError ?? 'record';
   const dst = transitionColumnName(column);
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {

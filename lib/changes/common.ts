@@ -23,13 +23,6 @@ export function checkType(type: unknown, field: string): string {
   return type.trim();
 }
 
-export function checkName(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new ChangeInputError(`${field} must be a non-empty string, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
 /** A SQL expression written by the author: one expression, never a statement list. */
 export function checkExpression(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.trim().length === 0) {
@@ -45,17 +38,3 @@ export function checkExpression(value: unknown, field: string): string {
   return value;
 }
 
-/** A non-empty list of distinct column names, each a valid identifier. */
-export function checkNames(value: unknown, field: string): string[] {
-  if (!Array.isArray(value) || value.length === 0) throw new ChangeInputError(`${field} must be a non-empty array of column names, got ${JSON.stringify(value)}`);
-  const names = value.map((v, i) => checkName(v, `${field}[${i}]`));
-  if (new Set(names).size !== names.length) throw new ChangeInputError(`${field} names a column twice: ${JSON.stringify(names)}`);
-  return names;
-}
-
-/** The `onConversionError` option of a change whose sync trigger converts values: 'record' (default) or 'reject'. */
-export function checkOnConversionError(value: unknown, what: string): 'record' | 'reject' {
-  if (value === undefined) return 'record';
-  if (value !== 'record' && value !== 'reject') throw new ChangeInputError(`${what}: onConversionError must be 'record' or 'reject', got ${JSON.stringify(value)}`);
-  return value;
-}

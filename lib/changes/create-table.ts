@@ -1,23 +1,40 @@
 import type { Change, ResolveContext } from '../migration.js';
 import { constantLiteral } from '../postgres/ddl.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { createTable as createTableSql, dropOrArchiveTable, type ColumnDef } from '../postgres/table-ddl.js';
-import { checkExpression, checkName, checkNames, checkType, txStep } from './common.js';
+import { checkExpression, checkType, txStep } from './common.js';
+import { checkOptions, CONSTANT, NAME, NAMES, SQL, TABLE, TYPE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface CreateTableOptions {
-  readonly table: TableInput;
-  readonly columns: readonly {
-    readonly name: string;
-    readonly type: string;
-    /** Default true. */
-    readonly nullable?: boolean;
-    /** A constant default, passed as a literal. */
-    readonly default?: string | number | boolean;
-    /** A default expression such as `now()` or `gen_random_uuid()`. */
-    readonly defaultSql?: string;
-  }[];
-  readonly primaryKey: readonly string[];
-}
+export const createTableSchema = {
+  'x-change': 'createTable',
+  description: 'Creates a table in one short transaction; down drops it while empty, else archives it.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['table', 'columns', 'primaryKey'],
+  properties: {
+    table: { ...TABLE, description: 'the new table' },
+    columns: {
+      type: 'array',
+      minItems: 1,
+      description: 'its columns, in order',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'type'],
+        properties: {
+          name: NAME,
+          type: TYPE,
+          nullable: { type: 'boolean', description: 'default true' },
+          default: { ...CONSTANT, description: 'a constant default, passed as a literal' },
+          defaultSql: { ...SQL, description: 'a default expression such as now() or gen_random_uuid()' },
+        },
+      },
+    },
+    primaryKey: { ...NAMES, description: 'the primary key columns' },
+  },
+} as const satisfies ChangeSchema;
+
+export type CreateTableOptions = OptionsOf<typeof createTableSchema>;
 
 /**
  * Creates a table. Nothing of the running version depends on it, so expand is one short transaction. `down` drops it
@@ -25,9 +42,9 @@ export interface CreateTableOptions {
  * kept until purge.
  */
 export function createTable(options: CreateTableOptions): Change {
-  if (!Array.isArray(options?.columns) || options.columns.length === 0) throw new ChangeInputError('createTable: columns must be a non-empty array of { name, type }');
+  checkOptions(createTableSchema, options);
   const columns: ColumnDef[] = options.columns.map((c, i) => {
-    const name = checkName(c?.name, `createTable: columns[${i}].name`);
+    const name = c.name;
     ident(name);
     const type = checkType(c.type, `createTable: columns[${i}].type`);
     if (c.default !== undefined && c.defaultSql !== undefined) throw new ChangeInputError(`createTable: ${name}: give default or defaultSql, not both`);
@@ -37,7 +54,7 @@ export function createTable(options: CreateTableOptions): Change {
   });
   const names = new Set(columns.map((c) => c.name));
   if (names.size !== columns.length) throw new ChangeInputError('createTable: two columns have the same name');
-  const primaryKey = checkNames(options.primaryKey, 'createTable: primaryKey');
+  const primaryKey = options.primaryKey;
   for (const k of primaryKey) if (!names.has(k)) throw new ChangeInputError(`createTable: primary key column ${JSON.stringify(k)} is not among the columns`);
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {

@@ -19,39 +19,37 @@ import {
   type ArchiveSpec,
 } from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents, type ColumnAttachments } from '../postgres/column-attachments.js';
-import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { createDeriveSync, dropTrigger } from '../postgres/triggers.js';
 import { checkFlagName } from '../flags/names.js';
-import { checkExpression, checkName, checkNames, checkOnConversionError, checkType } from './common.js';
+import { checkExpression, checkType } from './common.js';
 import { lockStep, rebuildOriginals } from './column-replacement.js';
+import { checkOptions, NAME, NAMES, ON_CONVERSION_ERROR, READ_FLAG, SQL, TABLE, TYPE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface DeriveColumnOptions {
-  readonly table: TableInput;
-  readonly column: { readonly name: string; readonly type: string };
-  /** The source columns the new one is computed from. */
-  readonly from: readonly string[];
-  /** New from old: a SQL expression over the row's columns, e.g. `first_name || ' ' || last_name`. */
-  readonly up: string;
-  /**
-   * Old from new, one expression per source over the row's columns (the new column included), e.g.
-   * `{ first_name: "split_part(full_name, ' ', 1)", last_name: "substr(full_name, strpos(full_name, ' ') + 1)" }`.
-   * With it, the new version may write the new column and the old version still sees its sources change. Without
-   * it the new column is derived one way only: it is recomputed on every write, and the sources cannot be dropped.
-   */
-  readonly down?: Readonly<Record<string, string>>;
-  /** Contract drops the sources (archived first, so down restores them). Needs `down`. */
-  readonly dropSources?: boolean;
-  /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
-  readonly readFlag?: string;
-  /**
-   * What the sync trigger does with a row whose `up` (or `down`) fails: 'record' (default) lets the write through,
-   * leaves the derived column NULL (a failed `down` leaves the sources as written) and records the row's key and error
-   * in `<stateSchema>.conversion_errors`; verify reports those rows and the contract waits until they are fixed.
-   * 'reject': the trigger raises and the application's write fails. Either way the expand first checks `up` on every
-   * existing row (preflight) and refuses, changing nothing, if any fails.
-   */
-  readonly onConversionError?: 'record' | 'reject';
-}
+export const deriveColumnSchema = {
+  'x-change': 'deriveColumn',
+  'x-template': 'derive-column',
+  description: "Adds a column computed from others (e.g. full_name from first_name and last_name), kept in sync both ways by a trigger while both versions run; contract may drop the sources.",
+  'x-notes': ["up: the new column from the old ones, SQL over the source columns", "down: for each source column, SQL computing it from the new column (the new version writes only the new one)", "dropSources: contract drops the source columns (archived until purge; down restores them)"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "column", "from", "up"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    column: { type: 'object', additionalProperties: false, required: ["name", "type"], default: {}, properties: {
+      name: { ...NAME, default: 'new_column', 'x-cli': '--column', description: "the derived column's name" },
+      type: { ...TYPE, default: 'text', 'x-cli': '--type', description: 'its PostgreSQL type' },
+    } },
+    from: { ...NAMES, default: ["source_column"], 'x-cli': '--from', description: 'the source columns (repeat the flag or separate with commas)' },
+    up: { ...SQL, default: 'source_column', 'x-cli': '--up', description: 'SQL computing the new column from the sources' },
+    down: { type: 'object', additionalProperties: SQL, 'x-cli': '--down', description: 'source=SQL over the new column, once per source (repeat the flag)' },
+    readFlag: READ_FLAG,
+    dropSources: { type: 'boolean', 'x-cli': '--drop-sources', description: 'contract drops the source columns' },
+    onConversionError: { ...ON_CONVERSION_ERROR, description: 'a row whose up (or down) fails in the sync trigger: record (default) lets the write through, leaves the derived column NULL and records the row in zero_downtime.conversion_errors (verify reports it, the contract waits); reject fails the write' },
+  },
+} as const satisfies ChangeSchema;
+
+export type DeriveColumnOptions = OptionsOf<typeof deriveColumnSchema>;
 
 /**
  * A column computed from others — `full_name` from `first_name` and `last_name` — kept in sync both ways while old
@@ -61,18 +59,17 @@ export interface DeriveColumnOptions {
  * their exact old values, the others `down` of the current value) and re-installs the sync.
  */
 export function deriveColumn(options: DeriveColumnOptions): Change {
-  const c = options?.column;
-  if (!c || typeof c !== 'object') throw new ChangeInputError('deriveColumn: `column` must be { name, type }');
-  const name = checkName(c.name, 'deriveColumn: column.name');
+  checkOptions(deriveColumnSchema, options);
+  const c = options.column;
+  const name = c.name;
   ident(name);
   const type = checkType(c.type, 'deriveColumn: column.type');
-  const from = checkNames(options.from, 'deriveColumn: from');
+  const from = options.from;
   from.forEach((f) => ident(f));
   if (from.includes(name)) throw new ChangeInputError(`deriveColumn: ${name} cannot be derived from itself`);
   const up = checkExpression(options.up, 'deriveColumn: up');
   let down: Record<string, string> | undefined;
   if (options.down !== undefined) {
-    if (typeof options.down !== 'object' || options.down === null) throw new ChangeInputError('deriveColumn: down must be an object { <source column>: <expression> }');
     const keys = Object.keys(options.down).sort();
     if (keys.join('\u0000') !== [...from].sort().join('\u0000')) {
       throw new ChangeInputError(`deriveColumn: down must give one expression for each source column ${JSON.stringify(from)}, got ${JSON.stringify(keys)}`);
@@ -87,7 +84,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
     );
   }
   const readFlag = options.readFlag === undefined ? undefined : checkFlagName(options.readFlag, 'deriveColumn: readFlag');
-  const onConversionError = checkOnConversionError(options.onConversionError, 'deriveColumn');
+  const onConversionError = options.onConversionError ?? 'record';
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {
     kind: 'deriveColumn',

@@ -17,14 +17,25 @@ import {
   type ArchiveSpec,
 } from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents } from '../postgres/column-attachments.js';
-import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
-import { checkName } from './common.js';
+import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { lockStep, rebuildOriginals } from './column-replacement.js';
+import { checkOptions, NAME, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface DropColumnOptions {
-  readonly table: TableInput;
-  readonly column: string;
-}
+export const dropColumnSchema = {
+  'x-change': 'dropColumn',
+  'x-template': 'drop-column',
+  description: "Drops a column at contract, once the version that reads it is gone; its values are archived so down can restore them.",
+  'x-notes': ["expand: nothing (the running version still reads the column); stop using it in the new version first", "contract: archive and drop; down adds it back with its values"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "column"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    column: { ...NAME, default: 'my_column', 'x-cli': '--column', description: 'the column to drop' },
+  },
+} as const satisfies ChangeSchema;
+
+export type DropColumnOptions = OptionsOf<typeof dropColumnSchema>;
 
 /**
  * Drops a column once no running version uses it. Expand does nothing harmful: it only drops a NOT NULL that has no
@@ -34,7 +45,8 @@ export interface DropColumnOptions {
  * CHECKs, foreign keys and indexes from the catalog snapshot; `umzug purge` deletes archives older than a retention.
  */
 export function dropColumn(options: DropColumnOptions): Change {
-  const column = checkName(options?.column, 'dropColumn: column');
+  checkOptions(dropColumnSchema, options);
+  const { column } = options;
   ident(column);
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {

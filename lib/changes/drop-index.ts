@@ -1,20 +1,31 @@
 import type { Change, ResolveContext } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
-import { ChangeInputError, ident, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { dropIndexConcurrently, recreateIndexConcurrently } from '../postgres/index-sql.js';
-import { checkName } from './common.js';
+import { checkOptions, NAME, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface DropIndexOptions {
-  readonly table: TableInput;
-  readonly name: string;
-}
+export const dropIndexSchema = {
+  'x-change': 'dropIndex',
+  'x-template': 'drop-index',
+  description: 'Drops an index with DROP INDEX CONCURRENTLY at contract, once the version whose queries may use it is gone; down builds it again from its captured definition.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['table', 'name'],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    name: { ...NAME, default: 'my_table_my_column_idx', 'x-cli': '--index-name', description: 'the index to drop' },
+  },
+} as const satisfies ChangeSchema;
+
+export type DropIndexOptions = OptionsOf<typeof dropIndexSchema>;
 
 /**
  * Drops an index with DROP INDEX CONCURRENTLY at contract, once the version whose queries may rely on it is gone.
  * Its definition is captured (pg_get_indexdef) when the change first runs, so `down` builds it again, concurrently.
  */
 export function dropIndex(options: DropIndexOptions): Change {
-  const name = checkName(options?.name, 'dropIndex: name');
+  checkOptions(dropIndexSchema, options);
+  const { name } = options;
   ident(name);
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {

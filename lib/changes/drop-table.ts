@@ -1,13 +1,24 @@
 import type { Change, ResolveContext, Step } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
-import { ChangeInputError, objectName, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { forgetArchive, registerTableArchiveSql, requireTableArchive, type TableArchiveKind } from '../postgres/archive.js';
 import { renameTable, setSchema } from '../postgres/table-ddl.js';
 import { txStep } from './common.js';
+import { checkOptions, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface DropTableOptions {
-  readonly table: TableInput;
-}
+export const dropTableSchema = {
+  'x-change': 'dropTable',
+  'x-template': 'drop-table',
+  description: 'Drops a table at contract, once the version that used it is gone, by moving it into the state schema (no copy); down moves it back with every row, purge drops it for good.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['table'],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table to drop' },
+  },
+} as const satisfies ChangeSchema;
+
+export type DropTableOptions = OptionsOf<typeof dropTableSchema>;
 
 /** Where dropTable keeps a table until purge: the state schema, under a name derived from the original. */
 export function droppedTableArchive(t: TableName, stateSchema: string): TableName {
@@ -44,7 +55,8 @@ export function restoreTableStep(t: TableName, stateSchema: string, id: string, 
  * trigger and owned sequence; purge drops it for good.
  */
 export function dropTable(options: DropTableOptions): Change {
-  const table = (ctx: ResolveContext): TableName => resolveTable(options?.table, ctx.defaultSchema);
+  checkOptions(dropTableSchema, options);
+  const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);
   return {
     kind: 'dropTable',
     tables: (ctx) => [table(ctx)],

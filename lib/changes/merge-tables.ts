@@ -1,23 +1,29 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { tableInfo, type CatalogSnapshot, type ColumnInfo, type TableInfo } from '../postgres/catalog.js';
-import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { copyTablePrivileges } from '../postgres/table-ddl.js';
 import { dropSyncTrigger, lockInOrder, mergeSyncTriggers, moveSerialOwnership, type MergeSync } from '../postgres/table-sync.js';
 import { archiveTableStep, restoreTableStep } from './drop-table.js';
-import { checkNames, txStep } from './common.js';
+import { txStep } from './common.js';
+import { checkOptions, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface MergeTablesOptions {
-  /**
-   * [a, b]: every row of `a` becomes a row of `into`; `b` is joined 1 : 0..1 on the key (a missing row of `b` gives
-   * NULLs). Both have `key` as their primary key.
-   */
-  readonly from: readonly [TableInput, TableInput];
-  /** The new table (in a's schema when a bare name). */
-  readonly into: TableInput;
-  readonly key: readonly string[];
-  /** Non-key columns to carry, from either table; default all of both. A name both tables have is refused. */
-  readonly columns?: readonly string[];
-}
+export const mergeTablesSchema = {
+  'x-change': 'mergeTables',
+  'x-template': 'merge-tables',
+  description: "Merges two tables sharing a primary key into a new one, kept in sync by triggers on all three while both versions run; contract archives the two sources.",
+  'x-notes': ["from: [a, b]; every row of a becomes a row of into, b is joined 1 : 0..1 on the key"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["from", "into", "key"],
+  properties: {
+    from: { type: 'array', minItems: 2, additionalItems: false, items: [TABLE, TABLE], default: ["table_a", "table_b"], 'x-cli': '--from', description: 'the two tables, a then b' },
+    into: { ...TABLE, default: 'merged_table', 'x-cli': '--into', description: 'the new table' },
+    key: { ...NAMES, default: ["id"], 'x-cli': '--key', description: 'the shared primary key' },
+    columns: { ...NAMES, 'x-cli': '--columns', description: 'non-key columns to carry (default: all of both)' },
+  },
+} as const satisfies ChangeSchema;
+
+export type MergeTablesOptions = OptionsOf<typeof mergeTablesSchema>;
 
 /**
  * Merges two tables that share a primary key into one. Expand creates `into` and triggers on all three tables that
@@ -26,10 +32,9 @@ export interface MergeTablesOptions {
  * (until purge); `down` brings them back and re-syncs them from `into` in keyset batches.
  */
 export function mergeTables(options: MergeTablesOptions): Change {
-  if (!Array.isArray(options?.from) || options.from.length !== 2) throw new ChangeInputError('mergeTables: from must be [a, b], two tables');
-  const key = checkNames(options.key, 'mergeTables: key');
+  checkOptions(mergeTablesSchema, options);
+  const { key, columns } = options;
   key.forEach(ident);
-  const columns = options.columns !== undefined ? checkNames(options.columns, 'mergeTables: columns') : undefined;
   columns?.forEach(ident);
   const a = (ctx: ResolveContext): TableName => resolveTable(options.from[0], ctx.defaultSchema);
   const b = (ctx: ResolveContext): TableName => resolveTable(options.from[1], ctx.defaultSchema);

@@ -1,18 +1,28 @@
 import type { Change, ChangeDescription, ResolveContext } from '../migration.js';
 import { columnInfo, tableInfo, type CatalogSnapshot } from '../postgres/catalog.js';
-import { ChangeInputError, ident, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { identityConversion } from '../postgres/triggers.js';
-import { checkName } from './common.js';
 import { describeReplacement } from './column-replacement.js';
 import { checkFlagName } from '../flags/names.js';
+import { checkOptions, NAME, READ_FLAG, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface RenameColumnOptions {
-  readonly table: TableInput;
-  readonly from: string;
-  readonly to: string;
-  /** Read-cutover flag: the contract waits until it has been at 100 % for the safety window (see lib/flags). */
-  readonly readFlag?: string;
-}
+export const renameColumnSchema = {
+  'x-change': 'renameColumn',
+  'x-template': 'rename-column',
+  description: 'Renames a column while the old and the new application version both run: the new column is kept equal to the old one by a trigger until contract drops the old one.',
+  'x-notes': ['expand: ADD COLUMN <to>, a two-way sync trigger, backfill, verify', 'contract (after the old version is gone): drop the trigger and <from>; down restores it from the archive'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['table', 'from', 'to'],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    from: { ...NAME, default: 'old_name', 'x-cli': '--from', description: "the column's current name" },
+    to: { ...NAME, default: 'new_name', 'x-cli': '--to', description: 'its new name' },
+    readFlag: READ_FLAG,
+  },
+} as const satisfies ChangeSchema;
+
+export type RenameColumnOptions = OptionsOf<typeof renameColumnSchema>;
 
 /**
  * Renames a column without breaking the running application: expand adds `to` beside `from` and a trigger that
@@ -22,8 +32,8 @@ export interface RenameColumnOptions {
  * sequences. Down restores `from` from the archive and re-installs the sync (see column-replacement.ts).
  */
 export function renameColumn(options: RenameColumnOptions): Change {
-  const from = checkName(options?.from, 'renameColumn: from');
-  const to = checkName(options?.to, 'renameColumn: to');
+  checkOptions(renameColumnSchema, options);
+  const { from, to } = options;
   if (from === to) throw new ChangeInputError(`renameColumn: from and to are both ${JSON.stringify(from)}`);
   ident(from);
   ident(to);

@@ -3,18 +3,28 @@ import { columnInfo, tableInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
 import { analyzeArchive, archiveKeysInto, archiveName, archivedWhere, createKeyArchive, dropArchive, ensureArchive, finishArchiveFill, type ArchiveSpec } from '../postgres/archive.js';
 import { doBlock } from '../postgres/column-attachments.js';
-import { ChangeInputError, ident, literal, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
-import { checkExpression, checkName } from './common.js';
+import { ChangeInputError, ident, literal, objectName, qualified, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
+import { checkExpression } from './common.js';
 import { lockStep } from './column-replacement.js';
+import { checkOptions, CONSTANT, NAME, SQL, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface SetNotNullOptions {
-  readonly table: TableInput;
-  readonly column: string;
-  /** A constant for the rows that are NULL now, and the column's default from then on (so old-version inserts get it). */
-  readonly default?: string | number | boolean;
-  /** The same as an expression, e.g. `now()`; existing NULLs get it through the backfill. */
-  readonly defaultSql?: string;
-}
+export const setNotNullSchema = {
+  'x-change': 'setNotNull',
+  'x-template': 'set-not-null',
+  description: "Makes a column NOT NULL without a long ACCESS EXCLUSIVE scan: CHECK (col IS NOT NULL) NOT VALID, VALIDATE while writes go on, then SET NOT NULL uses the validated check and skips the scan.",
+  'x-notes': ["default: a value for rows that are NULL today (backfilled in batches before VALIDATE)"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["table", "column"],
+  properties: {
+    table: { ...TABLE, default: 'my_table', 'x-cli': '--table', description: 'the table' },
+    column: { ...NAME, default: 'my_column', 'x-cli': '--column', description: 'the column' },
+    default: { ...CONSTANT, 'x-cli': '--default', description: 'value given to rows that are NULL, and the column default from then on' },
+    defaultSql: { ...SQL, 'x-cli': '--default-sql', description: 'the same as an expression, e.g. now()' },
+  },
+} as const satisfies ChangeSchema;
+
+export type SetNotNullOptions = OptionsOf<typeof setNotNullSchema>;
 
 /**
  * Makes a column NOT NULL without a full-table scan under ACCESS EXCLUSIVE: CHECK (col IS NOT NULL) NOT VALID
@@ -24,12 +34,10 @@ export interface SetNotNullOptions {
  * still holding the default).
  */
 export function setNotNull(options: SetNotNullOptions): Change {
-  const column = checkName(options?.column, 'setNotNull: column');
+  checkOptions(setNotNullSchema, options);
+  const { column } = options;
   ident(column);
   if (options.default !== undefined && options.defaultSql !== undefined) throw new ChangeInputError('setNotNull: give either default or defaultSql, not both');
-  if (options.default !== undefined && !['string', 'number', 'boolean'].includes(typeof options.default)) {
-    throw new ChangeInputError(`setNotNull: default must be a string, number or boolean, got ${JSON.stringify(options.default)}`);
-  }
   const defaultSql = options.defaultSql !== undefined ? checkExpression(options.defaultSql, 'setNotNull: defaultSql') : undefined;
   const hasDefault = options.default !== undefined || defaultSql !== undefined;
   const table = (ctx: ResolveContext): TableName => resolveTable(options.table, ctx.defaultSchema);

@@ -1,19 +1,28 @@
 import type { Change, ChangeDescription, ResolveContext, Step } from '../migration.js';
 import { tableInfo, type CatalogSnapshot, type ColumnInfo } from '../postgres/catalog.js';
-import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableInput, type TableName } from '../postgres/identifiers.js';
+import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { copyTablePrivileges } from '../postgres/table-ddl.js';
 import { dropSyncTrigger, lockInOrder, splitSyncTriggers, type SplitSync } from '../postgres/table-sync.js';
-import { checkName, checkNames, txStep } from './common.js';
+import { txStep } from './common.js';
+import { checkOptions, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface SplitTableOptions {
-  /** The table that loses `columns`. */
-  readonly from: TableInput;
-  /** The new table (in `from`'s schema when a bare name): `key` + `columns`, one row per row of `from`. */
-  readonly to: TableInput;
-  readonly columns: readonly string[];
-  /** `from`'s primary key; it becomes `to`'s primary key and a foreign key to `from`. */
-  readonly key: readonly string[];
-}
+export const splitTableSchema = {
+  'x-change': 'splitTable',
+  'x-template': 'split-table',
+  description: "Moves columns into a table of their own, kept in sync both ways by triggers while both versions run; contract drops the moved columns from the source.",
+  'x-notes': ["the new version writes the new table with INSERT … ON CONFLICT (key) DO UPDATE (the row already exists during the transition)"],
+  type: 'object',
+  additionalProperties: false,
+  required: ["from", "to", "columns", "key"],
+  properties: {
+    from: { ...TABLE, default: 'my_table', 'x-cli': '--from', description: 'the table that loses the columns' },
+    to: { ...TABLE, default: 'my_table_details', 'x-cli': '--to', description: 'the new table' },
+    columns: { ...NAMES, default: ["my_column"], 'x-cli': '--columns', description: 'the columns that move' },
+    key: { ...NAMES, default: ["id"], 'x-cli': '--key', description: "the source table's primary key" },
+  },
+} as const satisfies ChangeSchema;
+
+export type SplitTableOptions = OptionsOf<typeof splitTableSchema>;
 
 /**
  * Moves columns into a table of their own. Expand creates `to` (keyed like `from`, with a cascading foreign key to it)
@@ -24,12 +33,12 @@ export interface SplitTableOptions {
  * made by the trigger when `from` got its row).
  */
 export function splitTable(options: SplitTableOptions): Change {
-  const columns = checkNames(options?.columns, 'splitTable: columns');
-  const key = checkNames(options.key, 'splitTable: key');
+  checkOptions(splitTableSchema, options);
+  const { columns, key } = options;
   [...columns, ...key].forEach(ident);
   for (const c of columns) if (key.includes(c)) throw new ChangeInputError(`splitTable: ${JSON.stringify(c)} is part of the key; the key is copied to the new table anyway`);
   const from = (ctx: ResolveContext): TableName => resolveTable(options.from, ctx.defaultSchema);
-  const to = (ctx: ResolveContext): TableName => resolveTable(typeof options.to === 'string' ? checkName(options.to, 'splitTable: to') : options.to, from(ctx).schema);
+  const to = (ctx: ResolveContext): TableName => resolveTable(options.to, from(ctx).schema);
   return {
     kind: 'splitTable',
     tables: (ctx) => [from(ctx), to(ctx)],

@@ -1,21 +1,27 @@
 import type { Change, Step } from '../migration.js';
 import { ChangeInputError } from '../postgres/identifiers.js';
+import { checkOptions, SQL, type ChangeSchema, type OptionsOf } from './options.js';
 
-export interface SqlOptions {
-  /** SQL run by `up`; a list runs as one step per entry, each with its own lock_timeout and retries. */
-  readonly up: string | readonly string[];
-  /** SQL run by `down`, in the order given. Required: a typed migration always has a real down. */
-  readonly down: string | readonly string[];
-  /** false for statements that cannot run in a transaction block (CREATE INDEX CONCURRENTLY…). Default true. */
-  readonly transactional?: boolean;
-}
+export const sqlSchema = {
+  'x-change': 'sql',
+  'x-template': 'sql',
+  description: "Raw SQL for what no typed change covers, still run through the lock-safe executor (lock_timeout, retries). Keep one lock-taking statement per entry; down must undo up exactly (`umzug rehearse` checks it).",
+  type: 'object',
+  additionalProperties: false,
+  required: ["up", "down"],
+  properties: {
+    up: { anyOf: [SQL, { type: 'array', minItems: 1, items: SQL }], default: ["SELECT 1"], 'x-cli': '--up', description: 'statements run by up, one step each (repeat the flag)' },
+    down: { anyOf: [SQL, { type: 'array', minItems: 1, items: SQL }], default: ["SELECT 1"], 'x-cli': '--down', description: 'statements run by down, in order (repeat the flag)' },
+    transactional: { type: 'boolean', 'x-cli': '--non-transactional', 'x-negate': true, description: '--non-transactional for statements that cannot run in a transaction (CONCURRENTLY)' },
+  },
+} as const satisfies ChangeSchema;
 
-function list(value: unknown, field: string): string[] {
-  const items = typeof value === 'string' ? [value] : Array.isArray(value) ? (value as unknown[]) : null;
-  if (!items || items.length === 0 || items.some((s) => typeof s !== 'string' || s.trim() === '')) {
-    throw new ChangeInputError(`sql: ${field} must be a SQL string or a non-empty list of them, got ${JSON.stringify(value)}`);
-  }
-  return items as string[];
+export type SqlOptions = OptionsOf<typeof sqlSchema>;
+
+function list(value: string | readonly string[], field: string): readonly string[] {
+  const items = typeof value === 'string' ? [value] : value;
+  if (items.some((s) => s.trim() === '')) throw new ChangeInputError(`sql: ${field} holds an empty statement: ${JSON.stringify(value)}`);
+  return items;
 }
 
 /**
@@ -25,10 +31,11 @@ function list(value: unknown, field: string): string[] {
  * parameters, no `?` rewriting).
  */
 export function sql(options: SqlOptions): Change {
-  const up = list(options?.up, 'up');
+  checkOptions(sqlSchema, options);
+  const up = list(options.up, 'up');
   const down = list(options.down, 'down');
   const transactional = options.transactional !== false;
-  const steps = (texts: string[], prefix: string): Step[] =>
+  const steps = (texts: readonly string[], prefix: string): Step[] =>
     texts.map((text, i) => ({ id: `${prefix}-${i + 1}`, description: `${prefix} SQL #${i + 1}: ${text.trim().slice(0, 80)}`, statements: [{ text }], transactional }));
   return {
     kind: 'sql',

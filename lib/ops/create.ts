@@ -1,12 +1,12 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { glob } from 'tinyglobby';
 import { Umzug } from 'umzug';
 import type { Project } from './project.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
-import { CHANGE_CONSTRUCTORS } from '../changes/registry.js';
+import { CHANGE_CONSTRUCTORS, CHANGE_SCHEMAS } from '../changes/registry.js';
+import type { ChangeSchema } from '../changes/options.js';
 
 /** What `create --template` writes: one change of this kind, with these (already validated) options. */
 export interface TemplateRequest {
@@ -17,19 +17,14 @@ export interface TemplateRequest {
   readonly placeholders: readonly (readonly string[])[];
 }
 
-export interface TemplateSchema {
-  readonly title: string;
-  readonly description: string;
-  readonly 'x-change': string;
-  readonly 'x-notes'?: readonly string[];
-  readonly properties: Record<string, SchemaNode>;
-  readonly [key: string]: unknown;
-}
+/** A template: the JSON Schema of a change's options that names a template (`x-template`); see changes/options.ts. */
+export type TemplateSchema = ChangeSchema & { readonly 'x-template': string };
 
 interface SchemaNode {
   readonly type?: string | readonly string[];
   readonly properties?: Record<string, SchemaNode>;
-  readonly items?: SchemaNode;
+  readonly items?: SchemaNode | readonly SchemaNode[];
+  readonly anyOf?: readonly SchemaNode[];
   readonly additionalProperties?: boolean | SchemaNode;
   readonly description?: string;
   readonly default?: unknown;
@@ -54,51 +49,20 @@ export class TemplateError extends ZeroDowntimeError {
 
 const PACKAGE_NAME = 'umzug-zero-downtime';
 
-/**
- * The package's templates/ folder. The code runs from lib/ (tsx), dist/esm or dist/cjs, and neither build may use
- * import.meta or __dirname, so the folder is found from the running bin, then from the project's node_modules.
- */
-export function templatesDir(): string {
-  const env = process.env.UMZUG_ZD_TEMPLATES;
-  if (env) return path.resolve(env);
-  const starts: string[] = [];
-  if (process.argv[1]) starts.push(path.dirname(path.resolve(process.argv[1])));
-  try {
-    starts.push(path.dirname(createRequire(path.join(process.cwd(), 'noop.js')).resolve(`${PACKAGE_NAME}/package.json`)));
-  } catch {
-    // not installed in the project (running from a checkout)
-  }
-  for (const start of starts) {
-    for (let dir = start; ; dir = path.dirname(dir)) {
-      const pkg = path.join(dir, 'package.json');
-      if (existsSync(path.join(dir, 'templates', 'add-column.json')) && existsSync(pkg)) {
-        try {
-          if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === PACKAGE_NAME) return path.join(dir, 'templates');
-        } catch {
-          // an unreadable package.json is not ours
-        }
-      }
-      if (path.dirname(dir) === dir) break;
-    }
-  }
-  throw new TemplateError(`cannot find the templates/ folder of ${PACKAGE_NAME} (looked upwards from ${starts.join(', ')}); set UMZUG_ZD_TEMPLATES to its path.`);
-}
-
 let cache: Map<string, TemplateSchema> | null = null;
 
-/** Every template by name (the file name without .json), each a JSON Schema of the change's options. */
-export function loadTemplates(dir = templatesDir()): Map<string, TemplateSchema> {
+/** Every template by name, each the JSON Schema of its change's options (the change's own, in lib/changes/). */
+export function loadTemplates(): Map<string, TemplateSchema> {
   if (cache) return cache;
   const out = new Map<string, TemplateSchema>();
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.json')).sort()) {
-    out.set(f.replace(/\.json$/, ''), JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as TemplateSchema);
-  }
+  const withTemplate = CHANGE_SCHEMAS.filter((s): s is TemplateSchema => typeof s['x-template'] === 'string');
+  for (const schema of withTemplate.sort((a, b) => a['x-template'].localeCompare(b['x-template']))) out.set(schema['x-template'], schema);
   cache = out;
   return out;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
-ajv.addVocabulary(['x-change', 'x-notes', 'x-cli', 'x-sql', 'x-negate']);
+ajv.addVocabulary(['x-change', 'x-template', 'x-notes', 'x-cli', 'x-sql', 'x-negate']);
 const validators = new Map<string, ValidateFunction>();
 
 function validatorFor(name: string, schema: TemplateSchema): ValidateFunction {
@@ -110,7 +74,23 @@ function validatorFor(name: string, schema: TemplateSchema): ValidateFunction {
   return v;
 }
 
+/** The branch of an `anyOf` (a table: a name or { schema, name }; SQL: one statement or a list) a value takes. */
+function branch(node: SchemaNode | undefined, kind: 'string' | 'array' | 'object'): SchemaNode | undefined {
+  if (!node?.anyOf) return node;
+  return node.anyOf.find((b) => b.type === kind) ?? node;
+}
+
+function itemsOf(node: SchemaNode | undefined, index = 0): SchemaNode | undefined {
+  const items = branch(node, 'array')?.items;
+  return Array.isArray(items) ? (items as readonly SchemaNode[])[index] : (items as SchemaNode | undefined);
+}
+
+/** A schema's properties as the nodes this module reads (a ChangeSchema leaves them untyped). */
+const propertiesOf = (schema: ChangeSchema): Record<string, SchemaNode> => schema.properties as Record<string, SchemaNode>;
+
 function kindOf(node: SchemaNode): TemplateFlag['kind'] {
+  // A flag that may be repeated fills the list branch of an anyOf; otherwise the first branch decides.
+  if (node.anyOf) return node.anyOf.some((b) => b.type === 'array') ? 'array' : kindOf(node.anyOf[0]!);
   if (node.type === 'array') return 'array';
   if (node.type === 'boolean') return 'boolean';
   if (node.type === 'object') return 'record';
@@ -128,16 +108,16 @@ export function templateFlags(schema: TemplateSchema): TemplateFlag[] {
       else if (node.properties) walk(node.properties, p);
     }
   };
-  walk(schema.properties, []);
+  walk(propertiesOf(schema), []);
   return out;
 }
 
 function nodeAt(schema: TemplateSchema, p: readonly string[]): SchemaNode | undefined {
-  let node: SchemaNode | undefined = { properties: schema.properties };
+  let node: SchemaNode | undefined = { properties: propertiesOf(schema) };
   for (const k of p) {
     if (!node) return undefined;
     if (node.properties?.[k]) node = node.properties[k];
-    else if (node.items && /^\d+$/.test(k)) node = node.items;
+    else if (/^\d+$/.test(k) && itemsOf(node, Number(k))) node = itemsOf(node, Number(k));
     else if (node.additionalProperties && typeof node.additionalProperties === 'object') node = node.additionalProperties;
     else return undefined;
   }
@@ -181,7 +161,7 @@ export function templateParams(name: string, flags: RawFlags, json?: string): { 
         value = f.negate ? false : true;
         break;
       case 'array': {
-        const sql = nodeAt(schema, f.path)?.items?.['x-sql'] === true;
+        const sql = itemsOf(nodeAt(schema, f.path))?.['x-sql'] === true;
         // SQL may hold commas; names may not, so `--columns a,b` is two columns.
         value = sql ? [...values] : values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
         break;
@@ -254,14 +234,15 @@ const sqlString = (s: string) => '`' + s.replace(/\\/g, '\\\\').replace(/`/g, '\
 const isIdentifierKey = (k: string) => /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k);
 
 function renderValue(value: unknown, node: SchemaNode | undefined, indent: string, todo: (p: string[]) => boolean, p: string[]): string {
-  if (typeof value === 'string') return node?.['x-sql'] ? sqlString(value) : jsString(value);
+  if (typeof value === 'string') return branch(node, 'string')?.['x-sql'] ? sqlString(value) : jsString(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) {
-    const items = value.map((v, i) => renderValue(v, node?.items, indent, todo, [...p, String(i)]));
+    const items = value.map((v, i) => renderValue(v, itemsOf(node, i), indent, todo, [...p, String(i)]));
     const inline = `[${items.join(', ')}]`;
     return inline.length < 70 && !inline.includes('\n') ? inline : `[\n${items.map((x) => `${indent}  ${x},`).join('\n')}\n${indent}]`;
   }
   if (value && typeof value === 'object') {
+    node = branch(node, 'object');
     const inner = indent + '  ';
     const lines = Object.entries(value as Record<string, unknown>).map(([k, v]) => {
       const child = node?.properties?.[k] ?? (typeof node?.additionalProperties === 'object' ? node.additionalProperties : undefined);
@@ -280,7 +261,7 @@ export function renderTemplate(name: string, params: Record<string, unknown>, fo
   if (!schema) throw new TemplateError(`unknown template "${name}"`);
   const fn = schema['x-change'];
   const todoSet = new Set(placeholders.map((p) => p.join('.')));
-  const call = `${fn}(${renderValue(params, { properties: schema.properties }, '    ', (p) => todoSet.has(p.join('.')), [])})`;
+  const call = `${fn}(${renderValue(params, { properties: propertiesOf(schema) }, '    ', (p) => todoSet.has(p.join('.')), [])})`;
   const head = [`// ${name}: ${schema.description}`, ...(schema['x-notes'] ?? []).map((n) => `//   ${n}`)];
   if (todoSet.size > 0) head.push('// A draft: replace the placeholders marked TODO, then delete the `draft` line; until then `umzug up` refuses to run it.');
   const draft = todoSet.size > 0 ? `  draft: ${jsString(`fill in ${[...todoSet].join(', ')}`)},\n` : '';

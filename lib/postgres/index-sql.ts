@@ -64,8 +64,8 @@ export interface ForeignKeySpec {
   readonly onUpdate?: ReferentialAction;
 }
 
-export type ReferentialAction = 'NO ACTION' | 'RESTRICT' | 'CASCADE' | 'SET NULL' | 'SET DEFAULT';
-export const REFERENTIAL_ACTIONS: readonly ReferentialAction[] = ['NO ACTION', 'RESTRICT', 'CASCADE', 'SET NULL', 'SET DEFAULT'];
+export const REFERENTIAL_ACTIONS = ['NO ACTION', 'RESTRICT', 'CASCADE', 'SET NULL', 'SET DEFAULT'] as const;
+export type ReferentialAction = (typeof REFERENTIAL_ACTIONS)[number];
 
 /** NOT VALID: SHARE ROW EXCLUSIVE on both tables for a moment, and no scan; only new and changed rows are checked. */
 export function addForeignKeyNotValid(t: TableName, fk: ForeignKeySpec): Statement {
