@@ -137,8 +137,11 @@ export default defineMigration({ changes: [renameColumn({ table: 'accounts', fro
       holder = h;
     };
     let starting: Promise<void> | null = null;
+    // …and once the monitor knows the application's own latency (its first idle probes), so it has a baseline to compare to.
+    let baselineKnown = false;
+    umzug.monitor.on((e) => (baselineKnown ||= e.type === 'baseline'));
     umzug.engine.subscribe((e) => {
-      if (e.type === 'backfill' && e.progress.rowsDone >= ROWS / 10 && !starting) starting = startHolder();
+      if (e.type === 'backfill' && e.progress.rowsDone >= ROWS / 10 && baselineKnown && !starting) starting = startHolder();
     });
 
     const scenario = async (up: Promise<unknown>): Promise<void> => {
@@ -183,7 +186,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'accounts', fro
     const green = await umzug.status();
     expect(green.monitor!.health).to.equal('green');
     expect(green.monitor!.recentBreaches.map((b) => b.threshold)).to.include('canary');
-    expect(events.map((e) => e.type)).to.include.ordered.members(['breach', 'paused', 'resolved', 'resumed']);
+    expect(events.map((e) => e.type)).to.include.ordered.members(['baseline', 'breach', 'paused', 'resolved', 'resumed']);
 
     // Prometheus metrics of the run.
     const m = await umzug.monitor.metrics.text();
@@ -280,8 +283,10 @@ export default defineMigration({ changes: [renameColumn({ table: 'orders', from:
       (await knex.raw<{ rows: { c: string }[] }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_name = 'orders' ORDER BY 1`)).rows.map((r) => r.c);
     const before = await columns();
     let holder = null as Promise<{ stop(): Promise<void> }> | null;
+    let baselineKnown = false;
+    umzug.monitor.on((e) => (baselineKnown ||= e.type === 'baseline'));
     umzug.engine.subscribe((e) => {
-      if (e.type === 'backfill' && e.progress.rowsDone >= 4000 && !holder) holder = startLockHolder(url, 'orders');
+      if (e.type === 'backfill' && e.progress.rowsDone >= 4000 && baselineKnown && !holder) holder = startLockHolder(url, 'orders');
     });
     try {
       const err = await umzug.up().then(

@@ -104,8 +104,10 @@ export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 
       holder = h;
     };
     let starting: Promise<void> | null = null;
+    let baselineKnown = false;
+    const offBaseline = umzug.monitor.on((e) => (baselineKnown ||= e.type === 'baseline'));
     const off = umzug.engine.subscribe((e) => {
-      if (e.type === 'backfill' && e.progress.migration.includes('parts-label') && e.progress.rowsDone >= ROWS / 20 && !starting) starting = startHolder();
+      if (e.type === 'backfill' && e.progress.migration.includes('parts-label') && e.progress.rowsDone >= ROWS / 20 && baselineKnown && !starting) starting = startHolder();
     });
     const up = umzug.up({ to: '2026.12.01T10.00.01.parts-label.ts:expand' });
     try {
@@ -118,6 +120,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 
       expect((breach as Extract<MonitorEvent, { type: 'breach' }>).breach.message).to.match(/has been over it for/);
     } finally {
       off();
+      offBaseline();
       await starting;
       const h = holder as { client: pg.Client; running: boolean; loop: Promise<void> } | null;
       if (h) {

@@ -125,33 +125,32 @@ export class CanaryProbe {
   }
 
   /**
-   * The application's p99 without the backfill: measured before the first batch, then, once enough of them have come
-   * in, the p99 of the recent idle probes.
+   * The application's p99 without the backfill: the p99 of the idle probes (those between batches), once
+   * `baselineSamples` of them have come in; null before that. The first batches do not wait for it: they run at the
+   * pacer's start duty (a tenth of the time), so most early probes are idle ones and the baseline is known within a
+   * second or two, while a small table is often done by then.
    */
-  get baselineP99(): number {
-    return this.idle.size >= IDLE_FOR_BASELINE ? this.idle.percentile(99) : this.firstBaseline;
-  }
-
-  /** The baseline measured before the first batch. */
-  get initialBaselineP99(): number {
+  get baselineP99(): number | null {
+    if (this.idle.size >= IDLE_FOR_BASELINE) return this.idle.percentile(99);
+    if (this.firstBaseline > 0) return this.firstBaseline;
+    if (this.idle.size < this.opts.baselineSamples) return null;
+    this.firstBaseline = this.idle.percentile(99);
     return this.firstBaseline;
   }
 
-  /** Picks probe targets from a block sample and measures the baseline; false when the table is empty. */
+  /** The first baseline (null when the backfill ended before enough idle probes came in). */
+  get initialBaselineP99(): number | null {
+    return this.firstBaseline > 0 ? this.firstBaseline : this.baselineP99;
+  }
+
+  /** Picks probe targets from a block sample and starts probing at once; false when the table is empty. */
   async start(): Promise<boolean> {
     this.targets = await sampleProbeTargets(this.db, this.table, this.walk.kind === 'ctid' ? 'ctid' : this.walk.columns);
     if (this.targets.length === 0) return false;
     this.running = true;
-    const baseline: number[] = [];
     await this.db.withConnection(async (c) => {
       for (let i = 0; i < 5; i++) await this.probe(c); // warm the plan and the cache
-      for (let i = 0; i < this.opts.baselineSamples; i++) {
-        baseline.push(await this.probe(c));
-        // spaced like the probes during the backfill, so the baseline spans a second or more of the app's load
-        await sleep(this.opts.intervalMs);
-      }
     });
-    this.firstBaseline = percentile(baseline, 99);
     this.loop = this.run();
     return true;
   }
@@ -200,7 +199,7 @@ export class CanaryProbe {
 
   /**
    * Takes `p99` as the first baseline and starts the record of probes afresh (the rolling idle baseline replaces it
-   * once enough idle probes are in, as it replaces the one measured at start).
+   * once enough idle probes are in, as it replaces the first one).
    */
   rebaseline(p99: number): void {
     this.firstBaseline = p99;

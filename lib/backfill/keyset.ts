@@ -311,8 +311,10 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     if (canary) {
       await canary.stop();
       if (run.canaryReport) {
-        run.canaryReport.baselineP99Ms = canary.initialBaselineP99;
-        run.canaryReport.finalBaselineP99Ms = canary.baselineP99;
+        const first = canary.initialBaselineP99;
+        const last = canary.baselineP99;
+        if (first !== null) run.canaryReport.baselineP99Ms = first;
+        if (last !== null) run.canaryReport.finalBaselineP99Ms = last;
         run.canaryReport.during = canary.during;
       }
     }

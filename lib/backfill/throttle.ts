@@ -61,10 +61,11 @@ export class Throttle {
     private readonly onEvent?: (e: ThrottleEvent) => void,
   ) {}
 
-  /** Probe time above which a canary probe counts as slow. */
-  budget(): number {
-    const base = this.canary?.baselineP99 ?? 0;
-    return Math.max(base * this.opts.canaryBudget, base + this.opts.canarySlackMs);
+  /** Probe time above which a canary probe counts as slow; null while the canary has no baseline yet. */
+  budget(): number | null {
+    if (!this.canary) return this.opts.canarySlackMs;
+    const base = this.canary.baselineP99;
+    return base === null ? null : Math.max(base * this.opts.canaryBudget, base + this.opts.canarySlackMs);
   }
 
   /** Why the backfill should wait now, or null. */
@@ -117,11 +118,11 @@ export class Throttle {
    * (a burst of the application's own), the backfill waits until enough fast probes have come in.
    */
   private canaryReason(): string | null {
-    if (!this.canary || this.canary.all.size < 100) return null;
     const budget = this.budget();
+    if (!this.canary || this.canary.all.size < 100 || budget === null) return null;
     const share = this.canary.all.shareAbove(budget);
     if (share !== null && share > TAIL_SHARE) {
-      return `${(share * 100).toFixed(1)} % of canary probes over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it; baseline ${this.canary.baselineP99.toFixed(2)} ms)`;
+      return `${(share * 100).toFixed(1)} % of canary probes over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it; baseline ${(this.canary.baselineP99 ?? 0).toFixed(2)} ms)`;
     }
     return null;
   }
@@ -167,6 +168,8 @@ export class Throttle {
     if (this.opts.fixedPace !== undefined) return this.opts.fixedPace;
     if (!this.canary) return 1;
     const budget = this.budget();
+    // No baseline yet (the first second or so): the start duty, a tenth of the time, while idle probes come in.
+    if (budget === null) return this.fraction;
     const busy = this.canary.busy;
     const wanted = busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: this.canary.idle.shareAbove(budget) });
     // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty

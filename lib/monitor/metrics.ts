@@ -50,7 +50,7 @@ export class MonitorMetrics {
     });
     this.canaryP50 = new Gauge({ name: `${prefix}canary_p50_seconds`, help: 'Canary median over the monitor window', labelNames: mc, registers: [r] });
     this.canaryP99 = new Gauge({ name: `${prefix}canary_p99_seconds`, help: 'Canary p99 over the monitor window (the threshold compares this)', labelNames: mc, registers: [r] });
-    this.canaryBaseline = new Gauge({ name: `${prefix}canary_baseline_p99_seconds`, help: 'Canary baseline p99: of the application load between batches (rolling), or measured before the first batch until enough of those are in', labelNames: mc, registers: [r] });
+    this.canaryBaseline = new Gauge({ name: `${prefix}canary_baseline_p99_seconds`, help: 'Canary baseline p99: of the application load between batches (the first ones, then rolling)', labelNames: mc, registers: [r] });
     this.lockRetries = new Counter({ name: `${prefix}lock_retries_total`, help: 'DDL steps retried after a lock timeout or deadlock', labelNames: ['migration', 'phase', 'code'], registers: [r] });
     this.errors = new Counter({ name: `${prefix}errors_total`, help: 'Errors counted by the error-rate threshold', labelNames: ['kind'], registers: [r] });
     this.steps = new Counter({ name: `${prefix}steps_total`, help: 'Steps run or skipped (already done)', labelNames: ['phase', 'status'], registers: [r] });

@@ -33,6 +33,7 @@ export interface OpenBreach extends Finding {
 export type MonitorEvent =
   | { readonly type: 'breach'; readonly breach: OpenBreach }
   | { readonly type: 'resolved'; readonly breach: OpenBreach; readonly resolution: string }
+  | { readonly type: 'baseline'; readonly migration: string; readonly changeIndex: number; readonly p99Ms: number }
   | { readonly type: 'paused'; readonly migration: string; readonly changeIndex: number; readonly reasons: readonly string[] }
   | { readonly type: 'resumed'; readonly migration: string; readonly changeIndex: number; readonly pausedMs: number }
   | { readonly type: 'rolled-back'; readonly migration: string; readonly breaches: readonly OpenBreach[] }
@@ -411,9 +412,12 @@ export class Monitor {
     );
     // Same split as the pacer's canary: probes during a batch or its wake measure the backfill, the others the application.
     probe.busy = () => w.batchStarts.length > 0 || performance.now() - w.lastBatchEnd < w.lastWake;
+    probe.onBaseline = (p99Ms) => {
+      this.metrics.canaryBaseline.set(labels, p99Ms / 1000);
+      this.emit({ type: 'baseline', migration: w.migration, changeIndex: w.changeIndex, p99Ms });
+    };
     if (!(await probe.start())) return;
     w.probe = probe;
-    this.metrics.canaryBaseline.set(labels, probe.baselineP99Ms / 1000);
   }
 
   /** A read by key of the table the backfill walks, over keys from a block sample (no full scan). */
@@ -479,7 +483,8 @@ export class Monitor {
       const labels = { migration: w.migration, change: String(w.changeIndex) };
       const recent = w.probe?.recent();
       const ck = this.breachKey('canary', w.migration, w.changeIndex);
-      if (w.probe && recent) {
+      // No canary judgement before the first baseline (the first idle probes, a second or two).
+      if (w.probe && recent && w.probe.baselineP99Ms > 0) {
         const baselineMs = w.probe.baselineP99Ms;
         this.metrics.canaryP50.set(labels, recent.p50Ms / 1000);
         this.metrics.canaryP99.set(labels, recent.p99Ms / 1000);
@@ -558,7 +563,7 @@ export class Monitor {
     if (!force && now - w.lastSampleAt < this.settings.sampleEveryMs) return;
     w.lastSampleAt = now;
     const recent = w.probe?.recent() ?? null;
-    const base = w.probe ? w.probe.baselineP99Ms : null;
+    const base = w.probe && w.probe.baselineP99Ms > 0 ? w.probe.baselineP99Ms : null;
     const p = w.progress;
     void this.persist(() =>
       this.store.addSample({

@@ -6,7 +6,7 @@ export interface ProbeOptions {
   readonly intervalMs: number;
   /** p50 / p99 are taken over the probes of this last stretch. */
   readonly windowMs: number;
-  /** Probes measured for the baseline, before the backfill's first batch (at most 10 ms apart). */
+  /** Idle probes (none during a batch or its wake) whose p99 is the first baseline. */
   readonly baselineSamples: number;
   /** statement_timeout of one probe: a probe stuck behind a lock counts as this slow instead of stopping the loop. */
   readonly timeoutMs: number;
@@ -74,6 +74,8 @@ export class LatencyProbe {
    * own bar and be judged against itself.
    */
   frozen = false;
+  /** Told once, when the first baseline is known. */
+  onBaseline?: (p99Ms: number) => void;
 
   constructor(
     private readonly knex: Knex,
@@ -83,7 +85,11 @@ export class LatencyProbe {
     private readonly onError?: (err: Error) => void,
   ) {}
 
-  /** Opens the connection and measures the baseline; false when no connection could be opened. */
+  /**
+   * Opens the connection and starts probing; false when no connection could be opened. The backfill does not wait for
+   * a baseline: it is the p99 of the first `baselineSamples` idle probes (taken between batches, which run a tenth of
+   * the time at first), so it measures the application without the backfill, as one taken before the first batch did.
+   */
   async start(): Promise<boolean> {
     const client = this.knex.client as unknown as RawConnectionClient;
     try {
@@ -94,16 +100,6 @@ export class LatencyProbe {
       return false;
     }
     for (let i = 0; i < 3; i++) await this.probe(); // plan and cache warm-up
-    const base: number[] = [];
-    for (let i = 0; i < this.opts.baselineSamples; i++) {
-      base.push(await this.probe());
-      // Spaced like the probes that will be judged against it: back-to-back probes see a quieter database than
-      // probes spread over the application's traffic, and a baseline that quiet made every window look slow.
-      await sleep(this.opts.intervalMs);
-    }
-    base.sort((a, b) => a - b);
-    this.firstBaselineP99 = percentile(base, 99);
-    this.baselineP50Ms = percentile(base, 50);
     this.running = true;
     this.loop = this.run();
     return true;
@@ -148,8 +144,8 @@ export class LatencyProbe {
   }
 
   /**
-   * The application's p99 without the backfill: the first baseline, measured before the first batch, until enough
-   * idle probes are in; then the p99 of the idle probes of the last BASELINE_SPAN_MS (as the pacer's baseline is the
+   * The application's p99 without the backfill: 0 (not known yet) until `baselineSamples` idle probes are in, then
+   * the first baseline, their p99, until enough idle probes are in; then the p99 of the idle probes of the last BASELINE_SPAN_MS (as the pacer's baseline is the
    * p99 of its idle probes), so it follows the application's own load through the day.
    */
   get baselineP99Ms(): number {
@@ -180,6 +176,12 @@ export class LatencyProbe {
       if (!busyAtStart && !this.busy() && !(this.frozen && this.idle.length >= IDLE_FOR_BASELINE)) {
         this.idle.push({ at, ms });
         while (this.idle.length > 0 && this.idle[0]!.at < at - BASELINE_SPAN_MS) this.idle.shift();
+        if (this.firstBaselineP99 === 0 && this.idle.length >= this.opts.baselineSamples) {
+          const first = this.idle.map((x) => x.ms).sort((a, b) => a - b);
+          this.firstBaselineP99 = Math.max(percentile(first, 99), 0.001);
+          this.baselineP50Ms = percentile(first, 50);
+          this.onBaseline?.(this.firstBaselineP99);
+        }
       }
       this.onSample?.(ms);
       await sleep(this.opts.intervalMs);

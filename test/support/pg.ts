@@ -79,4 +79,9 @@ export async function pgClient(url: string, applicationName = 'zdt-test'): Promi
   return c;
 }
 
-export const silentLogger = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+const t0 = performance.now();
+const trace = (level: string) => (m: unknown) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(2)}s ${level}] ${typeof m === 'string' ? m : JSON.stringify(m)}\n`);
+/** The engine's log, dropped; with ZDT_TRACE=1, printed with the time since the file started (to see where a test spends it). */
+export const silentLogger = process.env.ZDT_TRACE
+  ? { info: trace('info'), warn: trace('warn'), error: trace('error'), debug: trace('debug') }
+  : { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
