@@ -43,8 +43,8 @@ export default defineMigration({ changes: [changeColumnType({ table: 'users', co
         const r = Math.random();
         const target = 1 + Math.floor(Math.random() * maxId);
         if (r < 0.3) {
-          const row = await c.query<{ id: string }>(`INSERT INTO users (name) VALUES ($1) RETURNING id`, [`${label}-${i}`]);
-          await c.query(`INSERT INTO orders (user_id, note) VALUES ($1, $2)`, [row.rows[0]!.id, `${label}-${i}`]);
+          // One statement: as two, another writer's DELETE of a random id could take the new user in between.
+          await c.query(`WITH u AS (INSERT INTO users (name) VALUES ($1) RETURNING id) INSERT INTO orders (user_id, note) SELECT id, $1 FROM u`, [`${label}-${i}`]);
         } else if (r < 0.6) {
           await c.query(`INSERT INTO orders (user_id, note) SELECT id, $2 FROM users WHERE id = $1`, [target, `${label}-${i}`]);
         } else if (r < 0.9) {

@@ -385,7 +385,10 @@ export async function checkWithConstructor(template: string, params: Record<stri
   try {
     (ctor as (o: unknown) => unknown)(params);
   } catch (e) {
-    throw new TemplateError(`template "${template}": ${(e as Error).message}. Nothing was written.`);
+    // The constructor names the option ("addColumn: column.type must be …"); the user gave it as a flag.
+    let message = (e as Error).message;
+    for (const f of templateFlags(loadTemplates().get(template)!)) message = message.replace(`${fn}: ${f.path.join('.')} `, `${f.flag} (${f.path.join('.')}) `);
+    throw new TemplateError(`template "${template}": ${message}. Nothing was written.`);
   }
 }
 

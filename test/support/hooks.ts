@@ -1,4 +1,4 @@
-// Mocha root hooks: once the run ends, the databases it made (test/support/pg.ts names them per run) are dropped.
+// Once the run ends, the databases it made (test/support/pg.ts names them per run) are dropped.
 import { MongoClient } from 'mongodb';
 import { dropRunDatabases, RUN_ID } from './pg.js';
 import { FERRETDB_URL } from './mongo.js';
@@ -16,10 +16,9 @@ async function dropRunMongoDatabases(): Promise<void> {
   }
 }
 
-export const mochaHooks = {
-  async afterAll(this: { timeout(ms: number): void }): Promise<void> {
-    this.timeout(60_000);
-    await dropRunDatabases();
-    await dropRunMongoDatabases();
-  },
-};
+// A global teardown, not a root afterAll: with --parallel a root hook runs after every file in its worker, and would
+// drop the databases of the files the other worker is still running. This runs once, in mocha's own process, at the end.
+export async function mochaGlobalTeardown(): Promise<void> {
+  await dropRunDatabases();
+  await dropRunMongoDatabases();
+}
