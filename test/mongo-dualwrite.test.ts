@@ -221,6 +221,41 @@ describe('Mongo dual-write through the backfill: concurrent writers, failed seco
     expect((await knex.raw(`SELECT name, _zd_version::text AS v FROM accounts WHERE id = ?`, [(doc._id as bson.ObjectId).toHexString()])).rows[0]).to.deep.equal({ name: doc.name, v: '5' });
   });
 
+  it('the reconciler buries only what it saw: a document re-created right after it found it gone keeps its row', async () => {
+    const row = async (id: unknown) => (await knex.raw(`SELECT name, _zd_deleted_at IS NOT NULL AS deleted FROM accounts WHERE id = ?`, [(id as bson.ObjectId).toHexString()])).rows[0];
+    // A delete still in flight (its first outbox entry, version not known yet): the document is gone from MongoDB.
+    const inFlightDelete = async (doc: Doc) => {
+      await writer.insert(doc);
+      await coll.deleteOne({ _id: doc._id } as never);
+      await writer.outbox.insertOne({ _id: new bson.ObjectId(), move: 'public.accounts', key: doc._id, op: 'delete', at: new Date(Date.now() - 10_000) });
+    };
+    // Another instance re-creates the document between the reconciler's look in MongoDB and its PostgreSQL write.
+    const doc = legacyDoc(9_001);
+    await inFlightDelete(doc);
+    const other = new MongoDualWriter({ collection: coll, postgres: knex, move, metrics });
+    const racy = new Proxy(coll, {
+      get(target, prop) {
+        if (prop === 'findOne') {
+          return async (...args: Parameters<Collection<Doc>['findOne']>) => {
+            const found = await target.findOne(...args);
+            if (!found) await other.replace(doc._id, { name: 're-created meanwhile', balance: 1n });
+            return found;
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const reconciler = new MongoDualWriter({ collection: racy, postgres: knex, move, metrics });
+    expect(await reconciler.reconcile({ olderThanMs: 0 })).to.deep.include({ pending: 0, failed: 0 });
+    expect(await row(doc._id)).to.deep.equal({ name: 're-created meanwhile', deleted: false });
+    // Without the race the row is buried, as the delete meant.
+    const gone = legacyDoc(9_002);
+    await inFlightDelete(gone);
+    expect(await writer.reconcile({ olderThanMs: 0 })).to.deep.include({ pending: 0, failed: 0 });
+    expect((await row(gone._id)).deleted).to.equal(true);
+  });
+
   it('read cutover routes a stable share of keys to PostgreSQL, growing only', () => {
     let pct = 10;
     const router = new ReadRouter({ flag: 'accounts-read', percent: () => pct });

@@ -2,7 +2,7 @@ import type { Collection, Document, Filter, UpdateFilter } from 'mongodb';
 import type { Knex } from 'knex';
 import { Db } from '../db/db.js';
 import { resolveTable, type TableName } from '../postgres/identifiers.js';
-import { tombstoneNextSql } from '../postgres/mongo-sql.js';
+import { liveVersionSql, tombstoneIfAtSql } from '../postgres/mongo-sql.js';
 import { loadMongoDriver, type MongoModule } from './driver.js';
 import { DualWriteMetrics } from './metrics.js';
 import { resolveMove, type MongoDocument, type MongoMove, type MongoToPostgresOptions } from './move.js';
@@ -253,17 +253,20 @@ export class MongoDualWriter {
     for (const list of byKey.values()) {
       const key = list[0]!.key;
       try {
+        const k = sink.mapper.keyOf(key);
+        // The version PostgreSQL holds *before* MongoDB is asked: if the document is absent there, only that version
+        // may be buried. A writer that re-creates the document after our look writes a newer one, which must stand.
+        const seen = 'key' in k ? ((await this.db.query<{ v: string }>(liveVersionSql(this.table, this.move.key.column, this.move.key.type), [k.key])).rows[0]?.v ?? null) : null;
         const doc = (await this.o.collection.findOne({ _id: key } as Filter<MongoDocument>)) as MongoDocument | null;
         await this.db.transaction(async (c) => {
           if (doc) {
             await sink.write(c, [doc], 'reconcile');
             return;
           }
-          const k = sink.mapper.keyOf(key);
           if (!('key' in k)) return;
           const known = list.map((e) => e.version).filter((v): v is bigint => typeof v === 'bigint');
           if (known.length > 0) await sink.tombstone(c, k.key, known.reduce((a, b) => (a > b ? a : b)));
-          else await c.query(tombstoneNextSql(this.table, this.move.key.column, this.move.key.type), [k.key]);
+          else if (seen !== null) await c.query(tombstoneIfAtSql(this.table, this.move.key.column, this.move.key.type), [k.key, seen]);
         });
         await this.outbox.deleteMany({ _id: { $in: list.map((e) => e._id) } } as unknown as Filter<OutboxEntry>);
         for (const e of list) this.metrics.lag.observe({ ...this.label, via: 'reconcile' }, (Date.now() - e.at.getTime()) / 1000);

@@ -86,6 +86,21 @@ export function tombstoneSql(t: TableName, key: string, keyType: MongoKeyType): 
 }
 
 /** A tombstone one version above whatever the row has, for a delete whose version was never learned (a crash). */
+/** The live row's version ($1 the key), none when there is no row or it is a tombstone. */
+export function liveVersionSql(t: TableName, key: string, keyType: MongoKeyType): string {
+  return `SELECT ${ident(VERSION_COLUMN)}::text AS v FROM ${qualified(t)} WHERE ${ident(key)} = $1::${keyType === 'objectid' ? 'text' : keyType} AND ${ident(DELETED_COLUMN)} IS NULL`;
+}
+
+/**
+ * A tombstone one version above $2, only if the live row is still at $2: a writer that re-created the document after
+ * the caller saw it absent has written a newer version, which this must not bury.
+ */
+export function tombstoneIfAtSql(t: TableName, key: string, keyType: MongoKeyType): string {
+  const v = ident(VERSION_COLUMN);
+  const d = ident(DELETED_COLUMN);
+  return `UPDATE ${qualified(t)} SET ${v} = ${v} + 1, ${d} = clock_timestamp() WHERE ${ident(key)} = $1::${keyType === 'objectid' ? 'text' : keyType} AND ${d} IS NULL AND ${v} = $2::bigint`;
+}
+
 export function tombstoneNextSql(t: TableName, key: string, keyType: MongoKeyType): string {
   const v = ident(VERSION_COLUMN);
   const d = ident(DELETED_COLUMN);
