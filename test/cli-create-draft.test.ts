@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { BIN, cliProject, jsonOut, TSX } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
 

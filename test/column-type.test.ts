@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { Db, zeroDowntime, type ZeroDowntimeUmzug } from '../lib/index.js';
+import { Db, zeroDowntime } from '../lib/index.js';
 import { diffChecksums, diffSnapshots } from '../lib/postgres/snapshot.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { startChecker, startLoop, type LoopWriter } from './support/column-writers.js';

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { cliProject, jsonOut } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
 

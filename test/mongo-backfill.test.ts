@@ -9,7 +9,7 @@ import { PostgresSink } from '../lib/mongo/sink.js';
 import { mongoStateTables, createTargetTable } from '../lib/postgres/mongo-sql.js';
 import { allColumns } from '../lib/mongo/move.js';
 import { Db } from '../lib/db/db.js';
-import { freshDatabase, knexFor, silentLogger, testDatabaseName } from './support/pg.js';
+import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startFerret, stopFerret } from './support/mongo.js';
 

@@ -52,7 +52,6 @@ const json = (v: unknown) => (v == null ? null : JSON.stringify(v));
  * undone expand are never mistaken for this run's.
  */
 export class ChunkStore {
-  private ensured = false;
   readonly t: string;
   readonly backfills: string;
   private readonly leases: string;

@@ -74,7 +74,7 @@ export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   workers: 1,
   chunkRows: 250_000,
   maxReplicationLagMs: 10_000,
-  canary: process.env.ZD_NO_CANARY ? false : DEFAULT_CANARY,
+  canary: DEFAULT_CANARY,
 });
 
 export interface BackfillProgress {

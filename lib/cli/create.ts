@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { Umzug, CreateAction } from 'umzug';
 import type { CommandLineChoiceParameter, CommandLineFlagParameter, CommandLineStringListParameter, CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { CliProject } from '../ops/project.js';

@@ -1,6 +1,6 @@
 import type { Collection } from 'mongodb';
 import type { Db } from '../db/db.js';
-import { ident, type TableName } from '../postgres/identifiers.js';
+import { ident } from '../postgres/identifiers.js';
 import { chunkChecksumSql, rowHashesSql, reverseRowSql } from '../postgres/mongo-sql.js';
 import { withRetry } from './backfill.js';
 import type { MongoKeyType } from './column-types.js';

@@ -262,7 +262,6 @@ async function planChange(
     let backfill: PlannedChange['backfill'];
     if (plan.backfill) {
       const spec = plan.backfill;
-      const info = tableInfo(snapshot, spec.table);
       const what = spec.copy
         ? `copies rows of ${tableLabel(spec.table)} into ${tableLabel(spec.copy.into)} in keyset batches (${spec.copy.mode})`
         : `UPDATE ${tableLabel(spec.table)} SET ${spec.set.map((s) => `${s.column} = ${s.expression}`).join(', ')} in keyset batches, only rows that differ`;
