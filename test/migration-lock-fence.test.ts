@@ -81,7 +81,7 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
     // A second deploy job starts and waits for the lock.
     const b = bin(dir, named(url, 'zdt-run-b'), ['up']);
     for (let i = 0; i < 200; i++) {
-      const w = await knex.raw(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'zdt-run-b'`);
+      const w = await knex.raw(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'zdt-run-b' AND datname = current_database()`);
       if (w.rows[0].n > 0) break;
       await sleep(25);
     }
@@ -130,7 +130,7 @@ describe('the migration lock is a fence: a run that lost it commits nothing more
 
   it('every session of the running `up` terminated at once: the same', async () => {
     await scenario('lock_fence_all', async (knex) => {
-      const r = await knex.raw(`SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'zdt-run-a') t`);
+      const r = await knex.raw(`SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'zdt-run-a' AND datname = current_database()) t`);
       return r.rows[0].n as number;
     });
   });

@@ -160,7 +160,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'accounts', fro
     expect(await rowsDone()).to.equal(before);
     expect(before).to.be.lessThan(ROWS);
     const locks = await knex.raw<{ rows: { n: number }[] }>(
-      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = 'accounts'::regclass AND a.application_name NOT IN ('lock-holder')`,
+      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = 'accounts'::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.application_name NOT IN ('lock-holder')`,
     );
     expect(locks.rows[0]!.n, 'nobody but the lock holder (and the canary waiting for it) holds accounts').to.be.at.most(1);
 

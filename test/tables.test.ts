@@ -34,8 +34,8 @@ describe('renameTable / createTable / dropTable', function () {
     await knex.raw(`INSERT INTO "users; drop table x" (name, email) SELECT 'user ' || g, 'u' || g FROM generate_series(1, ${ROWS}) g`);
     await knex.raw(`CREATE INDEX users_email_idx ON "users; drop table x" (email)`);
     // The application's own role: its grants must carry over to the view under the old name.
-    await knex.raw(`DROP ROLE IF EXISTS zd_app_rw`);
-    await knex.raw(`CREATE ROLE zd_app_rw`);
+    // Roles belong to the whole server: made once, never dropped, so two runs at once do not take it from each other.
+    await knex.raw(`DO $$ BEGIN CREATE ROLE zd_app_rw; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
     await knex.raw(`GRANT SELECT, INSERT, UPDATE, DELETE ON "users; drop table x" TO zd_app_rw`);
     await knex.raw(`GRANT USAGE ON SEQUENCE "users; drop table x_id_seq" TO zd_app_rw`);
     const project = tempProject('rename-table');
