@@ -122,8 +122,12 @@ describe('Mongo dual-write through the backfill: concurrent writers, failed seco
       sink: new PostgresSink(move, table, 'zero_downtime', bson),
       collection: coll,
       bson,
-      // paced, so that the writers' operations land between, before and after its batches
-      beforeBatch: () => new Promise((r) => setTimeout(r, 60)),
+      // paced, so that the writers' operations land between, before and after its batches: at least two between any
+      // two batches, however fast or slow the machine is
+      beforeBatch: async () => {
+        const target = stats.ops + 2;
+        for (let i = 0; i < 200 && stats.ops < target; i++) await new Promise((r) => setTimeout(r, 10));
+      },
       engineKey: { migration: 'm', changeIndex: 0, phase: 'expand' },
     });
     const opsDuringBackfill = stats.ops;
