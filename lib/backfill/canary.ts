@@ -2,6 +2,7 @@ import type { Connection, Db } from '../db/db.js';
 import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
+import { sleep, percentile } from '../db/timing.js';
 
 export interface CanaryOptions {
   /** Length of the stretch over which at most 1 % of probes may be over budget (the p99 promise). Default 20 s. */
@@ -12,13 +13,6 @@ export interface CanaryOptions {
   readonly intervalMs: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export function percentile(values: ArrayLike<number>, p: number): number {
-  if (values.length === 0) return 0;
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 /**
  * The last `capacity` values, in fixed memory. Shares and percentiles are computed when asked (a few thousand numbers,

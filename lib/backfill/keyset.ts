@@ -13,6 +13,7 @@ import { WorkerLease } from './lease.js';
 import { Throttle, type HealthCheck, type ThrottleEvent } from './throttle.js';
 import { resolveWalkKey, type WalkKey } from './walk-key.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { sleep } from '../db/timing.js';
 
 export interface CanarySettings {
   /** A probe over baseline × budget counts as slow; the pacer keeps slow probes under 1 %, so the p99 within it. Default 1.5. */
@@ -125,7 +126,6 @@ export class BackfillInterrupted extends ZeroDowntimeError {
 class ProgressMoved extends Error {}
 
 const RETRYABLE_BATCH = new Set(['55P03', '40P01', '40001', '57014']);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * The backfill: the key space is cut into chunks that workers claim (SKIP LOCKED), and each chunk is walked in keyset

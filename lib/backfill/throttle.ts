@@ -1,6 +1,7 @@
 import type { Db } from '../db/db.js';
 import { wakeMs, type CanaryProbe } from './canary.js';
 import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION, TAIL_SHARE } from './pacer.js';
+import { sleep } from '../db/timing.js';
 
 /** A user-supplied check: true (or { ok: true }) lets the backfill go on; anything else pauses it. */
 export type HealthCheck = () => Promise<boolean | { readonly ok: boolean; readonly reason?: string }>;
@@ -31,17 +32,6 @@ export interface ThrottleEvent {
   readonly busyFraction?: number;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 
 /**
  * Decides, before every batch, whether the database can take another one now, and after every batch how long to rest.

@@ -2,6 +2,7 @@ import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { qualified } from '../postgres/identifiers.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { sleep } from '../db/timing.js';
 
 export interface LockSafetyOptions {
   /** How long one statement may wait for a lock before giving up (and being retried). Milliseconds. */
@@ -60,7 +61,6 @@ export function backoffDelay(attempt: number, opts: Pick<LockSafetyOptions, 'bas
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Runs a step so that it never makes other sessions queue behind it for longer than lockTimeoutMs: each attempt

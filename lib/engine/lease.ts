@@ -4,6 +4,7 @@ import { isConnectionLost, sqlState, type Connection, type Db } from '../db/db.j
 import type { PoolingMode } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { sleep as sleepFor } from '../db/timing.js';
 
 /**
  * A named lease in the state schema: the migration lock (`migrate`) and each backfill process's liveness
@@ -89,7 +90,7 @@ export class LeaseLostError extends ZeroDowntimeError {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+const sleep = (ms: number) => sleepFor(ms, undefined, { unref: true });
 
 /** BEGIN … COMMIT on a connection the lease holds, outside Db.transaction (which would run the fence it serves). */
 async function tx<T>(c: Connection, fn: () => Promise<T>): Promise<T> {

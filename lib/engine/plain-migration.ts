@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { sqlState } from '../db/db.js';
 import { backoffDelay, type LockSafetyOptions } from './executor.js';
+import { sleep } from '../db/timing.js';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * The object holding a plain migration's exports: an ES module's named exports, else a CommonJS module's exports

@@ -7,6 +7,7 @@ import { bsonKind } from './bson.js';
 import { isTransientMongoError, type MongoModule } from './driver.js';
 import type { MongoDocument } from './move.js';
 import type { PostgresSink } from './sink.js';
+import { sleep } from '../db/timing.js';
 
 /**
  * MongoDB sorts `_id`s of different BSON types by type first (this order), and `$gt` only matches values of the same
@@ -293,11 +294,6 @@ async function loadState(db: Db, s: string, move: string): Promise<BracketState>
   return { lastId: x?.last_id ?? null, done: x?.done ?? false };
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 /** Retries what fails because a server is away (MongoDB restarting, PostgreSQL connection lost) within a time budget. */
 export async function withRetry<T>(f: () => Promise<T>, budgetMs: number, signal?: AbortSignal): Promise<T> {

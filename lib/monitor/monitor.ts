@@ -10,6 +10,7 @@ import { LatencyProbe, type ProbeOptions, type ProbeTarget } from './probe.js';
 import type { BreachAction, MonitorStore } from './store.js';
 import { canaryLimitMs, canaryOver, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName } from './thresholds.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { sleep } from '../db/timing.js';
 
 export interface MonitorSettings {
   readonly thresholds: ResolvedThresholds;
@@ -73,7 +74,6 @@ interface Watch {
   done: boolean;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const watchKey = (migration: string, changeIndex: number) => `${migration}#${changeIndex}`;
 
 /**

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { SqlParam } from '../db/db.js';
+import { sleep, percentile } from '../db/timing.js';
 
 export interface ProbeOptions {
   /** Time between probes. */
@@ -34,17 +35,11 @@ interface RawConnectionClient {
   destroyRawConnection(c: RawConnection): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Idle probes needed before their p99 replaces the first baseline (a few dozen probes say little about a p99). */
 export const IDLE_FOR_BASELINE = 200;
 /** The rolling baseline is the p99 of the idle probes of this last stretch: the application's load as it is now. */
 export const BASELINE_SPAN_MS = 60_000;
-
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 /**
  * The monitor's canary: one read the application does (by default a row by key of the table being backfilled),

@@ -1,6 +1,7 @@
 import { BackfillInterrupted, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
 import type { ThrottleEvent } from '../backfill/throttle.js';
 import type { Project } from './project.js';
+import { sleep } from '../db/timing.js';
 
 /** Where a running backfill reports: a progress bar on a terminal, plain lines in CI and logs, JSON lines for tools. */
 export interface BackfillDisplay {
@@ -32,11 +33,6 @@ export interface PendingBackfill {
   readonly label: string;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-  });
 
 /**
  * Backfills whose expand steps are done but whose rows are not all walked yet: an `up` that was stopped, or one that
