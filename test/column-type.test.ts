@@ -43,14 +43,16 @@ export default defineMigration({ changes: [changeColumnType({ table: 'users', co
         const r = Math.random();
         const target = 1 + Math.floor(Math.random() * maxId);
         if (r < 0.3) {
-          // One statement: as two, another writer's DELETE of a random id could take the new user in between.
-          await c.query(`WITH u AS (INSERT INTO users (name) VALUES ($1) RETURNING id) INSERT INTO orders (user_id, note) SELECT id, $1 FROM u`, [`${label}-${i}`]);
+          // Two statements, as an application without a transaction writes them. The new user is marked `fresh` so
+          // no writer's random DELETE takes it between the two (that would be the test's own race, not the tool's).
+          const row = await c.query<{ id: string }>(`INSERT INTO users (name) VALUES ($1) RETURNING id`, [`${label}-${i}-fresh`]);
+          await c.query(`INSERT INTO orders (user_id, note) VALUES ($1, $2)`, [row.rows[0]!.id, `${label}-${i}`]);
         } else if (r < 0.6) {
           await c.query(`INSERT INTO orders (user_id, note) SELECT id, $2 FROM users WHERE id = $1`, [target, `${label}-${i}`]);
         } else if (r < 0.9) {
-          await c.query(`UPDATE users SET name = $1 WHERE id = $2`, [`${label}-${i}`, target]);
+          await c.query(`UPDATE users SET name = $1 WHERE id = $2 AND name NOT LIKE '%-fresh'`, [`${label}-${i}`, target]);
         } else {
-          await c.query(`DELETE FROM users WHERE id = $1`, [target]);
+          await c.query(`DELETE FROM users WHERE id = $1 AND name NOT LIKE '%-fresh'`, [target]);
         }
       });
     const checker = startChecker(async () => {
