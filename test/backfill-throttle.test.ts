@@ -5,7 +5,7 @@ import { StateStore } from '../lib/engine/state.js';
 import { DEFAULT_LOCK_SAFETY } from '../lib/engine/executor.js';
 import { runKeysetBackfill, DEFAULT_BACKFILL, DEFAULT_CANARY, type BackfillOptions, type BackfillRun } from '../lib/backfill/keyset.js';
 import { BatchSizer } from '../lib/backfill/adaptive.js';
-import { Throttle, type ThrottleEvent } from '../lib/backfill/throttle.js';
+import { LOCKED_FLOOR, LOCKED_SHARE, Throttle, type ThrottleEvent } from '../lib/backfill/throttle.js';
 import { CanaryProbe, sampleProbeTargets } from '../lib/backfill/canary.js';
 import { busyFraction, restAfter, MIN_BUSY_PROBES, MIN_FRACTION, ROOM_SHARE, START_FRACTION, TAIL_SHARE } from '../lib/backfill/pacer.js';
 import { resolveConfig, ConfigError } from '../lib/config.js';
@@ -42,10 +42,30 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
       lock: DEFAULT_LOCK_SAFETY,
       ...extra,
     });
-  const exactlyOnce = async () => {
-    const counts = await knex.raw(`SELECT hits, count(*)::int AS n FROM items GROUP BY hits`);
-    expect(counts.rows).to.deep.equal([{ hits: 1, n: ROWS }]);
+  /** An application reading the table every 10 ms on a connection of its own: the traffic the canary paces for. */
+  const appTraffic = () => {
+    let on = true;
+    const loop = (async () => {
+      const app = knexFor((knex.client as { config: { connection: string } }).config.connection, 1);
+      try {
+        while (on) {
+          await app.raw(`SELECT v FROM items WHERE id = ?`, [1 + Math.floor(Math.random() * ROWS)]);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      } finally {
+        await app.destroy();
+      }
+    })();
+    return async () => {
+      on = false;
+      await loop;
+    };
   };
+  const exactlyOnceAt = async (hits: number) => {
+    const counts = await knex.raw(`SELECT hits, count(*)::int AS n FROM items GROUP BY hits`);
+    expect(counts.rows).to.deep.equal([{ hits, n: ROWS }]);
+  };
+  const exactlyOnce = () => exactlyOnceAt(1);
 
   it('the sizer moves toward the target duration, within its bounds, and halves on split', () => {
     const s = new BatchSizer(1000, 100, 8000, 200);
@@ -109,7 +129,8 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
   it('starts batching without waiting for a baseline: the canary takes it from the probes between the first batches', async () => {
     const report: { baselineP99Ms?: number; during?: number[] } = {};
     let baseline: number | null | undefined;
-    await run({ batchSize: 200, adaptive: false, pauseMs: 5, canary: { budget: 100, slackMs: 100 } }, { canaryReport: report, onStart: (e) => (baseline = e.canaryBaselineP99Ms) });
+    const stopApp = appTraffic(); // with no other client the backfill would not wait for the canary at all
+    await run({ batchSize: 200, adaptive: false, pauseMs: 5, canary: { budget: 100, slackMs: 100 } }, { canaryReport: report, onStart: (e) => (baseline = e.canaryBaselineP99Ms) }).finally(stopApp);
     expect(baseline, 'no baseline was waited for before the first batch').to.equal(null);
     expect(report.baselineP99Ms).to.be.a('number').and.greaterThan(0);
     expect(report.during!.length).to.be.greaterThan(5);
@@ -120,17 +141,19 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     const events: ThrottleEvent[] = [];
     const started = Date.now();
     let lastPacedAt = 0;
+    const stopApp = appTraffic();
     await run(
-      { batchSize: 250, adaptive: false, canary: { ...DEFAULT_CANARY, baselineSamples: 30, budget: 3, slackMs: 20 } },
+      { batchSize: 250, minBatchSize: 250, adaptive: false, canary: { ...DEFAULT_CANARY, baselineSamples: 30, budget: 3, slackMs: 20 } },
       {
         onThrottle: (e) => {
           events.push(e);
           if (e.state === 'paced') lastPacedAt = Date.now();
         },
       },
-      // 100 ms per batch (one row in 250) spent sleeping in the server: no CPU, no lock a reader waits for
-      `hits + 1 + CASE WHEN id % 250 = 0 THEN 0 * length(pg_sleep(0.1)::text) ELSE 0 END`,
-    );
+      // 100 ms per batch spent sleeping in the server on the batch's first row, before it locks any: no CPU, and no
+      // row lock an application's write (or the canary's) would wait for
+      `hits + 1 + CASE WHEN id % 250 = 1 THEN 0 * length(pg_sleep(0.1)::text) ELSE 0 END`,
+    ).finally(stopApp);
     const paced = events.filter((e) => e.state === 'paced').map((e) => e.busyFraction);
     expect(paced[0]).to.be.at.most(2 * START_FRACTION); // from a tenth of the time, doubling on each fresh look
     expect(paced).to.include(1);
@@ -147,9 +170,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     // As if the baseline had been taken in an unusually quiet moment: every probe from now on is "slow".
     canary.rebaseline(0.0001);
     // The tail window needs 100 probes before it judges (1 s or so; longer on a loaded machine).
-    for (let i = 0; i < 300 && canary.all.size < 100; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 300 && canary.reads.all.size < 100; i++) await new Promise((r) => setTimeout(r, 50));
     const events: ThrottleEvent[] = [];
-    const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000 }, canary, (e) => events.push(e));
+    const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000, onlyUnderTraffic: false }, canary, (e) => events.push(e));
     try {
       const t0 = Date.now();
       await throttle.wait();
@@ -179,11 +202,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     canary.rebaseline(1); // a first baseline of 1 ms, replaced by the idle probes' p99 (0.5 ms → budget 0.55 ms)
     const events: ThrottleEvent[] = [];
     const throttle = new Throttle(db, { maxReplicationLagMs: null, canaryBudget: 1.1, canarySlackMs: 0, checkEveryMs: 1000 }, canary, (e) => events.push(e));
+    // reads and writes alike (each kind asks for its duty; the backfill gets the smaller)
     const probes = (ring: 'busy' | 'idle', n: number, slowEvery: number) => {
-      for (let i = 0; i < n; i++) {
-        canary[ring].push((i + 1) % slowEvery === 0 ? 5 : 0.5);
-        if (ring === 'busy') canary.busyProbes++;
-      }
+      for (let i = 0; i < n; i++) for (const series of canary.series) series.add((i + 1) % slowEvery === 0 ? 5 : 0.5, ring === 'busy');
     };
     probes('idle', 2000, 500); // 0.2 % of the reads between batches over budget
     expect(throttle.pace()).to.equal(START_FRACTION);
@@ -198,7 +219,7 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     probes('busy', 500, 10); // now 10 % of the reads during batches are slow: down at once
     expect(throttle.pace()).to.be.closeTo(0.004 / 0.098, 1e-9);
     expect(events.filter((e) => e.state === 'paced').map((e) => e.busyFraction)).to.deep.equal([START_FRACTION, 0.2, 0.4, 0.8, 1, throttle.pace()]);
-    expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 4\.1 % of the time: 10\.0 % of canary probes during batches and 0\.2 % between them over budget 0\.55 ms/);
+    expect(events.at(-1)!.reason, events.at(-1)!.reason).to.match(/batches 4\.1 % of the time: 10\.0 % of canary reads during batches and 0\.2 % between them over budget 0\.55 ms/);
   });
 
   it('files canary probes as busy while a batch runs, and a rolling idle baseline replaces the first one', async () => {
@@ -212,20 +233,72 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
       canary.batchStarted();
       await new Promise((r) => setTimeout(r, 400));
       canary.batchEnded();
-      const busy = canary.busy.size;
+      const busy = canary.reads.busy.size;
       expect(busy).to.be.greaterThan(10);
-      expect(canary.idle.size).to.equal(0);
+      expect(canary.reads.idle.size).to.equal(0);
       expect(canary.baselineP99).to.equal(123); // no idle probes yet: still the first baseline
       await new Promise((r) => setTimeout(r, 150 + 50)); // past the wake
-      const idleBefore = canary.idle.size;
-      for (let i = 0; i < 200 && canary.idle.size < 300; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(canary.idle.size).to.be.at.least(300);
-      expect(canary.busy.size).to.be.within(busy, busy + 12); // only the wake after the batch, never the idle time
+      const idleBefore = canary.reads.idle.size;
+      for (let i = 0; i < 300 && canary.reads.idle.size < 300; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(canary.reads.idle.size).to.be.at.least(300);
+      expect(canary.reads.busy.size).to.be.within(busy, busy + 12); // only the wake after the batch, never the idle time
       expect(idleBefore).to.be.lessThan(300);
-      expect(canary.baselineP99).to.be.lessThan(50).and.equal(canary.idle.percentile(99));
+      expect(canary.baselineP99).to.be.lessThan(50).and.equal(canary.reads.idle.percentile(99));
     } finally {
       await canary.stop();
     }
+  });
+
+  it("times writes as well as reads: a write probe waits on a running batch's row locks, a read never does", async () => {
+    const canary = new CanaryProbe(db, { schema: 'public', name: 'items' }, { kind: 'keys', columns: [{ name: 'id', type: 'integer' }], source: 'primary key' }, DEFAULT_CANARY);
+    const holder = knexFor((knex.client as { config: { connection: string } }).config.connection, 1);
+    expect(await canary.start()).to.equal(true);
+    try {
+      // a "batch" that has updated every row and not yet committed, for 1.5 s
+      canary.batchStarted();
+      await holder.transaction(async (trx) => {
+        await trx.raw(`UPDATE items SET hits = hits`);
+        await new Promise((r) => setTimeout(r, 1500));
+      });
+      canary.batchEnded();
+      for (let i = 0; i < 100 && canary.writes.idle.size < 20; i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await canary.stop();
+      await holder.destroy();
+    }
+    // the one write probe in flight waited out the batch; reads went on at their usual speed
+    expect(canary.writes.busy.percentile(100)).to.be.greaterThan(1000);
+    expect(canary.reads.busy.size).to.be.greaterThan(0);
+    expect(canary.reads.busy.percentile(100)).to.be.lessThan(500);
+    // …and the write probe changed nothing
+    await exactlyOnceAt(0);
+  });
+
+  it('runs batches back to back, uncapped, while no other client uses the database; under traffic a batch locks at most a small share of the rows', async () => {
+    const quiet: ThrottleEvent[] = [];
+    await new Promise((r) => setTimeout(r, 1100)); // this test's own setup statements a second in the past
+    await run({ batchSize: 5000, adaptive: false, canary: DEFAULT_CANARY }, { onThrottle: (e) => quiet.push(e) });
+    expect(quiet.filter((e) => e.state === 'paced')[0], JSON.stringify(quiet)).to.deep.include({ busyFraction: 1, reason: 'batches back to back: no other client is using the server' });
+    expect(quiet.some((e) => e.state === 'paused')).to.equal(false);
+    const quietRun = await knex.raw(`SELECT batches FROM zero_downtime.backfills`);
+    expect(quietRun.rows[0].batches).to.be.at.most(2); // all 5000 rows at once (and at most the open-ended end)
+    await exactlyOnce();
+
+    await knex.raw(`UPDATE items SET hits = 0`);
+    await knex.raw(`DROP SCHEMA zero_downtime CASCADE`);
+    const stopApp = appTraffic();
+    const busy: ThrottleEvent[] = [];
+    try {
+      await run({ batchSize: 5000, adaptive: false, canary: { ...DEFAULT_CANARY, budget: 100, slackMs: 100 } }, { onThrottle: (e) => busy.push(e) });
+    } finally {
+      await stopApp();
+    }
+    expect(busy.some((e) => /no other client/.test(e.reason)), JSON.stringify(busy)).to.equal(false);
+    // 0.5 % of 5000 rows is 25: the floor, 1000 rows, caps each batch
+    const busyRun = await knex.raw(`SELECT batches FROM zero_downtime.backfills`);
+    expect(busyRun.rows[0].batches).to.be.within(5, 6);
+    expect([LOCKED_SHARE, LOCKED_FLOOR]).to.deep.equal([0.005, 1000]);
+    await exactlyOnce();
   });
 
   it('spreads canary targets over the table: one key per heap page', async () => {

@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../db/db.js';
+import { sqlState, type Connection, type Db } from '../db/db.js';
 import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
@@ -76,22 +76,15 @@ export function wakeMs(batchMs: number): number {
 /** Idle probes that replace the first baseline (a second or two of probes says little about a p99). */
 const IDLE_FOR_BASELINE = 300;
 
+/** What a probe does: the read an application does most, or the start of a write to one row. */
+export type ProbeKind = 'read' | 'write';
+
 /**
- * A canary: the read an application does most (one row by key), timed on a connection of its own before and during
- * the backfill. Each probe is filed as *busy* (a batch of this process was running, or had just ended) or *idle*
- * (none was): the idle probes keep measuring what the application gets without the backfill, so the baseline follows
- * the application's own load instead of one moment before the start; the busy probes measure what a batch costs it.
- * The pacer (pacer.ts) turns the two into the pause after each batch.
+ * The probes of one kind, filed as *busy* (a batch of this process was running, or had just ended) or *idle* (none
+ * was): the idle ones keep measuring what the application gets without the backfill, so the baseline follows the
+ * application's own load instead of one moment before the start; the busy ones measure what a batch costs it.
  */
-export class CanaryProbe {
-  private targets: string[][] = [];
-  private next = 0;
-  private running = false;
-  private loop: Promise<void> | null = null;
-  private batchesRunning = 0;
-  private lastBatchEnd = -Infinity;
-  private lastWake = 0;
-  private batchStart = 0;
+export class ProbeSeries {
   private firstBaseline = 0;
   /** Every probe of the tail window (the p99 promise is kept over it). */
   readonly all: SampleRing;
@@ -99,23 +92,27 @@ export class CanaryProbe {
   readonly idle: SampleRing;
   /** Probes that started during a batch of ours or in its wake. */
   readonly busy: SampleRing;
-  /** Every probe time measured after the baseline, for reports (bounded). */
-  readonly during: number[] = [];
   /** Busy probes measured so far (the ring keeps only the last ones). */
   busyProbes = 0;
 
   constructor(
-    private readonly db: Db,
-    private readonly table: TableName,
-    private readonly walk: WalkKey,
-    private readonly opts: CanaryOptions,
+    readonly kind: ProbeKind,
+    private readonly baselineSamples: number,
+    tail: number,
   ) {
-    const tail = Math.max(100, Math.round((opts.tailWindowMs ?? 20_000) / Math.max(1, opts.intervalMs)));
     this.all = new SampleRing(tail);
     // The same span as `all`: with no batch running the two hold the same probes, and 1.1× the p99 of a set is
     // passed by fewer than 1 % of that set, so the application's own ups and downs can never hold the backfill.
     this.idle = new SampleRing(tail);
     this.busy = new SampleRing(500);
+  }
+
+  add(ms: number, busy: boolean): void {
+    this.all.push(ms);
+    if (busy) {
+      this.busy.push(ms);
+      this.busyProbes++;
+    } else this.idle.push(ms);
   }
 
   /**
@@ -127,7 +124,7 @@ export class CanaryProbe {
   get baselineP99(): number | null {
     if (this.idle.size >= IDLE_FOR_BASELINE) return this.idle.percentile(99);
     if (this.firstBaseline > 0) return this.firstBaseline;
-    if (this.idle.size < this.opts.baselineSamples) return null;
+    if (this.idle.size < this.baselineSamples) return null;
     this.firstBaseline = this.idle.percentile(99);
     return this.firstBaseline;
   }
@@ -137,13 +134,85 @@ export class CanaryProbe {
     return this.firstBaseline > 0 ? this.firstBaseline : this.baselineP99;
   }
 
+  /** Takes `p99` as the first baseline and starts the record afresh. */
+  rebaseline(p99: number): void {
+    this.firstBaseline = p99;
+    this.clear();
+  }
+
+  /** Forgets what was measured (the baseline stays): what came before no longer describes the application's load. */
+  clear(): void {
+    this.all.clear();
+    this.idle.clear();
+    this.busy.clear();
+  }
+}
+
+/** Longest a write probe waits for a row lock: past this it counts as that slow and the next probe goes on. */
+const WRITE_PROBE_LOCK_TIMEOUT_MS = 2000;
+
+/**
+ * A canary: two probes an application's requests stand for, taken in turn on a connection of their own before and
+ * during the backfill. The read (one row by key) sees what a batch costs the server's CPU and I/O; the write (one row
+ * locked FOR NO KEY UPDATE, the lock an application's UPDATE takes, released at once) also waits when the row is in a
+ * running batch, which a read never does: a long batch holds its rows' locks until it commits, and an application's
+ * write to one of them waits for all of it. The write changes no data and fires no trigger; it commits with
+ * synchronous_commit off, so its time is the lock and the server, not the disk's flush. The pacer (pacer.ts) turns
+ * both into the pause after each batch.
+ */
+export class CanaryProbe {
+  private targets: string[][] = [];
+  private next = 0;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private batchesRunning = 0;
+  private lastBatchEnd = -Infinity;
+  private lastWake = 0;
+  private batchStart = 0;
+  readonly reads: ProbeSeries;
+  readonly writes: ProbeSeries;
+  /**
+   * Behind a transaction pooler a session setting would leak to other clients' server sessions, and a write probe
+   * without its lock_timeout could wait on a lock for good: there the reads pace alone.
+   */
+  private writeProbes: boolean;
+  /** Every read probe time measured, for reports (bounded). */
+  readonly during: number[] = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly table: TableName,
+    private readonly walk: WalkKey,
+    private readonly opts: CanaryOptions,
+  ) {
+    // Each kind is probed every other time: its window holds half as many probes over the same span.
+    const tail = Math.max(100, Math.round((opts.tailWindowMs ?? 20_000) / Math.max(1, 2 * opts.intervalMs)));
+    const baselineSamples = Math.max(1, Math.ceil(opts.baselineSamples / 2));
+    this.reads = new ProbeSeries('read', baselineSamples, tail);
+    this.writes = new ProbeSeries('write', baselineSamples, tail);
+    this.writeProbes = db.pooling !== 'transaction';
+  }
+
+  /** The kinds probed: reads, and writes unless they cannot be. */
+  get series(): readonly ProbeSeries[] {
+    return this.writeProbes ? [this.reads, this.writes] : [this.reads];
+  }
+
+  /** The read probes' baseline (the figure reports give). */
+  get baselineP99(): number | null {
+    return this.reads.baselineP99;
+  }
+  get initialBaselineP99(): number | null {
+    return this.reads.initialBaselineP99;
+  }
+
   /** Picks probe targets from a block sample and starts probing at once; false when the table is empty. */
   async start(): Promise<boolean> {
     this.targets = await sampleProbeTargets(this.db, this.table, this.walk.kind === 'ctid' ? 'ctid' : this.walk.columns);
     if (this.targets.length === 0) return false;
     this.running = true;
     await this.db.withConnection(async (c) => {
-      for (let i = 0; i < 5; i++) await this.probe(c); // warm the plan and the cache
+      for (let i = 0; i < 5; i++) await this.probe(c, 'read'); // warm the plan and the cache
     });
     this.loop = this.run();
     return true;
@@ -159,29 +228,43 @@ export class CanaryProbe {
     this.lastWake = wakeMs(this.lastBatchEnd - this.batchStart);
   }
 
-  private async probe(c: Connection): Promise<number> {
+  private async probe(c: Connection, kind: ProbeKind): Promise<number> {
     const key = this.targets[this.next++ % this.targets.length]!;
+    const lock = kind === 'write';
+    const sql = this.walk.kind === 'ctid' ? ctidProbeSql(this.table, lock) : keyProbeSql(this.table, this.walk.columns, lock);
     const started = performance.now();
-    if (this.walk.kind === 'ctid') await c.query(ctidProbeSql(this.table), key);
-    else await c.query(keyProbeSql(this.table, this.walk.columns), key);
+    try {
+      await c.query(sql, key);
+    } catch (e) {
+      // A write probe that waited out its lock_timeout was that slow. One the role may not run (no UPDATE right on
+      // the table: a read-only monitoring role) is dropped, and the reads pace alone.
+      const code = sqlState(e);
+      if (lock && code === '42501') this.writeProbes = false;
+      else if (code !== '55P03') throw e;
+    }
     return performance.now() - started;
   }
 
   private async run(): Promise<void> {
+    let turn = 0;
     while (this.running) {
       try {
         await this.db.withConnection(async (c) => {
-          while (this.running) {
-            const startedAt = performance.now();
-            const busy = this.batchesRunning > 0 || startedAt - this.lastBatchEnd < this.lastWake;
-            const ms = await this.probe(c);
-            this.all.push(ms);
-            if (busy || this.batchesRunning > 0) {
-              this.busy.push(ms);
-              this.busyProbes++;
-            } else this.idle.push(ms);
-            if (this.during.length < 200_000) this.during.push(ms);
-            await sleep(this.opts.intervalMs);
+          const session = this.writeProbes;
+          if (session) await c.query('SELECT set_config($1, $2, false), set_config($3, $4, false)', ['synchronous_commit', 'off', 'lock_timeout', `${WRITE_PROBE_LOCK_TIMEOUT_MS}ms`]);
+          try {
+            while (this.running) {
+              const kind: ProbeKind = this.writeProbes && turn++ % 2 === 1 ? 'write' : 'read';
+              const startedAt = performance.now();
+              const busy = this.batchesRunning > 0 || startedAt - this.lastBatchEnd < this.lastWake;
+              const ms = await this.probe(c, kind);
+              (kind === 'read' ? this.reads : this.writes).add(ms, busy || this.batchesRunning > 0);
+              if (kind === 'read' && this.during.length < 200_000) this.during.push(ms);
+              await sleep(this.opts.intervalMs);
+            }
+          } finally {
+            // the connection goes back to the pool: it must not keep the probe's settings
+            if (session) await c.query('RESET synchronous_commit; RESET lock_timeout').catch(() => undefined);
           }
         });
       } catch {
@@ -191,15 +274,9 @@ export class CanaryProbe {
     }
   }
 
-  /**
-   * Takes `p99` as the first baseline and starts the record of probes afresh (the rolling idle baseline replaces it
-   * once enough idle probes are in, as it replaces the first one).
-   */
+  /** Takes `p99` as the first baseline of both kinds and starts the record of probes afresh. */
   rebaseline(p99: number): void {
-    this.firstBaseline = p99;
-    this.all.clear();
-    this.idle.clear();
-    this.busy.clear();
+    for (const s of this.series) s.rebaseline(p99);
   }
 
   async stop(): Promise<void> {

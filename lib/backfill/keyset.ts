@@ -183,6 +183,8 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
         canaryBudget: canarySettings?.budget ?? 1,
         canarySlackMs: canarySettings?.slackMs ?? 0,
         checkEveryMs: 1000,
+        tableRows: totalEstimate,
+        minBatchRows: o.minBatchSize ?? 100,
         ...(o.pace !== undefined ? { fixedPace: o.pace } : {}),
       },
       canary,
@@ -247,7 +249,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
                   'synchronous_commit',
                   'off',
                 ]);
-                const b = await batch(conn, chunk, from, sizer.size);
+                const b = await batch(conn, chunk, from, Math.min(sizer.size, throttle.batchCap()));
                 const totals = await chunks.advance(conn, chunk.chunkNo, lease.key, from, b.to, b.scanned, b.updated, b.finished);
                 if (!totals) throw new ProgressMoved();
                 return { ...b, totals };

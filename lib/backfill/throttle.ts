@@ -1,5 +1,6 @@
 import type { Db } from '../db/db.js';
-import { wakeMs, type CanaryProbe } from './canary.js';
+import { wakeMs, type CanaryProbe, type ProbeSeries } from './canary.js';
+import { otherClientsSql } from '../postgres/activity-sql.js';
 import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION, TAIL_SHARE } from './pacer.js';
 import { sleep } from '../db/timing.js';
 
@@ -17,7 +18,32 @@ export interface ThrottleOptions {
   readonly checkEveryMs: number;
   /** A busy share set by the operator (BackfillOptions.pace), in place of the canary's. */
   readonly fixedPace?: number;
+  /**
+   * Whether the canary paces only while other clients use the server (default true): with none, the canary's probes
+   * are slowed by our own batches and nobody else's requests, and a backfill that throttled itself then would only
+   * take longer. false paces on the probes alone (tests of the pacer itself).
+   */
+  readonly onlyUnderTraffic?: boolean;
+  /** Rows in the table (an estimate), for the cap on a batch's rows under traffic; 0 = no cap. */
+  readonly tableRows?: number;
+  /** The smallest batch the cap may ask for. */
+  readonly minBatchRows?: number;
 }
+
+/**
+ * Under traffic, a batch locks at most this share of the table's rows, and at least LOCKED_FLOOR rows. An
+ * application's write to a row that a running batch has updated waits until the batch commits; with writes spread over
+ * the table, about half this share of them (times the share of the time batches run: a batch's rows are locked one by
+ * one as it goes) meet a locked row, so a cap under 1 % keeps those waits out of the writes' p99 whatever a batch
+ * takes. 50 000-row batches on a 1M-row table (5 %) put the waits in it: the peer benchmark's writes ran at 8× their
+ * p99 without a backfill.
+ */
+export const LOCKED_SHARE = 0.005;
+/** 1000 rows commit within a few milliseconds: a wait that short stays within any write's budget, and is pgroll's batch. */
+export const LOCKED_FLOOR = 1000;
+
+/** After the last sight of another client, the backfill keeps pacing this long (traffic comes in bursts). */
+export const TRAFFIC_MEMORY_MS = 5000;
 
 export interface ThrottleEvent {
   /**
@@ -43,6 +69,10 @@ export class Throttle {
   private lastPace: number | null = null;
   private fraction = START_FRACTION;
   private busyAtChange = 0;
+  /** When another client was last seen using the server; null before the first look. */
+  private trafficSeenAt: number | null = null;
+  private lookedForTraffic = false;
+  private wasQuiet = false;
 
   constructor(
     private readonly db: Db,
@@ -51,11 +81,43 @@ export class Throttle {
     private readonly onEvent?: (e: ThrottleEvent) => void,
   ) {}
 
-  /** Probe time above which a canary probe counts as slow; null while the canary has no baseline yet. */
-  budget(): number | null {
-    if (!this.canary) return this.opts.canarySlackMs;
-    const base = this.canary.baselineP99;
+  /** Probe time above which a probe of `series` counts as slow; null while it has no baseline yet. */
+  budget(series?: ProbeSeries): number | null {
+    const base = (series ?? this.canary?.reads)?.baselineP99;
+    if (base === undefined) return this.opts.canarySlackMs;
     return base === null ? null : Math.max(base * this.opts.canaryBudget, base + this.opts.canarySlackMs);
+  }
+
+  /**
+   * False while no other client has used the server for TRAFFIC_MEMORY_MS: then nothing paces or holds the backfill
+   * on the canary's account. True before the first look and when the canary paces regardless.
+   */
+  get underTraffic(): boolean {
+    if (this.opts.onlyUnderTraffic === false || !this.lookedForTraffic) return true;
+    return this.trafficSeenAt !== null && Date.now() - this.trafficSeenAt < TRAFFIC_MEMORY_MS;
+  }
+
+  private async lookForTraffic(): Promise<void> {
+    if (!this.canary || this.opts.onlyUnderTraffic === false || this.opts.fixedPace !== undefined) return;
+    try {
+      const r = await this.db.query<{ n: number }>(otherClientsSql, [[...this.db.ownPids]]);
+      if ((r.rows[0]?.n ?? 0) > 0) this.trafficSeenAt = Date.now();
+      this.lookedForTraffic = true;
+    } catch {
+      // no view of pg_stat_activity: pace on the probes as if there were traffic
+      this.lookedForTraffic = false;
+    }
+    const quiet = !this.underTraffic;
+    if (quiet !== this.wasQuiet && this.canary) {
+      this.wasQuiet = quiet;
+      if (!quiet) {
+        // Traffic is back: what the probes measured without it says nothing of what batches cost it now.
+        for (const series of this.canary.series) series.clear();
+        this.fraction = START_FRACTION;
+        this.busyAtChange = 0;
+      }
+      this.announce(quiet ? 1 : this.fraction, quiet ? 'batches back to back: no other client is using the server' : 'another client is using the server: the canary paces the batches again');
+    }
   }
 
   /** Why the backfill should wait now, or null. */
@@ -63,6 +125,7 @@ export class Throttle {
     const now = Date.now();
     if (now - this.lastCheck >= this.opts.checkEveryMs) {
       this.lastCheck = now;
+      await this.lookForTraffic();
       this.cached = (await this.replicationReason()) ?? (await this.healthReason());
     }
     if (this.cached) return this.cached;
@@ -108,13 +171,25 @@ export class Throttle {
    * (a burst of the application's own), the backfill waits until enough fast probes have come in.
    */
   private canaryReason(): string | null {
-    const budget = this.budget();
-    if (!this.canary || this.canary.all.size < 100 || budget === null) return null;
-    const share = this.canary.all.shareAbove(budget);
-    if (share !== null && share > TAIL_SHARE) {
-      return `${(share * 100).toFixed(1)} % of canary probes over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it; baseline ${(this.canary.baselineP99 ?? 0).toFixed(2)} ms)`;
+    if (!this.canary || !this.underTraffic) return null;
+    for (const series of this.canary.series) {
+      const budget = this.budget(series);
+      if (series.all.size < 100 || budget === null) continue;
+      const share = series.all.shareAbove(budget);
+      if (share !== null && share > TAIL_SHARE) {
+        return `${(share * 100).toFixed(1)} % of canary ${series.kind}s over budget ${budget.toFixed(2)} ms lately (at most 1 % keeps the p99 within it; baseline ${(series.baselineP99 ?? 0).toFixed(2)} ms)`;
+      }
     }
     return null;
+  }
+
+  /**
+   * The most rows a batch may take now: under traffic, LOCKED_SHARE of the table (at least LOCKED_FLOOR), so few of
+   * the application's writes ever wait on a batch's row locks; with none, or no canary, no cap.
+   */
+  batchCap(): number {
+    if (!this.canary || !this.underTraffic || !this.opts.tableRows || this.opts.fixedPace !== undefined) return Infinity;
+    return Math.max(this.opts.minBatchRows ?? 100, LOCKED_FLOOR, Math.round(this.opts.tableRows * LOCKED_SHARE));
   }
 
   /** Returns once the backfill may run a batch; returns early when `signal` aborts. */
@@ -156,32 +231,40 @@ export class Throttle {
   /** The share of the time batches may run now (1 without a canary), from what the canary has measured so far. */
   pace(): number {
     if (this.opts.fixedPace !== undefined) return this.opts.fixedPace;
-    if (!this.canary) return 1;
-    const budget = this.budget();
-    // No baseline yet (the first second or so): the start duty, a tenth of the time, while idle probes come in.
-    if (budget === null) return this.fraction;
-    const busy = this.canary.busy;
-    const wanted = busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: this.canary.idle.shareAbove(budget) });
-    // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty
-    // (no slow probe among a few dozen says little about a 1 % share, so a run of luck cannot open the throttle all the way).
-    if (wanted < this.fraction || (wanted > this.fraction && this.canary.busyProbes - this.busyAtChange >= MIN_BUSY_PROBES)) {
+    if (!this.canary || !this.underTraffic) return 1;
+    // Each kind of probe asks for its duty; the backfill gets the smaller. A kind with no baseline yet (the first
+    // second or so) asks for the start duty, a tenth of the time, while its idle probes come in.
+    let wanted = 1;
+    let fresh = 0;
+    let why = '';
+    for (const series of this.canary.series) {
+      const budget = this.budget(series);
+      const busy = series.busy;
+      const w = budget === null ? this.fraction : busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: series.idle.shareAbove(budget) });
+      fresh += series.busyProbes;
+      if (w < wanted || why === '') {
+        if (w < wanted) wanted = w;
+        why = budget === null ? `no ${series.kind} baseline yet` : `${pct(busy.shareAbove(budget))} of canary ${series.kind}s during batches and ${pct(series.idle.shareAbove(budget))} between them over budget ${budget.toFixed(2)} ms`;
+      }
+    }
+    // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty (no slow probe among a few dozen says little about a 1 % share, so a run of luck cannot open the
+    // throttle all the way).
+    if (wanted < this.fraction || (wanted > this.fraction && fresh - this.busyAtChange >= MIN_BUSY_PROBES)) {
       this.fraction = Math.min(wanted, this.fraction * 2);
-      this.busyAtChange = this.canary.busyProbes;
+      this.busyAtChange = fresh;
     }
     const fraction = this.fraction;
+    this.announce(fraction, fraction >= 1 ? 'batches back to back: the canary is not slowed by them' : `batches ${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)} % of the time: ${why}`);
+    return fraction;
+  }
+
+  /** Tells of a duty that moved by half or more, or to or from back to back. */
+  private announce(fraction: number, reason: string): void {
     const last = this.lastPace;
     if (last === null || fraction / last >= 1.5 || last / fraction >= 1.5 || (fraction >= 1) !== (last >= 1)) {
       this.lastPace = fraction;
-      this.onEvent?.({
-        state: 'paced',
-        busyFraction: fraction,
-        reason:
-          fraction >= 1
-            ? 'batches back to back: the canary is not slowed by them'
-            : `batches ${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)} % of the time: ${pct(busy.shareAbove(budget))} of canary probes during batches and ${pct(this.canary.idle.shareAbove(budget))} between them over budget ${budget.toFixed(2)} ms`,
-      });
+      this.onEvent?.({ state: 'paced', busyFraction: fraction, reason });
     }
-    return fraction;
   }
 }
 

@@ -28,6 +28,8 @@ export interface Connection {
 }
 
 interface RawDriverConnection {
+  /** The server process behind the connection (node-postgres' BackendKeyData; a pooler's own number behind one). */
+  processID?: number | null;
   query(text: string, values?: readonly unknown[]): Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>;
   __knex__disposed?: unknown;
 }
@@ -49,6 +51,11 @@ export class Db {
    * the first command that needs to know.
    */
   pooling: PoolingMode | undefined;
+  /**
+   * The server processes this Db's connections have had: what the backfill must not count as the application's
+   * traffic. Behind a pooler the numbers are the pooler's, match nothing, and everything counts as traffic.
+   */
+  readonly ownPids = new Set<number>();
 
   constructor(readonly knex: Knex) {}
 
@@ -80,6 +87,7 @@ export class Db {
   async withConnection<T>(fn: (conn: Connection) => Promise<T>): Promise<T> {
     const client = this.knex.client as unknown as KnexClientInternals;
     const raw = await client.acquireConnection();
+    if (typeof raw.processID === 'number') this.ownPids.add(raw.processID);
     let broken = false;
     const conn: Connection = {
       async query<R>(text: string, values?: readonly SqlParam[]): Promise<QueryResult<R>> {

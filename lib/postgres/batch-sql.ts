@@ -163,13 +163,13 @@ SELECT (SELECT count(*) FROM ${t} WHERE ${range})::int AS scanned, (SELECT count
 }
 
 /** A canary read by primary (or unique) key, the cheapest query an application makes on the table. $1… = the key. */
-export function keyProbeSql(table: TableName, keys: readonly KeyColumn[]): string {
-  return `SELECT * FROM ${qualified(table)} WHERE ${keyCompare(keys, '=', 1)}`;
+export function keyProbeSql(table: TableName, keys: readonly KeyColumn[], lock = false): string {
+  return `SELECT * FROM ${qualified(table)} WHERE ${keyCompare(keys, '=', 1)}${lock ? ' FOR NO KEY UPDATE' : ''}`;
 }
 
 /** A canary read by ctid, for tables without a key. $1 = a tid as text. */
-export function ctidProbeSql(table: TableName): string {
-  return `SELECT * FROM ${qualified(table)} WHERE ctid = $1::tid`;
+export function ctidProbeSql(table: TableName, lock = false): string {
+  return `SELECT * FROM ${qualified(table)} WHERE ctid = $1::tid${lock ? ' FOR NO KEY UPDATE' : ''}`;
 }
 
 /**
