@@ -1,110 +1,28 @@
 import { RULE_IDS } from './lint/rules.js';
-import type { Knex } from 'knex';
 import type { BackfillOptions } from './backfill/keyset.js';
 import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
-import { resolveBackfillTuning, type BackfillTuning } from './backfill/options.js';
+import { resolveBackfillTuning } from './backfill/options.js';
 import { parseDuration } from './db/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
 import { DEFAULT_LEASE_TIMING, type LeaseTiming } from './engine/lease.js';
 import type { PoolingMode } from './db/db.js';
-import type { EngineEvent } from './engine/runner.js';
-import { resolveMonitorSettings, type MonitorConfig } from './monitor/config.js';
+import { resolveMonitorSettings } from './monitor/config.js';
 import type { MonitorSettings } from './monitor/monitor.js';
-import type { ThresholdsConfig } from './monitor/thresholds.js';
-import type { MongoConnectionConfig } from './mongo/connection.js';
-import { CONFIG_SCHEMA, validateConfig } from './config-schema.js';
+import { CONFIG_DEFAULTS, validateConfig, type ConfigFromSchema } from './config-schema.js';
 import { knexConnectionProblem } from './db/connection-check.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
 import type { KnexHistoryTable } from './postgres/knex-history.js';
 
+export type { LogFn, ZeroDowntimeLogger } from './config-schema.js';
+
+/** A duration option: "7d", "12h", "1h30m", "30s", "500ms", or a number of milliseconds. */
 export type Duration = string | number;
 
-export interface LogFn {
-  (message: Record<string, unknown>): void;
-}
-
-export interface ZeroDowntimeLogger {
-  info: LogFn;
-  warn: LogFn;
-  error: LogFn;
-  debug: LogFn;
-}
-
-export interface ZeroDowntimeConfig {
-  /** A Knex instance (yours; you close it) or a Knex config (we create the instance; `close()` destroys it). */
-  readonly knex: Knex | Knex.Config;
-  /** Glob(s) of migration files, relative to `cwd`. Default `migrations/*.{ts,mts,cts,js,mjs,cjs}`. */
-  readonly migrations?: string | readonly string[];
-  readonly cwd?: string;
-  /** Schema that bare table names belong to. Default `public`. */
-  readonly schema?: string;
-  /** Schema holding the state tables (executed migrations, steps, backfill progress). Default `zero_downtime`. */
-  readonly stateSchema?: string;
-  readonly contract?: {
-    /** Safety window between the end of an expand and its contract. Default `24h`. */
-    readonly after?: Duration;
-  };
-  readonly lock?: {
-    /** lock_timeout of every lock-taking statement. Default `1s`. */
-    readonly timeout?: Duration;
-    /** statement_timeout of each DDL statement and backfill batch. Default `60s`. */
-    readonly statementTimeout?: Duration;
-    /** Attempts per step on lock timeout or deadlock. Default 8. */
-    readonly maxAttempts?: number;
-    /** How long a second `umzug up` waits for the first to finish. Default `10m`. */
-    readonly waitForMigrationLock?: Duration;
-    /**
-     * Behind a transaction pooler, how long the migration lock outlives its holder's last heartbeat (sent every second)
-     * before another run may take it. On a direct connection the lock ends with its holder's session. Default `15s`.
-     */
-    readonly leaseTimeout?: Duration;
-  };
-  /**
-   * What is between us and PostgreSQL: `session` (a direct connection, or PgBouncer in session mode), `transaction`
-   * (PgBouncer `pool_mode = transaction`: no session state is relied on), or `auto` (default): told apart at the
-   * first command that takes the migration lock.
-   */
-  readonly pooling?: 'auto' | PoolingMode;
-  readonly backfill?: BackfillTuning & {
-    readonly batchSize?: number;
-    /** Pause between batches. Default 0. */
-    readonly pause?: Duration;
-  };
-  /**
-   * How plain (untyped) migration files are called: `umzug` (default) passes Umzug's `{ name, path, context }`,
-   * `knex` passes the Knex instance, as knex's own migrator does.
-   */
-  readonly plainMigrations?: 'umzug' | 'knex';
-  /**
-   * The unsafe-DDL linter before `up` runs plain migrations (`umzug lint` reads it too): `error` stops `up` on an
-   * error-level finding, nothing run; `warn` (default) prints the findings and goes on; `off`. Per rule:
-   * `{ level, rules: { 'renaming-column': 'off' } }`.
-   */
-  readonly lint?: 'error' | 'warn' | 'off' | { readonly level?: 'error' | 'warn' | 'off'; readonly rules?: Readonly<Record<string, 'error' | 'warn' | 'off'>> };
-  /**
-   * Keep a Knex project's own history (`knex_migrations`) as part of ours: files it records count as executed, and
-   * every plain file `up` runs (and each typed file's expand) is recorded there too, in one batch per command, so
-   * `knex migrate:*` and `umzug` agree at every point. Set from the knexfile when the bin finds one; `false` (default
-   * otherwise) ignores it.
-   */
-  readonly knexHistory?: false | { readonly tableName?: string; readonly schemaName?: string };
-  /** Umzug-style logger; default console. Pass null for silence. */
-  readonly logger?: ZeroDowntimeLogger | null;
-  /** Folder `create` writes to when no migration exists yet. Default `migrations`. */
-  readonly createFolder?: string;
-  readonly onEvent?: (e: EngineEvent) => void;
-  /**
-   * When the monitor calls a breach (defaults: mismatch > 1 %; canary p99 over the pacer's budget line, baseline ×
-   * backfill.canary.budget, for 2 windows (of the pacer's 20 s) running; 20 errors a minute; 1 h without progress).
-   */
-  readonly thresholds?: ThresholdsConfig;
-  /** On a breach during `up`, revert the in-flight change with its generated down instead of pausing. Default false. */
-  readonly autoRollback?: boolean;
-  /** The monitor's canary probe and sampling. */
-  readonly monitor?: MonitorConfig;
-  /** Where mongoToPostgres() changes read their collections (the `mongodb` driver is loaded only when one runs). */
-  readonly mongo?: MongoConnectionConfig;
-}
+/**
+ * `zeroDowntime(config)` / umzug.config.*: the type of CONFIG_SCHEMA (lib/config-schema.ts), derived from it with
+ * json-schema-to-ts, so an option is written once, there: its description, its default, what validates it.
+ */
+export type ZeroDowntimeConfig = ConfigFromSchema;
 
 export interface ResolvedConfig {
   readonly migrations: readonly string[];
@@ -152,70 +70,56 @@ export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
   if (problem) throw new ConfigError(`zeroDowntime(config): ${problem}`);
 }
 
-// The schema (config-schema.ts) and this type describe the same options: a key in one and not in the other fails
-// to compile. The schema is what validates; the type is what editors show.
-type SameKeys<A, B> = [Exclude<keyof A, keyof B>, Exclude<keyof B, keyof A>] extends [never, never] ? true : false;
-const schemaMatchesType: SameKeys<typeof CONFIG_SCHEMA.properties, ZeroDowntimeConfig> = true;
-void schemaMatchesType;
-
 /**
  * Validates (the JSON Schema, once: unknown keys, types and bounds, every problem named by its path) and fills in
  * defaults.
  */
 export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
-  if (!config || typeof config !== 'object') throw new ConfigError('zeroDowntime(config): config must be an object');
-  // Every option against the JSON Schema in config-schema.ts (ajv): unknown keys and wrong types, named by their path.
+  // Every option against the JSON Schema in config-schema.ts (ajv): unknown keys, types and bounds, named by their path.
   validateConfig(config, (message) => new ConfigError(message));
+  // What the schema cannot say (minBatchSize ≤ maxBatchSize, a lint rule's name) throws with the key's name.
   const wrap = <T>(field: string, f: () => T): T => {
     try {
       return f();
     } catch (e) {
-      throw new ConfigError(`zeroDowntime(config): ${field}: ${(e as Error).message}`);
+      const message = (e as Error).message;
+      throw new ConfigError(`zeroDowntime(config): ${message.startsWith(field) ? message : `${field}: ${message}`}`);
     }
   };
-  const migrations = config.migrations ?? 'migrations/*.{ts,mts,cts,js,mjs,cjs}';
+  const ms = (value: Duration, field: string) => wrap(field, () => parseDuration(value, field));
+  const migrations = config.migrations ?? CONFIG_DEFAULTS.migrations;
   const list = typeof migrations === 'string' ? [migrations] : [...migrations];
-  const backfill: BackfillOptions = {
-    ...DEFAULT_BACKFILL,
-    batchSize: config.backfill?.batchSize ?? DEFAULT_BACKFILL.batchSize,
-    pauseMs: wrap('backfill.pause', () => parseDuration(config.backfill?.pause ?? 0, 'backfill.pause')),
-    ...wrap('backfill', () => resolveBackfillTuning(config.backfill)),
-  };
+  const backfill: BackfillOptions = { ...DEFAULT_BACKFILL, ...wrap('backfill', () => resolveBackfillTuning(config.backfill)) };
   // The monitor's canary line defaults to the pacer's budget line, as configured: one fact, written once.
   const pacerBudget = { ...DEFAULT_CANARY, ...(backfill.canary || {}) };
   const resolved: ResolvedConfig = {
     migrations: list,
     cwd: config.cwd ?? process.cwd(),
-    schema: config.schema ?? 'public',
-    stateSchema: config.stateSchema ?? 'zero_downtime',
-    contractAfterMs: wrap('contract.after', () => parseDuration(config.contract?.after ?? '24h', 'contract.after')),
+    schema: config.schema ?? CONFIG_DEFAULTS.schema,
+    stateSchema: config.stateSchema ?? CONFIG_DEFAULTS.stateSchema,
+    contractAfterMs: ms(config.contract?.after ?? CONFIG_DEFAULTS.contractAfter, 'contract.after'),
     lock: {
       ...DEFAULT_LOCK_SAFETY,
-      lockTimeoutMs: wrap('lock.timeout', () => parseDuration(config.lock?.timeout ?? DEFAULT_LOCK_SAFETY.lockTimeoutMs, 'lock.timeout')),
-      statementTimeoutMs: wrap('lock.statementTimeout', () =>
-        parseDuration(config.lock?.statementTimeout ?? DEFAULT_LOCK_SAFETY.statementTimeoutMs, 'lock.statementTimeout'),
-      ),
+      lockTimeoutMs: ms(config.lock?.timeout ?? DEFAULT_LOCK_SAFETY.lockTimeoutMs, 'lock.timeout'),
+      statementTimeoutMs: ms(config.lock?.statementTimeout ?? DEFAULT_LOCK_SAFETY.statementTimeoutMs, 'lock.statementTimeout'),
       maxAttempts: config.lock?.maxAttempts ?? DEFAULT_LOCK_SAFETY.maxAttempts,
     },
-    lockWaitMs: wrap('lock.waitForMigrationLock', () => parseDuration(config.lock?.waitForMigrationLock ?? '10m', 'lock.waitForMigrationLock')),
-    leaseTiming: {
-      ...DEFAULT_LEASE_TIMING,
-      ttlMs: wrap('lock.leaseTimeout', () => parseDuration(config.lock?.leaseTimeout ?? DEFAULT_LEASE_TIMING.ttlMs, 'lock.leaseTimeout')),
-    },
-    pooling: config.pooling ?? 'auto',
+    lockWaitMs: ms(config.lock?.waitForMigrationLock ?? CONFIG_DEFAULTS.waitForMigrationLock, 'lock.waitForMigrationLock'),
+    leaseTiming: { ...DEFAULT_LEASE_TIMING, ttlMs: ms(config.lock?.leaseTimeout ?? DEFAULT_LEASE_TIMING.ttlMs, 'lock.leaseTimeout') },
+    pooling: config.pooling ?? CONFIG_DEFAULTS.pooling,
     backfill,
-    plainMigrations: config.plainMigrations ?? 'umzug',
+    plainMigrations: config.plainMigrations ?? CONFIG_DEFAULTS.plainMigrations,
     lint: wrap('lint', () => resolveLint(config.lint)),
     knexHistory: config.knexHistory ? { table: config.knexHistory.tableName ?? 'knex_migrations', schema: config.knexHistory.schemaName ?? null } : null,
-    createFolder: config.createFolder ?? globBase(list[0]!) ?? 'migrations',
+    createFolder: config.createFolder ?? globBase(list[0]!) ?? CONFIG_DEFAULTS.createFolder,
     monitor: wrap('monitoring options', () => resolveMonitorSettings(config.thresholds, config.autoRollback, config.monitor, pacerBudget)),
   };
   return resolved;
 }
 
 function resolveLint(lint: ZeroDowntimeConfig['lint']): ResolvedConfig['lint'] {
-  if (typeof lint !== 'object') return { level: lint ?? 'warn', rules: {} };
+  if (typeof lint !== 'object') return { level: lint ?? CONFIG_DEFAULTS.lint, rules: {} };
   const unknown = Object.keys(lint.rules ?? {}).filter((r) => !RULE_IDS.includes(r));
   if (unknown.length > 0) throw new Error(`unknown rule${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (the rules: ${RULE_IDS.join(', ')})`);
-  return { level: lint.level ?? 'warn', rules: lint.rules ?? {} };
+  return { level: lint.level ?? CONFIG_DEFAULTS.lint, rules: lint.rules ?? {} };
 }
