@@ -1,30 +1,5 @@
 import { DEFAULT_CANARY } from '../backfill/keyset.js';
-import { parseDuration } from '../db/duration.js';
 import { formatDuration } from '../engine/runner.js';
-
-/** `thresholds` in the config. Every field is optional; the defaults are the seed's. */
-export interface ThresholdsConfig {
-  /** Verify may find at most this share of rows where old and new disagree, in percent. Default 1. */
-  readonly mismatchPercent?: number;
-  /**
-   * The canary's p99 may reach this multiple of its baseline. Default: the backfill pacer's budget
-   * (`backfill.canary.budget`, 1.5), so a breach means the pacer could not keep the promise it paces for.
-   */
-  readonly canaryP99Factor?: number;
-  /** …and at least baseline + this, so sub-millisecond noise on an idle database trips nothing. Default: the pacer's slack (`backfill.canary.slack`, 2ms). */
-  readonly canaryMinIncrease?: string | number;
-  /**
-   * The p99 must stay over the limit this many canary windows running before it is a breach (one noisy window is
-   * not; one slow spell stays in the window for a whole window). Default 2.
-   */
-  readonly canarySustainedWindows?: number;
-  /** Errors (lock retries, failed canary probes, errors the application reports) allowed per errorWindow. Default 20. */
-  readonly maxErrors?: number;
-  /** Default `1m`. */
-  readonly errorWindow?: string | number;
-  /** A running backfill that has not advanced for this long is a breach. Default `1h`. */
-  readonly noProgressFor?: string | number;
-}
 
 export interface ResolvedThresholds {
   readonly mismatchRatio: number;
@@ -62,39 +37,6 @@ export function defaultThresholds(pacer: CanaryBudget = DEFAULT_CANARY): Resolve
 }
 
 export const DEFAULT_THRESHOLDS: ResolvedThresholds = defaultThresholds();
-
-const KNOWN = ['mismatchPercent', 'canaryP99Factor', 'canaryMinIncrease', 'canarySustainedWindows', 'maxErrors', 'errorWindow', 'noProgressFor'];
-
-/** Throws a TypeError naming the field for anything unknown or out of range. */
-export function resolveThresholds(input: ThresholdsConfig | undefined, pacer?: CanaryBudget): ResolvedThresholds {
-  const DEFAULTS = pacer ? defaultThresholds(pacer) : DEFAULT_THRESHOLDS;
-  if (input === undefined) return DEFAULTS;
-  if (!input || typeof input !== 'object') throw new TypeError('must be an object');
-  for (const k of Object.keys(input)) if (!KNOWN.includes(k)) throw new TypeError(`unknown key thresholds.${k} (known: ${KNOWN.join(', ')})`);
-  const num = (v: unknown, field: string, min: number, max: number, dflt: number): number => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new TypeError(`thresholds.${field} must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const maxErrors = num(input.maxErrors, 'maxErrors', 1, Number.MAX_SAFE_INTEGER, DEFAULTS.maxErrors);
-  if (!Number.isInteger(maxErrors)) throw new TypeError(`thresholds.maxErrors must be an integer, got ${maxErrors}`);
-  const sustained = num(input.canarySustainedWindows, 'canarySustainedWindows', 1, 1000, DEFAULTS.canarySustainedWindows);
-  if (!Number.isInteger(sustained)) throw new TypeError(`thresholds.canarySustainedWindows must be an integer, got ${sustained}`);
-  return {
-    mismatchRatio: num(input.mismatchPercent, 'mismatchPercent', 0, 100, DEFAULTS.mismatchRatio * 100) / 100,
-    canaryFactor: num(input.canaryP99Factor, 'canaryP99Factor', 1, 1000, DEFAULTS.canaryFactor),
-    canaryMinIncreaseMs: parseDuration(input.canaryMinIncrease ?? DEFAULTS.canaryMinIncreaseMs, 'thresholds.canaryMinIncrease'),
-    canarySustainedWindows: sustained,
-    maxErrors,
-    errorWindowMs: positive(parseDuration(input.errorWindow ?? DEFAULTS.errorWindowMs, 'thresholds.errorWindow'), 'thresholds.errorWindow'),
-    noProgressMs: positive(parseDuration(input.noProgressFor ?? DEFAULTS.noProgressMs, 'thresholds.noProgressFor'), 'thresholds.noProgressFor'),
-  };
-}
-
-function positive(ms: number, field: string): number {
-  if (!(ms > 0)) throw new TypeError(`${field} must be longer than 0`);
-  return ms;
-}
 
 export type ThresholdName = 'mismatch' | 'canary' | 'error-rate' | 'no-progress';
 
