@@ -93,7 +93,33 @@ export const CONFIG_SCHEMA = {
     contract: {
       type: 'object',
       additionalProperties: false,
-      properties: { after: { ...duration, description: `safety window between the end of an expand and its contract; default ${CONFIG_DEFAULTS.contractAfter}` } },
+      properties: {
+        after: { ...duration, description: `safety window between the end of an expand and its contract; default ${CONFIG_DEFAULTS.contractAfter}` },
+        requireNoRefs: {
+          type: 'boolean',
+          description:
+            'keep a contract waiting while the application source (config `refs`) still mentions a column or table it removes, as `umzug refs` lists them; default false',
+        },
+      },
+    },
+    refs: {
+      type: 'object',
+      additionalProperties: false,
+      description: "where `umzug refs` (and contract.requireNoRefs) looks for the application's references to what a pending contract removes",
+      properties: {
+        src: {
+          description: 'folders, files or globs of the application source, relative to cwd; default cwd (node_modules, dist, .git and the migrations folder are never read)',
+          anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 } }],
+        },
+        ignore: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'globs (relative to cwd) left out besides those; e.g. ["**/*.test.ts"]' },
+        fields: {
+          type: 'object',
+          description:
+            "the property names an ORM gives a column: { 'users.name': ['userName'] } (or 'schema.table.column'); a property access, object key or class property with such a name is a reference",
+          propertyNames: { pattern: '^[^.]+(\\.[^.]+){1,2}$' },
+          additionalProperties: { type: 'array', items: { type: 'string', minLength: 1 } },
+        },
+      },
     },
     lock: {
       type: 'object',

@@ -30,6 +30,10 @@ export interface ResolvedConfig {
   readonly schema: string;
   readonly stateSchema: string;
   readonly contractAfterMs: number;
+  /** contract.requireNoRefs: a contract waits while the source mentions what it removes (see `umzug refs`). */
+  readonly requireNoRefs: boolean;
+  /** Where `umzug refs` looks: folders/files/globs (empty: cwd), globs left out, ORM property names per column. */
+  readonly refs: { readonly src: readonly string[]; readonly ignore: readonly string[]; readonly fields: Readonly<Record<string, readonly string[]>> };
   readonly lock: LockSafetyOptions;
   readonly lockWaitMs: number;
   readonly leaseTiming: LeaseTiming;
@@ -43,7 +47,7 @@ export interface ResolvedConfig {
 }
 
 /** The folder part of a glob before its first wildcard (`db/migrations/*.ts` → `db/migrations`): where `create` writes. */
-function globBase(glob: string): string | null {
+export function globBase(glob: string): string | null {
   const parts = glob.split('/');
   const fixed: string[] = [];
   for (const p of parts.slice(0, -1)) {
@@ -98,6 +102,12 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     schema: config.schema ?? CONFIG_DEFAULTS.schema,
     stateSchema: config.stateSchema ?? CONFIG_DEFAULTS.stateSchema,
     contractAfterMs: ms(config.contract?.after ?? CONFIG_DEFAULTS.contractAfter, 'contract.after'),
+    requireNoRefs: config.contract?.requireNoRefs ?? false,
+    refs: {
+      src: typeof config.refs?.src === 'string' ? [config.refs.src] : [...(config.refs?.src ?? [])],
+      ignore: [...(config.refs?.ignore ?? [])],
+      fields: config.refs?.fields ?? {},
+    },
     lock: {
       ...DEFAULT_LOCK_SAFETY,
       lockTimeoutMs: ms(config.lock?.timeout ?? DEFAULT_LOCK_SAFETY.lockTimeoutMs, 'lock.timeout'),

@@ -289,8 +289,15 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       flagFullSince: async (name) => (await this.flags.get(name))?.fullSince ?? null,
     });
     const breaches = await this.monitor.store.listBreaches({ openOnly: true, migration: expandName });
-    if (breaches.length === 0) return gate;
-    return { open: false, reasons: [...gate.reasons, ...breaches.map((b) => `threshold breached (${b.threshold}, ${b.action}): ${b.message}`)], opensAt: gate.opensAt };
+    // contract.requireNoRefs: the application source must not mention what the contract removes. The scan lives in
+    // the op layer (file system, TypeScript's parser, loaded only here), the engine's gate stays about the database.
+    const refs = this.config.requireNoRefs ? await (await import('./ops/refs.js')).referenceGateReasons(this, entry) : [];
+    if (breaches.length === 0 && refs.length === 0) return gate;
+    return {
+      open: false,
+      reasons: [...gate.reasons, ...refs, ...breaches.map((b) => `threshold breached (${b.threshold}, ${b.action}): ${b.message}`)],
+      opensAt: gate.opensAt,
+    };
   }
 
   private runnable(e: MigrationEntry): RunnableMigration<ZeroDowntimeContext> {

@@ -3,7 +3,7 @@ import { cliProject } from './cli-support.js';
 
 describe('`umzug --help` works in a fresh project with no config and no database', function () {
   this.timeout(120_000);
-  const COMMANDS = ['up', 'down', 'pending', 'executed', 'create', 'status', 'backfill', 'flag', 'report', 'purge', 'plan', 'verify', 'rehearse', 'adopt', 'lint'];
+  const COMMANDS = ['up', 'down', 'pending', 'executed', 'create', 'status', 'backfill', 'flag', 'report', 'purge', 'plan', 'verify', 'rehearse', 'adopt', 'lint', 'refs'];
 
   it('the top-level help and every command’s help exit 0 and describe the command; a real command still says what is missing', async () => {
     // No umzug.config.*, no knexfile, DATABASE_URL unset: nothing to connect to.

@@ -16,6 +16,7 @@ import { addPurgeAction } from './purge.js';
 import { addPlanAction } from './plan.js';
 import { addVerifyAction } from './verify.js';
 import { addRehearseAction } from './rehearse.js';
+import { addRefsAction } from './refs.js';
 
 /** The backfill stop (a keyset backfill's or a Mongo move's) somewhere in an error's cause chain; Umzug wraps migration errors. */
 function interruption(e: unknown): Error | null {
@@ -200,5 +201,6 @@ export function zeroDowntimeCli(project: CliProject, options?: { toolFileName?: 
   addRehearseAction(cli, project);
   addAdoptAction(cli, project);
   addLintAction(cli, project);
+  addRefsAction(cli, project);
   return cli;
 }

@@ -20,7 +20,9 @@ export type ZeroDowntimeErrorCode =
   | 'metrics-server'
   | 'mongo-map'
   | 'state-layout'
-  | 'lint-failed';
+  | 'lint-failed'
+  | 'refs-scan'
+  | 'refs-found';
 
 export abstract class ZeroDowntimeError extends Error {
   abstract readonly code: ZeroDowntimeErrorCode;

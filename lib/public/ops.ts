@@ -8,3 +8,5 @@ export { buildPlan, formatPlan, type PlanReport, type PlannedPhase, type Planned
 export { verifyInFlight, repairMismatches, type VerifyReport, type VerifiedChange, type RepairedChange } from '../ops/verify.js';
 export { adoptHistory, type AdoptReport, type AdoptSource } from '../ops/adopt.js';
 export { rehearse, formatRehearsal, RehearsalFailedError, type RehearsalReport } from '../ops/rehearse.js';
+export { findReferences, pendingRemovals, formatRefs, RefsFoundError, type RefsReport, type RefsFinding, type ContractRemoval, type RemovedStructure, type RefFinding, type RefKind } from '../ops/refs.js';
+export { scanSource, scanFiles, listSourceFiles, RefsScanError, type RefsScanOptions, type RefsScanResult } from '../refs/scan.js';
