@@ -100,6 +100,11 @@ export const CONFIG_SCHEMA = {
           description:
             'keep a contract waiting while the application source (config `refs`) still mentions a column or table it removes, as `umzug refs` lists them; default false',
         },
+        requireNoQueries: {
+          anyOf: [{ type: 'boolean' }, { const: 'auto' }],
+          description:
+            "keep a contract waiting while pg_stat_statements shows statements (not ours) that used a column or table it removes since the cutover, until none was called for the safety window (contract.after). 'auto' (default): where pg_stat_statements is installed; true: also where it is not (the gate then stays closed and says how to install it); false: never",
+        },
       },
     },
     refs: {

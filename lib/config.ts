@@ -32,6 +32,11 @@ export interface ResolvedConfig {
   readonly contractAfterMs: number;
   /** contract.requireNoRefs: a contract waits while the source mentions what it removes (see `umzug refs`). */
   readonly requireNoRefs: boolean;
+  /**
+   * contract.requireNoQueries: a contract waits while pg_stat_statements shows statements that used what it removes
+   * since the cutover (lib/ops/queries.ts). 'auto': where pg_stat_statements is installed.
+   */
+  readonly requireNoQueries: boolean | 'auto';
   /** Where `umzug refs` looks: folders/files/globs (empty: cwd), globs left out, ORM property names per column. */
   readonly refs: { readonly src: readonly string[]; readonly ignore: readonly string[]; readonly fields: Readonly<Record<string, readonly string[]>> };
   readonly lock: LockSafetyOptions;
@@ -103,6 +108,7 @@ export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
     stateSchema: config.stateSchema ?? CONFIG_DEFAULTS.stateSchema,
     contractAfterMs: ms(config.contract?.after ?? CONFIG_DEFAULTS.contractAfter, 'contract.after'),
     requireNoRefs: config.contract?.requireNoRefs ?? false,
+    requireNoQueries: config.contract?.requireNoQueries ?? 'auto',
     refs: {
       src: typeof config.refs?.src === 'string' ? [config.refs.src] : [...(config.refs?.src ?? [])],
       ignore: [...(config.refs?.ignore ?? [])],

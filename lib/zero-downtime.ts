@@ -292,11 +292,15 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     // contract.requireNoRefs: the application source must not mention what the contract removes. The scan lives in
     // the op layer (file system, TypeScript's parser, loaded only here), the engine's gate stays about the database.
     const refs = this.config.requireNoRefs ? await (await import('./ops/refs.js')).referenceGateReasons(this, entry) : [];
-    if (breaches.length === 0 && refs.length === 0) return gate;
+    // contract.requireNoQueries: no statement (not ours) used what the contract removes within the safety window,
+    // as pg_stat_statements counts them (lib/ops/queries.ts); 'auto' where it is installed.
+    const queries = this.config.requireNoQueries !== false ? await (await import('./ops/queries.js')).queryGateReasons(this, entry) : { reasons: [], opensAt: null };
+    if (breaches.length === 0 && refs.length === 0 && queries.reasons.length === 0) return gate;
+    const opensAt = queries.opensAt && (!gate.opensAt || queries.opensAt > gate.opensAt) ? queries.opensAt : gate.opensAt;
     return {
       open: false,
-      reasons: [...gate.reasons, ...refs, ...breaches.map((b) => `threshold breached (${b.threshold}, ${b.action}): ${b.message}`)],
-      opensAt: gate.opensAt,
+      reasons: [...gate.reasons, ...refs, ...queries.reasons, ...breaches.map((b) => `threshold breached (${b.threshold}, ${b.action}): ${b.message}`)],
+      opensAt,
     };
   }
 
@@ -313,7 +317,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
             if (e.draft !== undefined) {
               throw new ChangeInputError(`${e.file} is a draft (${e.draft}): fill in its TODO placeholders and delete its \`draft\` line, then run \`umzug up\` again. Nothing was run.`);
             }
-            return this.monitor.runExpand(key, e.changes, () => engine.expand(key, e.changes));
+            return this.monitor.runExpand(key, e.changes, async () => {
+              const result = await engine.expand(key, e.changes);
+              // The cutover for contract.requireNoQueries: every statement's pg_stat_statements calls now. Best effort:
+              // the first look at the contract's gate takes it when this cannot.
+              if (this.config.requireNoQueries !== false) {
+                await (await import('./ops/queries.js')).takeQueryBaseline(this, key).catch((err: unknown) => {
+                  if (this.options.logger) this.zdLogger?.warn({ event: 'query-baseline-failed', name: key, message: (err as Error).message });
+                });
+              }
+              return result;
+            });
           },
           down: () => engine.undoExpand(key, e.changes),
         };

@@ -55,7 +55,29 @@ const LAYOUT_2: StateLayoutUpgrade = {
   statements: (s) => [`ALTER TABLE ${t(s, 'migrations')} ADD COLUMN IF NOT EXISTS layout_version int`],
 };
 
-export const STATE_LAYOUT: readonly StateLayoutUpgrade[] = [LAYOUT_1, LAYOUT_2];
+/**
+ * Version 3: who still runs statements on what a pending contract removes, from pg_stat_statements
+ * (lib/ops/queries.ts, contract.requireNoQueries). pg_stat_statements keeps cumulative counters and no timestamps,
+ * so "since the cutover" and "last seen" are differences against snapshots kept here: `query_baselines` one row per
+ * expand (when its baseline of every statement's calls was taken, and pg_stat_statements' stats_reset then),
+ * `query_calls` one row per statement of the baseline (its calls then), and per statement found using the removed
+ * structure since (the calls at its latest observation, when they last moved, its text and role).
+ */
+const LAYOUT_3: StateLayoutUpgrade = {
+  version: 3,
+  description: 'query_baselines, query_calls: pg_stat_statements snapshots for contract.requireNoQueries',
+  statements: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${t(s, 'query_baselines')} (
+        migration text PRIMARY KEY, taken_at timestamptz NOT NULL, stats_reset timestamptz, cutover text NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS ${t(s, 'query_calls')} (
+        migration text NOT NULL, dbid oid NOT NULL, userid oid NOT NULL, queryid bigint NOT NULL,
+        baseline_calls bigint NOT NULL DEFAULT 0, seen_calls bigint NOT NULL DEFAULT 0, uses_removed boolean NOT NULL DEFAULT false,
+        first_seen_at timestamptz, last_seen_at timestamptz, query text, role text,
+        PRIMARY KEY (migration, dbid, userid, queryid))`,
+  ],
+};
+
+export const STATE_LAYOUT: readonly StateLayoutUpgrade[] = [LAYOUT_1, LAYOUT_2, LAYOUT_3];
 
 /** The layout version this code writes. */
 export const STATE_LAYOUT_VERSION = STATE_LAYOUT[STATE_LAYOUT.length - 1]!.version;

@@ -8,6 +8,7 @@ import { keysetRangeUpdateSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { effectsSince, lockBlocks, lockName, readServerState, type StatementEffects } from '../plan/locks.js';
 import { LOCK_MODES, requestedLocks, strongestLock, type LockMode, type RequestedLock } from '../postgres/statement-locks.js';
 import type { MigrationEntry, Project } from './project.js';
+import { formatQueryUsers, queryUsers, type QueryUsersReport } from './queries.js';
 
 export interface PlannedStatement {
   readonly text: string;
@@ -69,6 +70,8 @@ export interface PlannedPhase {
   readonly phase: MigrationEntry['phase'];
   /** For contracts: whether `up` would run it now, and if not, why. */
   readonly gate?: { readonly open: boolean; readonly reasons: readonly string[]; readonly opensAt: string | null };
+  /** For contracts whose expand ran: the statements that used what it removes since the cutover (see status). */
+  readonly queries?: QueryUsersReport;
   readonly note?: string;
   readonly changes: readonly PlannedChange[];
 }
@@ -109,6 +112,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
   // State is read first, through the pool: the simulation's connection is inside its own transaction.
   const stored = new Map<string, { snapshot: CatalogSnapshot; summary: string; done: Set<string> } | null>();
   const gates = new Map<string, GateStatus>();
+  const queries = new Map<string, QueryUsersReport>();
   for (const e of ordered) {
     if (e.phase === 'plain') continue;
     const key = e.name.replace(/:(expand|contract)$/, ':expand');
@@ -116,7 +120,11 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
       const st = await engine.state.getChange(key, i);
       stored.set(`${e.name}#${i}`, st ? { snapshot: st.snapshot, summary: st.summary, done: await engine.state.doneSteps(key, i, e.phase === 'expand' ? 'expand' : 'contract') } : null);
     }
-    if (e.phase === 'contract' && executed.has(key)) gates.set(e.name, await umzug.gate(e));
+    if (e.phase === 'contract' && executed.has(key)) {
+      gates.set(e.name, await umzug.gate(e));
+      const q = await queryUsers(umzug, e).catch(() => null);
+      if (q) queries.set(e.name, q);
+    }
   }
 
   const lock = umzug.config.lock;
@@ -152,6 +160,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
                 gate: gate
                   ? { open: gate.open, reasons: gate.reasons, opensAt: gate.opensAt?.toISOString() ?? null }
                   : { open: false, reasons: ['its expand is pending: the contract runs at a later `up`, once the gate opens'], opensAt: null },
+                ...(queries.has(e.name) ? { queries: queries.get(e.name)! } : {}),
               }
             : {}),
           changes,
@@ -472,6 +481,7 @@ export function formatPlan(report: PlanReport, options: FormatPlanOptions = {}):
   for (const p of report.phases) {
     const gate = p.gate ? (p.gate.open ? ' — gate open: runs in this `up`' : ` — waits: ${p.gate.reasons.join('; ')}`) : '';
     lines.push(`${p.name}${gate}`);
+    if (p.queries && (p.queries.note || p.queries.statements.length > 0)) lines.push(...formatQueryUsers(p.queries, '  '));
     if (p.note) lines.push(`  ${p.note}`);
     for (const c of p.changes) {
       lines.push(`  #${c.index + 1} ${c.kind}${c.summary ? ` — ${c.summary}` : ''}`);

@@ -2,6 +2,7 @@ import type { Project } from './project.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
 import type { CopyStatus } from '../engine/runner.js';
 import { migrationLockHolder } from '../engine/migration-lock.js';
+import { formatQueryUsers, queryUsers, type QueryUsersReport } from './queries.js';
 
 export interface ChangeStatus {
   readonly index: number;
@@ -24,6 +25,11 @@ export interface MigrationStatus {
   readonly waitingFor: readonly string[];
   readonly opensAt: string | null;
   readonly changes: readonly ChangeStatus[];
+  /**
+   * For a contract whose expand ran: the statements (pg_stat_statements) that used what it removes since the cutover,
+   * or why they cannot be seen. Absent when the contract removes no column or table, or contract.requireNoQueries is false.
+   */
+  readonly queries?: QueryUsersReport;
 }
 
 export interface StatusReport {
@@ -70,12 +76,17 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
     let contract: MigrationStatus['contract'] = 'pending';
     let waitingFor: readonly string[] = [];
     let opensAt: string | null = null;
+    let queries: QueryUsersReport | null = null;
     if (executed.has(contractEntry.name)) contract = 'applied';
     else if (expandApplied) {
       const gate = await umzug.gate(contractEntry);
       contract = gate.open ? 'ready' : 'waiting';
       waitingFor = gate.reasons;
       opensAt = gate.opensAt?.toISOString() ?? null;
+      queries = await queryUsers(umzug, contractEntry).catch((err: unknown) => ({
+        available: false, enforced: false, removed: [], since: null, cutover: null, statements: [],
+        note: `pg_stat_statements could not be read: ${(err as Error).message}`,
+      }));
     }
     out.push({
       file: e.name.replace(/:expand$/, ''),
@@ -85,6 +96,7 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
       waitingFor,
       opensAt,
       changes,
+      ...(queries ? { queries } : {}),
     });
   }
   const lock = await migrationLockHolder(umzug.db, umzug.config.stateSchema);
@@ -167,6 +179,14 @@ export function formatStatus(report: StatusReport): string {
     for (const m of waiting) {
       lines.push(`  ${m.file}${m.opensAt ? ` (opens ${m.opensAt} at the earliest)` : ''}`);
       for (const r of m.waitingFor) lines.push(`    - ${r}`);
+    }
+  }
+  const watched = report.migrations.filter((m) => m.queries && (m.queries.note || m.queries.statements.length > 0));
+  if (watched.length > 0) {
+    lines.push('', 'Who still uses what the contracts remove, from the database (pg_stat_statements; ! = within the safety window):');
+    for (const m of watched) {
+      lines.push(`  ${m.file}`);
+      lines.push(...formatQueryUsers(m.queries!));
     }
   }
   const mismatched = report.migrations.flatMap((m) => m.changes.filter((c) => (c.verify?.mismatches ?? 0) > 0).map((c) => `${m.file} #${c.index + 1}`));
