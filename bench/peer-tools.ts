@@ -11,8 +11,14 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const LIB_INDEX = path.resolve(here, '../lib/index.ts');
-const BIN = path.resolve(here, '../lib/cli/bin.ts');
+/**
+ * What a user installs: the built package (dist/, made by `npm run build` before the runs), whose bin loads tsx only
+ * for the project's own .ts files. PEER_FROM_SOURCE=1 runs lib/ through tsx instead (about a second more per command
+ * here: every module of ours is compiled at each start).
+ */
+export const FROM_SOURCE = !!process.env.PEER_FROM_SOURCE;
+const LIB_INDEX = path.resolve(here, FROM_SOURCE ? '../lib/index.ts' : '../dist/esm/index.js');
+const BIN = path.resolve(here, FROM_SOURCE ? '../lib/cli/bin.ts' : '../dist/esm/cli/bin.js');
 // The project folder is elsewhere: tsx must be given by location, not by name (as test/cli-support.ts does).
 const TSX = import.meta.resolve('tsx');
 
@@ -164,7 +170,7 @@ export function ourProject(w: Workload): string {
 
 /** `umzug <args>` in the project, as `npx umzug` would run it there (CI=true: plain progress lines, no bar). */
 export function runUmzug(dir: string, url: string, args: readonly string[], timeoutMs?: number): Promise<CommandRun> {
-  return timedCommand(process.execPath, ['--import', TSX, BIN, ...args], {
+  return timedCommand(process.execPath, [...(FROM_SOURCE ? ['--import', TSX] : []), BIN, ...args], {
     cwd: dir,
     env: { ...process.env, DATABASE_URL: url, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0' },
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),

@@ -7,7 +7,8 @@
 // What is timed, on both sides, is one whole command from spawn to exit: the new structure, its triggers and the
 // backfill until every row is done. pgroll: `pgroll start <file>` (after an untimed `pgroll init` and `pgroll baseline`
 // once per database); its `complete` is timed apart and left out of the ratio, as our contract is (it waits at its
-// gate). Ours: `umzug up` in a user's project folder (node + tsx, the README's config, one typed change), which also
+// gate). Ours: `umzug up` of the built package in a user's project folder (tsx for the README's umzug.config.ts and the
+// one typed change), which also
 // verifies every row after the backfill and creates our state schema on first use; the fixed cost of any umzug
 // command (start-up, config and migration loading) is measured apart with `umzug executed` and printed.
 //
@@ -15,6 +16,7 @@
 // table, file for file; per workload and traffic mode the order is pgroll, ours, ours, pgroll per pair (ABBA).
 // Application traffic goes to the base table public.users for both tools: pgroll's versioned schema holds views over
 // that table, and its triggers fill the new column for writes through the old schema (public) as through the views.
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +25,7 @@ import pg from 'pg';
 import {
   checkWork,
   mustSucceed,
+  FROM_SOURCE,
   ourProject,
   pacerSummary,
   pgrollMigrationFile,
@@ -418,6 +421,11 @@ function summaryTable(cells: CellSummary[]): string[] {
 async function main(): Promise<void> {
   const pgrollBin = requirePgroll();
   const o = parseOptions(process.argv.slice(2));
+  if (!FROM_SOURCE) {
+    log('building the package (npm run build): ours runs as installed, from dist/');
+    const b = spawnSync('npm', ['run', 'build'], { cwd: path.resolve(path.dirname(new URL(import.meta.url).pathname), '..'), stdio: ['ignore', 'ignore', 'inherit'] });
+    if (b.status !== 0) throw new Error(`npm run build failed (exit ${b.status}); PEER_FROM_SOURCE=1 runs lib/ through tsx instead`);
+  }
   const version = await pgrollVersion(pgrollBin);
   const startHelp = (await runPgroll(pgrollBin, 'postgres://unused', ['start', '--help'])).lines;
   // cobra prints no "(default …)" for a zero value: the batch delay's default is 0s (pkg/backfill/config.go).
@@ -427,7 +435,7 @@ async function main(): Promise<void> {
     .map((l) => (l.includes('(default') ? l : `${l} (default 0s)`));
   const header = [
     `pgroll: ${pgrollBin}, ${version}${process.env.PGROLL_VERSION ? ` (built from ${process.env.PGROLL_VERSION})` : ''}; its defaults: ${defaults.join('; ')}`,
-    `ours: umzug up with every option at its default (umzug.config.ts: knex and migrations only)`,
+    `ours: umzug up with every option at its default (umzug.config.ts: knex and migrations only), ${FROM_SOURCE ? 'lib/ through tsx (PEER_FROM_SOURCE)' : 'the built package (dist/)'}`,
     `timed: pgroll start <file> ↔ umzug up (whole commands: new structure, triggers, backfill; ours also verifies); order per pair: pgroll, ours, ours, pgroll`,
     `traffic: none, or ${describeTraffic({ rate: o.rate, clients: o.clients, segmentSeconds: 5 })}; before = ${o.baselineMs / 1000} s just before the command, during = the command`,
   ];
