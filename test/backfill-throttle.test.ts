@@ -157,7 +157,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     const paced = events.filter((e) => e.state === 'paced').map((e) => e.busyFraction);
     expect(paced[0]).to.be.at.most(2 * START_FRACTION); // from a tenth of the time, doubling on each fresh look
     expect(paced).to.include(1);
-    expect(lastPacedAt - started).to.be.lessThan(12_000);
+    // within seconds on a quiet machine (5–7 s here); 20 s leaves room for a loaded one, and a pacer that never
+    // opened up would not get there at all
+    expect(lastPacedAt - started, JSON.stringify(events)).to.be.lessThan(20_000);
     await exactlyOnce();
   });
 
