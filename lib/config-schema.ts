@@ -7,8 +7,7 @@ import type { DeepReadonly } from './changes/options.js';
 import { DEFAULT_LOCK_SAFETY } from './engine/executor.js';
 import { DEFAULT_LEASE_TIMING } from './engine/lease.js';
 import type { EngineEvent } from './engine/runner.js';
-import { MONITOR_DEFAULTS } from './monitor/config.js';
-import { DEFAULT_THRESHOLDS } from './monitor/thresholds.js';
+import { DEFAULT_THRESHOLDS, MONITOR_DEFAULTS } from './monitor/thresholds.js';
 
 /**
  * The JSON Schema of `zeroDowntime(config)` / umzug.config.{ts,js,mjs}: the one description of every option. Its
@@ -265,6 +264,28 @@ export const CONFIG_SCHEMA = {
         maxErrors: { ...positiveInt, description: `errors allowed per errorWindow; default ${DEFAULT_THRESHOLDS.maxErrors}` },
         errorWindow: { ...positiveDuration, description: `the window maxErrors counts over; default ${ms(DEFAULT_THRESHOLDS.errorWindowMs)}` },
         noProgressFor: { ...positiveDuration, description: `a running backfill that has not advanced for this long is a breach; default ${ms(DEFAULT_THRESHOLDS.noProgressMs)}` },
+        maxMismatches: {
+          type: 'integer',
+          minimum: 0,
+          description: `rows verify may find disagreeing, whatever their share; default ${DEFAULT_THRESHOLDS.maxMismatches}`,
+        },
+        queryLatencyIncreasePercent: {
+          type: 'number',
+          minimum: 0,
+          maximum: 100_000,
+          description: `an application query (pg_stat_statements) may get this much slower per call than before the phase, in percent; default ${Math.round((DEFAULT_THRESHOLDS.queryLatencyFactor - 1) * 100)}`,
+        },
+        queryLatencyMinIncrease: { ...duration, description: `and at least its baseline + this; default ${ms(DEFAULT_THRESHOLDS.queryLatencyMinIncreaseMs)}` },
+        errorRateIncreasePercent: {
+          type: 'number',
+          minimum: 0,
+          maximum: 100,
+          description: `the application's error rate may rise this many percentage points over its baseline; default ${DEFAULT_THRESHOLDS.errorRateIncrease * 100}`,
+        },
+        minCallsPerWindow: {
+          ...positiveInt,
+          description: `calls of a query (or transactions) a window needs before the relative triggers judge it; default ${DEFAULT_THRESHOLDS.minCallsPerWindow}`,
+        },
       },
     },
     autoRollback: { type: 'boolean', description: 'on a breach during up, revert the in-flight change instead of pausing; default false' },
@@ -294,6 +315,25 @@ export const CONFIG_SCHEMA = {
           ],
         },
         sampleEvery: { ...positiveDuration, description: `how often a running backfill's figures are recorded; default ${ms(MONITOR_DEFAULTS.sampleEveryMs)}` },
+        relative: {
+          description: "the relative triggers: the application's top queries (pg_stat_statements) and error rate against a baseline taken before the phase; false for none",
+          anyOf: [
+            { const: false },
+            {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                window: { ...positiveDuration, description: `the window each judgement covers; default ${ms(MONITOR_DEFAULTS.relativeWindowMs)}` },
+                top: { ...positiveInt, description: `the application's queries watched, the most called before the phase; default ${MONITOR_DEFAULTS.relativeTop}` },
+              },
+            },
+          ],
+        },
+        errorRate: {
+          isFunction: true,
+          tsType: 'ErrorRateFn',
+          description: "the application's own error ratio now (0..1), used instead of pg_stat_database's rolled-back transactions",
+        },
       },
     },
   },
@@ -323,6 +363,7 @@ type FunctionTypes = [
   { pattern: { tsType: 'Knex' }; output: Knex },
   { pattern: { tsType: 'Knex.Config' }; output: Knex.Config },
   { pattern: { tsType: 'HealthCheck' }; output: HealthCheck },
+  { pattern: { tsType: 'ErrorRateFn' }; output: () => Promise<number> },
   { pattern: { tsType: 'OnEvent' }; output: (e: EngineEvent) => void },
   { pattern: { tsType: 'LogFn' }; output: LogFn },
   { pattern: { tsType: 'ZeroDowntimeLogger' }; output: ZeroDowntimeLogger },

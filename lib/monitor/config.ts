@@ -2,15 +2,13 @@ import { DEFAULT_CANARY } from '../backfill/keyset.js';
 import type { ConfigFromSchema } from '../config-schema.js';
 import { parseDuration } from '../db/duration.js';
 import type { MonitorSettings } from './monitor.js';
-import { DEFAULT_THRESHOLDS, defaultThresholds, type CanaryBudget, type ResolvedThresholds } from './thresholds.js';
+import { DEFAULT_THRESHOLDS, defaultThresholds, MONITOR_DEFAULTS, type CanaryBudget, type ResolvedThresholds } from './thresholds.js';
 
 /** `monitor` in the config (the canary and how often figures are recorded): its type, derived from CONFIG_SCHEMA. */
 export type MonitorConfig = NonNullable<ConfigFromSchema['monitor']>;
 /** `thresholds` in the config, derived from CONFIG_SCHEMA. */
 export type ThresholdsConfig = NonNullable<ConfigFromSchema['thresholds']>;
 
-/** The monitor's defaults (the canary window's is the pacer's tail window): the code's, which the schema's descriptions show. */
-export const MONITOR_DEFAULTS = Object.freeze({ intervalMs: 50, baselineSamples: 30, timeoutMs: 2000, rebaselineAfterMs: 120_000, sampleEveryMs: 5000 });
 
 /**
  * `thresholds`, `autoRollback` and `monitor`, as CONFIG_SCHEMA validated them (keys, types, bounds, durations longer
@@ -35,6 +33,15 @@ export function resolveMonitorSettings(thresholds: ThresholdsConfig | undefined,
           },
     sampleEveryMs,
     evaluateEveryMs: Math.min(1000, sampleEveryMs),
+    relative:
+      monitor?.relative === false
+        ? false
+        : {
+            windowMs: parseDuration(monitor?.relative?.window ?? MONITOR_DEFAULTS.relativeWindowMs, 'monitor.relative.window'),
+            top: monitor?.relative?.top ?? MONITOR_DEFAULTS.relativeTop,
+            rebaselineAfterMs: parseDuration((c === false ? undefined : c?.rebaselineAfter) ?? MONITOR_DEFAULTS.rebaselineAfterMs, 'monitor.canary.rebaselineAfter'),
+            ...(monitor?.errorRate ? { errorRate: monitor.errorRate } : {}),
+          },
   };
 }
 
@@ -50,5 +57,10 @@ export function resolveThresholds(input: ThresholdsConfig | undefined, pacer?: C
     maxErrors: input.maxErrors ?? d.maxErrors,
     errorWindowMs: parseDuration(input.errorWindow ?? d.errorWindowMs, 'thresholds.errorWindow'),
     noProgressMs: parseDuration(input.noProgressFor ?? d.noProgressMs, 'thresholds.noProgressFor'),
+    maxMismatches: input.maxMismatches ?? d.maxMismatches,
+    queryLatencyFactor: input.queryLatencyIncreasePercent === undefined ? d.queryLatencyFactor : 1 + input.queryLatencyIncreasePercent / 100,
+    queryLatencyMinIncreaseMs: parseDuration(input.queryLatencyMinIncrease ?? d.queryLatencyMinIncreaseMs, 'thresholds.queryLatencyMinIncrease'),
+    errorRateIncrease: input.errorRateIncreasePercent === undefined ? d.errorRateIncrease : input.errorRateIncreasePercent / 100,
+    minCallsPerWindow: input.minCallsPerWindow ?? d.minCallsPerWindow,
   };
 }

@@ -7,8 +7,9 @@ import { sampleProbeTargets, wakeMs } from '../backfill/canary.js';
 import { tableLabel } from '../postgres/identifiers.js';
 import { MonitorMetrics } from './metrics.js';
 import { LatencyProbe, type ProbeOptions, type ProbeTarget } from './probe.js';
+import { RelativeWatch, type RelativeSettings, type RelativeWindow } from './relative.js';
 import type { BreachAction, MonitorStore } from './store.js';
-import { canaryLimitMs, canaryOver, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName } from './thresholds.js';
+import { canaryLimitMs, canaryOver, checkCanary, checkErrors, checkMismatch, checkStall, type Finding, type ResolvedThresholds, type ThresholdName, type XactCounters } from './thresholds.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 import { sleep } from '../db/timing.js';
 
@@ -22,6 +23,8 @@ export interface MonitorSettings {
   readonly sampleEveryMs: number;
   /** How often thresholds are looked at between batches (stalls, a canary that recovers while paused). */
   readonly evaluateEveryMs: number;
+  /** The relative triggers (the application's top queries and error rate against a baseline before the phase); false = off. */
+  readonly relative?: RelativeSettings | false;
 }
 
 export interface OpenBreach extends Finding {
@@ -72,6 +75,10 @@ interface Watch {
   pausedSince: number;
   lastSampleAt: number;
   done: boolean;
+  /** The relative triggers of this phase (null: off, or not started). */
+  relative: RelativeWatch | null;
+  relativeAt: number;
+  relativeBusy: boolean;
 }
 
 const watchKey = (migration: string, changeIndex: number) => `${migration}#${changeIndex}`;
@@ -95,6 +102,8 @@ export class Monitor {
   private queue: Promise<void> = Promise.resolve();
   private detach: (() => void)[] = [];
   private canarySuspended = 0;
+  /** Our own transactions (batches, probes, state writes) and rollbacks (retries, failed probes): not the application's. */
+  private readonly own = { commits: 0, rollbacks: 0 };
 
   constructor(
     private readonly knex: Knex,
@@ -231,12 +240,14 @@ export class Monitor {
         this.current = e.migration;
         this.metrics.lockRetries.inc({ migration: e.migration, phase: e.phase, code: e.retry.code });
         this.recordError(`lock retry (${e.retry.code})`);
+        this.own.rollbacks++;
         break;
       case 'backfill-retry':
         // A batch that met a lock timeout, deadlock, serialization failure or lost connection: the same signal as a
         // DDL lock retry (someone else holds the rows), counted towards the error rate.
         this.metrics.lockRetries.inc({ migration: e.migration, phase: e.phase, code: e.retry.code });
         this.recordError(`backfill batch retry (${e.retry.code})`);
+        this.own.rollbacks++;
         break;
       case 'backfill':
         this.onProgress(e.progress);
@@ -294,6 +305,7 @@ export class Monitor {
   private async guard(p: BackfillProgress): Promise<void> {
     const w = this.watch(p);
     await w.ready;
+    this.own.commits++;
     w.progress = p;
     this.evaluate();
     let blocking = this.blocking(w);
@@ -318,6 +330,7 @@ export class Monitor {
           this.evaluate();
           blocking = this.blocking(w);
           this.rebaselineIfOurPauseDidNotHelp(w, blocking, started);
+          this.rebaselineRelativeIfOurPauseDidNotHelp(w, blocking, started);
           if (blocking.length > 0 && this.settings.autoRollback) {
             throw new ThresholdBreachedError(`backfill stopped: ${blocking.map((b) => b.message).join(' ')}`, blocking, false);
           }
@@ -358,11 +371,33 @@ export class Monitor {
     );
   }
 
-  /** Breaches that hold this backfill: its canary, and the error rate. A mismatch stops the phase itself; a stall is only told. */
+  /**
+   * Breaches that hold this backfill: its canary and relative triggers, and the error rate. A mismatch stops the phase
+   * itself; a stall is only told.
+   */
   private blocking(w: Watch): OpenBreach[] {
     return [...this.open.values()].filter(
-      (b) => (b.threshold === 'canary' && b.migration === w.migration && b.changeIndex === w.changeIndex) || b.threshold === 'error-rate',
+      (b) =>
+        ((b.threshold === 'canary' || b.threshold === 'query-latency' || b.threshold === 'error-ratio') && b.migration === w.migration && b.changeIndex === w.changeIndex) ||
+        b.threshold === 'error-rate',
     );
+  }
+
+  /**
+   * The relative triggers' counterpart of the canary's rebaseline: the application's queries (or its error rate)
+   * still over with the backfill paused for rebaselineAfter are so for reasons of their own; the last window becomes
+   * their baseline and the backfill goes on.
+   */
+  private rebaselineRelativeIfOurPauseDidNotHelp(w: Watch, blocking: readonly OpenBreach[], pausedAt: number): void {
+    const r = w.relative;
+    if (!r || Date.now() - pausedAt < r.settings.rebaselineAfterMs || blocking.length === 0) return;
+    if (!blocking.every((b) => b.threshold === 'query-latency' || b.threshold === 'error-ratio')) return;
+    // Only on a window measured entirely while paused.
+    if (w.relativeAt - r.settings.windowMs < pausedAt) return;
+    const moved = r.rebaseline(this.settings.thresholds);
+    const why = `still over after ${Math.round((Date.now() - pausedAt) / 1000)} s with the backfill paused, so the backfill is not the cause: the last window is the new baseline (${moved})`;
+    r.last = null;
+    for (const b of blocking) this.resolve(this.breachKey(b.threshold, w.migration, w.changeIndex), why);
   }
 
   // ---- watching ----------------------------------------------------------------------------------------------
@@ -388,10 +423,16 @@ export class Monitor {
       pausedSince: 0,
       lastSampleAt: 0,
       done: false,
+      relative: null,
+      relativeAt: 0,
+      relativeBusy: false,
     };
     this.watches.set(k, w);
     const watch = w;
-    w.ready = this.startProbe(watch).catch((e: unknown) => this.log({ event: 'canary-unavailable', migration: p.migration, reason: (e as Error).message }));
+    w.ready = Promise.all([
+      this.startProbe(watch).catch((e: unknown) => this.log({ event: 'canary-unavailable', migration: p.migration, reason: (e as Error).message })),
+      this.startRelative(watch).catch((e: unknown) => this.log({ event: 'relative-unavailable', migration: p.migration, reason: (e as Error).message })),
+    ]).then(() => undefined);
     this.startTimer();
     return w;
   }
@@ -407,8 +448,15 @@ export class Monitor {
       this.knex,
       target,
       { ...c, sessionSettings: this.engine?.db.pooling !== 'transaction' },
-      (ms) => this.metrics.canaryLatency.observe(labels, ms / 1000),
-      () => this.recordError('canary probe failed'),
+      (ms) => {
+        this.own.commits++;
+        this.metrics.canaryLatency.observe(labels, ms / 1000);
+      },
+      () => {
+        this.own.commits--;
+        this.own.rollbacks++;
+        this.recordError('canary probe failed');
+      },
     );
     // Same split as the pacer's canary: probes during a batch or its wake measure the backfill, the others the application.
     probe.busy = () => w.batchStarts.length > 0 || performance.now() - w.lastBatchEnd < w.lastWake;
@@ -418,6 +466,51 @@ export class Monitor {
     };
     if (!(await probe.start())) return;
     w.probe = probe;
+  }
+
+  /**
+   * The relative triggers' baseline, before the first batch: the application's top queries in pg_stat_statements and
+   * its error ratio. Without pg_stat_statements only the error ratio is watched (the log and status say so).
+   */
+  private async startRelative(w: Watch): Promise<void> {
+    const r = this.settings.relative;
+    if (!r || !this.engine || this.engine.db.isEmbedded) return;
+    const watch: RelativeWatch = new RelativeWatch(this.engine.db, r, this.store.stateSchema, (): XactCounters => ({
+      commits: this.own.commits + watch.ownReads,
+      rollbacks: this.own.rollbacks,
+    }));
+    await watch.start();
+    if (watch.note) this.log({ event: 'relative-note', migration: w.migration, change: w.changeIndex, note: watch.note });
+    w.relative = watch;
+    w.relativeAt = Date.now();
+  }
+
+  /** Reads the relative triggers' counters once a window has passed, and judges it. */
+  private tickRelative(w: Watch): void {
+    const r = w.relative;
+    if (!r || w.relativeBusy || w.done || Date.now() - w.relativeAt < r.settings.windowMs) return;
+    w.relativeBusy = true;
+    w.relativeAt = Date.now();
+    void r
+      .tick(this.settings.thresholds)
+      .then((win) => {
+        this.recordRelative(w, win);
+        this.evaluate();
+      })
+      .catch((e: unknown) => this.log({ event: 'relative-failed', migration: w.migration, reason: (e as Error).message }))
+      .finally(() => {
+        w.relativeBusy = false;
+      });
+  }
+
+  private recordRelative(w: Watch, win: RelativeWindow): void {
+    const t = this.settings.thresholds;
+    const base = { migration: w.migration, changeIndex: w.changeIndex };
+    const rows = [
+      ...win.latencies.map((q) => ({ ...base, kind: 'query' as const, queryid: q.queryid, query: q.query, value: q.meanMs, baseline: q.baselineMeanMs, limit: Math.max(q.baselineMeanMs * t.queryLatencyFactor, q.baselineMeanMs + t.queryLatencyMinIncreaseMs), calls: q.calls })),
+      ...(win.error ? [{ ...base, kind: 'errors' as const, queryid: null, query: null, value: win.error.ratio, baseline: win.error.baseline, limit: win.error.baseline + t.errorRateIncrease, calls: win.error.xacts }] : []),
+    ];
+    void this.persist(() => this.store.addQuerySamples(rows));
   }
 
   /** A read by key of the table the backfill walks, over keys from a block sample (no full scan). */
@@ -450,6 +543,7 @@ export class Monitor {
     if (this.timer) return;
     this.timer = setInterval(() => {
       this.evaluate();
+      for (const w of this.watches.values()) this.tickRelative(w);
       for (const w of this.watches.values()) if (!w.done && Date.now() - w.lastSampleAt >= this.settings.sampleEveryMs) this.sample(w, false);
     }, this.settings.evaluateEveryMs);
     this.timer.unref();
@@ -460,8 +554,10 @@ export class Monitor {
     await w.ready;
     await w.probe?.stop();
     w.probe = null;
-    const k = this.breachKey('canary', w.migration, w.changeIndex);
-    if (this.open.get(k)?.action === 'paused') this.resolve(k, 'the backfill ended');
+    for (const name of ['canary', 'query-latency', 'error-ratio'] as const) {
+      const k = this.breachKey(name, w.migration, w.changeIndex);
+      if (this.open.get(k)?.action === 'paused') this.resolve(k, 'the backfill ended');
+    }
     if (this.watches.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = null;
@@ -500,6 +596,17 @@ export class Monitor {
         if (f) this.breach(f, w.migration, w.changeIndex, this.holdAction());
         // A breach that stopped or reverted the change stays open (status red) until the change runs through.
         else if (!over && this.open.get(ck)?.action === 'paused') this.resolve(ck, `the canary is back to ${recent.p99Ms.toFixed(2)} ms at p99`);
+      }
+      const win = w.relative?.last;
+      if (win) {
+        for (const [name, f, back] of [
+          ['query-latency', win.latency, "the application's top queries are back within their limit"],
+          ['error-ratio', win.error?.finding ?? null, "the application's error rate is back within its limit"],
+        ] as const) {
+          const k = this.breachKey(name, w.migration, w.changeIndex);
+          if (f) this.breach(f, w.migration, w.changeIndex, this.holdAction());
+          else if (this.open.get(k)?.action === 'paused') this.resolve(k, back);
+        }
       }
       if (!w.done && w.pausedWorkers === 0) {
         const f = checkStall({ lastProgressAt: w.lastProgressAt, now, rowsDone: w.progress.rowsDone, totalEstimate: w.progress.totalEstimate, what: `${w.migration} change #${w.changeIndex + 1}` }, t);
@@ -583,6 +690,7 @@ export class Monitor {
 
   /** Writes go one after another, and a failed write (a lost connection) never fails the migration it describes. */
   private persist<T>(fn: () => Promise<T>): Promise<T | null> {
+    this.own.commits++;
     const p = this.queue.then(fn).catch((e: unknown) => {
       this.log({ event: 'monitor-write-failed', reason: (e as Error).message });
       return null;

@@ -1,11 +1,13 @@
 import type { FlagChange } from '../flags/store.js';
-import type { BreachRecord, MonitorSample } from './store.js';
+import type { BreachRecord, MonitorSample, QuerySample } from './store.js';
 
 export interface ReportData {
   readonly generatedAt: Date;
   readonly samples: readonly MonitorSample[];
   readonly breaches: readonly BreachRecord[];
   readonly flagHistory: readonly FlagChange[];
+  /** The relative triggers' windows (the application's top queries and error ratio against their baselines). */
+  readonly querySamples?: readonly QuerySample[];
 }
 
 interface Series {
@@ -109,6 +111,60 @@ function pauseBands(samples: readonly MonitorSample[]): [number, number][] {
   return out;
 }
 
+const oneLine = (q: string, max = 48) => {
+  const s = q.replace(/\s+/g, ' ').trim();
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+};
+
+/**
+ * The relative triggers' plots: each watched query's mean per call ÷ its baseline, window by window (the queries
+ * that crossed their limit, or else the five that came closest), against the limit; and the application's error
+ * ratio against its baseline and limit. The breaches are the same red lines (hover: the explanation).
+ */
+function relativeCharts(qs: readonly QuerySample[], t0: number, t1: number, markers: readonly { t: number; label: string }[], bands: readonly (readonly [number, number])[]): string[] {
+  const out: string[] = [];
+  const byQuery = new Map<string, QuerySample[]>();
+  for (const q of qs) {
+    if (q.kind !== 'query' || q.queryid === null || !(q.baseline > 0)) continue;
+    if (!byQuery.has(q.queryid)) byQuery.set(q.queryid, []);
+    byQuery.get(q.queryid)!.push(q);
+  }
+  if (byQuery.size > 0) {
+    const worst = (xs: QuerySample[]) => Math.max(...xs.map((x) => x.value / x.limit));
+    const ranked = [...byQuery.entries()].sort((a, b) => worst(b[1]) - worst(a[1]));
+    const over = ranked.filter(([, xs]) => worst(xs) > 1);
+    const shown = (over.length > 0 ? over : ranked).slice(0, 5);
+    const factor = Math.min(...shown.flatMap(([, xs]) => xs.map((x) => x.limit / x.baseline)));
+    const series: Series[] = shown.map(([id, xs], i) => ({
+      name: `${oneLine(xs[0]!.query ?? id)} (${id})`,
+      color: COLORS[(i + 1) % COLORS.length]!,
+      points: xs.map((x) => [x.at.getTime(), x.value / x.baseline] as const),
+    }));
+    series.push({ name: `limit (${factor.toFixed(2)}×, or baseline + the minimum increase)`, color: '#d62728', dash: true, points: [[t0, factor], [t1, factor]] });
+    out.push(lineChart({ title: 'Application queries: mean latency ÷ baseline (pg_stat_statements; the mean stands in for the p99)', yLabel: '× baseline', t0, t1, markers, bands, series }));
+  }
+  const errs = qs.filter((q) => q.kind === 'errors');
+  if (errs.length > 0) {
+    const pts = (f: (q: QuerySample) => number) => errs.map((q) => [q.at.getTime(), 100 * f(q)] as const);
+    out.push(
+      lineChart({
+        title: "Application error rate vs its baseline",
+        yLabel: '% of transactions',
+        t0,
+        t1,
+        markers,
+        bands,
+        series: [
+          { name: 'error rate', color: COLORS[1]!, points: pts((q) => q.value) },
+          { name: 'baseline', color: '#555', dash: true, points: pts((q) => q.baseline) },
+          { name: 'limit', color: '#d62728', dash: true, points: pts((q) => q.limit) },
+        ],
+      }),
+    );
+  }
+  return out;
+}
+
 /**
  * A self-contained HTML page (inline SVG, inline CSS, no script, nothing fetched): for each backfill, progress and
  * rate over time and the canary against its baseline and limit; the flags' rollout over time; every breach with
@@ -158,6 +214,7 @@ export function renderHtml(data: ReportData): string {
         }),
       );
     }
+    charts.push(...relativeCharts((data.querySamples ?? []).filter((q) => q.migration === migration && q.changeIndex === changeIndex), t0, t1, markers, bands));
     const last = samples[samples.length - 1]!;
     sections.push(
       `<section><h2>${esc(title)}</h2><p>${last.rowsDone} rows walked of about ${last.totalEstimate}; ${samples.length} samples from ${esc(samples[0]!.at.toISOString())} to ${esc(last.at.toISOString())}.` +

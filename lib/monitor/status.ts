@@ -3,6 +3,8 @@ import { FlagStore } from '../flags/store.js';
 import { ident } from '../postgres/identifiers.js';
 import { MonitorStore, type BreachRecord, type MonitorSample } from './store.js';
 import { checkStall, type ResolvedThresholds } from './thresholds.js';
+import { pgStatStatements } from '../postgres/stat-statements.js';
+import type { RelativeSettings } from './relative.js';
 
 export interface BreachJson {
   readonly migration: string;
@@ -26,6 +28,11 @@ export interface MonitorStatusReport {
   /** The latest figures of each backfill the monitor watched. */
   readonly backfills: readonly (Omit<MonitorSample, 'at'> & { readonly at: string })[];
   readonly flags: readonly { readonly name: string; readonly percent: number; readonly fullSince: string | null }[];
+  /**
+   * The relative triggers: whether the application's query latency can be watched (pg_stat_statements readable here)
+   * and where its error rate comes from; absent when monitor.relative is false.
+   */
+  readonly relative?: { readonly queryLatency: boolean; readonly errorRate: 'pg_stat_database' | 'monitor.errorRate'; readonly note?: string };
 }
 
 const toJson = (b: BreachRecord): BreachJson => ({
@@ -43,7 +50,7 @@ const toJson = (b: BreachRecord): BreachJson => ({
 
 export async function readMonitorStatus(umzug: {
   readonly db: Db;
-  readonly config: { readonly stateSchema: string; readonly monitor: { readonly thresholds: ResolvedThresholds } };
+  readonly config: { readonly stateSchema: string; readonly monitor: { readonly thresholds: ResolvedThresholds; readonly relative?: RelativeSettings | false } };
 }): Promise<MonitorStatusReport> {
   const store = new MonitorStore(umzug.db, umzug.config.stateSchema);
   const recorded = (await store.listBreaches({ openOnly: true, limit: 50 })).map(toJson);
@@ -52,12 +59,23 @@ export async function readMonitorStatus(umzug: {
   const recent = (await store.listBreaches({ since: new Date(Date.now() - 7 * 86_400_000), limit: 50 })).filter((b) => b.resolvedAt !== null).slice(0, 5);
   const samples = await store.latestSamples();
   const flags = await new FlagStore(umzug.db, umzug.config.stateSchema).list();
+  const r = umzug.config.monitor.relative;
+  let relative: MonitorStatusReport['relative'];
+  if (r) {
+    const pgss = await pgStatStatements(umzug.db).catch((e: unknown) => ({ ok: false as const, problem: (e as Error).message }));
+    relative = {
+      queryLatency: pgss.ok,
+      errorRate: r.errorRate ? 'monitor.errorRate' : 'pg_stat_database',
+      ...(pgss.ok ? {} : { note: `the query-latency trigger is off: ${pgss.problem}` }),
+    };
+  }
   return {
     health: open.length > 0 ? 'red' : 'green',
     openBreaches: open,
     recentBreaches: recent.map(toJson),
     backfills: samples.map((s) => ({ ...s, at: s.at.toISOString() })),
     flags: flags.map((f) => ({ name: f.name, percent: f.percent, fullSince: f.fullSince?.toISOString() ?? null })),
+    ...(relative ? { relative } : {}),
   };
 }
 
@@ -116,6 +134,12 @@ export function formatMonitorStatus(m: MonitorStatusReport, color = Boolean(proc
     const rate = s.rowsPerSecond === null ? '' : `, ${Math.round(s.rowsPerSecond)} rows/s`;
     const canary = s.canaryP99Ms === null ? '' : `, canary p50 ${fmtMs(s.canaryP50Ms)} p99 ${fmtMs(s.canaryP99Ms)} (baseline ${fmtMs(s.canaryBaselineMs)}, limit ${fmtMs(s.canaryLimitMs)})`;
     lines.push(`  monitor ${s.migration.replace(/:expand$/, '')} #${s.changeIndex + 1}: ${s.rowsDone} rows${pct}${rate}${canary}${s.paused ? ', PAUSED' : ''} at ${s.at}`);
+  }
+  if (m.relative) {
+    lines.push(
+      `  relative triggers: query latency ${m.relative.queryLatency ? 'on (pg_stat_statements)' : 'OFF'}, error rate from ${m.relative.errorRate}` +
+        (m.relative.note ? ` — ${m.relative.note}` : ''),
+    );
   }
   if (m.flags.length > 0) lines.push(`Flags: ${m.flags.map((f) => `${f.name} ${f.percent} %`).join(', ')}`);
   return lines;

@@ -34,6 +34,21 @@ export interface MonitorSample {
   readonly paused: boolean;
 }
 
+/** One window of a relative trigger: an application query's mean per call, or the application's error ratio, against its baseline. */
+export interface QuerySample {
+  readonly at: Date;
+  readonly migration: string;
+  readonly changeIndex: number;
+  /** 'query': one of the application's top queries (value and baseline: mean ms per call); 'errors': its error ratio (0..1). */
+  readonly kind: 'query' | 'errors';
+  readonly queryid: string | null;
+  readonly query: string | null;
+  readonly value: number;
+  readonly baseline: number;
+  readonly limit: number;
+  readonly calls: number | null;
+}
+
 const STATE_LOCK_KEY = 0x7a64_0001; // StateStore's: the schema is created under the same lock
 
 /**
@@ -43,6 +58,7 @@ const STATE_LOCK_KEY = 0x7a64_0001; // StateStore's: the schema is created under
 export class MonitorStore {
   readonly breaches: string;
   readonly samples: string;
+  readonly querySamples: string;
   private ensured = false;
 
   constructor(
@@ -52,6 +68,7 @@ export class MonitorStore {
     const s = ident(stateSchema);
     this.breaches = `${s}.${ident('monitor_breaches')}`;
     this.samples = `${s}.${ident('monitor_samples')}`;
+    this.querySamples = `${s}.${ident('monitor_query_samples')}`;
   }
 
   async ensure(): Promise<void> {
@@ -68,6 +85,10 @@ export class MonitorStore {
         rows_done bigint NOT NULL, total_estimate bigint NOT NULL, rows_per_second float8, canary_p50_ms float8,
         canary_p99_ms float8, canary_baseline_ms float8, canary_limit_ms float8, paused boolean NOT NULL DEFAULT false)`);
       await c.query(`CREATE INDEX IF NOT EXISTS monitor_samples_at ON ${this.samples} (migration, change_index, at)`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.querySamples} (
+        at timestamptz NOT NULL DEFAULT clock_timestamp(), migration text NOT NULL, change_index int NOT NULL, kind text NOT NULL,
+        queryid text, query text, value float8 NOT NULL, baseline float8 NOT NULL, limit_value float8 NOT NULL, calls float8)`);
+      await c.query(`CREATE INDEX IF NOT EXISTS monitor_query_samples_at ON ${this.querySamples} (migration, change_index, at)`);
     });
     this.ensured = true;
   }
@@ -156,6 +177,41 @@ export class MonitorStore {
       canaryBaselineMs: n(x.canary_baseline_ms),
       canaryLimitMs: n(x.canary_limit_ms),
       paused: Boolean(x.paused),
+    }));
+  }
+
+  async addQuerySamples(rows: readonly Omit<QuerySample, 'at'>[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.ensure();
+    await this.db.query(
+      `INSERT INTO ${this.querySamples} (migration, change_index, kind, queryid, query, value, baseline, limit_value, calls)
+       SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])`,
+      [
+        rows.map((r) => r.migration), rows.map((r) => r.changeIndex), rows.map((r) => r.kind), rows.map((r) => r.queryid), rows.map((r) => r.query),
+        rows.map((r) => r.value), rows.map((r) => r.baseline), rows.map((r) => r.limit), rows.map((r) => r.calls),
+      ],
+    );
+  }
+
+  async listQuerySamples(opts: { migration?: string; since?: Date; limit?: number } = {}): Promise<QuerySample[]> {
+    if (!(await this.readable())) return [];
+    if (!(this.ensured || (await relationExists(this.db, this.querySamples)))) return []; // recorded by an older release
+    const r = await this.db.query<Record<string, unknown>>(
+      `SELECT * FROM (SELECT * FROM ${this.querySamples} WHERE ($1::text IS NULL OR migration = $1) AND ($2::timestamptz IS NULL OR at >= $2)
+         ORDER BY at DESC LIMIT $3) s ORDER BY at`,
+      [opts.migration ?? null, opts.since ?? null, opts.limit ?? 50_000],
+    );
+    return r.rows.map((x) => ({
+      at: x.at as Date,
+      migration: String(x.migration),
+      changeIndex: Number(x.change_index),
+      kind: String(x.kind) as QuerySample['kind'],
+      queryid: (x.queryid as string | null) ?? null,
+      query: (x.query as string | null) ?? null,
+      value: Number(x.value),
+      baseline: Number(x.baseline),
+      limit: Number(x.limit_value),
+      calls: x.calls == null ? null : Number(x.calls),
     }));
   }
 

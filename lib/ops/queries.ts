@@ -2,6 +2,7 @@ import type { Db } from '../db/db.js';
 import { removedLabel, type RemovedStructure } from '../changes/removed.js';
 import { formatDuration } from '../engine/runner.js';
 import { ident } from '../postgres/identifiers.js';
+import { isOwnStatement, ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
 import { loadSqlParser, parseSqlSync } from '../postgres/sql-ast.js';
 import { sqlRefs } from '../refs/sql-refs.js';
 import type { MigrationEntry, Project } from './project.js';
@@ -26,11 +27,6 @@ import type { MigrationEntry, Project } from './project.js';
  * any statement whose text carries the marker comment `umzug-zero-downtime`. A statement of the same shape as one of
  * ours (the canary's `SELECT * FROM t WHERE id = $1`) shares its entry and is counted with it.
  */
-
-/** The marker a statement's text may carry to be left out (an admin script's, a monitor's). */
-export const OWN_STATEMENT_MARKER = 'umzug-zero-downtime';
-
-export const PGSS_HOWTO = "add it to shared_preload_libraries (postgresql.conf; restart) and run CREATE EXTENSION pg_stat_statements in this database";
 
 export interface QueryUse {
   /** pg_stat_statements' queryid (a bigint, as text). */
@@ -66,38 +62,6 @@ export interface QueryUsersReport {
   readonly note?: string;
 }
 
-type Pgss = { readonly ok: true; readonly view: string; readonly toplevel: boolean; readonly info: string | null } | { readonly ok: false; readonly problem: string };
-
-/** Whether pg_stat_statements can be read in this database, and where its view lives. */
-export async function pgStatStatements(db: Db): Promise<Pgss> {
-  const ext = await db.query<{ schema: string; version: number }>(
-    `SELECT n.nspname AS schema, current_setting('server_version_num')::int AS version
-       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`,
-  );
-  const row = ext.rows[0];
-  if (!row) {
-    const lib = await db.query<{ loaded: boolean }>(`SELECT current_setting('shared_preload_libraries') ~ 'pg_stat_statements' AS loaded`);
-    return {
-      ok: false,
-      problem: lib.rows[0]?.loaded
-        ? 'pg_stat_statements is loaded but not installed in this database — run CREATE EXTENSION pg_stat_statements'
-        : `pg_stat_statements is not installed — ${PGSS_HOWTO}`,
-    };
-  }
-  const view = `${ident(row.schema)}.pg_stat_statements`;
-  try {
-    await db.query(`SELECT 1 FROM ${view} LIMIT 1`);
-  } catch (e) {
-    return { ok: false, problem: `pg_stat_statements cannot be read (${(e as Error).message}) — ${PGSS_HOWTO}` };
-  }
-  return { ok: true, view, toplevel: row.version >= 140000, info: row.version >= 140000 ? `${ident(row.schema)}.pg_stat_statements_info` : null };
-}
-
-/** A statement that is ours by shape: a `_zd_` name (the backfill's and verify's CTEs and aliases) or the marker. */
-export function isOwnStatement(query: string): boolean {
-  return query.includes(OWN_STATEMENT_MARKER) || /(^|[^a-z0-9_$])"?_zd_[a-z0-9_]/i.test(query);
-}
-
 /** The statement kinds that read or write data: what an application runs. */
 const USES = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'DeclareCursorStmt', 'ExplainStmt']);
 
@@ -122,10 +86,6 @@ export function statementUses(query: string, removed: readonly RemovedStructure[
 }
 
 const t = (project: Project, name: string) => `${ident(project.config.stateSchema)}.${ident(name)}`;
-
-/** The database's own statements (top level), in the view. */
-const ownDb = (pgss: Extract<Pgss, { ok: true }>) =>
-  `s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.queryid IS NOT NULL${pgss.toplevel ? ' AND s.toplevel' : ''}`;
 
 async function statsReset(db: Db, pgss: Extract<Pgss, { ok: true }>): Promise<Date | null> {
   if (!pgss.info) return null;

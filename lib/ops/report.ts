@@ -12,5 +12,6 @@ export async function collectReport(umzug: Project, opts: { since?: Date | null;
     samples: await store.listSamples(filter),
     breaches: await store.listBreaches(filter),
     flagHistory: await umzug.flags.history(undefined, opts.since ?? undefined),
+    querySamples: await store.listQuerySamples(filter),
   };
 }
