@@ -114,7 +114,7 @@ export class Throttle {
         // Traffic is back: what the probes measured without it says nothing of what batches cost it now.
         for (const series of this.canary.series) series.clear();
         this.fraction = START_FRACTION;
-        this.busyAtChange = 0;
+        this.busyAtChange = this.busyProbesSoFar();
       }
       this.announce(quiet ? 1 : this.fraction, quiet ? 'batches back to back: no other client is using the server' : 'another client is using the server: the canary paces the batches again');
     }
@@ -235,20 +235,20 @@ export class Throttle {
     // Each kind of probe asks for its duty; the backfill gets the smaller. A kind with no baseline yet (the first
     // second or so) asks for the start duty, a tenth of the time, while its idle probes come in.
     let wanted = 1;
-    let fresh = 0;
     let why = '';
     for (const series of this.canary.series) {
       const budget = this.budget(series);
       const busy = series.busy;
       const w = budget === null ? this.fraction : busyFraction({ sBusy: busy.shareAbove(budget), busyProbes: busy.size, sIdle: series.idle.shareAbove(budget) });
-      fresh += series.busyProbes;
       if (w < wanted || why === '') {
         if (w < wanted) wanted = w;
         why = budget === null ? `no ${series.kind} baseline yet` : `${pct(busy.shareAbove(budget))} of canary ${series.kind}s during batches and ${pct(series.idle.shareAbove(budget))} between them over budget ${budget.toFixed(2)} ms`;
       }
     }
-    // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty (no slow probe among a few dozen says little about a 1 % share, so a run of luck cannot open the
-    // throttle all the way).
+    // Down at once; up at most ×2, and only on fresh evidence: MIN_BUSY_PROBES probes measured at the present duty
+    // (no slow probe among a few dozen says little about a 1 % share, so a run of luck cannot open the throttle all
+    // the way).
+    const fresh = this.busyProbesSoFar();
     if (wanted < this.fraction || (wanted > this.fraction && fresh - this.busyAtChange >= MIN_BUSY_PROBES)) {
       this.fraction = Math.min(wanted, this.fraction * 2);
       this.busyAtChange = fresh;
@@ -256,6 +256,11 @@ export class Throttle {
     const fraction = this.fraction;
     this.announce(fraction, fraction >= 1 ? 'batches back to back: the canary is not slowed by them' : `batches ${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)} % of the time: ${why}`);
     return fraction;
+  }
+
+  /** Busy probes of every kind measured so far: the mark that fresh evidence is counted from. */
+  private busyProbesSoFar(): number {
+    return (this.canary?.series ?? []).reduce((n, series) => n + series.busyProbes, 0);
   }
 
   /** Tells of a duty that moved by half or more, or to or from back to back. */
