@@ -196,14 +196,24 @@ describe('contract queries, integration: a server without pg_stat_statements', f
   it("says it cannot see and how to enable it; 'auto' does not close the gate, true does", async () => {
     const up = await p.run(['up', '--json']);
     expect(up.code, up.stderr).to.equal(0);
-    const status = jsonOut<StatusReport>(await p.run(['status', '--json'])).migrations[0]!;
+    const statusJson = jsonOut<StatusReport>(await p.run(['status', '--json']));
+    const status = statusJson.migrations[0]!;
     expect(status.contract).to.equal('ready');
     expect(status.queries!.available).to.equal(false);
     expect(status.queries!.note).to.equal(
       'cannot see who still uses users.name: pg_stat_statements is not installed — add it to shared_preload_libraries (postgresql.conf; restart) and run CREATE EXTENSION pg_stat_statements in this database',
     );
+    // The monitor's relative latency trigger says the same, in its own words.
+    const relativeNote =
+      'the query-latency trigger is off: pg_stat_statements is not installed — add it to shared_preload_libraries (postgresql.conf; restart) and run CREATE EXTENSION pg_stat_statements in this database';
+    expect(statusJson.monitor!.relative).to.deep.equal({ queryLatency: false, errorRate: 'pg_stat_database', note: relativeNote });
     const text = await p.run(['status']);
-    expect(text.stdout).to.match(/cannot see who still uses users\.name: pg_stat_statements is not installed — add it to shared_preload_libraries/);
+    expect(text.stdout).to.include(
+      'Who still uses what the contracts remove, from the database (pg_stat_statements; ! = within the safety window):\n' +
+        `  ${MIGRATION}.js\n` +
+        `    ${status.queries!.note}`,
+    );
+    expect(text.stdout).to.include(`relative triggers: query latency OFF, error rate from pg_stat_database — ${relativeNote}`);
 
     const strict = zeroDowntime({ knex, cwd: p.dir, migrations: 'migrations/*.js', logger: silentLogger, contract: { after: 0, requireNoQueries: true } });
     try {

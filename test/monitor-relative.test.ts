@@ -17,7 +17,7 @@ import {
   checkMismatch,
   type StatementCounters,
 } from '../lib/monitor/thresholds.js';
-import { knexFor, silentLogger } from './support/pg.js';
+import { knexFor, silentLogger, testDatabaseName } from './support/pg.js';
 import { startStatementsServer, type StatementsServer } from './support/pgss-server.js';
 import { tempProject } from './support/project.js';
 
@@ -161,7 +161,7 @@ describe('monitor: relative triggers against the application’s own queries and
     return a;
   }
 
-  function project(a: App, name: string, opts: { autoRollback?: boolean } = {}): ZeroDowntimeUmzug {
+  function project(a: App, name: string, opts: { autoRollback?: boolean; rebaselineAfter?: string } = {}): ZeroDowntimeUmzug {
     const p = tempProject(`monitor-relative-${name}`);
     p.write(
       `2026.12.05T10.00.00.items-label.ts`,
@@ -174,7 +174,8 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
       cwd: p.dir,
       contract: { after: '1h', requireNoQueries: false },
       backfill: { batchSize: 500, adaptive: false, canary: false, pause: '120ms' },
-      monitor: { canary: false, sampleEvery: '250ms', relative: { window: '2s' } },
+      // monitor.canary.rebaselineAfter is the relative triggers' too; the canary reads nothing the backfill touches.
+      monitor: { canary: opts.rebaselineAfter ? { sql: 'SELECT 1', rebaselineAfter: opts.rebaselineAfter } : false, sampleEvery: '250ms', relative: { window: '2s' } },
       autoRollback: opts.autoRollback ?? false,
       logger: silentLogger,
     });
@@ -238,6 +239,86 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
       await a.stop();
       await umzug.close();
       await a.knex.destroy();
+    }
+  });
+
+  it('a query that stays slow with the backfill paused for monitor.canary.rebaselineAfter: its last window becomes the baseline, the breach closes, the backfill goes on', async () => {
+    const a = await app();
+    const umzug = project(a, 'rebaseline', { rebaselineAfter: '3s' });
+    const events: MonitorEvent[] = [];
+    umzug.monitor.on((e) => events.push(e));
+    let injected = false;
+    umzug.engine.addBatchGuard(async (p) => {
+      if (injected || p.rowsDone < 2000) return;
+      injected = true;
+      await a.slow(0.01); // and it stays slow: the application's own problem, not the backfill's
+    });
+    try {
+      await umzug.up();
+      expect(injected).to.equal(true);
+      const breaches = relativeBreaches(events);
+      expect(breaches.map((b) => b.threshold), 'one breach: the new baseline holds the slow read').to.deep.equal(['query-latency']);
+      const resolved = events.flatMap((e) => (e.type === 'resolved' && e.breach.threshold === 'query-latency' ? [e.resolution] : []));
+      expect(resolved).to.have.length(1);
+      expect(resolved[0]).to.match(
+        /^still over after \d+ s with the backfill paused, so the backfill is not the cause: the last window is the new baseline \(queryid -?\d+ \d+\.\d\d → \d+\.\d\d ms/,
+      );
+      // The new baseline is the slow mean (about 10 ms a call), not the fast one it replaced.
+      const [, was, now] = /queryid -?\d+ (\d+\.\d\d) → (\d+\.\d\d) ms/.exec(resolved[0]!)!;
+      expect(Number(now)).to.be.greaterThan(Math.max(5, Number(was) * 1.5));
+      const types = events.map((e) => e.type);
+      expect(types.indexOf('resumed')).to.be.greaterThan(types.indexOf('resolved'));
+      expect(await umzug.engine.state.executedNames()).to.deep.equal(['2026.12.05T10.00.00.items-label.ts:expand']);
+      const status = await umzug.status();
+      expect(status.monitor!.health).to.equal('green');
+      expect(status.monitor!.recentBreaches.find((b) => b.threshold === 'query-latency')!.resolution).to.equal(resolved[0]);
+    } finally {
+      await a.stop();
+      await umzug.close();
+      await a.knex.destroy();
+    }
+  });
+
+  it('without pg_stat_statements in the database, the monitor says why the latency trigger is off once, not once per phase', async () => {
+    const database = testDatabaseName('rel_note');
+    const admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+    await admin.end();
+    const knex = knexFor(server.url.replace(/\/postgres$/, `/${database}`), 4);
+    await knex.raw(`CREATE TABLE items (id bigserial PRIMARY KEY, name text NOT NULL, note text)`);
+    await knex.raw(`INSERT INTO items (name, note) SELECT 'name ' || g, 'note ' || g FROM generate_series(1, 2000) g`);
+    const p = tempProject('monitor-relative-note');
+    // Two changes, two backfills, two phases the monitor watches.
+    p.write(
+      '2026.12.05T10.00.00.items-two.ts',
+      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [renameColumn({ table: 'items', from: 'name', to: 'label' }), renameColumn({ table: 'items', from: 'note', to: 'remark' })] });
+`,
+    );
+    const logged: Record<string, unknown>[] = [];
+    const keep = (m: unknown) => void (m && typeof m === 'object' && logged.push(m as Record<string, unknown>));
+    const umzug = zeroDowntime({
+      knex,
+      cwd: p.dir,
+      contract: { after: '1h', requireNoQueries: false },
+      backfill: { batchSize: 500, adaptive: false, canary: false, pause: '20ms' },
+      monitor: { canary: false, relative: { window: '2s' } },
+      logger: { ...silentLogger, info: keep, warn: keep },
+    });
+    try {
+      await umzug.up();
+      const notes = logged.filter((m) => m.event === 'relative-note');
+      expect(notes.map((m) => m.note)).to.deep.equal([
+        'the query-latency trigger is off: pg_stat_statements is loaded but not installed in this database — run CREATE EXTENSION pg_stat_statements',
+      ]);
+      expect(notes[0]!.change).to.equal(0);
+      expect((await new MonitorStore(umzug.db, umzug.config.stateSchema).latestSamples()).map((x) => x.changeIndex).sort(), 'both phases were watched').to.deep.equal([0, 1]);
+      // status still says it, every time.
+      expect((await umzug.status()).monitor!.relative!.note).to.equal(notes[0]!.note);
+    } finally {
+      await umzug.close();
+      await knex.destroy();
     }
   });
 

@@ -1,6 +1,7 @@
 import type { Db } from '../db/db.js';
-import { ident } from '../postgres/identifiers.js';
-import { isOwnStatement, OWN_STATEMENT_MARKER, ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
+import { loadSqlParser } from '../postgres/sql-ast.js';
+import { OWN_STATEMENT_MARKER, ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
+import { isApplicationDataStatement } from '../postgres/statement-kind.js';
 import {
   checkErrorRatio,
   checkQueryLatency,
@@ -32,9 +33,14 @@ export interface RelativeWindow {
   readonly error: { readonly ratio: number; readonly baseline: number; readonly xacts: number | null; readonly finding: Finding | null } | null;
 }
 
-/** Statements an application runs on data (not BEGIN, SET, DDL, EXPLAIN of ours …). */
-const DATA_STATEMENT = /^\s*(?:\/\*.*?\*\/\s*)*\(?\s*(with|select|insert|update|delete|merge|values|table)\b/is;
 const MARK = `/* ${OWN_STATEMENT_MARKER} monitor */`;
+
+/**
+ * The last note each database's watches told (null: none, the trigger was on). A migration of five changes starts
+ * five watches, and `up` over several migrations more: the same "pg_stat_statements is not installed" each time is
+ * noise in the log, so a watch tells its note only when it differs from the last one told.
+ */
+const told = new WeakMap<Db, string | null>();
 
 /**
  * The relative triggers of one phase (a backfill the monitor watches). At the start, a baseline of what the
@@ -49,7 +55,12 @@ const MARK = `/* ${OWN_STATEMENT_MARKER} monitor */`;
  */
 export class RelativeWatch {
   private pgss: Extract<Pgss, { ok: true }> | null = null;
-  /** Why the query-latency trigger is off, when it is. */
+  /** Why the query-latency trigger is off (or has nothing to watch), when it is. */
+  reason: string | null = null;
+  /**
+   * The reason, when it is news: the monitor logs it (`relative-note`). null when the trigger is on, or when the last
+   * watch of this database already told the same (see `told`).
+   */
   note: string | null = null;
   private baseline = new Map<string, { meanMs: number; calls: number }>();
   private before = new Map<string, StatementCounters>();
@@ -72,14 +83,17 @@ export class RelativeWatch {
     const p = await pgStatStatements(this.db).catch((e: unknown) => ({ ok: false as const, problem: (e as Error).message }));
     if (p.ok) {
       this.pgss = p;
+      await loadSqlParser();
       const all = await this.statements(null);
       const top = [...all.values()].sort((a, b) => b.calls - a.calls).slice(0, this.settings.top);
       for (const s of top) this.baseline.set(s.queryid, { meanMs: s.calls > 0 ? s.totalMs / s.calls : 0, calls: s.calls });
       this.before = new Map(top.map((s) => [s.queryid, s]));
-      if (top.length === 0) this.note = 'the query-latency trigger has nothing to watch: pg_stat_statements showed no statement of the application before the phase';
+      if (top.length === 0) this.reason = 'the query-latency trigger has nothing to watch: pg_stat_statements showed no statement of the application before the phase';
     } else {
-      this.note = `the query-latency trigger is off: ${p.problem}`;
+      this.reason = `the query-latency trigger is off: ${p.problem}`;
     }
+    this.note = told.has(this.db) && told.get(this.db) === this.reason ? null : this.reason;
+    told.set(this.db, this.reason);
     if (this.settings.errorRate) {
       this.errorBaseline = clampRatio(await this.settings.errorRate());
       this.errorSource = 'the application\'s own figure, monitor.errorRate';
@@ -159,11 +173,12 @@ export class RelativeWatch {
         GROUP BY s.queryid ORDER BY sum(s.calls) DESC LIMIT $2`,
       [ids, ids ? ids.length : Math.max(200, this.settings.top * 10)],
     );
-    const state = ident(this.stateSchema);
     const out = new Map<string, StatementCounters>();
     for (const x of r.rows) {
       const q = x.query;
-      if (ids === null && (q === '<insufficient privilege>' || isOwnStatement(q) || !DATA_STATEMENT.test(q) || q.includes(state) || q.includes(`${this.stateSchema}.`))) continue;
+      // The same classifier as the contract's query gate: ours, the state schema's, utility statements and catalog
+      // lookups are not the application's queries.
+      if (ids === null && !isApplicationDataStatement(q, { stateSchema: this.stateSchema })) continue;
       out.set(x.queryid, { queryid: x.queryid, query: q, calls: Number(x.calls), totalMs: Number(x.total_ms) });
     }
     return out;

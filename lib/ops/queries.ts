@@ -2,8 +2,9 @@ import type { Db } from '../db/db.js';
 import { removedLabel, type RemovedStructure } from '../changes/removed.js';
 import { formatDuration } from '../engine/runner.js';
 import { ident } from '../postgres/identifiers.js';
-import { isOwnStatement, ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
-import { loadSqlParser, parseSqlSync } from '../postgres/sql-ast.js';
+import { ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
+import { loadSqlParser } from '../postgres/sql-ast.js';
+import { classifyStatement } from '../postgres/statement-kind.js';
 import { sqlRefs } from '../refs/sql-refs.js';
 import type { MigrationEntry, Project } from './project.js';
 
@@ -22,10 +23,13 @@ import type { MigrationEntry, Project } from './project.js';
  * The gate stays closed while a user was last seen within the safety window (contract.after).
  *
  * Not users: statements that are not top level (`toplevel = false`: the sync triggers' bodies, with
- * pg_stat_statements.track = all), and our own by shape: the backfill's and verify's statements name their CTEs and
- * aliases `_zd_…` (a CTE's name is part of the queryid, so an application statement never shares their entry), and
- * any statement whose text carries the marker comment `umzug-zero-downtime`. A statement of the same shape as one of
- * ours (the canary's `SELECT * FROM t WHERE id = $1`) shares its entry and is counted with it.
+ * pg_stat_statements.track = all), and what classifyStatement (postgres/statement-kind.ts, shared with the monitor's
+ * relative triggers) does not call the application's data statements: ours by shape (the backfill's and verify's
+ * statements name their CTEs and aliases `_zd_…`; the monitor's canary is wrapped in a `_zd_canary` CTE, and a CTE's
+ * name is part of the queryid, so an application statement never shares their entry; the marker comment
+ * `umzug-zero-downtime`; the state schema's), DDL and other utility statements, catalog lookups. A statement of
+ * ours left unwrapped that has an application's shape (the backfill engine's own canary, `SELECT * FROM t WHERE id =
+ * $1`, and its batch UPDATE, when a repair runs after the cutover) shares the entry and is counted with it.
  */
 
 export interface QueryUse {
@@ -58,24 +62,25 @@ export interface QueryUsersReport {
   readonly since: string | null;
   readonly cutover: string | null;
   readonly statements: readonly QueryUse[];
+  /**
+   * Entries of other roles in this database that this role cannot read (`<insufficient privilege>`, no queryid):
+   * whether any of them uses what is removed cannot be told. Absent when there are none.
+   */
+  readonly hidden?: number;
   /** Why nothing can be seen, and how to enable it; or what is only partly seen. */
   readonly note?: string;
 }
 
-/** The statement kinds that read or write data: what an application runs. */
-const USES = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'DeclareCursorStmt', 'ExplainStmt']);
-
 /**
  * What of `removed` a normalized statement text references (PostgreSQL's parser, via sqlRefs), or null when it is
- * ours or cannot be parsed. Needs loadSqlParser().
+ * not an application's data statement (classifyStatement) or cannot be parsed. Needs loadSqlParser().
  */
-export function statementUses(query: string, removed: readonly RemovedStructure[]): RemovedStructure[] | null {
-  if (isOwnStatement(query)) return null;
+export function statementUses(query: string, removed: readonly RemovedStructure[], opts: { readonly stateSchema?: string } = {}): RemovedStructure[] | null {
+  // Statements on data only: DDL is not the application's (`plan` runs the contract's own ALTER / DROP in a
+  // rolled-back transaction, and pg_stat_statements tracks utility statements too).
+  if (classifyStatement(query, opts) !== 'data') return null;
   let refs;
   try {
-    // Statements on data only: DDL is not the application's (`plan` runs the contract's own ALTER / DROP in a
-    // rolled-back transaction, and pg_stat_statements tracks utility statements too).
-    if (!parseSqlSync(query).every((st) => USES.has(st.kind))) return null;
     refs = sqlRefs(query, removed);
   } catch {
     return null;
@@ -94,12 +99,34 @@ async function statsReset(db: Db, pgss: Extract<Pgss, { ok: true }>): Promise<Da
 }
 
 /**
+ * How long a project trusts what it found out about pg_stat_statements: a command (`status` over ten contracts, `up`
+ * evaluating their gates) asks the catalog once, while a process that lives for hours still sees an extension
+ * installed (or dropped) meanwhile.
+ */
+const DETECTED_FOR_MS = 60_000;
+const detected = new WeakMap<Project, { readonly at: number; readonly pgss: Promise<Pgss> }>();
+
+/** Whether pg_stat_statements can be read, found out once per command (see DETECTED_FOR_MS). */
+export function detectStatStatements(project: Project, now = Date.now()): Promise<Pgss> {
+  const hit = detected.get(project);
+  if (hit && now - hit.at < DETECTED_FOR_MS && now >= hit.at) return hit.pgss;
+  const pgss = pgStatStatements(project.db);
+  const entry = { at: now, pgss };
+  detected.set(project, entry);
+  // A failed detection (a dropped connection) is not an answer to keep.
+  pgss.catch(() => {
+    if (detected.get(project) === entry) detected.delete(project);
+  });
+  return pgss;
+}
+
+/**
  * Takes the baseline of `expandName` (every statement's calls now), replacing an older one. `up` calls it when the
  * expand finishes; nothing happens where pg_stat_statements cannot be read.
  */
 export async function takeQueryBaseline(project: Project, expandName: string, cutover = 'expand finished', now = new Date()): Promise<boolean> {
   if (project.config.requireNoQueries === false) return false;
-  const pgss = await pgStatStatements(project.db);
+  const pgss = await detectStatStatements(project);
   if (!pgss.ok) return false;
   await project.engine.state.ensure();
   const reset = await statsReset(project.db, pgss);
@@ -150,7 +177,14 @@ export async function queryUsers(project: Project, entry: MigrationEntry, now = 
   if (!cache) recent.set(project, (cache = new Map()));
   const hit = cache.get(entry.name);
   if (hit && Math.abs(now.getTime() - hit.at) < 1000) return hit.report;
-  const report = await look(project, entry, now);
+  let report: QueryUsersReport | null;
+  try {
+    report = await look(project, entry, now);
+  } catch (e) {
+    // The extension may have been dropped since it was detected: the next look finds out afresh.
+    detected.delete(project);
+    throw e;
+  }
   cache.set(entry.name, { at: now.getTime(), report });
   return report;
 }
@@ -164,7 +198,7 @@ async function look(project: Project, entry: MigrationEntry, now: Date): Promise
   const removed = (await pendingRemovals(project, [entry])).flatMap((r) => r.removed);
   if (removed.length === 0) return null;
   const labels = [...new Set(removed.map((r) => removedLabel(r, project.config.schema)))];
-  const pgss = await pgStatStatements(project.db);
+  const pgss = await detectStatStatements(project);
   if (!pgss.ok) {
     return {
       available: false,
@@ -215,13 +249,9 @@ async function look(project: Project, entry: MigrationEntry, now: Date): Promise
       WHERE s.calls > coalesce(c.baseline_calls, 0) OR s.calls < coalesce(c.seen_calls, 0)`,
     [expandName],
   );
-  let hidden = 0;
+  const own = { stateSchema: project.config.stateSchema };
   for (const m of moved.rows) {
-    if (m.query === '<insufficient privilege>') {
-      hidden++;
-      continue;
-    }
-    const uses = statementUses(m.query, removed);
+    const uses = statementUses(m.query, removed, own);
     if (!uses || uses.length === 0) continue;
     const n = Number(m.calls);
     let baseline = Number(m.baseline_calls ?? 0);
@@ -248,14 +278,26 @@ async function look(project: Project, entry: MigrationEntry, now: Date): Promise
     queryid: u.queryid,
     role: u.role,
     query: u.query,
-    removed: (statementUses(u.query, removed) ?? []).map((r) => removedLabel(r, project.config.schema)),
+    removed: (statementUses(u.query, removed, own) ?? []).map((r) => removedLabel(r, project.config.schema)),
     callsSinceCutover: Number(u.since),
     firstSeenAt: u.first_seen_at.toISOString(),
     lastSeenAt: u.last_seen_at.toISOString(),
     withinWindow: u.last_seen_at.getTime() + windowMs > now.getTime(),
   }));
+  // Another role's entries come without text and without a queryid to a role that lacks pg_read_all_stats: they
+  // cannot be followed from look to look, only counted.
+  const hiddenRows = await db.query<{ n: string; role: string }>(
+    `SELECT count(*)::text AS n, current_user AS role FROM ${pgss.view} s
+      WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.queryid IS NULL${pgss.toplevel ? ' AND s.toplevel' : ''}`,
+  );
+  const hidden = Number(hiddenRows.rows[0]?.n ?? 0);
   const notes: string[] = [];
-  if (hidden > 0) notes.push(`${hidden} statement${hidden === 1 ? '' : 's'} of other roles hidden from this role (<insufficient privilege>): GRANT pg_read_all_stats to the migrating role to see them`);
+  if (hidden > 0) {
+    notes.push(
+      `${hidden} statement${hidden === 1 ? '' : 's'} of other roles ${hidden === 1 ? 'is' : 'are'} hidden from role ${hiddenRows.rows[0]!.role} (<insufficient privilege>), ` +
+        `so whether ${hidden === 1 ? 'it uses' : 'they use'} ${labels.join(', ')} cannot be seen: GRANT pg_read_all_stats TO ${ident(hiddenRows.rows[0]!.role)} to see them`,
+    );
+  }
   return {
     available: true,
     enforced: true,
@@ -263,6 +305,7 @@ async function look(project: Project, entry: MigrationEntry, now: Date): Promise
     since: base?.taken_at.toISOString() ?? null,
     cutover: base?.cutover ?? null,
     statements,
+    ...(hidden > 0 ? { hidden } : {}),
     ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
   };
 }
@@ -291,6 +334,8 @@ export async function queryGateReasons(project: Project, entry: MigrationEntry, 
   const windowMs = project.config.contractAfterMs;
   let opensAt: Date | null = null;
   const reasons: string[] = [];
+  // `true` closes the gate where it cannot see; statements it cannot read are a part it cannot see.
+  if (project.config.requireNoQueries === true && (report.hidden ?? 0) > 0 && report.note) reasons.push(`${report.note} (contract.requireNoQueries: true)`);
   for (const s of report.statements.filter((x) => x.withinWindow)) {
     const until = new Date(new Date(s.lastSeenAt).getTime() + windowMs);
     if (!opensAt || until > opensAt) opensAt = until;
