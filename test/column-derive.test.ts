@@ -46,7 +46,7 @@ describe('deriveColumn', function () {
     await knex.raw('ANALYZE users');
     const project = tempProject('col-derive');
     project.write('2026.11.24T10.00.00.users-full-name.ts', MIGRATION);
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
     let maxId = ROWS;
     const pick = () => 1 + Math.floor(Math.random() * maxId);
     const oldWriter = (label: string) =>
@@ -149,7 +149,7 @@ export default defineMigration({ changes: [deriveColumn({
 })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     // 'two words' last names do not survive split_part: the archive, not `down`, gives them back.
     await expectExactRoundTrip(umzug, () => takeState(db, ['rt']), {
       contracted: (contracted) =>

@@ -35,7 +35,7 @@ describe('dropColumn', function () {
 export default defineMigration({ changes: [dropColumn({ table: 'accounts', column: 'legacy_code' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
     let maxId = ROWS;
     const pick = () => 1 + Math.floor(Math.random() * maxId);
     const writer = (label: string, usesLegacy: boolean) =>
@@ -115,7 +115,7 @@ export default defineMigration({ changes: [
 ] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     const snap = () => takeState(db, ['rt']);
     await expectExactRoundTrip(umzug, snap, {
       contracted: async (contracted) => {

@@ -34,7 +34,7 @@ describe('changeColumnType', function () {
 export default defineMigration({ changes: [changeColumnType({ table: 'users', column: 'id', type: 'bigint' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
 
     let maxId = ROWS;
     // Both application versions use `id`: an integer and a bigint accept the same values, so neither notices the change.
@@ -119,7 +119,7 @@ export default defineMigration({ changes: [changeColumnType({ table: 'users', co
 export default defineMigration({ changes: [changeColumnType({ table: 'products', column: 'price', type: 'bigint', up: 'round(price * 100)::bigint', down: 'price / 100.0' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
     let maxId = ROWS;
     const pick = () => 1 + Math.floor(Math.random() * maxId);
     const cents = () => Math.floor(Math.random() * 1_000_000);
@@ -205,7 +205,7 @@ export default defineMigration({ changes: [
 ] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     const snap = () => takeState(db, ['odd']);
     const before = await snap();
     await umzug.up();
@@ -235,7 +235,7 @@ export default defineMigration({ changes: [
 export default defineMigration({ changes: [changeColumnType({ table: 'gadgets', column: 'weight', type: 'bigint' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     const cols = async () => (await q<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'gadgets' ORDER BY 1`)).map((r) => r.column_name);
     const first = await umzug.up().then(() => null, (e: Error) => e);
     expect(String(first?.message)).to.match(/changeColumnType cannot carry what depends on public\.gadgets\.weight: view heavy_gadgets.*Nothing was changed/);
@@ -281,7 +281,7 @@ export default defineMigration({ changes: [
 ] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     await expectExactRoundTrip(umzug, () => takeState(db, ['rt']), {
       contracted: (contracted, before) => {
         const changed = diffSnapshots(before.schema, contracted.schema);

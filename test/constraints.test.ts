@@ -38,7 +38,7 @@ describe('addForeignKey / addCheck / addUnique: NOT VALID → VALIDATE under wri
   });
 
   const umzugFor = (dir: string): ZeroDowntimeUmzug =>
-    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, logger: silentLogger });
+    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
 
   it('adds a foreign key, a check and a unique constraint while writers run; no row ever violates a validated constraint; up → down → up is exact', async () => {
     const project = tempProject('cons');
@@ -159,7 +159,7 @@ export default defineMigration({ changes: [sql({
     const holder = await pgClient(url, 'reader');
     await holder.query('BEGIN');
     await holder.query('SELECT count(*) FROM docs'); // ACCESS SHARE: the ALTER has to wait
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, lock: { timeout: '100ms', maxAttempts: 40 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, lock: { timeout: '100ms', maxAttempts: 40 }, logger: silentLogger });
     let retries = 0;
     umzug.engine.subscribe((e) => {
       if (e.type === 'lock-retry') retries++;

@@ -31,7 +31,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'events', from:
   const instance = (wait: string) => {
     const k = knexFor(url);
     knexes.push(k);
-    return zeroDowntime({ knex: k, cwd: dir, backfill: { batchSize: 500, pause: 5 }, lock: { waitForMigrationLock: wait }, logger: silentLogger });
+    return zeroDowntime({ knex: k, cwd: dir, backfill: { batchSize: 500, pause: 5, canary: false }, lock: { waitForMigrationLock: wait }, logger: silentLogger });
   };
 
   it('exactly one migrates; the other waits for it and then finds nothing pending', async () => {

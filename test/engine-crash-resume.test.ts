@@ -60,7 +60,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
     ]);
     expect(beyond.rows[0]!.n).to.equal(0);
 
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500, canary: false }, logger: silentLogger });
     const batchesSeen: number[] = [];
     umzug.engine.subscribe((e) => {
       if (e.type === 'backfill') batchesSeen.push(e.progress.rowsDone);

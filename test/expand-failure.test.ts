@@ -77,7 +77,7 @@ export default defineMigration({ changes: [${change}] });
       },
     ];
     for (const c of cases) {
-      const umzug = zeroDowntime({ knex, cwd: project('preflight', c.file, c.change), contract: { after: 0 }, logger: silentLogger });
+      const umzug = zeroDowntime({ knex, cwd: project('preflight', c.file, c.change), contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
       await umzug.engine.state.ensure();
       const before = await state();
       const message = await failure(umzug.up());
@@ -89,7 +89,7 @@ export default defineMigration({ changes: [${change}] });
     }
     // Cleaned data passes the same preflight.
     await knex.raw(`UPDATE items SET code = '0' WHERE code = 'abc'`);
-    const umzug = zeroDowntime({ knex, cwd: project('preflight-ok', cases[0]!.file, cases[0]!.change), contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project('preflight-ok', cases[0]!.file, cases[0]!.change), contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     expect((await umzug.up()).map((m) => m.name)).to.deep.equal([`${cases[0]!.file}:expand`]);
     await umzug.down();
     await umzug.close();
@@ -106,7 +106,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('bad-writes', file, `changeColumnType({ table: 'tickets', column: 'code', type: 'integer' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 500 },
+      backfill: { batchSize: 500, canary: false },
       logger: silentLogger,
       onEvent: (e: EngineEvent) => {
         if (e.type === 'step' && e.status === 'done') installed.on = true;
@@ -194,7 +194,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('derive-bad', file, `deriveColumn({ table: 'ratios', column: { name: 'ratio', type: 'int' }, from: ['a', 'b'], up: 'a / b' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 500 },
+      backfill: { batchSize: 500, canary: false },
       logger: silentLogger,
       onEvent: (e: EngineEvent) => {
         if (e.type === 'step' && e.status === 'done') installed.on = true;
@@ -266,7 +266,7 @@ export default defineMigration({ changes: [${change}] });
     await knex.raw(`INSERT INTO codes (code, note) SELECT g::text, 'c' || g FROM generate_series(1, 5000) g`);
     await knex.raw(`INSERT INTO codes (code, note) VALUES ('0042', 'dup')`);
     const file = '2026.12.01T12.00.00.codes-int.ts';
-    const umzug = zeroDowntime({ knex, cwd: project('undo', file, `changeColumnType({ table: 'codes', column: 'code', type: 'integer' })`), contract: { after: 0 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project('undo', file, `changeColumnType({ table: 'codes', column: 'code', type: 'integer' })`), contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
     await umzug.engine.state.ensure();
     const before = await state();
     const message = await failure(umzug.up());
@@ -292,7 +292,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('half', file, `changeColumnType({ table: 'parts', column: 'qty', type: 'integer' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 1000, adaptive: false },
+      backfill: { batchSize: 1000, adaptive: false, canary: false },
       logger: silentLogger,
     });
     await umzug.engine.state.ensure();

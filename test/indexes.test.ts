@@ -37,7 +37,7 @@ describe('addIndex / dropIndex: CONCURRENTLY, with writers, round trip, failed b
   });
 
   const umzugFor = (dir: string): ZeroDowntimeUmzug =>
-    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, logger: silentLogger });
+    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
 
   it('builds and drops indexes concurrently while old and new writers insert, update and delete, every index complete at every point', async () => {
     await knex.raw(`CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL DEFAULT 'anon', email text)`);
@@ -200,7 +200,7 @@ export default defineMigration({ changes: [addIndex({ table: 'taken', columns: [
 export default defineMigration({ changes: [addIndex({ table: 'busy', columns: ['v'] })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, lock: { timeout: '200ms', maxAttempts: 40 }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { canary: false }, lock: { timeout: '200ms', maxAttempts: 40 }, logger: silentLogger });
     const retries: string[] = [];
     umzug.engine.subscribe((e) => {
       if (e.type === 'lock-retry') retries.push(e.retry.code);

@@ -13,12 +13,12 @@ import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startFerret, stopFerret } from './support/mongo.js';
 
-const DOCS = 50_000;
+const DOCS = 10_000;
 const MONGO_DB = testDatabaseName('mongo_backfill');
 
 type Doc = Record<string, unknown>;
 
-describe('mongoToPostgres: 50k documents with odd types through `umzug up`', function () {
+describe('mongoToPostgres: 10k documents with odd types through `umzug up`', function () {
   this.timeout(300_000);
   let url: string;
   let knex: Knex;

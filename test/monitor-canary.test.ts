@@ -254,7 +254,7 @@ describe('monitor: a canary breach with autoRollback reverts the in-flight chang
     url = await freshDatabase('monitor_canary_rollback');
     knex = knexFor(url);
     await knex.raw(`CREATE TABLE orders (id bigserial PRIMARY KEY, ref text NOT NULL)`);
-    await knex.raw(`INSERT INTO orders (ref) SELECT 'order ' || g FROM generate_series(1, 40000) g`);
+    await knex.raw(`INSERT INTO orders (ref) SELECT 'order ' || g FROM generate_series(1, 100000) g`);
     await knex.raw('ANALYZE orders');
   });
 

@@ -32,7 +32,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'users', from: 
       cwd: project.dir,
       migrations: 'migrations/*.ts',
       contract: { after: 0 },
-      backfill: { batchSize: 2000 },
+      backfill: { batchSize: 2000, canary: false },
       logger: silentLogger,
     });
   });

@@ -38,7 +38,7 @@ describe('splitTable / mergeTables: triggers both ways, copy backfill, verify, c
   });
 
   const umzugFor = (dir: string): ZeroDowntimeUmzug =>
-    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { batchSize: 1000 }, logger: silentLogger });
+    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { batchSize: 1000, canary: false }, logger: silentLogger });
   const snap = (schemas: string[]) => takeState(db, schemas);
   const count = async (sql: string) => Number((await knex.raw<{ rows: { n: string }[] }>(sql)).rows[0]!.n);
   const stopAll = (ws: LoopWriter[]) => Promise.all(ws.splice(0).map((w) => w.stop()));
@@ -356,7 +356,7 @@ export default defineMigration({ changes: [
 export default defineMigration({ changes: [mergeTables({ from: ['orders_head', 'orders_extra'], into: 'orders_all', key: ['id'] })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500, adaptive: false }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500, adaptive: false, canary: false }, logger: silentLogger });
     let batches = 0;
     const remove = umzug.engine.addBatchGuard(async () => {
       if (++batches === 5) throw new Error('stopped by the test');

@@ -24,7 +24,7 @@ describe('renameTable / createTable / dropTable', function () {
   });
 
   const umzugFor = (dir: string): ZeroDowntimeUmzug =>
-    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, logger: silentLogger });
+    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { canary: false }, logger: silentLogger });
   const snap = (schemas = ['public']) => takeState(db, schemas);
   const relkind = async (name: string) =>
     (await knex.raw<{ rows: { k: string | null }[] }>(`SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass(?)) AS k`, [name])).rows[0]!.k;
