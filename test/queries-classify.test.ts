@@ -66,7 +66,9 @@ describe('queries: the statement classifier shared by the query gate and the rel
       `SELECT ${applyConversion({ sql: 'lower(name)', param: 'name' }, '$1')}`,
       'INSERT INTO "public"."b" AS _zd_t ("id", "x") VALUES ($1, $2) ON CONFLICT ("id") DO UPDATE SET "x" = EXCLUDED."x" WHERE ROW(_zd_t."x") IS DISTINCT FROM ROW(EXCLUDED."x")',
       '/* umzug-zero-downtime monitor */ SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()',
-      ownEntrySql(keyProbeSql(users, id), '_zd_canary'),
+      keyProbeSql(users, id),
+      keyProbeSql(users, id, true),
+      ownEntrySql('SELECT * FROM "public"."users" WHERE "id" = $1', '_zd_canary'),
     ];
     for (const q of ours) expect(classifyStatement(q), q).to.equal('ours');
     // The state schema's tables are ours when the caller says which schema that is.
@@ -82,18 +84,23 @@ describe('queries: the statement classifier shared by the query gate and the rel
     expect(classifyStatement('')).to.equal('unparsed');
   });
 
-  it('the canary gets an entry of its own: a plain SELECT is wrapped in a `_zd_` CTE; locking reads, writes and broken text are left as they are', () => {
-    const probe = keyProbeSql(users, id);
-    const wrapped = ownEntrySql(probe, '_zd_canary');
-    expect(wrapped).to.equal(`WITH _zd_canary AS (\n${probe}\n) SELECT * FROM _zd_canary`);
+  it('the canary gets an entry of its own: a plain SELECT is wrapped in a `_zd_` CTE; locking reads, writes, broken text and our own probes are left as they are', () => {
+    const read = 'SELECT * FROM "public"."users" WHERE "id" = $1';
+    const wrapped = ownEntrySql(read, '_zd_canary');
+    expect(wrapped).to.equal(`WITH _zd_canary AS (\n${read}\n) SELECT * FROM _zd_canary`);
     expect(parseSqlSync(wrapped)).to.have.length(1);
     // A trailing line comment, or a semicolon, does not break the wrapper.
     expect(parseSqlSync(ownEntrySql('SELECT 1 -- the app’s ping', '_zd_canary'))).to.have.length(1);
     expect(ownEntrySql('SELECT 1;', '_zd_canary')).to.equal('WITH _zd_canary AS (\nSELECT 1\n) SELECT * FROM _zd_canary');
-    for (const keep of [keyProbeSql(users, id, true), 'UPDATE users SET name = name WHERE id = $1', 'SELECT 1; SELECT 2', 'SELEC 1', 'SELECT * INTO copy FROM users']) {
+    for (const keep of [`${read} FOR NO KEY UPDATE`, 'UPDATE users SET name = name WHERE id = $1', 'SELECT 1; SELECT 2', 'SELEC 1', 'SELECT * INTO copy FROM users', keyProbeSql(users, id)]) {
       expect(ownEntrySql(keep, '_zd_canary'), keep).to.equal(keep);
     }
-    expect(() => ownEntrySql(probe, 'canary')).to.throw(/not a _zd_ name/);
+    // The backfill's probes, read and locking, come in their own CTE and still parse as one statement.
+    for (const probe of [keyProbeSql(users, id), keyProbeSql(users, id, true)]) {
+      expect(probe).to.match(/^WITH _zd_canary AS \(SELECT \* FROM "public"\."users" WHERE/);
+      expect(parseSqlSync(probe)).to.have.length(1);
+    }
+    expect(() => ownEntrySql(read, 'canary')).to.throw(/not a _zd_ name/);
   });
 
   it('the relative triggers have no classifier of their own', () => {

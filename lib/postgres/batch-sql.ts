@@ -114,7 +114,9 @@ export function keysetRangeUpdateSql(
   conds.push(`(${changedPredicate(set, only)})`);
   const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
   const update = `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
-  if (!archiveKeys) return update;
+  // The unused `_zd_batch` CTE is never run; it gives the batch a pg_stat_statements entry the application's own
+  // UPDATE of the same shape cannot share (a repair after the cutover is not a "user" of the old column).
+  if (!archiveKeys) return `WITH _zd_batch AS (SELECT 1) ${update}`;
   // The INSERT's row count is the batch's: every row the UPDATE wrote is new to the archive (a range is walked once).
   return `WITH _zd_u AS (${update} RETURNING ${keys.map((k) => ident(k.name)).join(', ')})
 INSERT INTO ${qualified(archiveKeys.into)} (${archiveKeys.columns.map(ident).join(', ')}) SELECT * FROM _zd_u ON CONFLICT DO NOTHING`;
@@ -166,14 +168,24 @@ export function ctidRangeUpdateSql(table: TableName, set: readonly { column: str
 SELECT (SELECT count(*) FROM ${t} WHERE ${range})::int AS scanned, (SELECT count(*) FROM _zd_u)::int AS updated`;
 }
 
+/**
+ * The backfill's canary probes in a `_zd_canary` CTE: a pg_stat_statements entry of their own (a CTE's name is part of
+ * the query id; a comment or an alias is not), so the contract's query gate never counts them as the application's
+ * reads of a column it removes, and they never hide the application's identical read. A plain read's CTE is inlined
+ * (PostgreSQL 12+); the locking one is not, and still takes and waits for the row lock it must time.
+ */
+function ownProbe(select: string): string {
+  return `WITH _zd_canary AS (${select}) SELECT * FROM _zd_canary`;
+}
+
 /** A canary read by primary (or unique) key, the cheapest query an application makes on the table. $1… = the key. */
 export function keyProbeSql(table: TableName, keys: readonly KeyColumn[], lock = false): string {
-  return `SELECT * FROM ${qualified(table)} WHERE ${keyCompare(keys, '=', 1)}${lock ? ' FOR NO KEY UPDATE' : ''}`;
+  return ownProbe(`SELECT * FROM ${qualified(table)} WHERE ${keyCompare(keys, '=', 1)}${lock ? ' FOR NO KEY UPDATE' : ''}`);
 }
 
 /** A canary read by ctid, for tables without a key. $1 = a tid as text. */
 export function ctidProbeSql(table: TableName, lock = false): string {
-  return `SELECT * FROM ${qualified(table)} WHERE ctid = $1::tid${lock ? ' FOR NO KEY UPDATE' : ''}`;
+  return ownProbe(`SELECT * FROM ${qualified(table)} WHERE ctid = $1::tid${lock ? ' FOR NO KEY UPDATE' : ''}`);
 }
 
 /**

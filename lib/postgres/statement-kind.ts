@@ -86,7 +86,8 @@ export function isApplicationDataStatement(query: string, opts: { readonly state
  */
 export function ownEntrySql(sql: string, name: string): string {
   if (!/^_zd_[a-z0-9_]+$/.test(name)) throw new Error(`ownEntrySql: "${name}" is not a _zd_ name (lowercase letters, digits, _): isOwnStatement would not see it`);
-  if (!sqlParserReady()) return sql;
+  // Already an entry of ours (the probes batch-sql.ts builds come wrapped): wrapping again changes nothing but the text.
+  if (isOwnStatement(sql) || !sqlParserReady()) return sql;
   let stmts;
   try {
     stmts = parseSqlSync(sql);
