@@ -2,7 +2,9 @@ import type { Change, ResolveContext } from '../migration.js';
 import { dropConstraintIfExists, validateConstraint } from '../postgres/ddl.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { addForeignKeyNotValid, defaultObjectName, REFERENTIAL_ACTIONS, type ReferentialAction } from '../postgres/index-sql.js';
+import { tableInfo } from '../postgres/catalog.js';
 import { txStep } from './common.js';
+import { FOREIGN_KEY_NOT_VALID_ON_PARTITIONED, refusePartitioned } from './partitioned.js';
 import { checkOptions, NAME, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const addForeignKeySchema = {
@@ -66,10 +68,19 @@ export function addForeignKey(options: AddForeignKeyOptions): Change {
         { kind: 'constraint-absent', table: t, constraint: nameFor(t) },
       ];
     },
-    describe: (_catalog, ctx) => {
+    describe: (catalog, ctx) => {
       const t = table(ctx);
       const r = refTable(ctx);
       const name = nameFor(t);
+      const info = tableInfo(catalog, t);
+      if (info?.partitioning && info.partitioning.serverVersion < FOREIGN_KEY_NOT_VALID_ON_PARTITIONED) {
+        refusePartitioned(
+          info,
+          'addForeignKey',
+          `PostgreSQL ${Math.floor(info.partitioning.serverVersion / 10000)} cannot add a foreign key NOT VALID to a partitioned table (18 can), so it would be checked against every row under a lock that stops writes to all partitions`,
+          'On PostgreSQL 18 this change runs as on a plain table. Before 18: add the foreign key NOT VALID and VALIDATE it on each partition (sql()), then on the table, which adopts them.',
+        );
+      }
       return {
         summary: `add foreign key ${name}: ${tableLabel(t)} (${columns.join(', ')}) → ${tableLabel(r)} (${refColumns.join(', ')})`,
         expand: {

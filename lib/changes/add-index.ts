@@ -2,7 +2,10 @@ import type { Change, ResolveContext, Step } from '../migration.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { addConstraintUsingIndex, checkAccessMethod, createIndexConcurrently, defaultObjectName, dropIndexConcurrently } from '../postgres/index-sql.js';
 import { dropConstraintIfExists } from '../postgres/ddl.js';
+import { tableInfo } from '../postgres/catalog.js';
+import { partitionedIndexProblem, specShape } from '../postgres/partitions.js';
 import { checkExpression, txStep } from './common.js';
+import { partitionedIndexSteps } from './partitioned-index.js';
 import { checkOptions, NAME, NAMES, SQL, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const addIndexSchema = {
@@ -71,9 +74,32 @@ export function addIndex(options: AddIndexOptions): Change {
           : []),
       ];
     },
-    describe: (_catalog, ctx) => {
+    describe: (catalog, ctx) => {
       const t = table(ctx);
       const name = nameFor(t);
+      const partitioning = tableInfo(catalog, t)?.partitioning;
+      if (partitioning) {
+        const problem = partitionedIndexProblem(t, partitioning, { unique, columns });
+        if (problem) {
+          throw new ChangeInputError(`addIndex: ${unique ? 'a unique index' : 'an index'} on (${columns.join(', ')}) cannot be built on the partitioned table ${tableLabel(t)}: ${problem}. Nothing was changed.`);
+        }
+        // A constraint's index is made by ADD CONSTRAINT itself on a partitioned table, so it has the constraint's name.
+        const steps = partitionedIndexSteps({
+          table: t,
+          partitioning,
+          name: constraint ?? name,
+          shape: specShape({ unique, columns, ...(using ? { using } : {}), ...(include ? { include } : {}), ...(where ? { where } : {}) }),
+          ...(constraint ? { constraint: { columns, ...(include ? { include } : {}) } } : {}),
+        });
+        const leaves = partitioning.partitions.filter((p) => p.kind === 'table').length;
+        return {
+          summary: `add ${unique ? 'unique ' : ''}index ${constraint ?? name} on the partitioned ${tableLabel(t)} (${columns.join(', ')})${constraint ? ' as a constraint' : ''}, one partition at a time (${leaves} partitions)`,
+          expand: { steps: steps.build },
+          contract: { steps: [] },
+          undoContract: { steps: [] },
+          undoExpand: { steps: steps.drop },
+        };
+      }
       const build: Step = {
         id: 'create-index',
         description: `build ${unique ? 'unique ' : ''}index ${name} on ${tableLabel(t)} concurrently`,

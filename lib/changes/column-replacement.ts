@@ -1,5 +1,5 @@
 import type { ChangeDescription, Statement, Step } from '../migration.js';
-import type { ColumnInfo, TableInfo } from '../postgres/catalog.js';
+import type { ColumnInfo, Partitioning, TableInfo } from '../postgres/catalog.js';
 import * as ddl from '../postgres/ddl.js';
 import {
   abandonArchiveFill,
@@ -41,6 +41,9 @@ import { ChangeInputError, ident, objectName, qualified, tableLabel, type TableN
 import { applyConversion, createConvertingSync, dropTrigger, type Conversion } from '../postgres/triggers.js';
 import { createTryFunction, dropTryFunction, guardedExpression, recordConversionError, tryCall } from '../postgres/conversion-errors.js';
 import { txStep } from './common.js';
+import { FOREIGN_KEY_NOT_VALID_ON_PARTITIONED, refusePartitioned, refuseSyncTriggerBefore13 } from './partitioned.js';
+import { attachedPartitionIndexes, partitionedIndexSteps, renamePartitionIndexes } from './partitioned-index.js';
+import { indexShape, partitionedIndexProblem, partitionIndexName } from '../postgres/partitions.js';
 
 /** A transactional step whose lock waits end before a writer's deadlock detector runs (see yieldToWriters). */
 export const lockStep = (id: string, description: string, statements: readonly Statement[]): Step =>
@@ -98,6 +101,8 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
     );
   }
   const att = columnAttachments(s.info, col, s.what);
+  refuseSyncTriggerBefore13(s.info, s.what);
+  refuseOnPartitioned(s.what, s.info, [col.name], att);
   // During a rollback of the contract the restored column needs a name of its own for a type change; a rename
   // restores C under its own name.
   const Z = K === C ? objectName('zd_restore', C) : C;
@@ -154,7 +159,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
       ...(mode === 'record' ? { conversionLog: { table: t, target: D, expression: upOfC } } : {}),
       steps: [
         lockStep('add-column-and-sync', `add ${D} ${s.dstType} beside ${C} with a two-way sync trigger`, [
-          refuseUncarriedDependents(t, C, known, s.what, { allowSequences: true, requirePlainTable: true }),
+          refuseUncarriedDependents(t, C, known, s.what, { allowSequences: true, requirePlainTable: !s.info.partitioning }),
           addColumnLike(t, D, s.dstType, C),
           copyCommentAndPrivileges(t, C, D),
           ...forwardSync,
@@ -190,7 +195,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           }),
           ddl.dropColumnIfExists(t, C),
           ...(K !== D ? [renameColumn(t, D, K)] : []),
-          ...renameObjects(t, att, tw),
+          ...renameObjects(t, att, tw, s.info.partitioning),
         ]),
         ...renameIncoming(att, tw, 'rename-fk'),
       ],
@@ -216,10 +221,11 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
           moveSequences(t, K, Z),
           ...(col.default != null ? [ddl.dropDefault(t, K), ddl.setDefault(t, Z, col.default)] : []),
           ...att.indexes.map((ix) => (ix.constraint ? dropConstraint(t, ix.constraint.name) : renameIndex(t.schema, ix.name, tw(ix.name)))),
+          ...renameBackPartitions(t, att, tw, s.info.partitioning),
           ...att.constraints.map((c) => renameConstraint(t, c.name, tw(c.name))),
           ...(K !== D ? [renameColumn(t, K, D)] : []),
           ...(Z !== C ? [renameColumn(t, Z, C)] : []),
-          ...renameObjects(t, att, rs),
+          ...renameObjects(t, att, rs, s.info.partitioning),
           ...forwardSync,
           ...dropArchive(archive, s.stateSchema),
         ]),
@@ -250,12 +256,63 @@ function renameColumn(t: TableName, from: string, to: string) {
   return { text: `ALTER TABLE ${qualified(t)} RENAME COLUMN ${ident(from)} TO ${ident(to)}` };
 }
 
-/** Built objects (named by `built`) take the original names; a unique index becomes its constraint again. */
-function renameObjects(t: TableName, att: ColumnAttachments, built: (n: string, table?: TableName) => string): Statement[] {
+/**
+ * Built objects (named by `built`) take the original names; a unique index becomes its constraint again. On a
+ * partitioned table each partition's index takes the name its original had too, so a swap and its undo give the
+ * schema back exactly.
+ */
+function renameObjects(t: TableName, att: ColumnAttachments, built: (n: string, table?: TableName) => string, partitioning?: Partitioning): Statement[] {
   return [
     ...att.indexes.map((ix) => (ix.constraint ? constraintUsingIndex(t, ix, built(ix.name)) : renameIndex(t.schema, built(ix.name), ix.name))),
+    ...(partitioning
+      ? att.indexes.flatMap((ix) => {
+          const original = attachedPartitionIndexes(partitioning, t, ix.name);
+          return renamePartitionIndexes(partitioning, (p) => partitionIndexName(built(ix.name), p.table), (p) => original.get(tableLabel(p.table)));
+        })
+      : []),
     ...att.constraints.map((c) => renameConstraint(t, built(c.name), c.name)),
   ];
+}
+
+/** The undo of renameObjects' partition renames: the live column's partition indexes go back to their built names. */
+function renameBackPartitions(t: TableName, att: ColumnAttachments, built: (n: string, table?: TableName) => string, partitioning?: Partitioning): Statement[] {
+  if (!partitioning) return [];
+  return att.indexes.flatMap((ix) => {
+    const original = attachedPartitionIndexes(partitioning, t, ix.name);
+    return renamePartitionIndexes(partitioning, (p) => original.get(tableLabel(p.table)), (p) => partitionIndexName(built(ix.name), p.table));
+  });
+}
+
+/**
+ * What a column swap, drop or restore cannot yet carry on a partitioned table, refused before anything runs: a
+ * primary key or unique constraint on the column (ADD CONSTRAINT … USING INDEX is refused on partitioned tables, and
+ * the swap adopts per-partition constraints only for addUnique so far), a foreign key of the column before
+ * PostgreSQL 18 (no NOT VALID there), and an index where a partition cannot have one (a foreign table).
+ */
+export function refuseOnPartitioned(what: string, info: TableInfo, columns: readonly string[], att: ColumnAttachments): void {
+  const p = info.partitioning;
+  if (!p) return;
+  const keyed = [{ table: info.table, columns: p.columns }, ...p.partitions.flatMap((x) => (x.key ? [{ table: x.table, columns: x.key.columns }] : []))].filter((k) =>
+    columns.some((c) => k.columns.includes(c)),
+  );
+  const why = [
+    ...keyed.map((k) => `its place in the partition key of ${tableLabel(k.table)} (${k.columns.join(', ')}): PostgreSQL cannot drop a partition key column, nor put another in its place`),
+    ...att.indexes.flatMap((ix) => (ix.constraint ? [`the ${ix.constraint.kind === 'p' ? 'primary key' : 'unique constraint'} ${ix.constraint.name} (on partitioned tables PostgreSQL cannot make an index built partition by partition a constraint with USING INDEX)`] : [])),
+    ...(p.serverVersion < FOREIGN_KEY_NOT_VALID_ON_PARTITIONED
+      ? att.constraints.filter((c) => c.kind === 'f').map((c) => `the foreign key ${c.name} (PostgreSQL ${Math.floor(p.serverVersion / 10000)} cannot add one NOT VALID to a partitioned table; 18 can)`)
+      : []),
+    ...(att.indexes.length > 0 ? [partitionedIndexProblem(info.table, p, { unique: false, columns: null })].filter((x): x is string => x !== null) : []),
+  ];
+  if (why.length > 0) {
+    refusePartitioned(
+      info,
+      what,
+      `${columns.join(', ')} ${columns.length > 1 ? 'have' : 'has'} what cannot be carried over safely there: ${[...new Set(why)].join('; ')}`,
+      keyed.length > 0
+        ? 'A partition key column cannot be replaced in place: move the rows into a new table partitioned as you want it (sql()), or leave the column as it is.'
+        : 'Drop it first (sql(), in an earlier migration) and build it again after the contract, or change the column with sql().',
+    );
+  }
 }
 
 /** Other tables' rebuilt foreign keys take the original names, each in a step that locks only its own table. */
@@ -301,6 +358,11 @@ function buildObjects(
   const indexes = att.indexes.filter((ix) => o.only === 'all' || ix.constraint !== null);
   for (const ix of indexes) {
     const name = o.name(ix.name);
+    if (s.info.partitioning) {
+      const shape = indexShape(rewriteIndexDefinition(ix.definition, C, o.target, name));
+      steps.push(...partitionedIndexSteps({ table: t, partitioning: s.info.partitioning, name, shape, idPrefix: `${p}-index-${ix.name}:` }).build);
+      continue;
+    }
     steps.push({
       id: `${p}-index-${ix.name}`,
       description: `build ${ix.name} on ${o.target} concurrently`,
@@ -334,7 +396,7 @@ function buildObjects(
  * is back and filled: NOT NULL (through a validated CHECK), CHECK and foreign-key constraints (NOT VALID, then
  * VALIDATE if they were), indexes CONCURRENTLY, and a unique index promoted to its constraint.
  */
-export function rebuildOriginals(t: TableName, cols: readonly ColumnInfo[], atts: readonly ColumnAttachments[], prefix: string): Step[] {
+export function rebuildOriginals(t: TableName, cols: readonly ColumnInfo[], atts: readonly ColumnAttachments[], prefix: string, partitioning?: Partitioning): Step[] {
   const steps: Step[] = [];
   for (const col of cols) {
     if (!col.notNull) continue;
@@ -350,6 +412,14 @@ export function rebuildOriginals(t: TableName, cols: readonly ColumnInfo[], atts
     if (c.validated) steps.push(lockStep(`${prefix}-con-${c.name}-validate`, `validate ${c.name}`, [ddl.validateConstraint(t, c.name)]));
   }
   for (const ix of once(atts.flatMap((a) => a.indexes))) {
+    if (partitioning && !ix.constraint) {
+      // refuseOnPartitioned has refused the constraints' indexes; each partition's index gets its original name back.
+      const original = attachedPartitionIndexes(partitioning, t, ix.name);
+      steps.push(
+        ...partitionedIndexSteps({ table: t, partitioning, name: ix.name, shape: indexShape(ix.definition), nameFor: (p) => original.get(tableLabel(p.table)) ?? partitionIndexName(ix.name, p.table), idPrefix: `${prefix}-index-${ix.name}:` }).build,
+      );
+      continue;
+    }
     const name = ix.constraint ? objectName('zd_rs', t.name, ix.name) : ix.name;
     steps.push({
       id: `${prefix}-index-${ix.name}`,

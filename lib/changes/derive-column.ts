@@ -23,7 +23,8 @@ import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabe
 import { createDeriveSync, dropTrigger } from '../postgres/triggers.js';
 import { checkFlagName } from '../flags/names.js';
 import { checkExpression, checkType } from './common.js';
-import { lockStep, rebuildOriginals } from './column-replacement.js';
+import { lockStep, rebuildOriginals, refuseOnPartitioned } from './column-replacement.js';
+import { refuseSyncTriggerBefore13 } from './partitioned.js';
 import { checkOptions, NAME, NAMES, ON_CONVERSION_ERROR, READ_FLAG, SQL, TABLE, TYPE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const deriveColumnSchema = {
@@ -100,6 +101,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
       const stateSchema = ctx.stateSchema ?? 'zero_downtime';
       const info = tableInfo(catalog, t);
       if (!info) throw new ChangeInputError(`deriveColumn: table ${tableLabel(t)} does not exist`);
+      refuseSyncTriggerBefore13(info, 'deriveColumn');
       const sources: ColumnInfo[] = from.map((f) => {
         const col = columnInfo(catalog, t, f);
         if (!col) throw new ChangeInputError(`deriveColumn: column ${JSON.stringify(f)} does not exist in ${tableLabel(t)}`);
@@ -165,6 +167,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
         if (att.incoming.length) refuse.push(`${s.name} is referenced by the foreign keys ${att.incoming.map((f) => f.name).join(', ')}`);
         return att;
       });
+      atts.forEach((att, i) => refuseOnPartitioned('deriveColumn', info, [sources[i]!.name], att));
       if (refuse.length) throw new ChangeInputError(`deriveColumn: cannot drop the sources of ${label}: ${refuse.join('; ')}. Nothing was changed. Keep the sources (dropSources: false) or change them first.`);
       const archive: ArchiveSpec = {
         archive: archiveName(stateSchema, 'derive', t, ...from),
@@ -216,7 +219,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
           },
           afterBackfill: [
             ...restoreDefaults,
-            ...rebuildOriginals(t, sources, atts, 'rs'),
+            ...rebuildOriginals(t, sources, atts, 'rs', info.partitioning),
             lockStep('drop-archive', `drop the archive ${tableLabel(archive.archive)}`, dropArchive(archive, stateSchema)),
           ],
           verify: { table: t, equal: [{ column: name, expression: up }] },

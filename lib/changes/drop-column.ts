@@ -18,7 +18,7 @@ import {
 } from '../postgres/archive.js';
 import { columnAttachments, lockTables, refuseUncarriedDependents } from '../postgres/column-attachments.js';
 import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
-import { lockStep, rebuildOriginals } from './column-replacement.js';
+import { lockStep, rebuildOriginals, refuseOnPartitioned } from './column-replacement.js';
 import { checkOptions, NAME, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const dropColumnSchema = {
@@ -72,6 +72,7 @@ export function dropColumn(options: DropColumnOptions): Change {
       if (col.generated) refuse('is a generated column; adding it back would rewrite the table under lock. Drop it with sql()');
       if (col.default?.includes('nextval(')) refuse(`owns the sequence behind its default ${col.default}, which would be dropped with it. Detach it first (ALTER SEQUENCE … OWNED BY NONE) or drop the column with sql()`);
       const att = columnAttachments(info, col, 'dropColumn');
+      refuseOnPartitioned('dropColumn', info, [column], att);
       if (att.incoming.length > 0) {
         refuse(`is referenced by the foreign keys ${att.incoming.map((f) => `${f.name} of ${tableLabel(f.table)}`).join(', ')}; drop them first (in an earlier migration)`);
       }
@@ -135,7 +136,7 @@ export function dropColumn(options: DropColumnOptions): Change {
             join: archiveJoin(archive),
           },
           afterBackfill: [
-            ...rebuildOriginals(t, [{ ...col, notNull: col.notNull && !relaxNotNull }], [att], 'rs'),
+            ...rebuildOriginals(t, [{ ...col, notNull: col.notNull && !relaxNotNull }], [att], 'rs', info.partitioning),
             lockStep('drop-archive', `drop the archive ${tableLabel(archive.archive)}`, dropArchive(archive, stateSchema)),
           ],
         },

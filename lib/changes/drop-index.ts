@@ -2,6 +2,8 @@ import type { Change, ResolveContext } from '../migration.js';
 import { tableInfo } from '../postgres/catalog.js';
 import { ChangeInputError, ident, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { dropIndexConcurrently, recreateIndexConcurrently } from '../postgres/index-sql.js';
+import { indexShape, partitionedIndexProblem, partitionIndexName } from '../postgres/partitions.js';
+import { attachedPartitionIndexes, partitionedIndexSteps } from './partitioned-index.js';
 import { checkOptions, NAME, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const dropIndexSchema = {
@@ -46,6 +48,30 @@ export function dropIndex(options: DropIndexOptions): Change {
         );
       }
       if (!info.valid) throw new ChangeInputError(`dropIndex: ${name} on ${tableLabel(t)} is INVALID (a failed concurrent build); drop it with sql() and DROP INDEX CONCURRENTLY. Nothing was changed.`);
+      const partitioning = tableInfo(catalog, t)?.partitioning;
+      if (partitioning) {
+        // Down builds it again partition by partition; refused now what that could not do, not at down.
+        const problem = partitionedIndexProblem(t, partitioning, { unique: false, columns: null });
+        if (problem) throw new ChangeInputError(`dropIndex: ${name} of the partitioned table ${tableLabel(t)} could not be built again by down: ${problem}. Nothing was changed.`);
+        // Each partition's index comes back under the name it had, so down gives back the schema exactly.
+        const original = attachedPartitionIndexes(partitioning, t, name);
+        const steps = partitionedIndexSteps({
+          table: t,
+          partitioning,
+          name,
+          shape: indexShape(info.definition),
+          nameFor: (p) => original.get(tableLabel(p.table)) ?? partitionIndexName(name, p.table),
+        });
+        return {
+          summary: `drop index ${t.schema}.${name} of the partitioned ${tableLabel(t)} (down builds it again one partition at a time)`,
+          expand: { steps: [] },
+          // A partitioned index cannot be dropped CONCURRENTLY: DROP INDEX takes ACCESS EXCLUSIVE on the table and
+          // every partition for the catalog update, under lock_timeout and retried like every step.
+          contract: { steps: steps.drop.slice(0, 1) },
+          undoContract: { steps: steps.build },
+          undoExpand: { steps: [] },
+        };
+      }
       return {
         summary: `drop index ${t.schema}.${name} of ${tableLabel(t)}`,
         expand: { steps: [] },

@@ -30,6 +30,41 @@ export interface TableInfo {
   readonly tableConstraints?: readonly ConstraintInfo[];
   /** Foreign keys (of this or other tables) that reference this table; absent in snapshots of older versions. */
   readonly referencingForeignKeys?: readonly ReferencingForeignKey[];
+  /**
+   * Set for a partitioned table only: its partition key and every partition below it. A change plans one step per
+   * partition from it, so it is part of the stored snapshot like the rest (absent for plain tables, and in snapshots
+   * taken by releases that did not read it).
+   */
+  readonly partitioning?: Partitioning;
+}
+
+export interface PartitionKey {
+  readonly strategy: 'range' | 'list' | 'hash';
+  /** Key columns in key order; null where the key is an expression. */
+  readonly columns: readonly (string | null)[];
+}
+
+export interface Partitioning extends PartitionKey {
+  /** server_version_num when read: what PostgreSQL allows on a partitioned table depends on it. */
+  readonly serverVersion: number;
+  /** Every partition below the table, depth first, each partitioned one before its own partitions. */
+  readonly partitions: readonly PartitionInfo[];
+}
+
+export interface PartitionInfo {
+  readonly table: TableName;
+  /** The table it is a partition of (the partitioned table itself, or a partition that is partitioned). */
+  readonly parent: TableName;
+  /** 1 for a partition of the table, 2 for a partition of one of those… */
+  readonly depth: number;
+  /** 'table' holds rows; 'partitioned' has partitions of its own; 'foreign' is a foreign table (it can have no index). */
+  readonly kind: 'table' | 'partitioned' | 'foreign';
+  /** pg_get_expr() of the bound: `FOR VALUES FROM (…) TO (…)`, `DEFAULT`… */
+  readonly bound: string;
+  /** The partition key of a partitioned partition. */
+  readonly key?: PartitionKey;
+  /** Its indexes: each with the index of its parent it is attached to (null when none). */
+  readonly indexes: readonly { readonly name: string; readonly parentIndex: string | null; readonly valid: boolean }[];
 }
 
 export interface ReferencingForeignKey {
@@ -100,8 +135,8 @@ export async function readCatalog(conn: Connection, tables: readonly TableName[]
   const out: Record<string, TableInfo> = {};
   const others: Record<string, string> = {};
   for (const table of tables) {
-    const rel = await conn.query<{ oid: number; reltuples: number }>(
-      `SELECT c.oid, c.reltuples::float8 AS reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    const rel = await conn.query<{ oid: number; reltuples: number; relkind: string }>(
+      `SELECT c.oid, c.reltuples::float8 AS reltuples, c.relkind::text AS relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
       [table.schema, table.name],
     );
@@ -154,8 +189,10 @@ export async function readCatalog(conn: Connection, tables: readonly TableName[]
         WHERE co.confrelid = $1 AND co.contype = 'f' ORDER BY n.nspname, c.relname, co.conname`,
       [relRow.oid],
     );
+    const partitioning = relRow.relkind === 'p' ? await readPartitioning(conn, relRow.oid) : null;
     out[tableLabel(table)] = {
       table,
+      ...(partitioning ? { partitioning } : {}),
       indexes: idx.rows,
       tableConstraints: cons.rows,
       referencingForeignKeys: refs.rows.map((r) => ({
@@ -165,7 +202,8 @@ export async function readCatalog(conn: Connection, tables: readonly TableName[]
         validated: r.validated,
         referencedColumns: r.cols,
       })),
-      estimatedRows: Math.max(0, Math.round(relRow.reltuples)),
+      // A partitioned table holds no rows itself: its estimate is the sum of its leaves' (one never analyzed counts 0).
+      estimatedRows: Math.max(0, Math.round(partitioning ? await partitionRows(conn, relRow.oid) : relRow.reltuples)),
       primaryKey: pk.rows.map((r) => r.name),
       columns: cols.rows.map((c) => ({
         name: c.name,
@@ -181,4 +219,75 @@ export async function readCatalog(conn: Connection, tables: readonly TableName[]
     };
   }
   return Object.keys(others).length > 0 ? { tables: out, others } : { tables: out };
+}
+
+const STRATEGIES: Readonly<Record<string, PartitionKey['strategy']>> = { r: 'range', l: 'list', h: 'hash' };
+
+interface PartitionRow {
+  schema: string;
+  name: string;
+  parent_schema: string;
+  parent_name: string;
+  depth: number;
+  relkind: string;
+  bound: string;
+  strategy: string | null;
+  key: (string | null)[] | null;
+  indexes: { name: string; parent: string | null; valid: boolean }[] | null;
+}
+
+const KEY_COLUMNS = (table: string) =>
+  `(SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_partitioned_table pk CROSS JOIN LATERAL unnest(pk.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+     LEFT JOIN pg_attribute a ON a.attrelid = pk.partrelid AND a.attnum = k.attnum WHERE pk.partrelid = ${table})`;
+
+/** The partition tree below a partitioned table, in the order its indexes must be built: parents before children. */
+async function readPartitioning(conn: Connection, oid: number): Promise<Partitioning> {
+  const top = await conn.query<{ strategy: string; key: (string | null)[]; version: number }>(
+    `SELECT pt.partstrat::text AS strategy, ${KEY_COLUMNS('pt.partrelid')} AS key, current_setting('server_version_num')::int AS version
+       FROM pg_partitioned_table pt WHERE pt.partrelid = $1`,
+    [oid],
+  );
+  const parts = await conn.query<PartitionRow>(
+    `WITH RECURSIVE tree AS (
+       SELECT i.inhrelid AS oid, i.inhparent AS parent, 1 AS depth, ARRAY[c.relname::text] AS path
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1
+       UNION ALL
+       SELECT i.inhrelid, i.inhparent, t.depth + 1, t.path || c.relname::text
+         FROM tree t JOIN pg_inherits i ON i.inhparent = t.oid JOIN pg_class c ON c.oid = i.inhrelid)
+     SELECT n.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema, p.relname AS parent_name, t.depth, c.relkind::text AS relkind,
+            pg_get_expr(c.relpartbound, c.oid) AS bound,
+            (SELECT pt.partstrat::text FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid) AS strategy,
+            CASE WHEN c.relkind = 'p' THEN ${KEY_COLUMNS('c.oid')} END AS key,
+            (SELECT json_agg(json_build_object('name', ic.relname, 'parent', pi.relname, 'valid', x.indisvalid) ORDER BY ic.relname)
+               FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+               LEFT JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid LEFT JOIN pg_class pi ON pi.oid = ii.inhparent
+              WHERE x.indrelid = c.oid) AS indexes
+       FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_class p ON p.oid = t.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+      ORDER BY t.path`,
+    [oid],
+  );
+  const row = top.rows[0]!;
+  return {
+    strategy: STRATEGIES[row.strategy]!,
+    columns: row.key,
+    serverVersion: row.version,
+    partitions: parts.rows.map((r) => ({
+      table: { schema: r.schema, name: r.name },
+      parent: { schema: r.parent_schema, name: r.parent_name },
+      depth: r.depth,
+      kind: r.relkind === 'p' ? 'partitioned' : r.relkind === 'f' ? 'foreign' : 'table',
+      bound: r.bound,
+      ...(r.relkind === 'p' && r.strategy ? { key: { strategy: STRATEGIES[r.strategy]!, columns: r.key ?? [] } } : {}),
+      indexes: (r.indexes ?? []).map((x) => ({ name: x.name, parentIndex: x.parent, valid: x.valid })),
+    })),
+  };
+}
+
+async function partitionRows(conn: Connection, oid: number): Promise<number> {
+  const r = await conn.query<{ n: number | null }>(
+    `SELECT sum(greatest(c.reltuples, 0))::float8 AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
+    [oid],
+  );
+  return r.rows[0]?.n ?? 0;
 }

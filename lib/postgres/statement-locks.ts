@@ -74,6 +74,15 @@ function statementLocks(stmt: Json): RequestedLock[] {
   switch (kind) {
     case 'AlterTableStmt': {
       const table = rangeVar(s.relation);
+      const cmds = ((s.cmds as unknown[] | undefined) ?? []).map((c) => obj(obj(c).AlterTableCmd));
+      if (str(s.objtype) === 'OBJECT_INDEX' && cmds.length === 1 && str(cmds[0]!.subtype) === 'AT_AttachPartition') {
+        // ALTER INDEX … ATTACH PARTITION: measured on PostgreSQL 15, the partition's index is locked ACCESS EXCLUSIVE
+        // (queries planning on that partition wait for the catalog update), the parent index SHARE UPDATE EXCLUSIVE.
+        return [
+          { relation: rangeVar(obj(obj(cmds[0]!.def).PartitionCmd).name), mode: 'AccessExclusiveLock', form: "ALTER INDEX … ATTACH PARTITION (the partition's index)" },
+          { relation: table, mode: 'ShareUpdateExclusiveLock', form: 'ALTER INDEX … ATTACH PARTITION (the parent index)' },
+        ];
+      }
       const out: RequestedLock[] = [];
       let mode: LockMode = 'AccessShareLock';
       const forms: string[] = [];

@@ -1,0 +1,137 @@
+import type { Statement, Step } from '../migration.js';
+import type { PartitionInfo, Partitioning } from '../postgres/catalog.js';
+import { tableLabel, type TableName } from '../postgres/identifiers.js';
+import { addConstraintUsingIndex, dropIndexConcurrently } from '../postgres/index-sql.js';
+import { renameIndex } from '../postgres/column-attachments.js';
+import {
+  addUniqueConstraintOnPartitioned,
+  attachPartitionIndex,
+  createIndexOnOnly,
+  createPartitionIndexConcurrently,
+  dropConstraintIfExists,
+  dropPartitionedIndex,
+  partitionIndexName,
+  partitionsOf,
+  requireIndexValid,
+  type IndexShape,
+} from '../postgres/partitions.js';
+import { txStep } from './common.js';
+
+/**
+ * The steps that build (and drop) one index of a partitioned table the safe way, one partition at a time (see
+ * lib/postgres/partitions.ts for the route). Every partition is a step of its own with an id derived from its name,
+ * so a run killed half-way resumes at the first partition not done, and `plan` lists each with its lock.
+ */
+export interface PartitionedIndex {
+  readonly table: TableName;
+  readonly partitioning: Partitioning;
+  /** The index on the partitioned table (for a constraint: the constraint's name, which its index takes). */
+  readonly name: string;
+  readonly shape: IndexShape;
+  /** The name of a partition's index; default partitionIndexName(). An index built again gets its original names. */
+  readonly nameFor?: (partition: PartitionInfo, parentIndex: string) => string;
+  /** Make it a UNIQUE constraint: each partition's index backs a constraint of its own, which the parent's adopts. */
+  readonly constraint?: { readonly columns: readonly string[]; readonly include?: readonly string[] };
+  /** Prefixed to every step id, for a change that builds several indexes. */
+  readonly idPrefix?: string;
+}
+
+export interface PartitionedIndexSteps {
+  readonly build: readonly Step[];
+  /** Undoes `build` from any point it stopped at: the parent's index first, then what a partition may have left. */
+  readonly drop: readonly Step[];
+}
+
+/**
+ * Each partition's index that is attached to `index` (directly, or through a partitioned partition's own), by
+ * partition (`schema.name`), as the snapshot saw them: what an index built again must be called to be the same.
+ */
+export function attachedPartitionIndexes(partitioning: Partitioning, table: TableName, index: string): ReadonlyMap<string, string> {
+  const at = new Map<string, string>([[tableLabel(table), index]]);
+  for (const p of partitioning.partitions) {
+    const parentIndex = at.get(tableLabel(p.parent));
+    const own = parentIndex === undefined ? undefined : p.indexes.find((x) => x.parentIndex === parentIndex);
+    if (own) at.set(tableLabel(p.table), own.name);
+  }
+  at.delete(tableLabel(table));
+  return at;
+}
+
+/**
+ * Renames, in one transaction's statements, every partition's index of `from` (named by `fromNames`) to its name under
+ * `to`: a column swap gives the partitions' indexes the names the originals had, and takes them back on its undo.
+ */
+export function renamePartitionIndexes(partitioning: Partitioning, fromNames: (p: PartitionInfo) => string | undefined, toNames: (p: PartitionInfo) => string | undefined): Statement[] {
+  return partitioning.partitions.flatMap((p) => {
+    const from = fromNames(p);
+    const to = toNames(p);
+    return from !== undefined && to !== undefined && from !== to && p.kind !== 'foreign' ? [renameIndex(p.table.schema, from, to)] : [];
+  });
+}
+
+export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexSteps {
+  const pre = o.idPrefix ?? '';
+  // Derived from the top index at every level: a sub-partition's name then reads as its own, not as a hash of a hash.
+  const nameFor = o.nameFor ?? ((p: PartitionInfo) => partitionIndexName(o.name, p.table));
+  const id = (p: PartitionInfo, what: string) => `${pre}partition:${tableLabel(p.table)}:${what}`;
+  const build: Step[] = [];
+  const drop: Step[] = [];
+  const top = { schema: o.table.schema, name: o.name };
+
+  const visit = (parent: TableName, parentIndex: TableName): { partition: TableName; constraint: string }[] => {
+    const adopted: { partition: TableName; constraint: string }[] = [];
+    for (const p of partitionsOf(o.partitioning, parent)) {
+      const index = { schema: p.table.schema, name: nameFor(p, parentIndex.name) };
+      const on = tableLabel(p.table);
+      if (p.kind === 'partitioned') {
+        if (o.constraint) {
+          const below = visit(p.table, index);
+          build.push(
+            txStep(id(p, 'constraint'), `add the UNIQUE constraint ${index.name} to ${on}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, index.name, o.constraint.columns, o.constraint.include, below)),
+          );
+          drop.push(txStep(id(p, 'drop'), `drop the UNIQUE constraint ${index.name} of ${on}, if left`, [dropConstraintIfExists(p.table, index.name)]));
+        } else {
+          build.push(txStep(id(p, 'create'), `create index ${index.name} on only ${on} (its partitions' indexes attach to it)`, [createIndexOnOnly(p.table, index.name, o.shape)]));
+          drop.push(txStep(id(p, 'drop'), `drop index ${index.name} of ${on}, if left`, [dropPartitionedIndex(index)]));
+          visit(p.table, index);
+          build.push(txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]));
+        }
+      } else {
+        build.push({
+          id: id(p, 'build'),
+          description: `build ${o.shape.unique ? 'unique ' : ''}index ${index.name} on partition ${on} concurrently`,
+          statements: [createPartitionIndexConcurrently(p.table, index.name, o.shape)],
+          transactional: false,
+          concurrentIndex: index,
+        });
+        if (o.constraint) {
+          build.push(txStep(id(p, 'constraint'), `make ${index.name} a UNIQUE constraint of ${on}`, [addConstraintUsingIndex(p.table, index.name, index.name)]));
+          drop.push({
+            id: id(p, 'drop'),
+            description: `drop the UNIQUE constraint and index ${index.name} of ${on}, if left`,
+            statements: [dropConstraintIfExists(p.table, index.name), dropIndexConcurrently(index.schema, index.name)],
+            transactional: false,
+          });
+        } else {
+          build.push(txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]));
+          drop.push({ id: id(p, 'drop'), description: `drop index ${index.name} of ${on} concurrently, if left`, statements: [dropIndexConcurrently(index.schema, index.name)], transactional: false });
+        }
+      }
+      adopted.push({ partition: p.table, constraint: index.name });
+    }
+    return adopted;
+  };
+
+  const label = tableLabel(o.table);
+  if (o.constraint) {
+    const below = visit(o.table, top);
+    build.push(
+      txStep(`${pre}add-constraint`, `add the UNIQUE constraint ${o.name} to ${label}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(o.table, o.name, o.constraint.columns, o.constraint.include, below)),
+    );
+    return { build, drop: [txStep(`${pre}drop-constraint`, `drop the UNIQUE constraint ${o.name} of ${label} with its partitions'`, [dropConstraintIfExists(o.table, o.name)]), ...drop] };
+  }
+  build.push(txStep(`${pre}create-index`, `create index ${o.name} on only ${label} (invalid until every partition's index is attached)`, [createIndexOnOnly(o.table, o.name, o.shape)]));
+  visit(o.table, top);
+  build.push(txStep(`${pre}check-index`, `check that ${o.name} is valid: every partition has its index attached`, [requireIndexValid(o.table, top)]));
+  return { build, drop: [txStep(`${pre}drop-index`, `drop index ${o.name} of ${label} with its partitions' indexes`, [dropPartitionedIndex(top)]), ...drop] };
+}

@@ -1,0 +1,378 @@
+// Partitioned tables (issue 19): indexes and unique constraints built one partition at a time (ON ONLY, each
+// partition's index CONCURRENTLY, ATTACH), and the column swaps whose indexes are rebuilt that way, under writers that
+// insert into and update every partition, up → down → up exact; a build killed in mid-partition and resumed; `plan`
+// listing each partition's step; and the refusals, before anything runs, of what cannot be done safely there.
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import type { Knex } from 'knex';
+import { zeroDowntime } from '../lib/index.js';
+import { buildPlan } from '../lib/ops/plan.js';
+import { schemaSnapshot } from '../lib/postgres/snapshot.js';
+import { runLifecycle, type LifecycleCase } from './support/lifecycle.js';
+import { pgClient, silentLogger, useTestDatabase } from './support/pg.js';
+import { tempProject } from './support/project.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Range by day, two partitions and a default one (named to break any unquoted SQL); the 2025 partition is itself
+ * partitioned by list of region, with a default of its own. 4 leaves, 5 partitions.
+ */
+const EVENTS = `CREATE TABLE events (id bigserial, created_at date NOT NULL, region text NOT NULL, name text, n integer NOT NULL DEFAULT 0,
+  PRIMARY KEY (id, created_at, region)) PARTITION BY RANGE (created_at);
+CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY LIST (region);
+CREATE TABLE events_2025_eu PARTITION OF events_2025 FOR VALUES IN ('eu');
+CREATE TABLE events_2025_rest PARTITION OF events_2025 DEFAULT;
+CREATE TABLE "p; drop table x" PARTITION OF events DEFAULT;
+INSERT INTO events (created_at, region, name) SELECT date '2024-01-01' + (g % 1000), CASE WHEN g % 3 = 0 THEN 'eu' ELSE 'us' END, 'n' || g FROM generate_series(1, 2000) g;`;
+
+const LEAVES = ['events_2024', 'events_2025_eu', 'events_2025_rest', 'p; drop table x'];
+
+const pick = (maxId: number) => 1 + Math.floor(Math.random() * maxId);
+/** A day in 2024, 2025 or 2026 (the default partition) and a region: every leaf gets rows. */
+const somewhere = (i: number): [string, string] => [`${2024 + (i % 3)}-0${1 + (i % 9)}-1${i % 10}`, (i >> 1) % 2 ? 'eu' : 'us'];
+const writes = (tag: string) => async (c: pg.Client, i: number, maxId: number) => {
+  if (i % 2) await c.query(`INSERT INTO events (created_at, region, name) VALUES ($1, $2, $3)`, [...somewhere(i), `${tag}-${randomUUID()}`]);
+  else await c.query(`UPDATE events SET name = $1, n = n + 1 WHERE id = $2`, [`${tag}-${randomUUID()}`, pick(maxId)]);
+};
+
+/** Each leaf's indexes attached to `parent` (by name), and whether `parent` is valid. */
+async function attached(knex: Knex, parent: string): Promise<{ valid: boolean; leaves: string[] }> {
+  const v = await knex.raw<{ rows: { valid: boolean }[] }>(`SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass(?)`, [parent]);
+  const leaves = await knex.raw<{ rows: { t: string }[] }>(
+    `SELECT x.indrelid::regclass::text AS t FROM pg_partition_tree(to_regclass(?)) p JOIN pg_index x ON x.indexrelid = p.relid
+      WHERE p.isleaf AND x.indisvalid ORDER BY 1`,
+    [parent],
+  );
+  return { valid: v.rows[0]?.valid ?? false, leaves: leaves.rows.map((r) => r.t.replace(/^"|"$/g, '')).sort() };
+}
+
+describe('partitioned tables: every index built one partition at a time, under writers in every partition', function () {
+  const CASES: Record<string, LifecycleCase> = {
+    addIndex: {
+      setup: EVENTS,
+      uses: ['addIndex'],
+      changes: `addIndex({ table: 'events', columns: ['name'], include: ['n'], where: 'n >= 0' })`,
+      oldApp: writes('o'),
+      newApp: writes('n'),
+      idOf: 'events',
+      rows: 2000,
+      afterExpand: async (knex) => {
+        // The old version wrote into every partition while the indexes were built.
+        const written = await knex.raw<{ rows: { t: string }[] }>(`SELECT DISTINCT tableoid::regclass::text AS t FROM events WHERE name LIKE 'o-%'`);
+        expect(written.rows.map((r) => r.t.replace(/^"|"$/g, '')).sort()).to.deep.equal([...LEAVES].sort());
+        expect(await attached(knex, 'events_name_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES].sort() });
+        await knex.raw(`SELECT bt_index_check(x.indexrelid, true) FROM pg_partition_tree('events_name_idx') p JOIN pg_index x ON x.indexrelid = p.relid WHERE p.isleaf`);
+      },
+    },
+    addUnique: {
+      setup: EVENTS,
+      uses: ['addUnique'],
+      changes: `addUnique({ table: 'events', columns: ['name', 'created_at', 'region'] })`,
+      oldApp: writes('o'),
+      newApp: async (c, i, maxId) => {
+        if (i % 2) {
+          await c.query(`INSERT INTO events (created_at, region, name) VALUES ($1, $2, $3) ON CONFLICT (name, created_at, region) DO NOTHING`, [...somewhere(i), `n-${randomUUID()}`]);
+        } else await c.query(`UPDATE events SET name = $1 WHERE id = $2`, [`n-${randomUUID()}`, pick(maxId)]);
+      },
+      idOf: 'events',
+      rows: 2000,
+      afterExpand: async (knex) => {
+        const con = await knex.raw<{ rows: { conname: string; t: string; parent: string | null }[] }>(
+          `SELECT co.conname, co.conrelid::regclass::text AS t, (SELECT p.conname FROM pg_constraint p WHERE p.oid = co.conparentid) AS parent
+             FROM pg_constraint co WHERE co.contype = 'u' AND co.connamespace = 'public'::regnamespace ORDER BY 2`,
+        );
+        // The parent's constraint adopted every partition's (and the sub-partitioned partition's own): nothing was built twice.
+        expect(con.rows.map((r) => [r.t.replace(/^"|"$/g, ''), r.parent === null ? null : 'attached']).sort()).to.deep.equal([
+          ['events', null], ['events_2024', 'attached'], ['events_2025', 'attached'], ['events_2025_eu', 'attached'], ['events_2025_rest', 'attached'], ['p; drop table x', 'attached'],
+        ]);
+        expect((await attached(knex, 'events_name_created_at_region_key')).valid).to.equal(true);
+      },
+    },
+    dropIndex: {
+      // PostgreSQL names the partitions' indexes itself here; down must give them back under those names.
+      setup: `${EVENTS}\nCREATE INDEX events_region_idx ON events (region, n);`,
+      uses: ['dropIndex'],
+      changes: `dropIndex({ table: 'events', name: 'events_region_idx' })`,
+      oldApp: writes('o'),
+      newApp: writes('n'),
+      idOf: 'events',
+      rows: 2000,
+    },
+    renameColumn: {
+      // The column's index is rebuilt on the new column partition by partition; the swap gives every partition's
+      // index its original name back.
+      setup: `${EVENTS}\nCREATE INDEX events_name_idx ON events (name) WHERE n >= 0;\nALTER TABLE events ADD CONSTRAINT events_name_len CHECK (length(name) < 100);`,
+      uses: ['renameColumn'],
+      changes: `renameColumn({ table: 'events', from: 'name', to: 'title' })`,
+      oldApp: writes('o'),
+      newApp: async (c, i, maxId) => {
+        if (i % 2) await c.query(`INSERT INTO events (created_at, region, title) VALUES ($1, $2, $3)`, [...somewhere(i), `n-${i}`]);
+        else await c.query(`UPDATE events SET title = $1 WHERE id = $2`, [`n-${i}`, pick(maxId)]);
+      },
+      invariant: `SELECT 'row ' || id || ': name and title differ' AS problem FROM events WHERE to_jsonb(events) ->> 'title' IS NOT NULL AND to_jsonb(events) ->> 'name' IS NOT NULL AND to_jsonb(events) ->> 'name' <> to_jsonb(events) ->> 'title'`,
+      idOf: 'events',
+      rows: 2000,
+      afterContract: async (knex) => {
+        expect(await attached(knex, 'events_name_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES].sort() });
+        const names = await knex.raw<{ rows: { relname: string }[] }>(`SELECT relname FROM pg_class WHERE relname LIKE '%name_idx' ORDER BY 1`);
+        expect(names.rows.map((r) => r.relname)).to.deep.equal(['events_2024_name_idx', 'events_2025_eu_name_idx', 'events_2025_name_idx', 'events_2025_rest_name_idx', 'events_name_idx', 'p; drop table x_name_idx']);
+      },
+    },
+    changeColumnType: {
+      setup: `${EVENTS}\nCREATE INDEX events_region_idx ON events (region, n);\nALTER TABLE events ADD CONSTRAINT events_n_sane CHECK (n >= 0);`,
+      uses: ['changeColumnType'],
+      changes: `changeColumnType({ table: 'events', column: 'n', type: 'bigint' })`,
+      oldApp: writes('o'),
+      newApp: async (c, i, maxId) => {
+        if (i % 2) await c.query(`INSERT INTO events (created_at, region, name, n) VALUES ($1, $2, $3, $4)`, [...somewhere(i), `n-${i}`, 1000 + (i % 100)]);
+        else await c.query(`UPDATE events SET n = n + 1 WHERE id = $1`, [pick(maxId)]);
+      },
+      invariant: `SELECT 'row ' || id || ': n and n__new differ' AS problem FROM events WHERE (to_jsonb(events) ->> 'n__new') <> n::text`,
+      idOf: 'events',
+      rows: 2000,
+    },
+    deriveColumn: {
+      // Contract drops the source, and its index with it; down puts both back (the index partition by partition).
+      setup: `${EVENTS}\nCREATE INDEX events_name_idx ON events (name);`,
+      uses: ['deriveColumn'],
+      changes: `deriveColumn({ table: 'events', column: { name: 'label', type: 'text' }, from: ['name'], up: "'<' || name || '>'", down: { name: 'substr(label, 2, length(label) - 2)' }, dropSources: true })`,
+      oldApp: writes('o'),
+      newApp: async (c, i, maxId) => {
+        if (i % 2) await c.query(`INSERT INTO events (created_at, region, label) VALUES ($1, $2, $3)`, [...somewhere(i), `<n-${i}>`]);
+        else await c.query(`UPDATE events SET label = $1 WHERE id = $2`, [`<n-${i}>`, pick(maxId)]);
+      },
+      invariant: `SELECT 'row ' || id || ': label is stale' AS problem FROM events WHERE to_jsonb(events) ? 'name' AND to_jsonb(events) ->> 'label' <> '<' || (to_jsonb(events) ->> 'name') || '>'`,
+      idOf: 'events',
+      rows: 2000,
+    },
+    dropColumn: {
+      // Down puts the column back and builds its index again partition by partition, under the original names.
+      setup: `${EVENTS}\nCREATE INDEX events_name_idx ON events (name);`,
+      uses: ['dropColumn'],
+      changes: `dropColumn({ table: 'events', column: 'name' })`,
+      oldApp: writes('o'),
+      newApp: async (c, i, maxId) => {
+        if (i % 2) await c.query(`INSERT INTO events (created_at, region) VALUES ($1, $2)`, [...somewhere(i)]);
+        else await c.query(`UPDATE events SET n = n + 1 WHERE id = $1`, [pick(maxId)]);
+      },
+      idOf: 'events',
+      rows: 2000,
+    },
+  };
+  for (const [name, c] of Object.entries(CASES)) {
+    it(`${name}: expand → contract → undo → again, exact, writers in every partition`, async () => {
+      const report = await runLifecycle(`part_${name}`, { ...c, setup: `CREATE EXTENSION IF NOT EXISTS amcheck;\n${c.setup}` });
+      expect(report.ops).to.be.greaterThan(20);
+    });
+  }
+});
+
+describe('partitioned tables: a build killed in mid-partition resumes at that partition', function () {
+  const t = useTestDatabase('part_resume', async ({ knex }) => {
+    await knex.raw(EVENTS);
+  });
+
+  it('keeps the partitions done, drops the INVALID leftover of the killed build and builds it again', async () => {
+    const project = tempProject('part-resume');
+    project.write(
+      '001.events-name.ts',
+      `import { defineMigration, addIndex } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [addIndex({ table: 'events', columns: ['name'] })] });
+`,
+    );
+    // A transaction holding a write in the second leaf makes that partition's build wait (CREATE INDEX CONCURRENTLY
+    // waits for every transaction that writes the table); the first leaf is done by then.
+    const holder = await pgClient(t.url, 'holder');
+    await holder.query('BEGIN');
+    await holder.query(`UPDATE events_2025_eu SET n = n + 1 WHERE id = (SELECT min(id) FROM events_2025_eu)`);
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, project.dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    const leftover = `zd_pi_events_2025_eu_events_name_idx`;
+    let seen = false;
+    for (let i = 0; i < 400 && !seen; i++) {
+      const r = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE starts_with(c.relname, ?) AND NOT i.indisvalid`, [leftover]);
+      seen = r.rows[0]!.n > 0;
+      if (!seen) await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(seen, `the second partition's build never started: ${stderr}`).to.equal(true);
+    child.kill('SIGKILL');
+    await exited;
+    // Without its client the killed build would wait on in the server until lock_timeout; end it now. Its INVALID
+    // index stays behind, as after a crash.
+    await t.knex.raw(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid()`);
+    await holder.query('COMMIT');
+    await holder.end();
+    const done = (await t.knex.raw<{ rows: { step_id: string }[] }>(`SELECT step_id FROM zero_downtime.steps ORDER BY 1`)).rows.map((r) => r.step_id);
+    expect(done).to.include.members(['create-index', 'partition:public.events_2024:build', 'partition:public.events_2024:attach']);
+    expect(done).to.not.include('partition:public.events_2025_eu:build');
+    const invalid = await t.knex.raw<{ rows: { relname: string }[] }>(`SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relkind = 'i'`);
+    expect(invalid.rows.map((r) => r.relname)).to.have.length(1);
+
+    const first = `SELECT c.oid::int AS oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'events_2024'::regclass AND starts_with(c.relname, 'zd_pi_')`;
+    const builtBefore = (await t.knex.raw<{ rows: { oid: number }[] }>(first)).rows;
+    expect(builtBefore).to.have.length(1);
+    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const steps: { step: string; status: string }[] = [];
+    umzug.engine.subscribe((e) => {
+      if (e.type === 'step') steps.push({ step: e.step, status: e.status });
+    });
+    await umzug.up();
+    // The partitions finished before the kill are skipped; the killed one starts again from its leftover.
+    const skipped = steps.filter((s) => s.status === 'skipped').map((s) => s.step);
+    expect(skipped[0]).to.match(/^create index events_name_idx on only public\.events/);
+    expect(skipped.slice(1)).to.satisfy((xs: string[]) => xs.some((x) => /^build index zd_pi_events_2024_\w+ on partition public\.events_2024/.test(x)));
+    expect(skipped.join('\n')).to.not.match(/events_2025_eu concurrently/);
+    expect(await attached(t.knex, 'events_name_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES].sort() });
+    // The first partition's index is the one built before the kill, not built again.
+    expect((await t.knex.raw<{ rows: { oid: number }[] }>(first)).rows).to.deep.equal(builtBefore);
+    const after = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_index WHERE NOT indisvalid`);
+    expect(after.rows[0]!.n).to.equal(0);
+    await umzug.down();
+    const left = await t.knex.raw<{ rows: { relname: string }[] }>(`SELECT c.relname FROM pg_class c WHERE c.relname LIKE '%name_idx%'`);
+    expect(left.rows).to.deep.equal([]);
+    await umzug.close();
+  });
+});
+
+describe('partitioned tables: a partition created after the change read the catalog', function () {
+  const t = useTestDatabase('part_late', async ({ knex }) => {
+    await knex.raw(EVENTS);
+  });
+
+  it('stops the build naming it, undoes the expand, and the next up builds on every partition', async () => {
+    const project = tempProject('part-late');
+    project.write('001.events-n.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['n'] })] });\n`);
+    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    // The change starts (its catalog is read and stored), then a partition appears before its first step runs: the
+    // parent's ON ONLY index does not reach it.
+    const entry = (await umzug.entries()).find((e) => e.name === '001.events-n.ts:expand')!;
+    const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
+    await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
+    await t.knex.raw(`CREATE TABLE events_2030 PARTITION OF events FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')`);
+    const error = await umzug.up().then(() => null, (e: Error) => e);
+    const undone = (error as { cause?: Error } | null)?.cause ?? error;
+    expect(undone?.name).to.equal('ExpandUndoneError');
+    expect(undone?.message).to.match(/the index "public"\."events_n_idx" of public\.events is not valid: the partitions events_2030 have no valid index attached/);
+    const left = await t.knex.raw<{ rows: { relname: string }[] }>(`SELECT relname FROM pg_class WHERE relname LIKE 'zd_pi_%' OR relname = 'events_n_idx'`);
+    expect(left.rows).to.deep.equal([]);
+    await umzug.up();
+    expect(await attached(t.knex, 'events_n_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES, 'events_2030'].sort() });
+    await umzug.close();
+  });
+});
+
+describe('partitioned tables: refused before anything runs, naming the partition and why', function () {
+  const t = useTestDatabase('part_refuse', async ({ knex }) => {
+    await knex.raw(EVENTS);
+    await knex.raw(`CREATE TABLE refd (id bigint PRIMARY KEY)`);
+  });
+
+  const refusal = async (changes: string, uses: string): Promise<string> => {
+    const project = tempProject('part-refuse');
+    project.write('001.x.ts', `import { defineMigration, ${uses} } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [${changes}] });\n`);
+    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const before = await schema();
+    const error = await umzug.up().then(() => null, (e: Error) => e);
+    await umzug.close();
+    expect(error, changes).to.not.equal(null);
+    expect(await schema(), 'nothing changed').to.deep.equal(before);
+    const state = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM zero_downtime.changes`).catch(() => ({ rows: [{ n: 0 }] }));
+    expect(state.rows[0]!.n).to.equal(0);
+    return String((error as { cause?: Error }).cause?.message ?? error!.message);
+  };
+  const schema = async () => t.db.withConnection((c) => schemaSnapshot(c, ['public']));
+
+  it('a unique index without the partition key, naming the key', async () => {
+    const m = await refusal(`addUnique({ table: 'events', columns: ['name'] })`, 'addUnique');
+    expect(m).to.match(/public\.events is partitioned by \(created_at\)/).and.match(/created_at is not among \(name\)/).and.match(/Nothing was changed/);
+  });
+
+  it('a unique index without a sub-partition\'s key, naming that partition and its key', async () => {
+    const m = await refusal(`addIndex({ table: 'events', columns: ['name', 'created_at'], unique: true })`, 'addIndex');
+    expect(m).to.match(/its partition public\.events_2025 is partitioned by \(region\)/).and.match(/region is not among \(name, created_at\)/);
+  });
+
+  it('a foreign partition, naming it', async function () {
+    const fdw = await t.knex.raw<{ rows: unknown[] }>(`SELECT 1 FROM pg_available_extensions WHERE name = 'file_fdw'`);
+    if (fdw.rows.length === 0) this.skip();
+    await t.knex.raw(`CREATE EXTENSION IF NOT EXISTS file_fdw; CREATE SERVER IF NOT EXISTS files FOREIGN DATA WRAPPER file_fdw;
+      CREATE TABLE logs (id bigint, at int) PARTITION BY RANGE (at);
+      CREATE TABLE logs_1 PARTITION OF logs FOR VALUES FROM (0) TO (10);
+      CREATE FOREIGN TABLE "logs; old" PARTITION OF logs FOR VALUES FROM (10) TO (20) SERVER files OPTIONS (filename '/dev/null')`);
+    const m = await refusal(`addIndex({ table: 'logs', columns: ['id'] })`, 'addIndex');
+    expect(m).to.match(/the partition public\.logs; old is a foreign table, which cannot have an index/);
+    const d = await refusal(`dropIndex({ table: 'events', name: 'events_pkey' })`, 'dropIndex');
+    expect(d).to.match(/implements the constraint/);
+  });
+
+  it('a foreign key NOT VALID on a partitioned table before PostgreSQL 18', async function () {
+    const v = Number((await t.knex.raw<{ rows: { v: string }[] }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+    if (v >= 180000) this.skip();
+    const m = await refusal(`addForeignKey({ table: 'events', columns: ['n'], references: { table: 'refd', columns: ['id'] } })`, 'addForeignKey');
+    expect(m).to.match(/partitioned/).and.match(/NOT VALID/).and.match(/Nothing was changed/);
+  });
+
+  it('a column swap of a partition key column, or of a column under a unique constraint', async () => {
+    const k = await refusal(`changeColumnType({ table: 'events', column: 'created_at', type: 'timestamptz' })`, 'changeColumnType');
+    expect(k).to.match(/^changeColumnType: public\.events \(partitions public\.events_2024, public\.events_2025, public\.events_2025_eu, public\.events_2025_rest, … 5 in all\) is partitioned, and created_at has what cannot be carried over safely there: its place in the partition key of public\.events \(created_at\)/);
+    await t.knex.raw(`ALTER TABLE events ADD CONSTRAINT events_name_uniq UNIQUE (name, created_at, region)`);
+    const u = await refusal(`renameColumn({ table: 'events', from: 'name', to: 'title' })`, 'renameColumn');
+    expect(u).to.match(/name has what cannot be carried over safely there: the unique constraint events_name_uniq/).and.match(/Nothing was changed/);
+  });
+});
+
+describe('partitioned tables: plan lists every partition as a step with its lock', function () {
+  const t = useTestDatabase('part_plan', async ({ knex }) => {
+    await knex.raw(EVENTS);
+  });
+
+  it('addIndex: the ON ONLY index, each leaf built CONCURRENTLY and attached, the sub-partitioned partition ON ONLY and attached', async () => {
+    const project = tempProject('part-plan');
+    project.write('001.x.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['name'] })] });\n`);
+    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const plan = await buildPlan(umzug);
+    await umzug.close();
+    const steps = plan.phases[0]!.changes[0]!.steps;
+    // Non-transactional steps: the lock PostgreSQL documents; the others measured in the rolled-back transaction, or,
+    // where an earlier step's index is missing there, requested by the statement (PostgreSQL's parser).
+    const lock = (s: (typeof steps)[number]) => {
+      const x = s.statements[s.statements.length - 1]!;
+      if (x.documentedLock) return `${x.documentedLock.mode} (documented)`;
+      const measured = x.effects?.locks.filter((l) => !/pg_|zero_downtime/.test(l.relation)).map((l) => `${l.mode} ${l.relation}`);
+      if (measured && measured.length > 0) return measured.join(', ');
+      return (x.requested ?? []).map((l) => `${l.mode} ${l.relation}`).join(', ');
+    };
+    const attach = /^AccessExclusiveLock public\.zd_pi_\w+, ShareUpdateExclusiveLock public\.(events_name_idx|zd_pi_events_2025_events_name_idx_\w+)$/;
+    const build = 'ShareUpdateExclusiveLock (documented)';
+    const expected: [string, boolean, string | RegExp][] = [
+      ['create-index', true, 'ShareLock public.events'],
+      ['partition:public.events_2024:build', false, build],
+      ['partition:public.events_2024:attach', true, attach],
+      ['partition:public.events_2025:create', true, 'ShareLock public.events_2025'],
+      ['partition:public.events_2025_eu:build', false, build],
+      ['partition:public.events_2025_eu:attach', true, attach],
+      ['partition:public.events_2025_rest:build', false, build],
+      ['partition:public.events_2025_rest:attach', true, attach],
+      ['partition:public.events_2025:attach', true, /./],
+      ['partition:public.p; drop table x:build', false, build],
+      ['partition:public.p; drop table x:attach', true, attach],
+      ['check-index', true, ''],
+    ];
+    expect(steps.map((s) => s.id)).to.deep.equal(expected.map((e) => e[0]));
+    for (const [i, s] of steps.entries()) {
+      const [, transactional, want] = expected[i]!;
+      expect(s.transactional, s.id).to.equal(transactional);
+      if (typeof want === 'string') expect(lock(s), s.id).to.equal(want);
+      else expect(lock(s), s.id).to.match(want);
+    }
+  });
+});
+
