@@ -1,19 +1,19 @@
 import { RULE_IDS } from './lint/rules.js';
 import type { BackfillOptions } from './backfill/keyset.js';
 import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
-import { resolveBackfillTuning } from './backfill/options.js';
+import { resolveBackfillTuning } from './config/backfill.js';
 import { parseDuration } from './db/duration.js';
 import { DEFAULT_LOCK_SAFETY, type LockSafetyOptions } from './engine/executor.js';
 import { DEFAULT_LEASE_TIMING, type LeaseTiming } from './engine/lease.js';
 import type { PoolingMode } from './db/db.js';
-import { resolveMonitorSettings } from './monitor/config.js';
+import { resolveMonitorSettings } from './config/monitor.js';
 import type { MonitorSettings } from './monitor/monitor.js';
-import { CONFIG_DEFAULTS, validateConfig, type ConfigFromSchema } from './config-schema.js';
+import { CONFIG_DEFAULTS, validateConfig, type ConfigFromSchema } from './config/schema.js';
 import { knexConnectionProblem } from './db/connection-check.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
 import type { KnexHistoryTable } from './postgres/knex-history.js';
 
-export type { LogFn, ZeroDowntimeLogger } from './config-schema.js';
+export type { LogFn, ZeroDowntimeLogger } from './config/schema.js';
 
 /** A duration option: "7d", "12h", "1h30m", "30s", "500ms", or a number of milliseconds. */
 export type Duration = string | number;

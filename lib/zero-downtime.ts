@@ -8,7 +8,7 @@ import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDownt
 import { withMigrationLock } from './engine/migration-lock.js';
 import { detectPooling } from './db/pooling.js';
 import { Db, type PoolingMode } from './db/db.js';
-import { Engine, type GateStatus } from './engine/runner.js';
+import { Engine, type GateStatus } from './runner.js';
 import { importModule } from './engine/import-module.js';
 import { isDefinedMigration } from './migration.js';
 import { ChangeInputError } from './postgres/identifiers.js';

@@ -4,7 +4,7 @@ import { changeColumnType, Db, deriveColumn, dropColumn, renameColumn, setNotNul
 import type { CatalogSnapshot } from '../lib/postgres/catalog.js';
 import { readCatalog } from '../lib/postgres/catalog.js';
 import type { Change, PhasePlan } from '../lib/migration.js';
-import type { EngineEvent } from '../lib/engine/runner.js';
+import type { EngineEvent } from '../lib/runner.js';
 import type { UmzugCLI } from 'umzug';
 import { createCli } from '../lib/cli/cli.js';
 import { addBackfillAction } from '../lib/cli/backfill.js';

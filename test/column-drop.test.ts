@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { ChangeInputError, Db, dropColumn, zeroDowntime } from '../lib/index.js';
 import { purgeArchives } from '../lib/public/ops.js';
-import { Engine } from '../lib/engine/runner.js';
+import { Engine } from '../lib/runner.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { startChecker, startLoop, type LoopWriter } from './support/column-writers.js';

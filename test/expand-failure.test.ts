@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { Db, zeroDowntime } from '../lib/index.js';
-import type { EngineEvent } from '../lib/engine/runner.js';
+import type { EngineEvent } from '../lib/runner.js';
 import { openTestDatabase, silentLogger } from './support/pg.js';
 import { startLoop, type LoopWriter } from './support/column-writers.js';
 import { tempProject } from './support/project.js';

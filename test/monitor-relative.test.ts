@@ -6,7 +6,7 @@ import type { MonitorEvent } from '../lib/monitor/monitor.js';
 import { MonitorStore } from '../lib/monitor/store.js';
 import { renderHtml } from '../lib/monitor/report.js';
 import { collectReport } from '../lib/ops/report.js';
-import { resolveThresholds } from '../lib/monitor/config.js';
+import { resolveThresholds } from '../lib/config/monitor.js';
 import {
   checkErrorRatio,
   checkQueryLatency,

@@ -1,7 +1,7 @@
 import { CommandLineAction, type CommandLineFlagParameter, type CommandLineIntegerParameter, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import type { UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
-import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
+import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../config/backfill.js';
 import { chooseDisplayMode, createDisplay } from './display.js';
 import type { Project } from '../ops/project.js';
 import { runBackfills } from '../ops/backfill.js';

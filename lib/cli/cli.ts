@@ -1,7 +1,7 @@
 import { CommandLineFlagParameter, CommandLineParser, type CommandLineStringParameter } from '@rushstack/ts-command-line';
 import { DownAction, ListAction, UpAction, type Umzug, type UmzugCLI } from 'umzug';
 import { BackfillInterrupted } from '../backfill/keyset.js';
-import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../backfill/options.js';
+import { CANARY_FLAG_HELP, PACE_FLAG_HELP, parseEmergencyFlags } from '../config/backfill.js';
 import type { CliProject } from '../ops/project.js';
 import { TemplateCreateAction } from './create.js';
 import { printJson, withJsonStdout } from './json-output.js';

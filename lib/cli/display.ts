@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import type { BackfillProgress } from '../backfill/keyset.js';
 import { writeJsonLine } from './json-output.js';
 import type { BackfillDisplay } from '../ops/backfill.js';
-import type { Engine } from '../engine/runner.js';
+import type { Engine } from '../runner.js';
 
 export type DisplayMode = 'bar' | 'lines' | 'json';
 

@@ -13,3 +13,15 @@ export function parseDuration(value: string | number, field: string): number {
   }
   throw new TypeError(`${field} must be a duration such as "7d", "12h", "30s", "500ms" or a number of milliseconds, got ${JSON.stringify(value)}`);
 }
+
+/** A duration for people: `3d 4h`, `2h 5m`, `1m 30s`, `45s`. */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  if (m > 0) return `${m}m ${s % 60}s`;
+  return `${s}s`;
+}

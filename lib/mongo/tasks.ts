@@ -1,6 +1,6 @@
 import type { MongoClient } from 'mongodb';
 import type { BackfillProgress } from '../backfill/keyset.js';
-import type { CopyStatus, Engine, Mover, MoverVerification, TaskContext } from '../engine/runner.js';
+import type { CopyStatus, Engine, Mover, MoverVerification, TaskContext } from '../runner.js';
 import type { PhaseName } from '../engine/state.js';
 import type { Change, PhasePlan, TaskSpec } from '../migration.js';
 import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.js';
-import type { Engine, EngineEvent } from '../engine/runner.js';
+import type { Engine, EngineEvent } from '../runner.js';
 import type { Change } from '../migration.js';
 import { keyProbeSql, ctidProbeSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { sampleProbeTargets, wakeMs } from '../backfill/canary.js';

@@ -1,5 +1,5 @@
 import { DEFAULT_CANARY } from '../backfill/keyset.js';
-import { formatDuration } from '../engine/runner.js';
+import { formatDuration } from '../db/duration.js';
 
 /** The monitor's defaults (the canary window's is the pacer's tail window): the code's, which the schema's descriptions show. */
 export const MONITOR_DEFAULTS = Object.freeze({ intervalMs: 50, baselineSamples: 30, timeoutMs: 2000, rebaselineAfterMs: 120_000, sampleEveryMs: 5000, relativeWindowMs: 10_000, relativeTop: 20 });

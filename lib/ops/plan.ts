@@ -1,6 +1,6 @@
 import type { Connection, SqlParam } from '../db/db.js';
 import { sqlState } from '../db/db.js';
-import { checkPreconditions, type GateStatus } from '../engine/runner.js';
+import { checkPreconditions, type GateStatus } from '../runner.js';
 import type { Change, PhasePlan, Step } from '../migration.js';
 import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
 import { ident, qualified, tableLabel } from '../postgres/identifiers.js';

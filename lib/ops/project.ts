@@ -1,7 +1,7 @@
 import type { MigrateDownOptions, MigrateUpOptions, MigrationMeta, Umzug } from 'umzug';
 import type { ResolvedConfig } from '../config.js';
 import type { Db, PoolingMode } from '../db/db.js';
-import type { Engine, GateStatus } from '../engine/runner.js';
+import type { Engine, GateStatus } from '../runner.js';
 import type { FlagStore } from '../flags/store.js';
 import type { Change } from '../migration.js';
 import type { Monitor } from '../monitor/monitor.js';

@@ -1,6 +1,6 @@
 import type { Db } from '../db/db.js';
 import { removedLabel, type RemovedStructure } from '../changes/removed.js';
-import { formatDuration } from '../engine/runner.js';
+import { formatDuration } from '../db/duration.js';
 import { ident } from '../postgres/identifiers.js';
 import { ownDb, pgStatStatements, type Pgss } from '../postgres/stat-statements.js';
 import { loadSqlParser } from '../postgres/sql-ast.js';

@@ -2,7 +2,7 @@ import type { Project, MigrationEntry } from './project.js';
 import { removedByChange, removedLabel, type RemovedStructure } from '../changes/removed.js';
 import { globBase } from '../config.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
-import { checkPreconditions } from '../engine/runner.js';
+import { checkPreconditions } from '../runner.js';
 import { readCatalog, type CatalogSnapshot } from '../postgres/catalog.js';
 import { loadSqlParser } from '../postgres/sql-ast.js';
 import { listSourceFiles, scanFiles, type RefFinding, type ScanCache } from '../refs/scan.js';

@@ -1,6 +1,6 @@
 import type { Project } from './project.js';
 import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from '../monitor/status.js';
-import type { CopyStatus } from '../engine/runner.js';
+import type { CopyStatus } from '../runner.js';
 import { migrationLockHolder } from '../engine/migration-lock.js';
 import { formatQueryUsers, queryUsers, type QueryUsersReport } from './queries.js';
 

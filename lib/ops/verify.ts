@@ -1,5 +1,5 @@
 import type { Project } from './project.js';
-import type { MoverRunOptions, SourceCounts } from '../engine/runner.js';
+import type { MoverRunOptions, SourceCounts } from '../runner.js';
 
 export interface VerifiedChange {
   readonly migration: string;

@@ -1,5 +1,5 @@
 import type { Statement } from '../db/db.js';
-import type { BackfillJoin, BackfillSpec } from '../migration.js';
+import type { BackfillJoin, BackfillSpec } from './specs.js';
 import { doBlock } from './column-attachments.js';
 import { ident, literal, objectName, qualified, tableLabel, type TableName, dollarQuote } from './identifiers.js';
 

@@ -1,4 +1,4 @@
-import type { BackfillJoin, BackfillSpec } from '../migration.js';
+import type { BackfillJoin, BackfillSpec } from './specs.js';
 import { ident, qualified, type TableName } from './identifiers.js';
 
 /** A key column with its type as format_type() printed it; values cross the wire as text and are cast back. */

@@ -1,4 +1,4 @@
-import type { PreflightCheck } from '../migration.js';
+import type { PreflightCheck } from './specs.js';
 import type { KeyColumn } from './batch-sql.js';
 import { ident, qualified, dollarQuote } from './identifiers.js';
 

@@ -1,5 +1,5 @@
 import type { Statement } from '../db/db.js';
-import type { CopySpec, MirrorSpec } from '../migration.js';
+import type { CopySpec, MirrorSpec } from './specs.js';
 import type { KeyColumn } from './batch-sql.js';
 import { ident, literal, qualified, type TableName, dollarQuote } from './identifiers.js';
 

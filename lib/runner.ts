@@ -1,16 +1,17 @@
-import { runKeysetBackfill, DEFAULT_BACKFILL, type BackfillOptions, type BackfillProgress } from '../backfill/keyset.js';
-import type { BackfillSpec, Change, ChangeDescription, PhasePlan, Precondition, ResolveContext, Step, TaskSpec } from '../migration.js';
-import type { ThrottleEvent } from '../backfill/throttle.js';
-import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
-import { ChangeInputError, tableLabel, type TableName } from '../postgres/identifiers.js';
-import type { KeyColumn } from '../postgres/batch-sql.js';
-import { verifyConsistency, type VerifyResult } from '../verify/consistency.js';
-import type { Db } from '../db/db.js';
-import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './executor.js';
-import { StateStore, type PhaseName } from './state.js';
-import type { KnexHistoryTable } from '../postgres/knex-history.js';
-import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './preflight.js';
-import { VerificationFailedError, ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { runKeysetBackfill, DEFAULT_BACKFILL, type BackfillOptions, type BackfillProgress } from './backfill/keyset.js';
+import type { BackfillSpec, Change, ChangeDescription, PhasePlan, Precondition, ResolveContext, Step, TaskSpec } from './migration.js';
+import type { ThrottleEvent } from './backfill/throttle.js';
+import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from './postgres/catalog.js';
+import { ChangeInputError, tableLabel, type TableName } from './postgres/identifiers.js';
+import type { KeyColumn } from './postgres/batch-sql.js';
+import { verifyConsistency, type VerifyResult } from './verify/consistency.js';
+import type { Db } from './db/db.js';
+import { formatDuration } from './db/duration.js';
+import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './engine/executor.js';
+import { StateStore, type PhaseName } from './engine/state.js';
+import type { KnexHistoryTable } from './postgres/knex-history.js';
+import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './engine/preflight.js';
+import { VerificationFailedError, ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
 
 export type EngineEvent =
   | { readonly type: 'step'; readonly migration: string; readonly changeIndex: number; readonly phase: PhaseName; readonly step: string; readonly status: 'done' | 'skipped' }
@@ -670,16 +671,6 @@ export function checkPreconditions(snapshot: CatalogSnapshot, preconditions: rea
 
 const RELKIND_WORDS: Readonly<Record<string, string>> = { r: 'a table', p: 'a partitioned table', v: 'a view', m: 'a materialized view', i: 'an index', I: 'a partitioned index', S: 'a sequence', f: 'a foreign table', c: 'a composite type' };
 
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${m}m`;
-  if (m > 0) return `${m}m ${s % 60}s`;
-  return `${s}s`;
-}
 
 /** A phase that runs nothing: no step (before or after a backfill), no backfill, no task, no verification. */
 export function isEmptyPhase(p: PhasePlan): boolean {

@@ -1,6 +1,6 @@
-import type { ConfigFromSchema } from '../config-schema.js';
+import type { ConfigFromSchema } from './schema.js';
 import { parseDuration } from '../db/duration.js';
-import { DEFAULT_BACKFILL, type BackfillOptions } from './keyset.js';
+import { DEFAULT_BACKFILL, type BackfillOptions } from '../backfill/keyset.js';
 
 /** The `backfill` keys of the config (batchSize, pause and the tuning of the adaptive sizer, workers, throttle and canary): derived from CONFIG_SCHEMA. */
 export type BackfillTuning = NonNullable<ConfigFromSchema['backfill']>;

@@ -1,13 +1,13 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 import type { Knex } from 'knex';
-import { DEFAULT_BACKFILL, DEFAULT_CANARY } from './backfill/keyset.js';
-import type { HealthCheck } from './backfill/throttle.js';
-import type { DeepReadonly } from './changes/options.js';
-import { DEFAULT_LOCK_SAFETY } from './engine/executor.js';
-import { DEFAULT_LEASE_TIMING } from './engine/lease.js';
-import type { EngineEvent } from './engine/runner.js';
-import { DEFAULT_THRESHOLDS, MONITOR_DEFAULTS } from './monitor/thresholds.js';
+import { DEFAULT_BACKFILL, DEFAULT_CANARY } from '../backfill/keyset.js';
+import type { HealthCheck } from '../backfill/throttle.js';
+import type { DeepReadonly } from '../changes/options.js';
+import { DEFAULT_LOCK_SAFETY } from '../engine/executor.js';
+import { DEFAULT_LEASE_TIMING } from '../engine/lease.js';
+import type { EngineEvent } from '../runner.js';
+import { DEFAULT_THRESHOLDS, MONITOR_DEFAULTS } from '../monitor/thresholds.js';
 
 /**
  * The JSON Schema of `zeroDowntime(config)` / umzug.config.{ts,js,mjs}: the one description of every option. Its

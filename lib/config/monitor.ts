@@ -1,8 +1,8 @@
 import { DEFAULT_CANARY } from '../backfill/keyset.js';
-import type { ConfigFromSchema } from '../config-schema.js';
+import type { ConfigFromSchema } from './schema.js';
 import { parseDuration } from '../db/duration.js';
-import type { MonitorSettings } from './monitor.js';
-import { DEFAULT_THRESHOLDS, defaultThresholds, MONITOR_DEFAULTS, type CanaryBudget, type ResolvedThresholds } from './thresholds.js';
+import type { MonitorSettings } from '../monitor/monitor.js';
+import { DEFAULT_THRESHOLDS, defaultThresholds, MONITOR_DEFAULTS, type CanaryBudget, type ResolvedThresholds } from '../monitor/thresholds.js';
 
 /** `monitor` in the config (the canary and how often figures are recorded): its type, derived from CONFIG_SCHEMA. */
 export type MonitorConfig = NonNullable<ConfigFromSchema['monitor']>;
