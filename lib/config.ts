@@ -19,7 +19,7 @@ export type { LogFn, ZeroDowntimeLogger } from './config/schema.js';
 export type Duration = string | number;
 
 /**
- * `zeroDowntime(config)` / umzug.config.*: the type of CONFIG_SCHEMA (lib/config-schema.ts), derived from it with
+ * `zeroDowntime(config)` / umzug.config.*: the type of CONFIG_SCHEMA (lib/config/schema.ts), derived from it with
  * json-schema-to-ts, so an option is written once, there: its description, its default, what validates it.
  */
 export type ZeroDowntimeConfig = ConfigFromSchema;
@@ -84,7 +84,7 @@ export function checkKnexConnection(knex: ZeroDowntimeConfig['knex']): void {
  * defaults.
  */
 export function resolveConfig(config: ZeroDowntimeConfig): ResolvedConfig {
-  // Every option against the JSON Schema in config-schema.ts (ajv): unknown keys, types and bounds, named by their path.
+  // Every option against the JSON Schema in config/schema.ts (ajv): unknown keys, types and bounds, named by their path.
   validateConfig(config, (message) => new ConfigError(message));
   // What the schema cannot say (minBatchSize ≤ maxBatchSize, a lint rule's name) throws with the key's name.
   const wrap = <T>(field: string, f: () => T): T => {
