@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { BIN, cliProject, jsonOut, TSX } from './cli-support.js';
+import { BIN, cliProject, jsonOut } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
 
 describe('`create` never writes a runnable file with invented values', function () {
@@ -42,7 +42,7 @@ describe('`create` never writes a runnable file with invented values', function 
     // `script` gives the command a pseudo-terminal; the answers go to it as typed input.
     const onTerminal = (args: string[], answers: string) =>
       new Promise<{ code: number; out: string }>((resolve) => {
-        const cmd = [process.execPath, '--import', TSX, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+        const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
         const child = execFile('script', ['-qec', cmd, '/dev/null'], { cwd: p.dir, env: { ...process.env, DATABASE_URL: t.url } }, (err, stdout) =>
           resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }),
         );

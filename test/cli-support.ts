@@ -2,11 +2,10 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { LIB_INDEX } from './support/project.js';
+import { compiledBin, compiledIndex } from './support/compiled-lib.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const BIN = path.resolve(here, '../lib/cli/bin.ts');
+/** The real `umzug` bin, lib/ compiled (see compiled-lib.ts): run by plain node, as a user's project runs it. */
+export const BIN = compiledBin();
 // The project folder is elsewhere: tsx must be given by location, not by name.
 export const TSX = import.meta.resolve('tsx');
 
@@ -26,15 +25,17 @@ export interface CliProject {
 
 /**
  * A throwaway project that depends on umzug-zero-downtime the way a user's does: `node_modules/umzug-zero-downtime`
- * (here a shim re-exporting lib/index.ts, for `import` and `require`), so the files `umzug create` writes load as-is.
+ * (here a shim re-exporting the compiled lib/index, for `import` and `require`), so the files `umzug create` writes load as-is.
  */
 export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' }, databaseUrl: string): CliProject {
   const dir = mkdtempSync(path.join(os.tmpdir(), `zdt-${prefix}-`));
   const shim = path.join(dir, 'node_modules', 'umzug-zero-downtime');
   mkdirSync(shim, { recursive: true });
   writeFileSync(path.join(shim, 'package.json'), JSON.stringify({ name: 'umzug-zero-downtime', exports: { import: './index.mjs', require: './index.cjs' } }));
-  writeFileSync(path.join(shim, 'index.mjs'), `export * from ${JSON.stringify(LIB_INDEX)};\n`);
-  writeFileSync(path.join(shim, 'index.cjs'), `module.exports = require(${JSON.stringify(LIB_INDEX)});\n`);
+  // The same compiled lib/ as the bin's, for import and require alike (Node 20.19+ requires an ES module), so the
+  // project's migrations and the bin share one copy of every module.
+  writeFileSync(path.join(shim, 'index.mjs'), `export * from ${JSON.stringify(compiledIndex())};\n`);
+  writeFileSync(path.join(shim, 'index.cjs'), `module.exports = require(${JSON.stringify(compiledIndex())});\n`);
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `app-${prefix}`, private: true, type: pkg.type }));
   return {
     dir,
@@ -52,7 +53,7 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
       }
     },
     run(args, env = {}) {
-      const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], {
+      const child = spawn(process.execPath, [BIN, ...args], {
         cwd: dir,
         env: { ...process.env, DATABASE_URL: databaseUrl, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -81,7 +82,7 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
  * `output()` is stdout and stderr as they came so far.
  */
 export function spawnBin(cwd: string, url: string, args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', TSX, BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, DATABASE_URL: url, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stdout = '';
   let stderr = '';

@@ -4,12 +4,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { cliProject, jsonOut, TSX } from './cli-support.js';
+import { cliProject, jsonOut } from './cli-support.js';
 import { useTestDatabase } from './support/pg.js';
+import { compiledModule } from './support/compiled-lib.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const KNEX_CLI = path.resolve(here, '../node_modules/knex/bin/cli.js');
-const SOURCE = path.resolve(here, '../lib/knex-migration-source.ts');
+const SOURCE = compiledModule('knex-migration-source');
 const run = promisify(execFile);
 
 describe('zeroDowntimeMigrations(): `knex migrate:*` runs typed and plain migrations, and both histories agree', function () {
@@ -20,7 +21,8 @@ describe('zeroDowntimeMigrations(): `knex migrate:*` runs typed and plain migrat
     const { knex, url } = t;
     const p = cliProject('knex-source', { type: 'commonjs' }, url);
     for (const dep of ['knex', 'pg']) symlinkSync(path.resolve(path.dirname(KNEX_CLI), '../../', dep), path.join(p.dir, 'node_modules', dep));
-    // The library is TypeScript here: Knex's CLI runs under tsx, as the bin does (a user's project loads dist/).
+    // Knex's own CLI, by plain node: the knexfile and the migrations are JavaScript, and the library they require is
+    // the compiled one the bin runs (cli-support.ts).
     p.write(
       'knexfile.cjs',
       `const { zeroDowntimeMigrations } = require(${JSON.stringify(SOURCE)});
@@ -44,7 +46,7 @@ exports.down = function (knex) { return knex.schema.dropTable('products'); };
       `const { defineMigration, renameColumn } = require('umzug-zero-downtime');\nmodule.exports = defineMigration({ changes: [renameColumn({ table: 'products', from: 'title', to: 'name' })] });\n`,
     );
     const knexCli = async (...args: string[]) => {
-      const r = await run(process.execPath, ['--import', TSX, KNEX_CLI, '--knexfile', 'knexfile.cjs', ...args], { cwd: p.dir, env: { ...process.env, DATABASE_URL: url } });
+      const r = await run(process.execPath, [KNEX_CLI, '--knexfile', 'knexfile.cjs', ...args], { cwd: p.dir, env: { ...process.env, DATABASE_URL: url } });
       return r.stdout;
     };
     const q = async <R>(sql: string) => (await knex.raw<{ rows: R[] }>(sql)).rows;
