@@ -239,7 +239,7 @@ describe('column archives filled in batches; emergency rollback flags', function
         const [{ since }] = (await q<{ since: string }>(`SELECT now()::text AS since`)) as [{ since: string }];
         while (running) {
           const r = await q<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'SELECT * FROM "public"."emerg" WHERE%' OR application_name = 'umzug-zero-downtime canary') AND query_start > ?::timestamptz`,
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'WITH _zd_canary AS (SELECT * FROM "public"."emerg" WHERE%' OR application_name = 'umzug-zero-downtime canary') AND query_start > ?::timestamptz`,
             [since],
           );
           seen += r[0]!.n;

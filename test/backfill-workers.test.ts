@@ -126,7 +126,7 @@ describe('backfill workers and lost connections', function () {
         const r = await killer.query(
           `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
             WHERE application_name = $1 AND datname = current_database()
-              AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 AND a.datname = current_database() AND a.state = 'active' AND a.query LIKE 'UPDATE%items%')`,
+              AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 AND a.datname = current_database() AND a.state = 'active' AND a.query LIKE '%UPDATE%items%')`,
           [app],
         );
         if (r.rows[0].n > 0) terminated++;
