@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { addForeignKey, addIndex, addUnique, changeColumnType, deriveColumn, dropColumn, dropIndex, renameColumn, type Change } from '../lib/index.js';
+import { addCheck, addColumn, addForeignKey, addIndex, addUnique, changeColumnType, deriveColumn, dropColumn, dropIndex, dropTable, renameColumn, renameTable, setNotNull, splitTable, type Change } from '../lib/index.js';
 import type { PhasePlan } from '../lib/migration.js';
 import type { CatalogSnapshot, TableInfo } from '../lib/postgres/catalog.js';
 import { loadSqlParser, requestedLocksSync } from '../lib/postgres/statement-locks.js';
@@ -230,11 +230,62 @@ describe('plan tier: partitioned tables (no database)', () => {
       expect(refusal(deriveColumn({ table: 'events', column: { name: 'label', type: 'text' }, from: ['note'], up: 'upper(note)' }), pg12)).to.match(/^deriveColumn: .* PostgreSQL 12 cannot put its sync trigger/);
     });
 
+    it('a foreign key to a partitioned table before PostgreSQL 12, and splitTable (whose new table references its source)', () => {
+      const pg11 = (name: string) => withTable(name, (t) => ({ ...t, partitioning: { ...t.partitioning!, serverVersion: 110022 } }));
+      expect(refusal(addForeignKey({ table: 'counters', columns: ['id'], references: { table: 'sessions', columns: ['id'] } }), pg11('sessions'))).to.equal(
+        'addForeignKey: public.sessions (partitions public.sessions_0, public.sessions_1) is partitioned, and PostgreSQL 11 cannot make a foreign key that references a partitioned table (12 can). Nothing was changed. Upgrade to PostgreSQL 12 or later to reference public.sessions, or reference a table that is not partitioned.',
+      );
+      expect(ids(addForeignKey({ table: 'counters', columns: ['id'], references: { table: 'sessions', columns: ['id'] } }).describe(catalog, ctx).expand)).to.deep.equal(['add-foreign-key', 'validate']);
+      const split = () => splitTable({ from: 'sessions', to: 'session_users', columns: ['user_id'], key: ['id'] });
+      expect(refusal(split(), pg11('sessions'))).to.match(/^splitTable: public\.sessions \(partitions public\.sessions_0, public\.sessions_1\) is partitioned, and PostgreSQL 11 cannot make a foreign key that references a partitioned table \(12 can\)\. Nothing was changed\./);
+      expect(ids(split().describe(catalog, ctx).expand)).to.deep.equal(['create-table', 'sync']);
+    });
+
     it('a change started by a release that did not read partitions keeps the plan it started with', () => {
       const older = withTable('events', ({ partitioning: _dropped, ...t }) => t);
       expect(() => renameColumn({ table: 'events', from: 'note', to: 'remark' }).describe(older, ctx)).to.not.throw();
       expect(() => addIndex({ table: 'events', columns: ['note'] }).describe(older, ctx)).to.not.throw();
     });
+  });
+
+  it('addColumn, setNotNull, addCheck, renameTable: the plan of a plain table (PostgreSQL applies each statement to every partition)', () => {
+    const notNull = addColumn({ table: 'events', column: { name: 'slug', type: 'text', nullable: false, default: '' }, backfill: "'s-' || id" }).describe(catalog, ctx);
+    expect([...ids(notNull.expand), ...(notNull.expand.afterBackfill ?? []).map((s) => s.id)]).to.deep.equal(['add-column', 'add-not-null-check', 'validate-not-null', 'set-not-null']);
+    const nn = setNotNull({ table: 'events', column: 'note', default: 'none' }).describe(catalog, ctx);
+    expect((nn.expand.afterBackfill ?? []).map((s) => s.id)).to.deep.equal(['register-archive', 'add-check', 'validate-check']);
+    expect(ids(nn.contract)).to.deep.equal(['set-not-null']);
+    expect(ids(addCheck({ table: 'events', name: 'events_n_sane', check: 'n >= 0' }).describe(catalog, ctx).expand)).to.deep.equal(['add-check', 'validate']);
+    expect(ids(renameTable({ from: 'events', to: 'happenings' }).describe(catalog, ctx).expand)).to.deep.equal(['rename-with-view']);
+  });
+
+  it('dropTable: the partitions are moved into the state schema with the table (SET SCHEMA leaves them behind), after a check that they are the ones read; down moves them back', () => {
+    const d = dropTable({ table: 'events' }).describe(catalog, ctx);
+    const plain = (p: PhasePlan) => lines(p).filter((l) => !l.startsWith('  DO ') && !l.includes('column_archives'));
+    expect(plain(d.contract)).to.deep.equal([
+      'archive-table [tx]',
+      '  LOCK TABLE "public"."events" IN ACCESS EXCLUSIVE MODE  -- AccessExclusiveLock public.events',
+      '  ALTER TABLE "public"."events" RENAME TO "zd_dropped_public_events_92e07dd6"  -- AccessExclusiveLock public.events',
+      '  ALTER TABLE "public"."zd_dropped_public_events_92e07dd6" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_events_92e07dd6',
+      '  ALTER TABLE "public"."events_2024" RENAME TO "zd_dropped_public_events_2024_c90c1fb7"  -- AccessExclusiveLock public.events_2024',
+      '  ALTER TABLE "public"."zd_dropped_public_events_2024_c90c1fb7" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_events_2024_c90c1fb7',
+      '  ALTER TABLE "public"."events_2025" RENAME TO "zd_dropped_public_events_2025_c80c1e24"  -- AccessExclusiveLock public.events_2025',
+      '  ALTER TABLE "public"."zd_dropped_public_events_2025_c80c1e24" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_events_2025_c80c1e24',
+      '  ALTER TABLE "public"."events_2025_eu" RENAME TO "zd_dropped_public_events_2025_eu_e0b656fb"  -- AccessExclusiveLock public.events_2025_eu',
+      '  ALTER TABLE "public"."zd_dropped_public_events_2025_eu_e0b656fb" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_events_2025_eu_e0b656fb',
+      '  ALTER TABLE "public"."events_2025_rest" RENAME TO "zd_dropped_public_events_2025_rest_a298d593"  -- AccessExclusiveLock public.events_2025_rest',
+      '  ALTER TABLE "public"."zd_dropped_public_events_2025_rest_a298d593" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_events_2025_rest_a298d593',
+      '  ALTER TABLE "public"."p; drop table x" RENAME TO "zd_dropped_public_pdroptablex_55c96ccf"  -- AccessExclusiveLock public.p; drop table x',
+      '  ALTER TABLE "public"."zd_dropped_public_pdroptablex_55c96ccf" SET SCHEMA "zero_downtime"  -- AccessExclusiveLock public.zd_dropped_public_pdroptablex_55c96ccf',
+    ]);
+    // The check that the partitions are the five read comes right after the lock that keeps them so.
+    const check = d.contract.steps[0]!.statements[1]!.text;
+    expect(check).to.match(/^DO /).and.include(`VALUES ('public', 'events_2024'), ('public', 'events_2025'), ('public', 'events_2025_eu'), ('public', 'events_2025_rest'), ('public', 'p; drop table x')`);
+    expect(plain(d.undoContract).filter((l) => /events_2024|pdroptablex/.test(l))).to.deep.equal([
+      '  ALTER TABLE "zero_downtime"."zd_dropped_public_events_2024_c90c1fb7" SET SCHEMA "public"  -- AccessExclusiveLock zero_downtime.zd_dropped_public_events_2024_c90c1fb7',
+      '  ALTER TABLE "public"."zd_dropped_public_events_2024_c90c1fb7" RENAME TO "events_2024"  -- AccessExclusiveLock public.zd_dropped_public_events_2024_c90c1fb7',
+      '  ALTER TABLE "zero_downtime"."zd_dropped_public_pdroptablex_55c96ccf" SET SCHEMA "public"  -- AccessExclusiveLock zero_downtime.zd_dropped_public_pdroptablex_55c96ccf',
+      '  ALTER TABLE "public"."zd_dropped_public_pdroptablex_55c96ccf" RENAME TO "p; drop table x"  -- AccessExclusiveLock public.zd_dropped_public_pdroptablex_55c96ccf',
+    ]);
   });
 
   it('renameColumn: the column\'s index rebuilt partition by partition after the backfill; the swap gives every partition\'s index its original name', () => {

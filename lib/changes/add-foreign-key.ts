@@ -4,7 +4,7 @@ import { ChangeInputError, ident, objectName, resolveTable, tableLabel, type Tab
 import { addForeignKeyNotValid, defaultObjectName, REFERENTIAL_ACTIONS, type ReferentialAction } from '../postgres/index-sql.js';
 import { tableInfo } from '../postgres/catalog.js';
 import { txStep } from './common.js';
-import { FOREIGN_KEY_NOT_VALID_ON_PARTITIONED, refusePartitioned } from './partitioned.js';
+import { FOREIGN_KEY_NOT_VALID_ON_PARTITIONED, refusePartitioned, refuseReferenceBefore12 } from './partitioned.js';
 import { checkOptions, NAME, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const addForeignKeySchema = {
@@ -81,6 +81,7 @@ export function addForeignKey(options: AddForeignKeyOptions): Change {
           'On PostgreSQL 18 this change runs as on a plain table. Before 18: add the foreign key NOT VALID and VALIDATE it on each partition (sql()), then on the table, which adopts them.',
         );
       }
+      refuseReferenceBefore12(tableInfo(catalog, r), 'addForeignKey', `Upgrade to PostgreSQL 12 or later to reference ${tableLabel(r)}, or reference a table that is not partitioned.`);
       return {
         summary: `add foreign key ${name}: ${tableLabel(t)} (${columns.join(', ')}) → ${tableLabel(r)} (${refColumns.join(', ')})`,
         expand: {

@@ -37,11 +37,26 @@ export const createTableSchema = {
 export type CreateTableOptions = OptionsOf<typeof createTableSchema>;
 
 /**
+ * An option asking for a partitioned table gets an answer of its own rather than "not an option": its partitions, their
+ * bounds and what creates the next ones (pg_partman, a scheduled job) are more than createTable describes today.
+ */
+function refusePartitionOptions(options: unknown): void {
+  if (!options || typeof options !== 'object') return;
+  const asked = Object.keys(options).filter((k) => /^partition/i.test(k));
+  if (asked.length === 0) return;
+  throw new ChangeInputError(
+    `createTable: ${asked.join(', ')}: createTable cannot make a partitioned table yet. Nothing was changed. ` +
+      'Create it with sql() in a migration of its own (CREATE TABLE … PARTITION BY …, then its partitions): a new, empty table takes no lock any running query waits for. Once it exists, the other changes work on it as README.md\'s "Partitioned tables" says.',
+  );
+}
+
+/**
  * Creates a table. Nothing of the running version depends on it, so expand is one short transaction. `down` drops it
  * when it is still empty; if the new version already wrote rows, it is moved into the state schema instead, so they are
  * kept until purge.
  */
 export function createTable(options: CreateTableOptions): Change {
+  refusePartitionOptions(options);
   checkOptions(createTableSchema, options);
   const columns: ColumnDef[] = options.columns.map((c, i) => {
     const name = c.name;

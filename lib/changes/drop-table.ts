@@ -1,5 +1,6 @@
 import type { Change, ResolveContext, Step } from '../migration.js';
-import { tableInfo } from '../postgres/catalog.js';
+import { tableInfo, type TableInfo } from '../postgres/catalog.js';
+import { lockPartitionTree, requirePartitionsAsRead } from '../postgres/partitions.js';
 import { ChangeInputError, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { forgetArchive, registerTableArchiveSql, requireTableArchive, type TableArchiveKind } from '../postgres/archive.js';
 import { renameTable, setSchema } from '../postgres/table-ddl.js';
@@ -27,25 +28,39 @@ export function droppedTableArchive(t: TableName, stateSchema: string): TableNam
 
 /**
  * The step that moves a table into the state schema under its archive name (a catalog-only change: no rewrite, no
- * copy) and registers it for `umzug purge`. Used by dropTable and mergeTables.
+ * copy) and registers it for `umzug purge`. Used by dropTable and mergeTables. A partitioned table's partitions are
+ * separate tables that SET SCHEMA leaves where they are (still there to read and write): each goes too, under an
+ * archive name of its own, and purge's DROP TABLE of the table drops them with it.
  */
-export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: TableArchiveKind): Step {
+export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: TableArchiveKind, info?: TableInfo): Step {
   const archive = droppedTableArchive(t, stateSchema);
-  return txStep(id, `move ${tableLabel(t)} into ${tableLabel(archive)}`, [
+  const partitions = info?.partitioning?.partitions.map((p) => p.table) ?? [];
+  const what = `${kind === 'drop-table' ? 'dropTable' : 'mergeTables'} ${tableLabel(t)}`;
+  return txStep(id, `move ${tableLabel(t)}${info?.partitioning ? ` and its ${partitions.length} partitions` : ''} into ${tableLabel(archive)}`, [
+    ...(info?.partitioning ? [lockPartitionTree(t), requirePartitionsAsRead(t, partitions, what)] : []),
     renameTable(t, archive.name),
     setSchema({ schema: t.schema, name: archive.name }, archive.schema),
     { text: registerTableArchiveSql(archive.schema, archive.name, t, kind) },
+    ...partitions.flatMap((p) => {
+      const a = droppedTableArchive(p, stateSchema);
+      return [renameTable(p, a.name), setSchema({ schema: p.schema, name: a.name }, a.schema)];
+    }),
   ]);
 }
 
-/** The step that moves an archived table back; it refuses, changing nothing, when purge deleted the archive. */
-export function restoreTableStep(t: TableName, stateSchema: string, id: string, what: string): Step {
+/** The step that moves an archived table (and its partitions) back; it refuses, changing nothing, when purge deleted the archive. */
+export function restoreTableStep(t: TableName, stateSchema: string, id: string, what: string, info?: TableInfo): Step {
   const archive = droppedTableArchive(t, stateSchema);
-  return txStep(id, `move ${tableLabel(archive)} back to ${tableLabel(t)}`, [
+  const partitions = info?.partitioning?.partitions.map((p) => p.table) ?? [];
+  return txStep(id, `move ${tableLabel(archive)}${info?.partitioning ? ` and its ${partitions.length} partitions` : ''} back to ${tableLabel(t)}`, [
     requireTableArchive(archive.schema, archive.name, t, what),
     setSchema(archive, t.schema),
     renameTable({ schema: t.schema, name: archive.name }, t.name),
     forgetArchive(archive.schema, archive.name),
+    ...partitions.flatMap((p) => {
+      const a = droppedTableArchive(p, stateSchema);
+      return [setSchema(a, p.schema), renameTable({ schema: p.schema, name: a.name }, p.name)];
+    }),
   ]);
 }
 
@@ -63,7 +78,8 @@ export function dropTable(options: DropTableOptions): Change {
     preconditions: (ctx) => [{ kind: 'table-exists', table: table(ctx) }],
     describe: (catalog, ctx) => {
       const t = table(ctx);
-      const referencedBy = [...new Set((tableInfo(catalog, t)?.columns ?? []).flatMap((c) => c.referencedBy))];
+      const info = tableInfo(catalog, t);
+      const referencedBy = [...new Set((info?.columns ?? []).flatMap((c) => c.referencedBy))];
       if (referencedBy.length > 0) {
         throw new ChangeInputError(
           `dropTable: ${tableLabel(t)} is referenced by the foreign keys ${referencedBy.join(', ')} of other tables; archived, it would go on checking their rows. ` +
@@ -74,8 +90,8 @@ export function dropTable(options: DropTableOptions): Change {
       return {
         summary: `drop table ${tableLabel(t)} (archived as ${tableLabel(droppedTableArchive(t, stateSchema))} until purge)`,
         expand: { steps: [] },
-        contract: { steps: [archiveTableStep(t, stateSchema, 'archive-table', 'drop-table')] },
-        undoContract: { steps: [restoreTableStep(t, stateSchema, 'restore-table', `dropTable ${tableLabel(t)}`)] },
+        contract: { steps: [archiveTableStep(t, stateSchema, 'archive-table', 'drop-table', info)] },
+        undoContract: { steps: [restoreTableStep(t, stateSchema, 'restore-table', `dropTable ${tableLabel(t)}`, info)] },
         undoExpand: { steps: [] },
       };
     },

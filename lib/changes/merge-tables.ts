@@ -138,8 +138,8 @@ function describeMerge(
       },
     ],
   };
-  const archiveStep = (t: TableName, id: string): Step => archiveTableStep(t, stateSchema, id, 'merge-tables');
-  const restoreStep = (t: TableName, id: string): Step => restoreTableStep(t, stateSchema, id, `mergeTables into ${tableLabel(into)}`);
+  const archiveStep = (t: TableName, info: TableInfo, id: string): Step => archiveTableStep(t, stateSchema, id, 'merge-tables', info);
+  const restoreStep = (t: TableName, info: TableInfo, id: string): Step => restoreTableStep(t, stateSchema, id, `mergeTables into ${tableLabel(into)}`, info);
   return {
     summary: `merge ${tableLabel(a)} and ${tableLabel(b)} into ${tableLabel(into)}`,
     expand: {
@@ -162,14 +162,14 @@ function describeMerge(
       steps: [
         dropTriggers('into'),
         txStep('take-sequence', `let ${tableLabel(into)} own the sequence of ${tableLabel(a)}.${k0}`, [moveSerialOwnership(a, into, k0)]),
-        archiveStep(b, 'archive-b'),
-        archiveStep(a, 'archive-a'),
+        archiveStep(b, bi, 'archive-b'),
+        archiveStep(a, ai, 'archive-a'),
       ],
     },
     undoContract: {
       steps: [
-        restoreStep(a, 'restore-a'),
-        restoreStep(b, 'restore-b'),
+        restoreStep(a, ai, 'restore-a'),
+        restoreStep(b, bi, 'restore-b'),
         txStep('give-back-sequence', `give the sequence back to ${tableLabel(a)}.${k0}`, [moveSerialOwnership(into, a, k0)]),
         // Only the new version writes now (to `into`): its writes reach `a` and `b` through the trigger on `into` while
         // the batches put back what it wrote since the contract; the old version's triggers come once both agree.

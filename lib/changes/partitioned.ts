@@ -19,6 +19,16 @@ export function refuseSyncTriggerBefore13(info: TableInfo | undefined, what: str
 /** PostgreSQL 18 accepts a foreign key NOT VALID on a partitioned table; earlier versions refuse it. */
 export const FOREIGN_KEY_NOT_VALID_ON_PARTITIONED = 180000;
 
+/** PostgreSQL 12 accepts a foreign key that references a partitioned table; 11 refuses it. */
+export const FOREIGN_KEY_TO_PARTITIONED = 120000;
+
+/** Refuses a change whose foreign key would reference a partitioned table, which PostgreSQL before 12 cannot do. */
+export function refuseReferenceBefore12(info: TableInfo | undefined, what: string, instead: string): void {
+  const version = info?.partitioning?.serverVersion;
+  if (version === undefined || version >= FOREIGN_KEY_TO_PARTITIONED) return;
+  refusePartitioned(info, what, `PostgreSQL ${Math.floor(version / 10000)} cannot make a foreign key that references a partitioned table (12 can)`, instead);
+}
+
 /** `public.events (partitions public.events_2024, public.events_2025, … 5 in all)`, for refusals. */
 export function partitionedLabel(info: TableInfo): string {
   const parts = info.partitioning?.partitions ?? [];

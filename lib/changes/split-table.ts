@@ -4,6 +4,7 @@ import { ChangeInputError, ident, objectName, qualified, resolveTable, tableLabe
 import { copyTablePrivileges } from '../postgres/table-ddl.js';
 import { dropSyncTrigger, lockInOrder, splitSyncTriggers, type SplitSync } from '../postgres/table-sync.js';
 import { txStep } from './common.js';
+import { refuseReferenceBefore12 } from './partitioned.js';
 import { checkOptions, NAMES, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
 
 export const splitTableSchema = {
@@ -84,6 +85,8 @@ function describeSplit(catalog: CatalogSnapshot, from: TableName, to: TableName,
   };
   const moved = columns.map(col);
   moved.forEach((c) => refuseUnsupported(from, c));
+  // The new table's rows hang on `from`'s by a cascading foreign key: the DELETE of a row reaches them through it.
+  refuseReferenceBefore12(info, 'splitTable', 'Upgrade to PostgreSQL 12 or later, or make the change with sql().');
   const keyCols = key.map(col);
   const h = objectName('split', from.schema, from.name, to.name);
   const sync: SplitSync = {

@@ -176,3 +176,37 @@ export function partitionedIndexProblem(t: TableName, p: Partitioning, index: { 
   }
   return null;
 }
+
+/**
+ * ACCESS EXCLUSIVE on the table and, recursively, on every partition below it, parents before children (the order
+ * DML takes them in): while it is held no partition can be created, attached or detached at any level.
+ */
+export function lockPartitionTree(t: TableName): Statement {
+  return st(`LOCK TABLE ${qualified(t)} IN ACCESS EXCLUSIVE MODE`);
+}
+
+/**
+ * Fails (rolling back its step) unless the partitions below `t`, at every level, are exactly `expected`: a step that
+ * moves every partition by the list the change read must neither leave behind one created or attached since nor trip
+ * on one detached or dropped since. Run under lockPartitionTree(), so the tree cannot change after the check.
+ */
+export function requirePartitionsAsRead(t: TableName, expected: readonly TableName[], what: string): Statement {
+  const read = expected.length > 0 ? `VALUES ${expected.map((p) => `(${literal(p.schema)}, ${literal(p.name)})`).join(', ')}` : `SELECT NULL::text, NULL::text WHERE false`;
+  return st(`DO ${dollarQuote(`
+DECLARE _zd_new text; _zd_gone text;
+BEGIN
+  WITH RECURSIVE tree AS (
+    SELECT i.inhrelid AS rel FROM pg_inherits i WHERE i.inhparent = ${literal(qualified(t))}::regclass
+    UNION ALL
+    SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel),
+  now AS (SELECT n.nspname::text AS s, c.relname::text AS r FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace),
+  read (s, r) AS (${read})
+  SELECT (SELECT string_agg(x.s || '.' || x.r, ', ' ORDER BY x.s, x.r) FROM (SELECT * FROM now EXCEPT SELECT * FROM read) x),
+         (SELECT string_agg(x.s || '.' || x.r, ', ' ORDER BY x.s, x.r) FROM (SELECT * FROM read EXCEPT SELECT * FROM now) x)
+    INTO _zd_new, _zd_gone;
+  IF _zd_new IS NOT NULL OR _zd_gone IS NOT NULL THEN
+    RAISE EXCEPTION '%: the partitions of % are not the ones this change read (created or attached since: %; detached or dropped since: %), so moving the partitions it read would leave others behind. Nothing was changed by this step. Run down and up again (the change reads the partitions anew).',
+      ${literal(what)}, ${literal(tableLabel(t))}, coalesce(_zd_new, 'none'), coalesce(_zd_gone, 'none');
+  END IF;
+END`)}`);
+}
