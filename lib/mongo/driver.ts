@@ -35,3 +35,30 @@ export function isTransientMongoError(e: unknown): boolean {
   if (typeof err.hasErrorLabel === 'function' && (err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('ResetPool'))) return true;
   return /connection .* closed|ECONNREFUSED|ECONNRESET|socket|Topology is closed|connection pool/i.test(err.message ?? '');
 }
+
+/** What a server answers cheaply; decided once per client from `buildInfo`. */
+export interface MongoServerTraits {
+  /**
+   * FerretDB (v1): only a filter that is exactly `{ _id: value }` reaches its storage as a condition; any other filter
+   * (a second field, `$in`, `$gt`, `$or`), a sort and a count make it read every document of the collection. MongoDB
+   * answers all of those from the `_id` index.
+   */
+  readonly ferretdb: boolean;
+}
+
+const TRAITS = new WeakMap<object, Promise<MongoServerTraits>>();
+
+export function serverTraits(collection: MongoDriver.Collection<MongoDriver.Document>): Promise<MongoServerTraits> {
+  const client = collection.db.client;
+  let t = TRAITS.get(client);
+  if (!t) {
+    t = collection.db
+      .admin()
+      .command({ buildInfo: 1 })
+      .then((b) => ({ ferretdb: typeof b.ferretdbVersion === 'string' }));
+    // A failed look-up (server away) is asked again next time instead of being remembered.
+    t.catch(() => TRAITS.delete(client));
+    TRAITS.set(client, t);
+  }
+  return t;
+}

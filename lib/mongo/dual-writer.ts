@@ -1,4 +1,4 @@
-import type { Collection, Document, Filter, UpdateFilter } from 'mongodb';
+import type { Collection, Filter, UpdateFilter } from 'mongodb';
 import type { Knex } from 'knex';
 import { Db } from '../db/db.js';
 import { resolveTable, type TableName } from '../postgres/identifiers.js';
@@ -170,28 +170,108 @@ export class MongoDualWriter {
     return { version: doc[vf] as bigint, synced, document: doc };
   }
 
-  /** Replaces a document (inserting it if missing), with a version one above the one it replaces. */
+  /**
+   * Replaces a document (inserting it if missing), with a version one above the one it replaces. By `_id` alone, as
+   * `$set` of the new fields, `$unset` of the ones it drops and `$inc` of the version, in one atomic update: a filter
+   * on `_id` and the version would make FerretDB read the whole collection for every replace. A writer that adds a
+   * field between our read and our update leaves it in the result; then the replace goes again from what is there
+   * (the version rises by one per update) and PostgreSQL gets the final state, once.
+   */
   async replace(id: unknown, doc: MongoDocument): Promise<DualWriteResult> {
     const vf = this.move.versionField;
     const { sink } = await this.ready();
+    const next: MongoDocument = { ...doc, _id: id };
+    delete next[vf];
+    const wanted = Object.keys(next).filter((k) => k !== '_id');
+    // Outbox entries of updates whose result was a merge with a concurrent writer's fields: their PostgreSQL copy
+    // comes with the final state, so they stay until that is written (or for the reconciler, if this call fails).
+    const merged: unknown[] = [];
+    const clearMerged = async () => {
+      for (const t of merged.splice(0)) await this.clear(t).catch(() => undefined);
+    };
     for (let attempt = 0; attempt < 20; attempt++) {
-      const current = await this.o.collection.findOne({ _id: id } as Filter<MongoDocument>, { projection: { [vf]: 1 } });
+      const current = (await this.o.collection.findOne({ _id: id } as Filter<MongoDocument>)) as MongoDocument | null;
       if (!current) {
         try {
-          return await this.insert({ ...doc, _id: id });
+          const r = await this.insert(next);
+          await clearMerged(); // the re-created document is newer than any merge left behind
+          return r;
         } catch (e) {
           if ((e as { code?: number }).code === 11000) continue; // inserted meanwhile: replace it
           throw e;
         }
       }
+      const dropped = Object.keys(current).filter((k) => k !== '_id' && k !== vf && !Object.prototype.hasOwnProperty.call(next, k));
+      // `$set`/`$unset` read a dotted or `$` name as a path or an operator; such documents keep the guarded replace.
+      if ([...wanted, ...dropped].some((k) => k.includes('.') || k.startsWith('$'))) {
+        const r = await this.replaceGuarded(id, next, current);
+        if (r.synced) await clearMerged();
+        return r;
+      }
+      const set = Object.fromEntries(wanted.map((k) => [k, next[k]]));
+      const token = await this.note(id, 'write');
+      let after: MongoDocument | null;
+      try {
+        after = (await this.o.collection.findOneAndUpdate(
+          { _id: id } as Filter<MongoDocument>,
+          {
+            ...(wanted.length > 0 ? { $set: set } : {}),
+            ...(dropped.length > 0 ? { $unset: Object.fromEntries(dropped.map((k) => [k, ''])) } : {}),
+            $inc: { [vf]: 1n },
+          } as UpdateFilter<MongoDocument>,
+          { returnDocument: 'after' },
+        )) as MongoDocument | null;
+      } catch (e) {
+        await this.clear(token).catch(() => undefined);
+        throw e;
+      }
+      if (!after) {
+        await this.clear(token).catch(() => undefined);
+        continue; // deleted in between: insert it again
+      }
+      if (Object.keys(after).some((k) => k !== '_id' && k !== vf && !Object.prototype.hasOwnProperty.call(next, k))) {
+        merged.push(token);
+        continue;
+      }
+      const at = process.hrtime.bigint();
+      const synced = await this.secondary(id, after, null, at);
+      if (synced) {
+        await this.clear(token).catch(() => undefined);
+        await clearMerged();
+      }
+      const v = sink.mapper.versionOf(after);
+      return { version: typeof v === 'bigint' ? v : null, synced };
+    }
+    throw new Error(
+      `replace of ${String(id)} kept losing to concurrent writers (20 attempts); MongoDB holds the document as the last of them left it, ` +
+        'and reconcile() brings PostgreSQL to it. Write it again once the other writers are done.',
+    );
+  }
+
+  /** The replace for field names `$set` cannot address: a `replaceOne` guarded by the version read (a scan on FerretDB). */
+  private async replaceGuarded(id: unknown, next: MongoDocument, first: MongoDocument): Promise<DualWriteResult> {
+    const vf = this.move.versionField;
+    const { sink } = await this.ready();
+    let current: MongoDocument | null = first;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      current ??= (await this.o.collection.findOne({ _id: id } as Filter<MongoDocument>, { projection: { [vf]: 1 } })) as MongoDocument | null;
+      if (!current) {
+        try {
+          return await this.insert(next);
+        } catch (e) {
+          if ((e as { code?: number }).code === 11000) continue;
+          throw e;
+        }
+      }
       const v = sink.mapper.versionOf(current);
       const cur = typeof v === 'bigint' ? v : 0n;
-      const next = { ...doc, _id: id, [vf]: cur + 1n };
+      const full = { ...next, [vf]: cur + 1n };
       const token = await this.note(id, 'write');
       const guard = (current[vf] === undefined ? { _id: id, [vf]: { $exists: false } } : { _id: id, [vf]: current[vf] }) as Filter<MongoDocument>;
+      current = null;
       let matched: number;
       try {
-        matched = (await this.o.collection.replaceOne(guard, next)).matchedCount;
+        matched = (await this.o.collection.replaceOne(guard, full)).matchedCount;
       } catch (e) {
         await this.clear(token).catch(() => undefined);
         throw e;
@@ -201,11 +281,11 @@ export class MongoDualWriter {
         continue; // someone wrote in between: read the new version and try again
       }
       const at = process.hrtime.bigint();
-      const synced = await this.secondary(id, this.asStored(this.bson!, next), null, at);
+      const synced = await this.secondary(id, this.asStored(this.bson!, full), null, at);
       if (synced) await this.clear(token).catch(() => undefined);
       return { version: cur + 1n, synced };
     }
-    throw new Error(`replace of ${String(id)} kept losing to concurrent writers (20 attempts); nothing of this call was written`);
+    throw new Error(`replace of ${String(id)} kept losing to concurrent writers (20 attempts); nothing of this call was written. Write it again once the other writers are done.`);
   }
 
   /** Deletes a document; PostgreSQL keeps a tombstone one version above the deleted document's. */
@@ -237,12 +317,11 @@ export class MongoDualWriter {
    */
   async reconcile(opts: { readonly olderThanMs?: number; readonly limit?: number } = {}): Promise<{ applied: number; pending: number; failed: number }> {
     const { sink } = await this.ready();
-    const cutoff = new Date(Date.now() - (opts.olderThanMs ?? 2000));
-    const entries = (await this.outbox
-      .find({ move: this.label.move, at: { $lt: cutoff } })
-      .sort({ at: 1 })
-      .limit(opts.limit ?? 1000)
-      .toArray()) as OutboxEntry[];
+    const cutoff = Date.now() - (opts.olderThanMs ?? 2000);
+    const entries = (await this.pendingEntries())
+      .filter((e) => e.at.getTime() < cutoff)
+      .sort((a, b) => a.at.getTime() - b.at.getTime())
+      .slice(0, opts.limit ?? 1000);
     const byKey = new Map<string, OutboxEntry[]>();
     for (const e of entries) {
       const k = sink.docId(e.key);
@@ -279,11 +358,22 @@ export class MongoDualWriter {
     return { applied, pending: p.count, failed };
   }
 
+  /**
+   * This move's outbox entries, in one pass without a filter: FerretDB would read the whole outbox for a filter on
+   * `move` or `at`, for a sort and for a count alike, and the outbox only ever holds the writes still pending.
+   */
+  private async pendingEntries(): Promise<OutboxEntry[]> {
+    const out: OutboxEntry[] = [];
+    for await (const e of this.outbox.find({})) if (e.move === this.label.move && e.at instanceof Date) out.push(e as OutboxEntry);
+    return out;
+  }
+
   /** Pending count and oldest pending age (seconds), also set on the gauges. */
   async refreshPending(): Promise<{ count: number; oldestAgeSeconds: number }> {
-    const count = await this.outbox.countDocuments({ move: this.label.move });
-    const oldest = (await this.outbox.find({ move: this.label.move }).sort({ at: 1 }).limit(1).toArray()) as Document[];
-    const age = oldest[0] ? (Date.now() - (oldest[0].at as Date).getTime()) / 1000 : 0;
+    const entries = await this.pendingEntries();
+    const count = entries.length;
+    const oldest = entries.reduce((m, e) => Math.min(m, e.at.getTime()), Infinity);
+    const age = count > 0 ? (Date.now() - oldest) / 1000 : 0;
     this.metrics.pending.set(this.label, count);
     this.metrics.oldestPendingSeconds.set(this.label, age);
     return { count, oldestAgeSeconds: age };

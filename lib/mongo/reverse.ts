@@ -4,7 +4,7 @@ import { ChangeInputError, ident, type TableName } from '../postgres/identifiers
 import { reversePageSql, reverseRowSql, tombstoneNextSql } from '../postgres/mongo-sql.js';
 import { bsonKind, describeBson } from './bson.js';
 import { convert, type MongoColumnType } from './column-types.js';
-import { isTransientMongoError, type MongoModule } from './driver.js';
+import { isTransientMongoError, serverTraits, type MongoModule } from './driver.js';
 import { compactJson, fromBson, parseJson } from './json.js';
 import { toBson } from './json-to-bson.js';
 import { DocumentMapper } from './mapper.js';
@@ -107,12 +107,15 @@ function readRow(r: Record<string, unknown>, n: number): ReverseRow {
 export type KnownDocument = { readonly exists: false } | { readonly exists: true; readonly version: bigint };
 
 /**
- * Writes one row's state into MongoDB, never over a newer document: `replaceOne({ _id, version < v }, doc, upsert)`
- * either replaces an older document, inserts a missing one, or fails on the duplicate `_id` of a newer one (which is
- * then left alone). A tombstone deletes the document if it is not newer. With `known` (the document's version read
- * beforehand by `_id`), a document already at the row's version is not written at all and a missing one is inserted
- * with a plain insert: a filter on more than `_id` costs FerretDB a scan of the collection, so the guarded write is
- * kept for the documents that need it. Returns what happened.
+ * Writes one row's state into MongoDB, never leaving it over a newer document. With `known` (the document's version
+ * read beforehand), a document already at the row's version is not written at all and a missing one is inserted with
+ * a plain insert. Two ways to write the rest:
+ * - guarded (MongoDB): `replaceOne({ _id, version < v }, doc, upsert)` / `deleteOne({ _id, version < v })`, which the
+ *   `_id` index answers for one document;
+ * - by `_id` alone (`idOnly`, FerretDB, which reads the whole collection for any filter beyond `_id`): replace or
+ *   delete by `_id`, then look at what was displaced; a newer document a concurrent writer put there is put back at
+ *   once (the newest of those seen wins), so the newer version is what stays.
+ * Returns what happened.
  */
 export async function applyRowToMongo(
   coll: Collection<MongoDocument>,
@@ -120,14 +123,16 @@ export async function applyRowToMongo(
   row: ReverseRow,
   bson: MongoModule,
   known?: KnownDocument,
+  idOnly = false,
 ): Promise<'written' | 'deleted' | 'newer-kept'> {
   if (known?.exists && known.version >= row.version) return 'newer-kept';
   if (known && !known.exists && row.deleted) return 'newer-kept';
   const doc = rowToDocument(move, row.texts, row.version, bson);
+  const vf = move.versionField;
+  if (idOnly) return applyById(coll, doc, row, known, versionReader(move));
   // A document without a version field counts as version 0 (as the forward mapping reads it): older than any row the
   // dual-writer touched, but not older than a version-0 row, e.g. the tombstone of a quarantined legacy document,
   // which must not delete that document.
-  const vf = move.versionField;
   const older = { _id: doc._id, $or: [{ [vf]: { $lt: row.version } }, ...(row.version > 0n ? [{ [vf]: null }] : [])] } as Record<string, unknown>;
   if (row.deleted) {
     const r = await coll.deleteOne(older);
@@ -151,14 +156,89 @@ export async function applyRowToMongo(
   }
 }
 
-/** The versions MongoDB holds for these `_id`s, by key text (one query by `_id`, which every server answers by index). */
+const MAPPERS = new WeakMap<MongoMove, DocumentMapper>();
+
+/** A document's version as the forward mapping reads it (Int32, Int64, integral Double); missing or unusable is 0. */
+function versionReader(move: MongoMove): (d: MongoDocument) => bigint {
+  let mapper = MAPPERS.get(move);
+  if (!mapper) MAPPERS.set(move, (mapper = new DocumentMapper(move)));
+  const m = mapper;
+  return (d) => {
+    const v = m.versionOf(d);
+    return typeof v === 'bigint' ? v : 0n;
+  };
+}
+
+async function applyById(
+  coll: Collection<MongoDocument>,
+  doc: MongoDocument,
+  row: ReverseRow,
+  known: KnownDocument | undefined,
+  versionOf: (d: MongoDocument) => bigint,
+): Promise<'written' | 'deleted' | 'newer-kept'> {
+  const byId = { _id: doc._id } as Record<string, unknown>;
+  if (row.deleted) {
+    const gone = (await coll.findOneAndDelete(byId)) as MongoDocument | null;
+    if (!gone) return 'newer-kept';
+    if (versionOf(gone) < row.version) return 'deleted';
+    // Not older than the tombstone (re-created meanwhile): it was not ours to delete.
+    await putBack(coll, gone, versionOf);
+    return 'newer-kept';
+  }
+  if (known && !known.exists) {
+    try {
+      await coll.insertOne(doc);
+      return 'written';
+    } catch (e) {
+      if ((e as { code?: number }).code !== 11000) throw e;
+      // inserted meanwhile by another writer: the replace below and its check decide which version stays
+    }
+  }
+  const displaced = (await coll.findOneAndReplace(byId, doc, { upsert: true, returnDocument: 'before' })) as MongoDocument | null;
+  if (!displaced || versionOf(displaced) < row.version) return 'written';
+  // Not older: a concurrent writer's, or (same version) the document as it was, which the guarded write leaves alone
+  // too (a legacy document's BSON types may differ from what the row maps back to).
+  await putBack(coll, displaced, versionOf);
+  return 'newer-kept';
+}
+
+/** Puts a displaced newer document back; whatever it displaces in turn is put back if newer still. */
+async function putBack(coll: Collection<MongoDocument>, newer: MongoDocument, versionOf: (d: MongoDocument) => bigint): Promise<void> {
+  let best = newer;
+  for (let i = 0; i < 20; i++) {
+    const displaced = (await coll.findOneAndReplace({ _id: best._id } as Record<string, unknown>, best, { upsert: true, returnDocument: 'before' })) as MongoDocument | null;
+    if (!displaced || versionOf(displaced) <= versionOf(best)) return;
+    best = displaced;
+  }
+  throw new Error(`document ${String(newer._id)} kept changing while a newer copy was put back (20 attempts); run reverseSync or reconcile() again`);
+}
+
+/** The versions MongoDB holds for these `_id`s, by key text (one query by `_id`, which MongoDB answers by index). */
 async function knownVersions(coll: Collection<MongoDocument>, move: MongoMove, ids: readonly unknown[], mapper: DocumentMapper): Promise<Map<string, bigint>> {
   const docs = await coll.find({ _id: { $in: ids } } as never, { projection: { [move.versionField]: 1 } }).toArray();
-  const out = new Map<string, bigint>();
+  return versionMap(docs, mapper);
+}
+
+function versionMap(docs: Iterable<MongoDocument>, mapper: DocumentMapper, into = new Map<string, bigint>()): Map<string, bigint> {
   for (const d of docs) {
     const k = mapper.keyOf(d._id);
     const v = mapper.versionOf(d);
-    if ('key' in k) out.set(k.key, typeof v === 'bigint' ? v : 0n);
+    if ('key' in k) into.set(k.key, typeof v === 'bigint' ? v : 0n);
+  }
+  return into;
+}
+
+/**
+ * Every document's version, in one pass in the server's own order (FerretDB: a page's `$in` would read the whole
+ * collection once per page, so a sync got slower as the collection grew). Holds one entry per document in memory.
+ */
+async function versionSnapshot(coll: Collection<MongoDocument>, move: MongoMove, mapper: DocumentMapper): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  const cursor = coll.find({}, { projection: { [move.versionField]: 1 } }).batchSize(5000);
+  try {
+    for await (const d of cursor) versionMap([d], mapper, out);
+  } finally {
+    await cursor.close().catch(() => undefined);
   }
   return out;
 }
@@ -183,12 +263,16 @@ export async function reverseSync(opts: {
   readonly bson: MongoModule;
   readonly batchSize?: number;
   readonly signal?: AbortSignal;
+  /** Called after each page with the totals so far. */
+  readonly onProgress?: (soFar: ReverseSyncResult) => void;
 }): Promise<ReverseSyncResult> {
   const cols = allColumns(opts.move);
   const batch = opts.batchSize ?? 500;
   let last: string | null = null;
   const out = { rows: 0, written: 0, deleted: 0, newerKept: 0 };
   const mapper = new DocumentMapper(opts.move);
+  const { ferretdb } = await withMongoRetry(() => serverTraits(opts.collection));
+  const snapshot = ferretdb ? await withMongoRetry(() => versionSnapshot(opts.collection, opts.move, mapper)) : null;
   for (;;) {
     if (opts.signal?.aborted) throw new Error(`reverse sync stopped after ${out.rows} rows; run it again to go on (it is idempotent)`);
     const r: { rows: Record<string, unknown>[] } =
@@ -197,16 +281,17 @@ export async function reverseSync(opts: {
         : await opts.db.query<Record<string, unknown>>(reversePageSql(opts.table, cols, opts.move.key.column, opts.move.key.type, true), [last, batch]);
     if (r.rows.length === 0) return out;
     const rows = r.rows.map((raw) => readRow(raw, cols.length));
-    const known = await withMongoRetry(() => knownVersions(opts.collection, opts.move, rows.map((x) => pieceToBson(cols[0]!.type, x.texts[0]!, opts.bson)), mapper));
+    const known = snapshot ?? (await withMongoRetry(() => knownVersions(opts.collection, opts.move, rows.map((x) => pieceToBson(cols[0]!.type, x.texts[0]!, opts.bson)), mapper)));
     for (const row of rows) {
       const v = known.get(row.texts[0]!);
-      const what = await withMongoRetry(() => applyRowToMongo(opts.collection, opts.move, row, opts.bson, v === undefined ? { exists: false } : { exists: true, version: v }));
+      const what = await withMongoRetry(() => applyRowToMongo(opts.collection, opts.move, row, opts.bson, v === undefined ? { exists: false } : { exists: true, version: v }, ferretdb));
       out.rows++;
       if (what === 'written') out.written++;
       else if (what === 'deleted') out.deleted++;
       else out.newerKept++;
       last = row.texts[0]!;
     }
+    opts.onProgress?.({ ...out });
   }
 }
 
@@ -389,9 +474,11 @@ export class ReverseDualWriter {
     const r = await db.query<Record<string, unknown>>(reverseRowSql(table, this.cols, move.key.column, move.key.type), [keyText]);
     if (r.rows.length === 0) return;
     const row = readRow(r.rows[0]!, this.cols.length);
-    const known = await knownVersions(collection, move, [pieceToBson(this.cols[0]!.type, row.texts[0]!, bson)], this.mapper);
-    const v = known.get(row.texts[0]!);
-    await applyRowToMongo(collection, move, row, bson, v === undefined ? { exists: false } : { exists: true, version: v });
+    // findOne by `_id` alone: the one filter FerretDB does not answer by reading the whole collection
+    const current = (await collection.findOne({ _id: pieceToBson(this.cols[0]!.type, row.texts[0]!, bson) } as Record<string, unknown>, { projection: { [move.versionField]: 1 } })) as MongoDocument | null;
+    const v = current ? this.mapper.versionOf(current) : undefined;
+    const { ferretdb } = await serverTraits(collection);
+    await applyRowToMongo(collection, move, row, bson, current === null ? { exists: false } : { exists: true, version: typeof v === 'bigint' ? v : 0n }, ferretdb);
   }
 
   /**

@@ -107,6 +107,19 @@ export function tombstoneNextSql(t: TableName, key: string, keyType: MongoKeyTyp
   return `UPDATE ${qualified(t)} SET ${v} = ${v} + 1, ${d} = clock_timestamp() WHERE ${ident(key)} = $1::${keyType === 'objectid' ? 'text' : keyType} AND ${d} IS NULL`;
 }
 
+/**
+ * The version of each of these keys ($1, an array) the table holds, tombstones included: what a resumed copy that
+ * cannot seek to its last `_id` (FerretDB) checks, so a document copied before is neither written nor counted again.
+ */
+export function keyVersionsSql(t: TableName, key: string, keyType: MongoKeyType): string {
+  return `SELECT ${ident(key)}::text AS k, ${ident(VERSION_COLUMN)}::text AS v FROM ${qualified(t)} WHERE ${ident(key)} = ANY($1::${keyType === 'objectid' ? 'text' : keyType}[])`;
+}
+
+/** The quarantined version of each of these documents ($2, canonical Extended JSON `_id`s) of a move ($1). */
+export function quarantinedVersionsSql(stateSchema: string): string {
+  return `SELECT doc_id, version::text AS v FROM ${ident(stateSchema)}.mongo_quarantine WHERE move = $1 AND doc_id = ANY($2::text[])`;
+}
+
 /** Quarantines documents ($2… arrays), keeping the newest version's reason per document. */
 export function quarantineSql(stateSchema: string): string {
   return `INSERT INTO ${ident(stateSchema)}.mongo_quarantine AS q (move, doc_id, key, version, reason, document, collection, source)
