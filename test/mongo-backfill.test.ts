@@ -11,7 +11,8 @@ import { allColumns } from '../lib/mongo/move.js';
 import { Db } from '../lib/db/db.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
-import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startFerret, stopFerret } from './support/mongo.js';
+import { MongoClient as Client } from 'mongodb';
+import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startPrivateFerret, type PrivateFerret } from './support/mongo.js';
 
 const DOCS = 10_000;
 const MONGO_DB = testDatabaseName('mongo_backfill');
@@ -165,13 +166,17 @@ describe('Mongo backfill resumes: stopped half-way, and across a FerretDB restar
   let knex: Knex;
   let client: MongoClient;
   let coll: Collection<Doc>;
+  // Killed and restarted by the second test: a FerretDB of this describe's own, not the one other files use.
+  let ferret: PrivateFerret;
   const move = resolveMove({ collection: 'resume', table: 'resume', columns: [{ name: 'n', type: 'bigint' }, { name: 'payload', type: 'jsonb' }], batchSize: 500 });
   const table = { schema: 'public', name: 'resume' };
 
   before(async () => {
     const url = await freshDatabase('mongo_backfill_resume');
     knex = knexFor(url);
-    client = await mongoClient();
+    ferret = await startPrivateFerret();
+    client = new Client(ferret.url, { serverSelectionTimeoutMS: 20_000, useBigInt64: true });
+    await client.connect();
     const db = client.db(`${MONGO_DB}_resume`);
     await db.dropDatabase();
     coll = db.collection<Doc>('resume');
@@ -182,8 +187,8 @@ describe('Mongo backfill resumes: stopped half-way, and across a FerretDB restar
     for (const s of mongoStateTables('zero_downtime')) await knex.raw(s.text);
   });
   after(async () => {
-    startFerret();
     await client?.close();
+    await ferret?.remove();
     await knex?.destroy();
   });
 
@@ -243,9 +248,9 @@ describe('Mongo backfill resumes: stopped half-way, and across a FerretDB restar
         if (++batches === 5 && !restarted) {
           progressAtKill.push(p.read);
           restarted = (async () => {
-            await stopFerret();
+            await ferret.stop();
             await new Promise((r) => setTimeout(r, 1500));
-            startFerret();
+            await ferret.start();
           })();
         }
       },

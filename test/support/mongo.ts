@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,30 +15,67 @@ export async function mongoClient(): Promise<MongoClient> {
   return c;
 }
 
-/** Where scripts/services.sh keeps the FerretDB it started on this port (data, log, pid): shared by every checkout. */
-function ferretStateDir(): string {
-  const port = process.env.FERRETDB_PORT ?? '27117';
-  const cache = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache');
-  return process.env.FERRETDB_STATE_DIR ?? path.join(cache, 'umzug-zero-downtime', `ferretdb-run-${port}`);
+/** A FerretDB of one test's own: its port, its data; stop() kills it, start() brings it back on the same data. */
+export interface PrivateFerret {
+  readonly url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  remove(): Promise<void>;
 }
 
-/** Stops FerretDB (SIGKILL to the pid scripts/services.sh recorded) and waits until the process is gone. */
-export async function stopFerret(): Promise<void> {
-  const pid = Number(readFileSync(path.join(ferretStateDir(), 'ferretdb.pid'), 'utf8').trim());
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 100; i++) {
-    try {
-      process.kill(pid, 0);
-      await new Promise((r) => setTimeout(r, 50));
-    } catch {
-      return;
-    }
-  }
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
-/** Starts FerretDB again the way the test setup does (scripts/services.sh starts it when its port is closed). */
-export function startFerret(): void {
-  execFileSync('bash', [path.join(ROOT, 'scripts/services.sh')], { stdio: 'pipe' });
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * A FerretDB process of the calling test's own, from the binary scripts/ferretdb-build.sh caches, on a free port
+ * with its data in a temporary folder: a test that kills FerretDB kills only this one, never the one the other
+ * test files (of this run, or of another run on the same machine) are using.
+ */
+export async function startPrivateFerret(): Promise<PrivateFerret> {
+  const bin = execFileSync('bash', [path.join(ROOT, 'scripts/ferretdb-build.sh')], { encoding: 'utf8' }).trim().split('\n').at(-1)!;
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'zdt-ferret-'));
+  let child: ChildProcess | null = null;
+  const start = async (): Promise<void> => {
+    child = spawn(bin, ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--listen-addr=127.0.0.1:${port}`, '--state-dir=-', '--telemetry=disable', '--debug-addr=-', '--log-level=error'], {
+      stdio: 'ignore',
+    });
+    for (let i = 0; i < 200 && !(await portOpen(port)); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!(await portOpen(port))) throw new Error(`a private FerretDB (${bin}) did not open 127.0.0.1:${port} within 10 s`);
+  };
+  const stop = async (): Promise<void> => {
+    const c = child as ChildProcess | null;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await gone;
+  };
+  await start();
+  return {
+    url: `mongodb://127.0.0.1:${port}/`,
+    stop,
+    start,
+    async remove() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A small deterministic generator, so a failing case can be re-run. */
