@@ -25,7 +25,7 @@ import { MongoDualWriter } from '../lib/mongo/dual-writer.js';
 import { allColumns, resolveMove, type MongoDocument } from '../lib/mongo/move.js';
 import { ReverseDualWriter, reverseSync } from '../lib/mongo/reverse.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
-import { createTargetTable, mongoStateTables } from '../lib/postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
 import { cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, stolenSince } from './support.js';
 
 const DB = 'zd_bench_mongo_costs';

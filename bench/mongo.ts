@@ -20,7 +20,7 @@ import { runMongoBackfill } from '../lib/mongo/backfill.js';
 import { DocumentMapper } from '../lib/mongo/mapper.js';
 import { allColumns, resolveMove, type MongoDocument } from '../lib/mongo/move.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
-import { createTargetTable, mongoStateTables } from '../lib/postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
 import { VERSION_COLUMN } from '../lib/mongo/move.js';
 import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
 

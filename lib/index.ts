@@ -37,7 +37,11 @@ export type { MongoColumnType, MongoKeyType } from './mongo/column-types.js';
 export type { MongoConnectionConfig } from './mongo/connection.js';
 export type { TaskContext, TaskRunner, TaskProgress } from './runner.js';
 export type { TaskSpec } from './migration.js';
+import { provideCli } from './zero-downtime.js';
 export { zeroDowntime, ZeroDowntimeUmzug, type ZeroDowntimeContext } from './zero-downtime.js';
+
+// umzug.runAsCLI(): the command line, loaded when a command runs (zero-downtime.ts sits below cli/ and never imports it).
+provideCli(() => import('./cli/cli.js'));
 export type { MigrationEntry, GatedContract, Project, ZeroDowntimeUpOptions } from './ops/project.js';
 export type { ZeroDowntimeConfig, ZeroDowntimeLogger, Duration } from './config.js';
 export { ConfigError } from './config.js';

@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import { createKnex } from './db/knex-factory.js';
 import { Umzug, type MigrationMeta, type RunnableMigration } from 'umzug';
 import { glob } from 'tinyglobby';
-import { checkKnexConnection, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
+import { checkKnexConnection, ConfigError, resolveConfig, type ResolvedConfig, type ZeroDowntimeConfig, type ZeroDowntimeLogger } from './config.js';
 import { withMigrationLock } from './engine/migration-lock.js';
 import { detectPooling } from './db/pooling.js';
 import { Db, type PoolingMode } from './db/db.js';
@@ -33,6 +33,17 @@ const LOCKED_COMMANDS = new Set(['up', 'down', 'backfill', 'verify', 'rehearse',
 const READ_ONLY_WHEN_FRESH = new Set(['verify', 'purge']);
 
 const isKnexInstance = (k: unknown): k is Knex => typeof k === 'function' && typeof (k as { client?: unknown }).client === 'object';
+
+/** What runAsCLI needs of the command line (lib/cli/cli.ts). */
+export interface CliModule {
+  zeroDowntimeCli(project: ZeroDowntimeUmzug): { execute(argv?: string[]): Promise<boolean> };
+}
+let cliLoader: (() => Promise<CliModule>) | null = null;
+
+/** Registers how runAsCLI loads the command line; the root export (lib/index.ts) and the bin call it. */
+export function provideCli(loader: () => Promise<CliModule>): void {
+  cliLoader = loader;
+}
 
 /**
  * Umzug, wired for phased migrations: its migration list interleaves expand and contract entries, its storage is
@@ -170,9 +181,17 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
     return super.create(options);
   }
 
-  /** The command line (its parser, progress bars and templates) is loaded only when a command runs. */
+  /**
+   * The command line (its parser, progress bars and templates) is loaded only when a command runs, by the loader the
+   * root export registers (provideCli): this layer never imports the cli above it.
+   */
   override async runAsCLI(argv?: string[]): Promise<boolean> {
-    const { zeroDowntimeCli } = await import('./cli/cli.js');
+    if (!cliLoader) {
+      throw new ConfigError(
+        "runAsCLI: the command line is not loaded. Import ZeroDowntimeUmzug or zeroDowntime from 'umzug-zero-downtime' (the root export registers it), or run the `umzug` bin. Nothing was run.",
+      );
+    }
+    const { zeroDowntimeCli } = await cliLoader();
     return zeroDowntimeCli(this).execute(argv);
   }
 

@@ -6,7 +6,7 @@ import { zeroDowntime, type ZeroDowntimeUmzug, type EngineEvent } from '../lib/i
 import { runMongoBackfill, MongoBackfillInterrupted } from '../lib/mongo/backfill.js';
 import { resolveMove } from '../lib/mongo/move.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
-import { mongoStateTables, createTargetTable } from '../lib/postgres/mongo-sql.js';
+import { mongoStateTables, createTargetTable } from '../lib/mongo/sql.js';
 import { allColumns } from '../lib/mongo/move.js';
 import { Db } from '../lib/db/db.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';

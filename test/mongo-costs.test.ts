@@ -10,7 +10,7 @@ import { DualWriteMetrics } from '../lib/mongo/metrics.js';
 import { allColumns, resolveMove, type MongoToPostgresOptions } from '../lib/mongo/move.js';
 import { applyRowToMongo, reverseSync } from '../lib/mongo/reverse.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
-import { createTargetTable, mongoStateTables } from '../lib/postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { FERRETDB_URL } from './support/mongo.js';
 

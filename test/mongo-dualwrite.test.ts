@@ -12,7 +12,7 @@ import { allColumns, resolveMove, type MongoToPostgresOptions } from '../lib/mon
 import { PostgresSink } from '../lib/mongo/sink.js';
 import { validateMove } from '../lib/mongo/validate.js';
 import { ReadRouter } from '../lib/mongo/read-router.js';
-import { createTargetTable, mongoStateTables } from '../lib/postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
 import { freshDatabase, knexFor, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { FERRETDB_URL, mongoClient, rng } from './support/mongo.js';

@@ -8,7 +8,7 @@ import { plainDecimal } from '../lib/mongo/decimal.js';
 import { fromBson, jsonbText, parseJson, compactJson } from '../lib/mongo/json.js';
 import { toBson } from '../lib/mongo/json-to-bson.js';
 import { rowMd5 } from '../lib/mongo/row-hash.js';
-import { createTargetTable, mongoStateTables, upsertRowsSql, rowHashesSql } from '../lib/postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables, upsertRowsSql, rowHashesSql } from '../lib/mongo/sql.js';
 import { rowToDocument } from '../lib/mongo/reverse.js';
 import { freshDatabase, pgClient } from './support/pg.js';
 

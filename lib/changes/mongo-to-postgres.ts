@@ -1,6 +1,6 @@
 import type { Change, TaskSpec } from '../migration.js';
 import { objectName, tableLabel } from '../postgres/identifiers.js';
-import { createTargetTable, mongoStateTables } from '../postgres/mongo-sql.js';
+import { createTargetTable, mongoStateTables } from '../mongo/sql.js';
 import { dropOrArchiveTable } from '../postgres/table-ddl.js';
 import { allColumns, resolveMove, targetTable, type MongoMove, type MongoToPostgresOptions } from '../mongo/move.js';
 import { txStep } from './common.js';

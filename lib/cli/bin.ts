@@ -235,7 +235,7 @@ async function run(globals: GlobalOptions, rest: string[]): Promise<number> {
       }
       process.stderr.write(`umzug: Prometheus metrics on ${metrics.url}\n`);
     }
-    return failureCode(await umzug.runAsCLI(rest));
+    return failureCode(await zeroDowntimeCli(umzug).execute(rest));
   } finally {
     await metrics?.close();
     await umzug.close();

@@ -3,7 +3,7 @@ import { BackfillInterrupted, type BackfillProgress } from '../backfill/keyset.j
 import { isConnectionLost, type Db } from '../db/db.js';
 import type { PhaseName } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
-import { keyVersionsSql, quarantinedVersionsSql } from '../postgres/mongo-sql.js';
+import { keyVersionsSql, quarantinedVersionsSql } from './sql.js';
 import { bsonKind } from './bson.js';
 import { isTransientMongoError, serverTraits, type MongoModule } from './driver.js';
 import type { MongoDocument } from './move.js';

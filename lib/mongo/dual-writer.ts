@@ -2,7 +2,7 @@ import type { Collection, Filter, UpdateFilter } from 'mongodb';
 import type { Knex } from 'knex';
 import { Db } from '../db/db.js';
 import { resolveTable, type TableName } from '../postgres/identifiers.js';
-import { liveVersionSql, tombstoneIfAtSql } from '../postgres/mongo-sql.js';
+import { liveVersionSql, tombstoneIfAtSql } from './sql.js';
 import { loadMongoDriver, type MongoModule } from './driver.js';
 import { DualWriteMetrics } from './metrics.js';
 import { resolveMove, type MongoDocument, type MongoMove, type MongoToPostgresOptions } from './move.js';

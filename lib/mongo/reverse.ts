@@ -1,7 +1,7 @@
 import type { Collection } from 'mongodb';
 import type { Connection, Db } from '../db/db.js';
 import { ChangeInputError, ident, type TableName } from '../postgres/identifiers.js';
-import { reversePageSql, reverseRowSql, tombstoneNextSql } from '../postgres/mongo-sql.js';
+import { reversePageSql, reverseRowSql, tombstoneNextSql } from './sql.js';
 import { bsonKind, describeBson } from './bson.js';
 import { convert, type MongoColumnType } from './column-types.js';
 import { isTransientMongoError, serverTraits, type MongoModule } from './driver.js';

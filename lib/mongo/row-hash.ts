@@ -3,7 +3,7 @@ import type { Cell } from './column-types.js';
 
 /**
  * The row text both sides hash, identical to PostgreSQL's `jsonb_build_array(piece, …)::text` (see
- * lib/postgres/mongo-sql.ts rowTextSql): jsonb prints strings escaped exactly as JSON.stringify does, `, ` between
+ * lib/mongo/sql.ts rowTextSql): jsonb prints strings escaped exactly as JSON.stringify does, `, ` between
  * elements. md5 because PostgreSQL has it built in (no extension needed); it detects differences, it guards nothing.
  */
 export function rowText(cells: readonly Cell[]): string {

@@ -1,6 +1,6 @@
 import type { Connection } from '../db/db.js';
 import type { TableName } from '../postgres/identifiers.js';
-import { quarantineSql, tombstoneSql, upsertRowsSql } from '../postgres/mongo-sql.js';
+import { quarantineSql, tombstoneSql, upsertRowsSql } from './sql.js';
 import type { MongoModule } from './driver.js';
 import { DocumentMapper, type MappedRow } from './mapper.js';
 import { allColumns, moveId, type MongoDocument, type MongoMove } from './move.js';

@@ -4,7 +4,7 @@ import type { CopyStatus, Engine, Mover, MoverVerification, TaskContext } from '
 import type { PhaseName } from '../engine/state.js';
 import type { Change, PhasePlan, TaskSpec } from '../migration.js';
 import { ident, tableLabel, type TableName } from '../postgres/identifiers.js';
-import { purgeTombstonesSql } from '../postgres/mongo-sql.js';
+import { purgeTombstonesSql } from './sql.js';
 import { runMongoBackfill } from './backfill.js';
 import { connectMongo, loadMongoDriver } from './driver.js';
 import type { MongoConnectionConfig } from './connection.js';

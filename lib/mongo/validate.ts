@@ -1,7 +1,7 @@
 import type { Collection } from 'mongodb';
 import type { Db } from '../db/db.js';
 import { ident } from '../postgres/identifiers.js';
-import { chunkChecksumSql, rowHashesSql, reverseRowSql } from '../postgres/mongo-sql.js';
+import { chunkChecksumSql, rowHashesSql, reverseRowSql } from './sql.js';
 import { withRetry } from './backfill.js';
 import type { MongoKeyType } from './column-types.js';
 import type { MongoModule } from './driver.js';

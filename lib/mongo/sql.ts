@@ -1,7 +1,7 @@
 import type { Statement } from '../db/db.js';
-import { ident, qualified, type TableName } from './identifiers.js';
-import { pieceSql, sqlType, type MongoColumnType, type MongoKeyType } from '../mongo/column-types.js';
-import { DELETED_COLUMN, VERSION_COLUMN } from '../mongo/move.js';
+import { ident, qualified, type TableName } from '../postgres/identifiers.js';
+import { pieceSql, sqlType, type MongoColumnType, type MongoKeyType } from './column-types.js';
+import { DELETED_COLUMN, VERSION_COLUMN } from './move.js';
 
 /**
  * SQL of the MongoDB → PostgreSQL move. Identifiers go through ident(), values are parameters; row batches travel as
