@@ -33,7 +33,8 @@ export interface ClusterOptions {
 
 const bindir = (): string => execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback now (the OS picks it), for a server a test starts of its own. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
