@@ -138,21 +138,28 @@ export async function applyRowToMongo(
     const r = await coll.deleteOne(older);
     return r.deletedCount === 1 ? 'deleted' : 'newer-kept';
   }
-  if (known && !known.exists) {
-    try {
-      await coll.insertOne(doc);
-      return 'written';
-    } catch (e) {
-      if ((e as { code?: number }).code !== 11000) throw e;
-      // inserted meanwhile by another writer: the guarded replace below decides which version stays
-    }
-  }
+  if (await insertIfUnknown(coll, doc, known)) return 'written';
   try {
     const r = await coll.replaceOne(older, doc, { upsert: true });
     return r.matchedCount + r.upsertedCount > 0 ? 'written' : 'newer-kept';
   } catch (e) {
     if ((e as { code?: number }).code === 11000) return 'newer-kept';
     throw e;
+  }
+}
+
+/**
+ * Inserts a document the version read said MongoDB lacks; false when it was there after all (inserted meanwhile by
+ * another writer: the caller's guarded or checked replace decides which version stays) or its absence is not known.
+ */
+async function insertIfUnknown(coll: Collection<MongoDocument>, doc: MongoDocument, known: KnownDocument | undefined): Promise<boolean> {
+  if (!known || known.exists) return false;
+  try {
+    await coll.insertOne(doc);
+    return true;
+  } catch (e) {
+    if ((e as { code?: number }).code !== 11000) throw e;
+    return false;
   }
 }
 
@@ -185,15 +192,7 @@ async function applyById(
     await putBack(coll, gone, versionOf);
     return 'newer-kept';
   }
-  if (known && !known.exists) {
-    try {
-      await coll.insertOne(doc);
-      return 'written';
-    } catch (e) {
-      if ((e as { code?: number }).code !== 11000) throw e;
-      // inserted meanwhile by another writer: the replace below and its check decide which version stays
-    }
-  }
+  if (await insertIfUnknown(coll, doc, known)) return 'written';
   const displaced = (await coll.findOneAndReplace(byId, doc, { upsert: true, returnDocument: 'before' })) as MongoDocument | null;
   if (!displaced || versionOf(displaced) < row.version) return 'written';
   // Not older: a concurrent writer's, or (same version) the document as it was, which the guarded write leaves alone

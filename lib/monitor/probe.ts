@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { SqlParam } from '../db/db.js';
 import { sleep, percentile } from '../db/timing.js';
 import { loadSqlParser } from '../postgres/sql-ast.js';
+import { isOwnStatement } from '../postgres/stat-statements.js';
 import { ownEntrySql } from '../postgres/statement-kind.js';
 
 export interface ProbeOptions {
@@ -95,9 +96,12 @@ export class LatencyProbe {
     // The probe reads what the application reads, in the application's shape (`SELECT * FROM t WHERE id = $1`); in a
     // pg_stat_statements entry of its own (a `_zd_canary` CTE), it is neither counted as a user of a column a contract
     // removes, nor hides one, nor is taken for one of the application's top queries by the relative triggers.
+    // The default target (batch-sql.ts keyProbeSql) comes wrapped already; only other SQL needs the parser loaded.
     // Without the parser (its WebAssembly failed to load) the probe still times its read, in the shared entry.
-    await loadSqlParser().catch(() => undefined);
-    this.sql = ownEntrySql(this.target.sql, '_zd_canary');
+    if (!isOwnStatement(this.target.sql)) {
+      await loadSqlParser().catch(() => undefined);
+      this.sql = ownEntrySql(this.target.sql, '_zd_canary');
+    }
     const client = this.knex.client as unknown as RawConnectionClient;
     try {
       this.conn = await client.acquireRawConnection();
