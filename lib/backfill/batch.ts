@@ -2,6 +2,7 @@ import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
+import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
 import type { Bound, Chunk } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
@@ -145,13 +146,16 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
     if (spec.mirror) throw new Error(`backfill: mirroring ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
     if (spec.join) throw new Error(`backfill: restoring ${tableLabel(spec.table)} from ${tableLabel(spec.join.table)} needs its primary key to walk; it has none. Nothing was written.`);
     const sql = ctidRangeUpdateSql(spec.table, spec.set, only);
+    const fast = spec.tryFirst ? ctidRangeUpdateSql(spec.table, spec.tryFirst, only) : null;
     return async (c, chunk, from, size) => {
       const start = Number((from ?? chunk.lo ?? ['0'])[0]);
       const hi = Number(chunk.hi![0]);
       const pages = Math.max(1, Math.round(size / rowsPerPage));
       const to = Math.min(hi, start + pages);
-      const r = await c.query<{ scanned: number; updated: number }>(sql, [start, to]);
-      return { scanned: r.rows[0]!.scanned, updated: r.rows[0]!.updated, to: [String(to)], finished: to >= hi, nominal: pages * rowsPerPage };
+      if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+      const write = async (q: string) => (await c.query<{ scanned: number; updated: number }>(q, [start, to])).rows[0]!;
+      const r = fast ? await tryThenGuard(c, fast, sql, write) : await write(sql);
+      return { scanned: r.scanned, updated: r.updated, to: [String(to)], finished: to >= hi, nominal: pages * rowsPerPage };
     };
   }
   const cols = walk.columns;
@@ -180,6 +184,14 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
       // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
       const quiet = new Set([spec.copy?.quietFlag, ...(spec.mirror ?? []).map((m) => m.quietFlag)].filter((f): f is string => !!f));
       for (const flag of quiet) await c.query('SELECT set_config($1, $2, true)', [flag, 'on']);
+      if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+      const params = [...(lower ?? []), ...(upper ?? [])];
+      if (spec.tryFirst && !spec.copy && !spec.mirror && !spec.join) {
+        const fast = keysetRangeUpdateSql(spec.table, cols, spec.tryFirst, only, lower !== null, upper !== null, spec.archiveKeys);
+        const guarded = keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys);
+        updated = await tryThenGuard(c, fast, guarded, async (sql) => (await c.query(sql, params)).rowCount);
+        return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
+      }
       const writes = spec.copy
         ? [copyRangeSql(spec.table, cols, spec.copy, lower !== null, upper !== null)]
         : spec.mirror
@@ -187,10 +199,36 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
           : spec.join
           ? keysetRangeJoinUpdateSqls(spec.table, cols, spec.set, only, spec.join, lower !== null, upper !== null)
           : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys)];
-      for (const write of writes) updated += (await c.query(write, [...(lower ?? []), ...(upper ?? [])])).rowCount;
+      for (const write of writes) updated += (await c.query(write, params)).rowCount;
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
   };
+}
+
+/**
+ * Errors that say nothing about the rows (a lock or statement timeout, a deadlock, a lost connection, a shutdown):
+ * the batch's own retry handles them, and running the guarded form instead would only repeat the wait.
+ */
+function notAboutTheRows(e: unknown): boolean {
+  const state = sqlState(e) ?? '';
+  return ['55P03', '57014', '40001', '40P01', '25P02'].includes(state) || state.startsWith('08') || state.startsWith('57P') || state === '';
+}
+
+/**
+ * Runs `fast` (the author's expressions) under a savepoint and, when a row makes it fail, rolls back to the
+ * savepoint and runs `guarded` (the try functions that record such a row and leave it NULL).
+ */
+async function tryThenGuard<T>(c: Connection, fast: string, guarded: string, run: (sql: string) => Promise<T>): Promise<T> {
+  await c.query('SAVEPOINT _zd_try');
+  try {
+    const r = await run(fast);
+    await c.query('RELEASE SAVEPOINT _zd_try');
+    return r;
+  } catch (e) {
+    if (notAboutTheRows(e)) throw e;
+    await c.query('ROLLBACK TO SAVEPOINT _zd_try');
+    return run(guarded);
+  }
 }
 
 /** Key values as the server printed them (json_build_array of ::text), compared element by element. */

@@ -167,7 +167,7 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
       ],
       // In record mode only rows still NULL: the try function then runs once per row (in SET), not twice (WHERE too);
       // the trigger keeps every row it has written right, and verify checks them all.
-      backfill: { table: t, set: [{ column: D, expression: upForBackfill }], ...(mode === 'record' ? { only: 'null' as const } : {}) },
+      backfill: { table: t, set: [{ column: D, expression: upForBackfill }], quietTrigger: trigger, ...(mode === 'record' ? { only: 'null' as const, tryFirst: [{ column: D, expression: upOfC }] } : {}) },
       afterBackfill: build(D, C, tw, nnD, 'all', 'tw', !nnAtContract),
       verify: { table: t, equal: [{ column: D, expression: upGuarded }] },
     },
@@ -210,8 +210,8 @@ export function describeReplacement(s: ReplacementSpec): ChangeDescription {
         ]),
       ],
       backfill: s.exactInverse
-        ? { table: t, set: [{ column: Z, expression: applyConversion(s.down, ident(K)) }] }
-        : { table: t, set: [{ column: Z, expression: restoreExpr }], join: archiveJoin(archive) },
+        ? { table: t, set: [{ column: Z, expression: applyConversion(s.down, ident(K)) }], quietTrigger: trigger }
+        : { table: t, set: [{ column: Z, expression: restoreExpr }], join: archiveJoin(archive), quietTrigger: trigger },
       afterBackfill: [
         ...build(Z, K, rs, nnZ, 'all', 'rs'),
         ...att.incoming.map((fk) => lockStep(`drop-fk-${tableLabel(fk.table)}-${fk.name}`, `drop ${fk.name} of ${tableLabel(fk.table)} (its copy references ${Z})`, [dropConstraint(fk.table, fk.name)])),

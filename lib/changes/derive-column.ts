@@ -135,7 +135,7 @@ export function deriveColumn(options: DeriveColumnOptions): Change {
         ...(record ? { conversionLog: { table: t, target: name, expression: up } } : {}),
         steps: [lockStep('add-column-and-sync', `add ${name} ${type} with a sync trigger from ${from.join(', ')}`, [ddl.addColumn(t, name, type), ...sync])],
         // In record mode only rows still NULL: the try function then runs once per row (in SET), not twice (WHERE too).
-        backfill: { table: t, set: [{ column: name, expression: upForBackfill }], ...(record ? { only: 'null' as const } : {}) },
+        backfill: { table: t, set: [{ column: name, expression: upForBackfill }], quietTrigger: fn, ...(record ? { only: 'null' as const, tryFirst: [{ column: name, expression: up }] } : {}) },
         verify: { table: t, equal: [{ column: name, expression: upGuarded }] },
       };
       const undoExpand = { steps: [lockStep('drop-column', `drop the sync trigger and ${name}`, [...dropSync, ddl.dropColumnIfExists(t, name)])] };

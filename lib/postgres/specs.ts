@@ -33,6 +33,17 @@ export interface BackfillSpec {
    * NULL, which down makes NULL again).
    */
   readonly archiveKeys?: { readonly into: TableName; readonly columns: readonly string[] };
+  /**
+   * The sync trigger (created by triggers.ts, named so) whose work this backfill's UPDATE does itself: skipped for the
+   * batch's own rows, still fired by every other writer.
+   */
+  readonly quietTrigger?: string;
+  /**
+   * `set` without its per-row guard (the author's expression where `set` calls a try function that records a row
+   * it cannot convert). A batch writes these first, under a savepoint, and only when one of its rows fails falls
+   * back to `set`: the guard's subtransaction per row is paid by the batches that need it, not by all.
+   */
+  readonly tryFirst?: readonly { readonly column: string; readonly expression: string }[];
 }
 
 export interface BackfillJoin {
