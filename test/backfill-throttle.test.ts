@@ -307,6 +307,65 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     await exactlyOnce();
   });
 
+  it('adds an idle worker while no other client uses the server, and hands its chunk back when one shows up', async () => {
+    // Batches in flight at once, from the hooks around each batch; 50 ms of server sleep per batch makes them overlap.
+    const slow = `hits + 1 + CASE WHEN id % 250 = 1 THEN 0 * length(pg_sleep(0.05)::text) ELSE 0 END`;
+    const watch = () => {
+      const w = { now: 0, max: 0, maxSince: (t: number) => Math.max(0, ...w.samples.filter((x) => x.at >= t).map((x) => x.n)), samples: [] as { at: number; n: number }[] };
+      const hooks: Partial<BackfillRun> = {
+        beforeBatch: async () => {
+          w.now++;
+          w.max = Math.max(w.max, w.now);
+          w.samples.push({ at: Date.now(), n: w.now });
+        },
+        onProgress: () => {
+          w.now--;
+        },
+      };
+      return { w, hooks };
+    };
+    const options = { batchSize: 250, adaptive: false, chunkRows: 1000, canary: DEFAULT_CANARY };
+    await new Promise((r) => setTimeout(r, 1100)); // this test's own setup statements a second in the past
+    const alone = watch();
+    await run(options, alone.hooks, slow);
+    expect(alone.w.max, 'two batches at once on an idle server').to.equal(2);
+    await exactlyOnce();
+
+    // Traffic arriving mid-way: the idle worker stops at its next batch and its chunk is finished by the other.
+    await knex.raw(`UPDATE items SET hits = 0`);
+    await knex.raw(`DROP SCHEMA zero_downtime CASCADE`);
+    await new Promise((r) => setTimeout(r, 1100));
+    const mid = watch();
+    let trafficAt = Infinity;
+    let stopLate: (() => Promise<void>) | null = null;
+    let seenAt = Infinity;
+    const hooks: Partial<BackfillRun> = {
+      ...mid.hooks,
+      onThrottle: (e) => {
+        if (/another client is using the server/.test(e.reason)) seenAt = Math.min(seenAt, Date.now());
+      },
+      beforeBatch: async (p) => {
+        await mid.hooks.beforeBatch!(p);
+        if (p.rowsDone >= 1000 && !stopLate) {
+          stopLate = appTraffic();
+          trafficAt = Date.now();
+        }
+      },
+    };
+    try {
+      await run({ ...options, canary: { ...DEFAULT_CANARY, budget: 100, slackMs: 100 } }, hooks, slow);
+    } finally {
+      await (stopLate as (() => Promise<void>) | null)?.();
+    }
+    expect(mid.w.max, 'two at once before the traffic').to.equal(2);
+    // The pacer looks for other clients once a second; the idle worker stops at its next batch after that look (one
+    // of 50 ms may still be running).
+    expect(seenAt - trafficAt, 'the traffic was seen').to.be.below(3000);
+    expect(mid.w.samples.filter((x) => x.at >= seenAt + 500).length, 'batches after the traffic was seen').to.be.greaterThan(0);
+    expect(mid.w.maxSince(seenAt + 500), 'one at a time once the traffic was seen').to.equal(1);
+    await exactlyOnce();
+  });
+
   it('spreads canary targets over the table: one key per heap page', async () => {
     await knex.raw(`CREATE TABLE IF NOT EXISTS wide (id int PRIMARY KEY, pad text)`);
     await knex.raw(`TRUNCATE wide`);

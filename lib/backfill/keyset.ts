@@ -46,6 +46,12 @@ export interface BackfillOptions {
   readonly batchTimeoutMs?: number;
   /** Workers in this process (each its own connection). Default 1. */
   readonly workers?: number;
+  /**
+   * Workers added to `workers` while no other client uses the server (the pacer's look at pg_stat_activity, so only
+   * with the canary on): an idle server's second core is the backfill's. Each hands its chunk back at its next batch
+   * once another client shows up and waits until the server is quiet again. Default 1; 0 turns them off.
+   */
+  readonly idleWorkers?: number;
   /** Rows per chunk, the unit workers claim. Default 250 000 (five batches of the largest size: a chunk's planning is paid once per chunk). */
   readonly chunkRows?: number;
   /** Pause while a standby lags more than this (pg_stat_replication); null = ignore. Default 10 s. */
@@ -73,6 +79,7 @@ export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   adaptive: true,
   batchTimeoutMs: 10_000,
   workers: 1,
+  idleWorkers: 1,
   chunkRows: 250_000,
   maxReplicationLagMs: 10_000,
   canary: DEFAULT_CANARY,
@@ -113,7 +120,7 @@ export interface BackfillRun {
   readonly onRetry?: (e: { attempt: number; code: string; delayMs: number }) => void;
   readonly onThrottle?: (e: ThrottleEvent) => void;
   /** Told once, before the first batch, what the backfill walks and the canary's baseline. */
-  readonly onStart?: (e: { walk: WalkKey; workers: number; canaryBaselineP99Ms: number | null; totalEstimate: number }) => void;
+  readonly onStart?: (e: { walk: WalkKey; workers: number; idleWorkers: number; canaryBaselineP99Ms: number | null; totalEstimate: number }) => void;
   /** Filled at the end with the canary's probe times measured during the backfill (for benchmarks). */
   readonly canaryReport?: { baselineP99Ms?: number; finalBaselineP99Ms?: number; during?: number[] };
 }
@@ -192,21 +199,33 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     );
     const spare = poolMax - (poolMax >= 2 ? 1 : 0) - (canary ? 1 : 0);
     const workers = db.isEmbedded ? 1 : Math.max(1, Math.min(o.workers ?? 1, spare));
+    // Idle workers need the canary's look at who else uses the server, and a connection each to spare.
+    const idleWorkers = db.isEmbedded || !canary || o.pace !== undefined ? 0 : Math.max(0, Math.min(o.idleWorkers ?? 0, spare - workers));
+    let walking = workers;
+    let allDone = false;
     // A second connection per worker, where the pool has them, finds the next batch's end while a batch writes.
-    const prefetch = !db.isEmbedded && spare >= 2 * workers;
+    const prefetch = !db.isEmbedded && spare >= 2 * (workers + idleWorkers);
     // …and a third plans the next chunk while this one is walked (a page range costs nothing to plan).
-    const planAhead = prefetch && walk.kind !== 'ctid' && spare >= 3 * workers;
-    run.onStart?.({ walk, workers, canaryBaselineP99Ms: canary?.baselineP99 ?? null, totalEstimate });
+    const planAhead = prefetch && walk.kind !== 'ctid' && spare >= 3 * (workers + idleWorkers);
+    run.onStart?.({ walk, workers, idleWorkers, canaryBaselineP99Ms: canary?.baselineP99 ?? null, totalEstimate });
+    /** Whether an idle worker may walk now: the pacer has looked and seen nobody else. */
+    const quiet = () => !throttle.underTraffic;
 
     const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage);
 
-    const worker = async (): Promise<void> => {
+    const worker = async (idle: boolean): Promise<void> => {
       const batch = makeBatch(db, walk, spec, stats.rowsPerPage, prefetch);
       const sizer = new BatchSizer(o.batchSize, Math.min(o.minBatchSize ?? 100, o.batchSize), Math.max(o.maxBatchSize ?? 50_000, o.batchSize), o.targetBatchMs ?? 200, o.adaptive ?? true);
       for (;;) {
         if (stop.signal.aborted) throw stopped(stop.signal, progress);
+        if (idle && (allDone || walking === 0)) return;
+        if (idle && !quiet()) {
+          await sleep(200);
+          continue;
+        }
         const got = await chunks.claimOrPlan(lease.key, planBound);
         if (got === 'all-done') {
+          allDone = true;
           await chunks.finish();
           return;
         }
@@ -216,19 +235,24 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
         }
         const ahead = planAhead ? chunks.planAhead(planBound).catch(() => false) : null;
         try {
-          await walkChunk(got, sizer, batch);
+          await walkChunk(got, sizer, batch, idle);
         } finally {
           await ahead; // a failed look-ahead costs nothing: claimOrPlan plans the chunk in line then
         }
       }
     };
 
-    const walkChunk = async (chunk: Chunk, sizer: BatchSizer, batch: Batch): Promise<void> => {
+    const walkChunk = async (chunk: Chunk, sizer: BatchSizer, batch: Batch, idle: boolean): Promise<void> => {
       let lastKey = chunk.lastKey;
       let done = false;
       let batchMs = 0;
       try {
         while (!done) {
+          if (idle && !quiet()) {
+            // Another client showed up: the chunk goes back, resumed from its last batch by whoever claims it next.
+            await chunks.release(chunk.chunkNo, lease.key);
+            return;
+          }
           await throttle.wait(stop.signal);
           if (stop.signal.aborted) throw stopped(stop.signal, progress);
           if (run.beforeBatch) await run.beforeBatch(progress);
@@ -289,7 +313,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
               await sleep(delayMs);
             }
           }
-          if (!done) await throttle.rest(batchMs, workers, stop.signal);
+          if (!done) await throttle.rest(batchMs, workers + (quiet() ? idleWorkers : 0), stop.signal);
           if (!done && o.pauseMs > 0) await sleep(o.pauseMs);
         }
       } catch (err) {
@@ -299,12 +323,17 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     };
 
     const results = await Promise.allSettled(
-      Array.from({ length: workers }, () =>
-        worker().catch((e: unknown) => {
-          stop.abort(); // one worker's failure stops the others at their next batch
-          throw e;
-        }),
-      ),
+      Array.from({ length: workers + idleWorkers }, (_x, i) => {
+        const idle = i >= workers;
+        return worker(idle)
+          .catch((e: unknown) => {
+            stop.abort(); // one worker's failure stops the others at their next batch
+            throw e;
+          })
+          .finally(() => {
+            if (!idle) walking--;
+          });
+      }),
     );
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
     if (failures.length > 0) throw failures.find((e) => !(e instanceof BackfillInterrupted)) ?? failures[0];

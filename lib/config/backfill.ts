@@ -24,6 +24,7 @@ export function resolveBackfillTuning(input: BackfillTuning | undefined): Partia
   if (input.adaptive !== undefined) out.adaptive = input.adaptive;
   if (input.batchTimeout !== undefined) out.batchTimeoutMs = ms(input.batchTimeout, 'batchTimeout');
   if (input.workers !== undefined) out.workers = input.workers;
+  if (input.idleWorkers !== undefined) out.idleWorkers = input.idleWorkers;
   if (input.chunkRows !== undefined) out.chunkRows = input.chunkRows;
   if (input.maxReplicationLag !== undefined) out.maxReplicationLagMs = input.maxReplicationLag === null ? null : ms(input.maxReplicationLag, 'maxReplicationLag');
   if (input.healthCheck !== undefined) out.healthCheck = input.healthCheck;

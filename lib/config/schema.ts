@@ -151,6 +151,7 @@ export const CONFIG_SCHEMA = {
         adaptive: { type: 'boolean', description: `false keeps every batch at batchSize; default ${DEFAULT_BACKFILL.adaptive}` },
         batchTimeout: { ...duration, description: `statement_timeout of one batch (split and retried past it); default ${ms(DEFAULT_BACKFILL.batchTimeoutMs)}` },
         workers: { ...positiveInt, description: `workers per process (\`umzug backfill --workers N\` overrides); default ${DEFAULT_BACKFILL.workers}` },
+        idleWorkers: { type: 'integer', minimum: 0, description: `workers added while no other client uses the server (with the canary on); 0 turns them off; default ${DEFAULT_BACKFILL.idleWorkers}` },
         chunkRows: { ...positiveInt, description: `rows per chunk, the unit workers claim; default ${DEFAULT_BACKFILL.chunkRows}` },
         maxReplicationLag: {
           anyOf: [{ type: 'null' }, duration],

@@ -40,6 +40,23 @@ SELECT (SELECT count(*) FROM _zd_chunk)::int AS scanned,
        (SELECT json_build_array(${keyText}) FROM _zd_chunk ORDER BY ${desc} LIMIT 1) AS last_key`;
 }
 
+/**
+ * One verification chunk by heap pages [$1, $2) (a TID range scan, PostgreSQL 14+): the rows there, those where any
+ * `column IS DISTINCT FROM expression`, and up to 5 of their keys. The heap is read in its own order, with no index
+ * walk and no sort: a 1M-row table in about a tenth of the time of key-ordered chunks.
+ */
+export function verifyPagesSql(table: TableName, keys: readonly KeyColumn[], equal: readonly { column: string; expression: string }[]): string {
+  const t = qualified(table);
+  const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
+  const bad = equal.map((e) => `${ident(e.column)} IS DISTINCT FROM (${e.expression})`).join(' OR ');
+  const keyList = keys.map((k, i) => `${ident(k.name)} AS ${alias(i)}`).join(', ');
+  const keyText = keys.map((_k, i) => `${alias(i)}::text`).join(', ');
+  // The keys are turned into JSON for the rows that disagree only (an aggregate's FILTER is tested before its argument).
+  return `SELECT count(*)::int AS scanned, count(*) FILTER (WHERE _zd_bad)::int AS mismatches,
+       to_json((array_agg(json_build_array(${keyText})) FILTER (WHERE _zd_bad))[1:5]) AS samples
+  FROM (SELECT ${keyList}, (${bad}) AS _zd_bad FROM ${t} WHERE ${range}) _zd_chunk`;
+}
+
 /** `(k1, k2) <op> (CAST($n AS t1), CAST($n+1 AS t2))`: a row comparison the btree on (k1, k2) can seek. */
 function keyCompare(keys: readonly KeyColumn[], op: '>' | '<=' | '=', firstParam: number, qualifier = ''): string {
   const cols = keys.map((k) => qualifier + ident(k.name)).join(', ');
