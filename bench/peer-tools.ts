@@ -17,6 +17,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  * here: every module of ours is compiled at each start).
  */
 export const FROM_SOURCE = !!process.env.PEER_FROM_SOURCE;
+/**
+ * PEER_OURS_OPTIONS='{"backfill":{"canary":false}}': options merged into our umzug.config.ts, to see what a default
+ * costs (the figures of record are taken without it: users get the defaults).
+ */
+export const OURS_OPTIONS: Record<string, unknown> | null = process.env.PEER_OURS_OPTIONS ? (JSON.parse(process.env.PEER_OURS_OPTIONS) as Record<string, unknown>) : null;
 const LIB_INDEX = path.resolve(here, FROM_SOURCE ? '../lib/index.ts' : '../dist/esm/index.js');
 const BIN = path.resolve(here, FROM_SOURCE ? '../lib/cli/bin.ts' : '../dist/esm/cli/bin.js');
 // The project folder is elsewhere: tsx must be given by location, not by name (as test/cli-support.ts does).
@@ -158,7 +163,7 @@ export function ourProject(w: Workload): string {
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `peer-${w.key}`, private: true, type: 'module' }));
   writeFileSync(
     path.join(dir, 'umzug.config.ts'),
-    `import { zeroDowntime } from 'umzug-zero-downtime';\n\nexport default zeroDowntime({\n  knex: { client: 'pg', connection: process.env.DATABASE_URL },\n  migrations: 'migrations/*.ts',\n});\n`,
+    `import { zeroDowntime } from 'umzug-zero-downtime';\n\nexport default zeroDowntime({\n  knex: { client: 'pg', connection: process.env.DATABASE_URL },\n  migrations: 'migrations/*.ts',\n${OURS_OPTIONS ? `  ...${JSON.stringify(OURS_OPTIONS)},\n` : ''}});\n`,
   );
   mkdirSync(path.join(dir, 'migrations'));
   writeFileSync(

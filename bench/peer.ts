@@ -26,6 +26,7 @@ import {
   checkWork,
   mustSucceed,
   FROM_SOURCE,
+  OURS_OPTIONS,
   ourProject,
   pacerSummary,
   pgrollMigrationFile,
@@ -435,7 +436,7 @@ async function main(): Promise<void> {
     .map((l) => (l.includes('(default') ? l : `${l} (default 0s)`));
   const header = [
     `pgroll: ${pgrollBin}, ${version}${process.env.PGROLL_VERSION ? ` (built from ${process.env.PGROLL_VERSION})` : ''}; its defaults: ${defaults.join('; ')}`,
-    `ours: umzug up with every option at its default (umzug.config.ts: knex and migrations only), ${FROM_SOURCE ? 'lib/ through tsx (PEER_FROM_SOURCE)' : 'the built package (dist/)'}`,
+    `ours: umzug up with ${OURS_OPTIONS ? `PEER_OURS_OPTIONS ${JSON.stringify(OURS_OPTIONS)}, every other option at its default` : 'every option at its default (umzug.config.ts: knex and migrations only)'}, ${FROM_SOURCE ? 'lib/ through tsx (PEER_FROM_SOURCE)' : 'the built package (dist/)'}`,
     `timed: pgroll start <file> ↔ umzug up (whole commands: new structure, triggers, backfill; ours also verifies); order per pair: pgroll, ours, ours, pgroll`,
     `traffic: none, or ${describeTraffic({ rate: o.rate, clients: o.clients, segmentSeconds: 5 })}; before = ${o.baselineMs / 1000} s just before the command, during = the command`,
   ];

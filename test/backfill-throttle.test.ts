@@ -9,7 +9,7 @@ import { LOCKED_FLOOR, LOCKED_SHARE, Throttle, type ThrottleEvent } from '../lib
 import { CanaryProbe, sampleProbeTargets } from '../lib/backfill/canary.js';
 import { busyFraction, restAfter, MIN_BUSY_PROBES, MIN_FRACTION, ROOM_SHARE, START_FRACTION, TAIL_SHARE } from '../lib/backfill/pacer.js';
 import { resolveConfig, ConfigError } from '../lib/config.js';
-import { freshDatabase, knexFor } from './support/pg.js';
+import { freshDatabase, knexFor, pgClient } from './support/pg.js';
 
 const ROWS = 5_000;
 
@@ -17,8 +17,9 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
   this.timeout(60_000);
   let knex: Knex;
   let db: Db;
+  let url: string;
   before(async () => {
-    const url = await freshDatabase('backfill_throttle');
+    url = await freshDatabase('backfill_throttle');
     knex = knexFor(url);
     db = new Db(knex);
     await knex.raw(`CREATE TABLE items (id int PRIMARY KEY, v text, hits int NOT NULL DEFAULT 0)`);
@@ -305,6 +306,31 @@ describe('backfill pacing: adaptive size, split on timeout, health check, canary
     expect(busyRun.rows[0].batches).to.be.within(5, 6);
     expect([LOCKED_SHARE, LOCKED_FLOOR]).to.deep.equal([0.005, 1000]);
     await exactlyOnce();
+  });
+
+  it('takes neither a connection that has run nothing nor a pooled connection used through Knex directly for another client', async () => {
+    const fresh = await pgClient(url, '');
+    try {
+      await new Promise((r) => setTimeout(r, 1100)); // the test's own setup statements a second in the past
+      const events: ThrottleEvent[] = [];
+      // The pool's connections, busy through Knex itself (as the Umzug storage and the state store use them) while
+      // the backfill looks.
+      let busy = true;
+      const poolTraffic = (async () => {
+        while (busy) await Promise.all([knex.raw('SELECT pg_sleep(0.01)'), knex.raw('SELECT 1')]);
+      })();
+      try {
+        await run({ batchSize: 1000, adaptive: false, canary: DEFAULT_CANARY }, { onThrottle: (e) => events.push(e) });
+      } finally {
+        busy = false;
+        await poolTraffic;
+      }
+      expect(events.filter((e) => e.state === 'paced')[0], JSON.stringify(events)).to.deep.include({ busyFraction: 1, reason: 'batches back to back: no other client is using the server' });
+      expect(events.some((e) => /another client/.test(e.reason)), JSON.stringify(events)).to.equal(false);
+      await exactlyOnce();
+    } finally {
+      await fresh.end();
+    }
   });
 
   it('adds an idle worker while no other client uses the server, and hands its chunk back when one shows up', async () => {

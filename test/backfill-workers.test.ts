@@ -48,7 +48,9 @@ describe('backfill workers and lost connections', function () {
       n: number;
       chunks: number;
     };
-    expect(owners.chunks).to.equal(Math.ceil(ROWS / 1500) + 1);
+    // Chunks of at most 1500 keys: a dense integer key is cut by arithmetic on the table's row estimate, which a table
+    // never analyzed may put below its rows (smaller chunks, more of them), and the open-ended last one.
+    expect(owners.chunks).to.be.at.least(Math.ceil(ROWS / 1500) + 1);
     expect(owners.n).to.equal(3);
   });
 

@@ -16,12 +16,23 @@ export class BatchSizer {
     this.current = clamp(Math.round(initial), min, max);
   }
 
+  private speed: number | null = null;
+
   get size(): number {
     return this.current;
   }
 
-  /** A batch of `rows` rows took `ms` milliseconds. Partial batches (end of a chunk) say little and are ignored. */
+  /** Rows per millisecond of the recent batches of 100 rows or more (a moving average), or null before one. */
+  get rowsPerMs(): number | null {
+    return this.speed;
+  }
+
+  /**
+   * A batch of `rows` rows took `ms` milliseconds. Partial batches (end of a chunk) say little of the size to aim at
+   * and are ignored for it; every batch of some size counts for the speed.
+   */
   observe(rows: number, ms: number): void {
+    if (rows >= 100 && ms > 0) this.speed = this.speed === null ? rows / ms : this.speed * 0.7 + (rows / ms) * 0.3;
     if (!this.adaptive || rows < this.current * 0.9 || rows <= 0) return;
     const ideal = (this.targetMs / Math.max(ms, 1)) * rows;
     const bounded = clamp(ideal, this.current / 2, this.current * 2);

@@ -1,6 +1,6 @@
 import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
-import { ctidRangeUpdateSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
+import { ctidRangeUpdateSql, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel } from '../postgres/identifiers.js';
 import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
@@ -71,25 +71,51 @@ export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats
   return { rows, rowsPerPage };
 }
 
-/** Where the next chunk after `after` ends: chunkRows keys further (found in the index, not counted), or a page range. */
-export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Bound {
-  if (walk.kind === 'ctid') {
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
+
+/**
+ * Where the next chunk after `after` ends: chunkRows keys further (found in the index, not counted), or a page range.
+ * A one-column integer key whose values are dense (the key range at most 4× the rows, as a serial's is) is cut by
+ * arithmetic instead, from its min and max and the table's row estimate: the index walk to the 250 000th key took
+ * half a second per chunk of a 1M-row table, the first one in line before the first batch. Sparse keys are walked.
+ */
+export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number, rows = 0): Bound {
+  if (walk.kind === 'keys' && walk.columns.length === 1 && INTEGER_TYPES.has(walk.columns[0]!.type) && rows > 0) {
+    const walked = makeKeyWalkPlanner(walk, spec, chunkRows);
+    const sql = keyExtentSql(spec.table, walk.columns[0]!);
     return async (c, after) => {
-      let end = after?.endKey ? Number(after.endKey[0]) : NaN;
-      if (!after) {
-        // Pages that exist now; rows written later are the triggers' business, and our own new row versions land
-        // beyond this end (or are found again holding their value already).
-        const r = await c.query<{ pages: string }>(
-          `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int)::bigint AS pages`,
-          [qualified(spec.table)],
-        );
-        end = Number(r.rows[0]!.pages);
-      }
-      const lo = after?.hi ? Number(after.hi[0]) : 0;
-      const hi = Math.min(end, lo + Math.max(1, Math.ceil(chunkRows / rowsPerPage)));
-      return { lo: [String(lo)], hi: [String(hi)], final: hi >= end, endKey: [String(end)] };
+      const r = (await c.query<{ lo: string | null; hi: string | null }>(sql)).rows[0];
+      const lo = after?.hi ?? null;
+      if (!r?.lo || !r.hi) return { lo, hi: null, final: true, endKey: null };
+      const [min, max] = [BigInt(r.lo), BigInt(r.hi)];
+      const range = max - min + 1n;
+      if (range > 4n * BigInt(Math.ceil(rows))) return walked(c, after);
+      const span = (BigInt(chunkRows) * range + BigInt(Math.ceil(rows)) - 1n) / BigInt(Math.ceil(rows));
+      const hi = (lo ? BigInt(lo[0]!) : min - 1n) + (span > 0n ? span : 1n);
+      return hi >= max ? { lo, hi: null, final: true, endKey: null } : { lo, hi: [String(hi)], final: false, endKey: null };
     };
   }
+  return walk.kind === 'keys' ? makeKeyWalkPlanner(walk, spec, chunkRows) : makePagePlanner(spec, chunkRows, rowsPerPage);
+}
+
+function makePagePlanner(spec: BackfillSpec, chunkRows: number, rowsPerPage: number): Bound {
+  return async (c, after) => {
+    let end = after?.endKey ? Number(after.endKey[0]) : NaN;
+    if (!after) {
+      // Pages that exist now; rows written later are the triggers' business, and our own new row versions land
+      // beyond this end (or are found again holding their value already).
+      const r = await c.query<{ pages: string }>(`SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int)::bigint AS pages`, [
+        qualified(spec.table),
+      ]);
+      end = Number(r.rows[0]!.pages);
+    }
+    const lo = after?.hi ? Number(after.hi[0]) : 0;
+    const hi = Math.min(end, lo + Math.max(1, Math.ceil(chunkRows / rowsPerPage)));
+    return { lo: [String(lo)], hi: [String(hi)], final: hi >= end, endKey: [String(end)] };
+  };
+}
+
+function makeKeyWalkPlanner(walk: Extract<WalkKey, { kind: 'keys' }>, spec: BackfillSpec, chunkRows: number): Bound {
   return async (c, after) => {
     const lo = after?.hi ?? null;
     const r = await c.query<{ last_key: string[] }>(keysetNthKeySql(spec.table, walk.columns, lo !== null, false), [chunkRows, ...(lo ?? [])]);

@@ -211,7 +211,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     /** Whether an idle worker may walk now: the pacer has looked and seen nobody else. */
     const quiet = () => !throttle.underTraffic;
 
-    const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage);
+    const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage, stats.rows);
 
     const worker = async (idle: boolean): Promise<void> => {
       const batch = makeBatch(db, walk, spec, stats.rowsPerPage, prefetch);
@@ -273,7 +273,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
                   'synchronous_commit',
                   'off',
                 ]);
-                const b = await batch(conn, chunk, from, Math.min(sizer.size, throttle.batchCap()));
+                const b = await batch(conn, chunk, from, Math.min(sizer.size, throttle.batchCap(sizer.rowsPerMs)));
                 const totals = await chunks.advance(conn, chunk.chunkNo, lease.key, from, b.to, b.scanned, b.updated, b.finished);
                 if (!totals) throw new ProgressMoved();
                 return { ...b, totals };

@@ -57,7 +57,18 @@ export class Db {
    */
   readonly ownPids = new Set<number>();
 
-  constructor(readonly knex: Knex) {}
+  constructor(readonly knex: Knex) {
+    // Every connection of the pool is ours, also those the Umzug storage, the state store or the lock use through
+    // the Knex instance directly: one of them active within the last second made the backfill's first look at
+    // pg_stat_activity see "another client" in about one run in three, and pace an idle server at a tenth of the time.
+    const pool = (knex.client as { pool?: { on?: (event: string, listener: (id: unknown, resource: unknown) => void) => void } }).pool;
+    const remember = (_id: unknown, resource: unknown) => {
+      const pid = (resource as { processID?: unknown } | null)?.processID;
+      if (typeof pid === 'number') this.ownPids.add(pid);
+    };
+    pool?.on?.('createSuccess', remember);
+    pool?.on?.('acquireSuccess', remember);
+  }
 
   /**
    * While the migration lock is held, every transaction proves first that it still is (BEGIN; fence; …): a run that

@@ -19,6 +19,11 @@ export interface ProbeOptions {
    * the application connection that gets it next, so the probe runs without its statement_timeout. Default true.
    */
   readonly sessionSettings?: boolean;
+  /**
+   * Told the server process of each connection the probe opens (outside the pool), so the backfill's look for other
+   * clients does not take the probe for the application in the moment before its application_name is set.
+   */
+  readonly onConnect?: (pid: number) => void;
 }
 
 export interface ProbeTarget {
@@ -31,6 +36,7 @@ export interface ProbeTarget {
 
 interface RawConnection {
   query(text: string, values?: readonly unknown[]): Promise<unknown>;
+  readonly processID?: number;
 }
 
 interface RawConnectionClient {
@@ -105,6 +111,7 @@ export class LatencyProbe {
     const client = this.knex.client as unknown as RawConnectionClient;
     try {
       this.conn = await client.acquireRawConnection();
+      if (typeof this.conn.processID === 'number') this.opts.onConnect?.(this.conn.processID);
       await this.configureSession(true);
     } catch (e) {
       this.onError?.(e as Error);
@@ -148,6 +155,7 @@ export class LatencyProbe {
     await sleep(200);
     try {
       this.conn = await client.acquireRawConnection();
+      if (typeof this.conn.processID === 'number') this.opts.onConnect?.(this.conn.processID);
       await this.configureSession(false);
     } catch {
       // the next probe fails again and comes back here

@@ -93,6 +93,11 @@ export function keysetBoundSql(table: TableName, keys: readonly KeyColumn[], has
 SELECT (SELECT count(*) FROM _zd_b)::int AS n, (SELECT json_build_array(${lastKey}) FROM _zd_b ORDER BY ${desc} LIMIT 1) AS last_key`;
 }
 
+/** The smallest and largest value of a one-column key (two index endpoint reads), as text; NULLs for an empty table. */
+export function keyExtentSql(table: TableName, key: KeyColumn): string {
+  return `SELECT min(${ident(key.name)})::text AS lo, max(${ident(key.name)})::text AS hi FROM ${qualified(table)}`;
+}
+
 /**
  * The key `$1` positions after `from` (exclusive), not past `to` (inclusive), or no row when fewer keys are left:
  * where a full batch or chunk ends. The index seeks to `from` and steps over at most `$1` entries, so the cost is
