@@ -1,6 +1,7 @@
 import type { Statement } from './db/db.js';
 import type { CatalogSnapshot } from './postgres/catalog.js';
 import type { TableName } from './postgres/identifiers.js';
+import type { PartitionIndexCatchUp } from './postgres/partitions.js';
 import type { BackfillSpec, PreflightCheck } from './postgres/specs.js';
 
 export type { Statement } from './db/db.js';
@@ -23,6 +24,16 @@ export interface Step {
    * CONCURRENTLY) before each attempt and after a failed one.
    */
   readonly concurrentIndex?: { readonly schema: string; readonly name: string };
+  /**
+   * A step planned for one partition of a partitioned table: once that partition is no longer below `root` (detached
+   * or dropped since the change read the catalog) it has nothing to do, and is recorded as done without running.
+   */
+  readonly partition?: { readonly root: TableName; readonly table: TableName };
+  /**
+   * Run before the step's statements: what partitions created or attached since the change read the catalog lack of
+   * a partitioned index is built (CONCURRENTLY) and attached, and the index made valid again after a detach.
+   */
+  readonly partitionIndexCatchUp?: PartitionIndexCatchUp;
 }
 
 /** Every row must satisfy `column IS NOT DISTINCT FROM expression` for each pair. */

@@ -2,7 +2,8 @@ import { runKeysetBackfill, DEFAULT_BACKFILL, type BackfillOptions, type Backfil
 import type { BackfillSpec, Change, ChangeDescription, PhasePlan, Precondition, ResolveContext, Step, TaskSpec } from './migration.js';
 import type { ThrottleEvent } from './backfill/throttle.js';
 import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from './postgres/catalog.js';
-import { ChangeInputError, tableLabel, type TableName } from './postgres/identifiers.js';
+import { ChangeInputError, qualified, tableLabel, type TableName } from './postgres/identifiers.js';
+import { LIVE_PARTITIONS_SQL } from './postgres/partitions.js';
 import type { KeyColumn } from './postgres/batch-sql.js';
 import { verifyConsistency, type VerifyResult } from './verify/consistency.js';
 import type { Db } from './db/db.js';
@@ -579,7 +580,10 @@ export class Engine {
   private async runPhase(migration: string, changeIndex: number, phase: PhaseName, plan: PhasePlan, snapshot: CatalogSnapshot): Promise<void> {
     const done = await this.state.doneSteps(migration, changeIndex, phase);
     await this.runSteps(migration, changeIndex, phase, plan.steps, done, '');
-    if (plan.backfill) await this.runBackfill({ migration, changeIndex, phase }, plan.backfill, snapshot);
+    if (plan.backfill) {
+      await this.runBackfill({ migration, changeIndex, phase }, plan.backfill, snapshot);
+      await this.backfillLatePartitions(migration, changeIndex, plan.backfill, snapshot);
+    }
     await this.runSteps(migration, changeIndex, phase, plan.afterBackfill ?? [], done, 'after:');
     if (plan.tasks) await this.runTasks(migration, changeIndex, phase, plan.tasks, snapshot, done);
     if (plan.verify) {
@@ -607,6 +611,33 @@ export class Engine {
       }
     }
     this.emit({ type: 'phase', migration, changeIndex, phase, status: 'done' });
+  }
+
+  /**
+   * The backfill walks the partitioned table by its key as it is at each batch, so rows of a table attached as a
+   * partition since the change read the catalog can sit behind its cursor, never written (a partition created since
+   * starts empty, and the sync trigger PostgreSQL clones onto it writes every row it gets). Each such partition is
+   * walked once more on its own, by the same spec, as a repair would: only rows that differ are written. Its progress
+   * is kept as the change's repair, cleared once it is done (a later `umzug backfill --repair` starts afresh). A copy
+   * into another table (split, merge) is not walked again here; its verify names the rows it misses.
+   */
+  private async backfillLatePartitions(migration: string, changeIndex: number, spec: BackfillSpec, snapshot: CatalogSnapshot): Promise<void> {
+    const info = tableInfo(snapshot, spec.table);
+    if (!info?.partitioning || spec.copy) return;
+    const known = new Set(info.partitioning.partitions.map((p) => tableLabel(p.table)));
+    const late = (await this.db.query<{ schema: string; name: string; relkind: string }>(LIVE_PARTITIONS_SQL, [qualified(spec.table)])).rows.filter(
+      (r) => r.relkind === 'r' && !known.has(tableLabel(r)),
+    );
+    for (const p of late) {
+      const table = { schema: p.schema, name: p.name };
+      const rows = await this.db.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${qualified(table)}) AS any`);
+      if (!rows.rows[0]?.any) continue;
+      // The partition has the table's columns and primary key (PostgreSQL requires both of a partition).
+      const own: CatalogSnapshot = { ...snapshot, tables: { ...snapshot.tables, [tableLabel(table)]: { ...info, table, partitioning: undefined } } };
+      await this.state.clearPhases(migration, changeIndex, ['repair']);
+      await this.runBackfill({ migration, changeIndex, phase: 'repair' }, { ...spec, table }, own);
+      await this.state.clearPhases(migration, changeIndex, ['repair']);
+    }
   }
 
   private async runSteps(

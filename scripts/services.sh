@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up what the tests need and is safe to run again: PostgreSQL (started if it is not answering) and
 # FerretDB v1.24.2 on loopback with its SQLite backend (built once into a cache, started if its port is closed),
-# and PgBouncer in transaction mode in front of PostgreSQL (scripts/pgbouncer.sh).
+# PgBouncer in transaction mode in front of PostgreSQL (scripts/pgbouncer.sh), and the pg_partman extension
+# (scripts/partman.sh, installed from Debian's package when PostgreSQL does not offer it).
 # Prints nothing but problems and a one-line summary.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -34,4 +35,5 @@ if ! port_open "$ferret_port"; then
   port_open "$ferret_port" || { echo "services: FerretDB did not start; see $state/ferretdb.log" >&2; tail -20 "$state/ferretdb.log" >&2; exit 1; }
 fi
 bash "$here/pgbouncer.sh"
-echo "services: PostgreSQL on $pg_host:$pg_port, FerretDB on 127.0.0.1:$ferret_port, PgBouncer (transaction mode) on 127.0.0.1:${PGBOUNCER_PORT:-6543}"
+bash "$here/partman.sh"
+echo "services: PostgreSQL on $pg_host:$pg_port, FerretDB on 127.0.0.1:$ferret_port, PgBouncer (transaction mode) on 127.0.0.1:${PGBOUNCER_PORT:-6543}, pg_partman"

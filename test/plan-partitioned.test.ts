@@ -309,14 +309,38 @@ describe('plan tier: partitioned tables (no database)', () => {
     const built = lines({ steps: d.expand.afterBackfill ?? [] });
     expect(built[1]).to.equal('  CREATE INDEX IF NOT EXISTS "zd_tw_events_events_note_idx_47c481df" ON ONLY "public"."events" USING btree ("remark")  -- ShareLock public.events');
     const swap = lines({ steps: (d.contract.afterBackfill ?? []).filter((s) => s.id === 'swap') }).filter((l) => l.includes('RENAME'));
-    expect(swap).to.deep.equal([
-      '  ALTER INDEX "public"."zd_tw_events_events_note_idx_47c481df" RENAME TO "events_note_idx"  -- ShareUpdateExclusiveLock public.zd_tw_events_events_note_idx_47c481df',
-      '  ALTER INDEX "public"."zd_pi_events_2024_zd_tw_events_event_c879f81f" RENAME TO "events_2024_note_idx"  -- ShareUpdateExclusiveLock public.zd_pi_events_2024_zd_tw_events_event_c879f81f',
-      '  ALTER INDEX "public"."zd_pi_events_2025_zd_tw_events_event_2da46eb2" RENAME TO "events_2025_note_idx"  -- ShareUpdateExclusiveLock public.zd_pi_events_2025_zd_tw_events_event_2da46eb2',
-      '  ALTER INDEX "public"."zd_pi_events_2025_eu_zd_tw_events_ev_42b963e3" RENAME TO "events_2025_eu_note_idx"  -- ShareUpdateExclusiveLock public.zd_pi_events_2025_eu_zd_tw_events_ev_42b963e3',
-      '  ALTER INDEX "public"."zd_pi_events_2025_rest_zd_tw_events__3f96dbd3" RENAME TO "events_2025_rest_note_idx"  -- ShareUpdateExclusiveLock public.zd_pi_events_2025_rest_zd_tw_events__3f96dbd3',
-      '  ALTER INDEX "public"."zd_pi_pdroptablex_zd_tw_events_event_7358ad97" RENAME TO "p; drop table x_note_idx"  -- ShareUpdateExclusiveLock public.zd_pi_pdroptablex_zd_tw_events_event_7358ad97',
+    expect(swap[0]).to.equal('  ALTER INDEX "public"."zd_tw_events_events_note_idx_47c481df" RENAME TO "events_note_idx"  -- ShareUpdateExclusiveLock public.zd_tw_events_events_note_idx_47c481df');
+    // The partitions' renames are one DO block: each planned rename runs only while its partition is still below the
+    // table (a detached one keeps its own index names), and a partition created or attached since gets the route's name.
+    expect(swap).to.have.length(2);
+    const planned = [...swap[1]!.matchAll(/IF EXISTS \(SELECT 1 FROM pg_partition_ancestors\(to_regclass\('([^']+)'\)\) a WHERE a\.relid = '"public"\."events"'::regclass\) AND to_regclass\('[^']+'\) IS NOT NULL THEN EXECUTE '([^']+)'/g)].map(
+      (m) => `${m[1]}: ${m[2]}`,
+    );
+    expect(planned).to.deep.equal([
+      '"public"."events_2024": ALTER INDEX "public"."zd_pi_events_2024_zd_tw_events_event_c879f81f" RENAME TO "events_2024_note_idx"',
+      '"public"."events_2025": ALTER INDEX "public"."zd_pi_events_2025_zd_tw_events_event_2da46eb2" RENAME TO "events_2025_note_idx"',
+      '"public"."events_2025_eu": ALTER INDEX "public"."zd_pi_events_2025_eu_zd_tw_events_ev_42b963e3" RENAME TO "events_2025_eu_note_idx"',
+      '"public"."events_2025_rest": ALTER INDEX "public"."zd_pi_events_2025_rest_zd_tw_events__3f96dbd3" RENAME TO "events_2025_rest_note_idx"',
+      '"public"."p; drop table x": ALTER INDEX "public"."zd_pi_pdroptablex_zd_tw_events_event_7358ad97" RENAME TO "p; drop table x_note_idx"',
     ]);
+    expect(swap[1]).to.include(`WHERE NOT (tn.nspname || '.' || tc.relname) = ANY (ARRAY['public.events_2024', 'public.events_2025', 'public.events_2025_eu', 'public.events_2025_rest', 'public.p; drop table x']::text[])`);
+  });
+
+  it('the steps planned for a partition carry it (skipped once detached), and check-index what to catch up with', () => {
+    const d = addIndex({ table: 'events', columns: ['name'] }).describe(catalog, ctx);
+    const perPartition = d.expand.steps.filter((s) => s.id.startsWith('partition:'));
+    expect(perPartition.map((s) => s.partition && `${s.partition.root.name} > ${s.partition.table.name}`)).to.deep.equal([
+      'events > events_2024', 'events > events_2024', 'events > events_2025', 'events > events_2025_eu', 'events > events_2025_eu',
+      'events > events_2025_rest', 'events > events_2025_rest', 'events > events_2025', 'events > p; drop table x', 'events > p; drop table x',
+    ]);
+    const check = d.expand.steps.find((s) => s.id === 'check-index')!;
+    expect(check.partitionIndexCatchUp).to.deep.equal({
+      table: { schema: 'public', name: 'events' },
+      index: 'events_name_idx',
+      shape: { unique: false, body: ' ("name")' },
+      known: ['public.events_2024', 'public.events_2025', 'public.events_2025_eu', 'public.events_2025_rest', 'public.p; drop table x'],
+    });
+    expect(d.expand.steps.filter((s) => s.id !== 'check-index' && !s.id.startsWith('partition:')).map((s) => [s.id, s.partition, s.partitionIndexCatchUp])).to.deep.equal([['create-index', undefined, undefined]]);
   });
 
   it('ALTER INDEX … ATTACH PARTITION requests ACCESS EXCLUSIVE on the partition\'s index and SHARE UPDATE EXCLUSIVE on the parent index', () => {

@@ -2,7 +2,6 @@ import type { Statement, Step } from '../migration.js';
 import type { PartitionInfo, Partitioning } from '../postgres/catalog.js';
 import { tableLabel, type TableName } from '../postgres/identifiers.js';
 import { addConstraintUsingIndex, dropIndexConcurrently } from '../postgres/index-sql.js';
-import { renameIndex } from '../postgres/column-attachments.js';
 import {
   addUniqueConstraintOnPartitioned,
   attachPartitionIndex,
@@ -12,6 +11,7 @@ import {
   dropPartitionedIndex,
   partitionIndexName,
   partitionsOf,
+  renamePartitionIndexesLive,
   requireIndexValid,
   type IndexShape,
 } from '../postgres/partitions.js';
@@ -58,15 +58,22 @@ export function attachedPartitionIndexes(partitioning: Partitioning, table: Tabl
 }
 
 /**
- * Renames, in one transaction's statements, every partition's index of `from` (named by `fromNames`) to its name under
- * `to`: a column swap gives the partitions' indexes the names the originals had, and takes them back on its undo.
+ * Renames, in one transaction's statement, every partition's index of `from` (named by `fromNames`) to its name under
+ * `to`: a column swap gives the partitions' indexes the names the originals had, and takes them back on its undo. It
+ * runs after the parent index was renamed, in the same transaction. A partition detached or dropped since the change
+ * read the catalog is skipped; one created or attached since gets the name the build route would give it (see
+ * renamePartitionIndexesLive).
  */
 export function renamePartitionIndexes(partitioning: Partitioning, fromNames: (p: PartitionInfo) => string | undefined, toNames: (p: PartitionInfo) => string | undefined): Statement[] {
-  return partitioning.partitions.flatMap((p) => {
+  const root = partitioning.partitions.find((p) => p.depth === 1)?.parent;
+  if (!root) return [];
+  const renames = partitioning.partitions.flatMap((p) => {
     const from = fromNames(p);
     const to = toNames(p);
-    return from !== undefined && to !== undefined && from !== to && p.kind !== 'foreign' ? [renameIndex(p.table.schema, from, to)] : [];
+    return from !== undefined && to !== undefined && p.kind !== 'foreign' ? [{ partition: p.table, depth: p.depth, from, to }] : [];
   });
+  if (renames.length === 0) return [];
+  return [renamePartitionIndexesLive(root, renames, partitioning.partitions.map((p) => p.table))];
 }
 
 export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexSteps {
@@ -77,6 +84,8 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
   const build: Step[] = [];
   const drop: Step[] = [];
   const top = { schema: o.table.schema, name: o.name };
+  // Skipped by the executor once the partition is no longer below the table (detached or dropped since).
+  const of = (p: PartitionInfo) => ({ partition: { root: o.table, table: p.table } });
 
   const visit = (parent: TableName, parentIndex: TableName): { partition: TableName; constraint: string }[] => {
     const adopted: { partition: TableName; constraint: string }[] = [];
@@ -86,15 +95,16 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
       if (p.kind === 'partitioned') {
         if (o.constraint) {
           const below = visit(p.table, index);
-          build.push(
-            txStep(id(p, 'constraint'), `add the UNIQUE constraint ${index.name} to ${on}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, index.name, o.constraint.columns, o.constraint.include, below)),
-          );
+          build.push({
+            ...txStep(id(p, 'constraint'), `add the UNIQUE constraint ${index.name} to ${on}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, index.name, o.constraint.columns, o.constraint.include, below)),
+            ...of(p),
+          });
           drop.push(txStep(id(p, 'drop'), `drop the UNIQUE constraint ${index.name} of ${on}, if left`, [dropConstraintIfExists(p.table, index.name)]));
         } else {
-          build.push(txStep(id(p, 'create'), `create index ${index.name} on only ${on} (its partitions' indexes attach to it)`, [createIndexOnOnly(p.table, index.name, o.shape)]));
+          build.push({ ...txStep(id(p, 'create'), `create index ${index.name} on only ${on} (its partitions' indexes attach to it)`, [createIndexOnOnly(p.table, index.name, o.shape)]), ...of(p) });
           drop.push(txStep(id(p, 'drop'), `drop index ${index.name} of ${on}, if left`, [dropPartitionedIndex(index)]));
           visit(p.table, index);
-          build.push(txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]));
+          build.push({ ...txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]), ...of(p) });
         }
       } else {
         build.push({
@@ -103,9 +113,10 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
           statements: [createPartitionIndexConcurrently(p.table, index.name, o.shape)],
           transactional: false,
           concurrentIndex: index,
+          ...of(p),
         });
         if (o.constraint) {
-          build.push(txStep(id(p, 'constraint'), `make ${index.name} a UNIQUE constraint of ${on}`, [addConstraintUsingIndex(p.table, index.name, index.name)]));
+          build.push({ ...txStep(id(p, 'constraint'), `make ${index.name} a UNIQUE constraint of ${on}`, [addConstraintUsingIndex(p.table, index.name, index.name)]), ...of(p) });
           drop.push({
             id: id(p, 'drop'),
             description: `drop the UNIQUE constraint and index ${index.name} of ${on}, if left`,
@@ -113,7 +124,7 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
             transactional: false,
           });
         } else {
-          build.push(txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]));
+          build.push({ ...txStep(id(p, 'attach'), `attach ${index.name} (${on}) to ${parentIndex.name}`, [attachPartitionIndex(parentIndex, index)]), ...of(p) });
           drop.push({ id: id(p, 'drop'), description: `drop index ${index.name} of ${on} concurrently, if left`, statements: [dropIndexConcurrently(index.schema, index.name)], transactional: false });
         }
       }
@@ -132,6 +143,13 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
   }
   build.push(txStep(`${pre}create-index`, `create index ${o.name} on only ${label} (invalid until every partition's index is attached)`, [createIndexOnOnly(o.table, o.name, o.shape)]));
   visit(o.table, top);
-  build.push(txStep(`${pre}check-index`, `check that ${o.name} is valid: every partition has its index attached`, [requireIndexValid(o.table, top)]));
+  build.push({
+    ...txStep(
+      `${pre}check-index`,
+      `check that ${o.name} is valid: every partition has its index attached (first building and attaching, concurrently, the index of a partition created or attached since the change read the catalog)`,
+      [requireIndexValid(o.table, top)],
+    ),
+    partitionIndexCatchUp: { table: o.table, index: o.name, shape: o.shape, known: o.partitioning.partitions.map((p) => tableLabel(p.table)) },
+  });
   return { build, drop: [txStep(`${pre}drop-index`, `drop index ${o.name} of ${label} with its partitions' indexes`, [dropPartitionedIndex(top)]), ...drop] };
 }

@@ -3,6 +3,7 @@ import type { Step } from '../migration.js';
 import { qualified } from '../postgres/identifiers.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 import { sleep } from '../db/timing.js';
+import { catchUpPartitionIndex, stillPartition } from './partition-catch-up.js';
 
 export interface LockSafetyOptions {
   /** How long one statement may wait for a lock before giving up (and being retried). Milliseconds. */
@@ -76,6 +77,15 @@ export async function runStepLockSafe(
   record: (conn: Connection) => Promise<void>,
   onRetry?: (e: RetryEvent) => void,
 ): Promise<void> {
+  // Planned for a partition that was detached or dropped since the change read the catalog: it is no longer part of
+  // the table, and building or attaching its index would build on someone else's table or fail.
+  if (step.partition && !(await stillPartition(db, step.partition))) {
+    await db.transaction(record);
+    return;
+  }
+  if (step.partitionIndexCatchUp) {
+    await catchUpPartitionIndex(db, step.partitionIndexCatchUp, (s) => runStepLockSafe(db, s, opts, async () => undefined, onRetry));
+  }
   for (let attempt = 1; ; attempt++) {
     try {
       if (step.transactional) {

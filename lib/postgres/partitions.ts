@@ -78,7 +78,8 @@ export function dropConstraintIfExists(t: TableName, name: string): Statement {
 
 /**
  * Fails (rolling back its step) unless `index` on `table` is valid, naming the partitions that have no index attached
- * to it: a partition created or attached after the change read the catalog, before the parent index existed.
+ * to it. It runs after the step's catch-up (lib/engine/partition-catch-up.ts), so what is left is a partition that can
+ * have no index (a foreign table attached since) or one attached in the moment between the two.
  */
 export function requireIndexValid(table: TableName, index: TableName): Statement {
   const idx = `${literal(qualified(index))}::regclass`;
@@ -94,7 +95,7 @@ BEGIN
   SELECT string_agg(t.rel::regclass::text, ', ' ORDER BY t.rel::regclass::text) INTO _zd_missing FROM tree t
    WHERE NOT EXISTS (SELECT 1 FROM pg_inherits ii JOIN pg_index x ON x.indexrelid = ii.inhrelid
                       WHERE ii.inhparent = t.want AND x.indrelid = t.rel AND x.indisvalid);
-  RAISE EXCEPTION 'the index % of % is not valid: the partitions % have no valid index attached to their parent''s (created or attached after this change read the catalog, or a build that failed). The indexes built so far stay; build one on each of those partitions (CREATE INDEX CONCURRENTLY, then ALTER INDEX <its parent''s index> ATTACH PARTITION …) and run again, or run down to remove the change.',
+  RAISE EXCEPTION 'the index % of % is not valid: the partitions % have no valid index attached to their parent''s, after this step built and attached what partitions created or attached since lacked (a foreign table, which can have none, or one attached while this step ran). The indexes built so far stay; run again (it catches up with the partitions as they are then), detach a foreign partition, or run down to remove the change.',
     ${literal(qualified(index))}, ${literal(tableLabel(table))}, coalesce(_zd_missing, '(none found now)');
 END`)}`);
 }
@@ -208,5 +209,138 @@ BEGIN
     RAISE EXCEPTION '%: the partitions of % are not the ones this change read (created or attached since: %; detached or dropped since: %), so moving the partitions it read would leave others behind. Nothing was changed by this step. Run down and up again (the change reads the partitions anew).',
       ${literal(what)}, ${literal(tableLabel(t))}, coalesce(_zd_new, 'none'), coalesce(_zd_gone, 'none');
   END IF;
+END`)}`);
+}
+
+/**
+ * What the step that checks a partitioned index (`check-index`) first brings up to date, because partitions can
+ * appear after the change read the catalog (pg_partman's premake, a CREATE TABLE … PARTITION OF or an ATTACH by
+ * hand) and go (DETACH). PostgreSQL itself gives a partition created or attached while the parent index exists a
+ * matching index, attached; one that appeared before the parent index existed has none, and a detach never makes
+ * the parent index valid. Plain data, kept in the step, read by lib/engine/partition-catch-up.ts.
+ */
+export interface PartitionIndexCatchUp {
+  readonly table: TableName;
+  /** The index on the partitioned table, in the table's schema. */
+  readonly index: string;
+  readonly shape: IndexShape;
+  /**
+   * The partitions (`schema.name`) the change read, whose indexes carry names of the change's own (or their
+   * originals'); any other partition's index is named partitionIndexName(index, partition), as the build route would
+   * have named it had the partition been there when the change read the catalog.
+   */
+  readonly known: readonly string[];
+}
+
+/** A partition of a partitioned table's tree, as it is now (catch-up), by oid. */
+export interface LivePartition {
+  readonly oid: number;
+  readonly parentOid: number;
+  readonly schema: string;
+  readonly name: string;
+  /** pg_class.relkind: 'r' a table, 'p' partitioned, 'f' foreign. */
+  readonly relkind: string;
+}
+
+/** An index of the table or of one of its partitions, and the index it is attached to (0 when none). */
+export interface LiveIndex {
+  readonly oid: number;
+  readonly table: number;
+  readonly schema: string;
+  readonly name: string;
+  readonly parentOid: number;
+  readonly valid: boolean;
+}
+
+/** The partitions below `$1` (a qualified table name, as text) at every level, parents before their partitions. */
+export const LIVE_PARTITIONS_SQL = `WITH RECURSIVE tree AS (
+    SELECT i.inhrelid AS oid, i.inhparent AS parent, ARRAY[c.relname::text] AS path
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::text::regclass
+    UNION ALL
+    SELECT i.inhrelid, i.inhparent, t.path || c.relname::text
+      FROM tree t JOIN pg_inherits i ON i.inhparent = t.oid JOIN pg_class c ON c.oid = i.inhrelid)
+  SELECT t.oid::int8 AS oid, t.parent::int8 AS "parentOid", n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind
+    FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY t.path`;
+
+/** Every index of `$1` and of the partitions below it, with the index each is attached to. */
+export const LIVE_INDEXES_SQL = `SELECT x.indexrelid::int8 AS oid, x.indrelid::int8 AS table, n.nspname AS schema, ic.relname AS name,
+         coalesce((SELECT ii.inhparent FROM pg_inherits ii WHERE ii.inhrelid = x.indexrelid), 0)::int8 AS "parentOid", x.indisvalid AS valid
+    FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+   WHERE x.indrelid = $1::text::regclass OR x.indrelid IN (SELECT relid FROM pg_partition_tree($1::text::regclass))`;
+
+/**
+ * Whether `$1` (a qualified name, as text) is still a partition somewhere below `$2`: a step planned for a partition
+ * the change read has nothing to do once it was detached (or dropped) since.
+ */
+export const STILL_PARTITION_SQL = `SELECT EXISTS (SELECT 1 FROM pg_partition_ancestors(to_regclass($1::text)) a WHERE a.relid = to_regclass($2::text) AND a.relid <> to_regclass($1::text)) AS still`;
+
+/** A late partition's index, given the name the build route gives it (catch-up): a brief lock on that index alone. */
+export function renameIndexTo(index: TableName, to: string): Statement {
+  return st(`ALTER INDEX ${qualified(index)} RENAME TO ${ident(to)}`);
+}
+
+/**
+ * PL/pgSQL that sets the variable `_zd_name` to partitionIndexName(<value of index_expr>, partition) (objectName's
+ * FNV-1a hash over code points, computed in the server): a rename in a step's own statements that reaches a partition
+ * the change never read.
+ */
+function partitionIndexNameSql(indexExpr: string, schemaExpr: string, nameExpr: string): string {
+  return `
+    _zd_parts := ARRAY[${nameExpr}, ${indexExpr}, ${schemaExpr}];
+    _zd_h := 2166136261;
+    FOREACH _zd_ch IN ARRAY regexp_split_to_array(array_to_string(_zd_parts, chr(1)), '') LOOP
+      _zd_h := ((_zd_h # ascii(_zd_ch)) * 16777619) % 4294967296;
+    END LOOP;
+    _zd_name := lower('zd_pi_' || left(regexp_replace(array_to_string(_zd_parts, '_'), '[^a-zA-Z0-9_]', '', 'g'), 30) || '_' || lpad(to_hex(_zd_h), 8, '0'));`;
+}
+
+/**
+ * Renames, in one statement, the partitions' indexes of a partitioned index that a swap renamed just before (in the
+ * same transaction): each partition the change read by the names it planned (`renames`), skipping one no longer in
+ * the table (detached or dropped since: its index went with it, and its old name may be taken there); then every
+ * index attached, at any level, to that index on a partition the change did not read (created or attached since;
+ * PostgreSQL gave it an index of its own naming) gets the name the build route gives a partition's index,
+ * partitionIndexName(<the index's name now>, partition): what an up that reads that partition names it.
+ */
+export function renamePartitionIndexesLive(
+  t: TableName,
+  renames: readonly { readonly partition: TableName; readonly depth: number; readonly from: string; readonly to: string }[],
+  known: readonly TableName[],
+): Statement {
+  const root = literal(qualified(t));
+  const idx = (r: { readonly partition: TableName; readonly from: string }) => literal(qualified({ schema: r.partition.schema, name: r.from }));
+  // The parent index, found through a partition's index still attached to it (by oid: its name changed just before).
+  const tops = renames.filter((r) => r.depth === 1).map((r) => `(SELECT ii.inhparent FROM pg_inherits ii WHERE ii.inhrelid = to_regclass(${idx(r)}))`);
+  const planned = renames
+    .filter((r) => r.from !== r.to)
+    .map(
+      (r) => `
+  IF EXISTS (SELECT 1 FROM pg_partition_ancestors(to_regclass(${literal(qualified(r.partition))})) a WHERE a.relid = ${root}::regclass)
+     AND to_regclass(${idx(r)}) IS NOT NULL THEN
+    EXECUTE ${literal(`ALTER INDEX ${qualified({ schema: r.partition.schema, name: r.from })} RENAME TO ${ident(r.to)}`)};
+  END IF;`,
+    )
+    .join('');
+  const knownList = `ARRAY[${known.map((k) => literal(tableLabel(k))).join(', ')}]::text[]`;
+  return st(`DO ${dollarQuote(`
+DECLARE _zd_top oid; _zd_top_name text; _zd_parts text[]; _zd_h int8; _zd_ch text; _zd_name text; _zd_r record;
+BEGIN
+  _zd_top := coalesce(${tops.length > 0 ? tops.join(', ') : 'NULL'}, NULL);${planned}
+  IF _zd_top IS NULL THEN RETURN; END IF;
+  SELECT c.relname::text INTO _zd_top_name FROM pg_class c WHERE c.oid = _zd_top;
+  FOR _zd_r IN
+    WITH RECURSIVE ix AS (
+      SELECT ii.inhrelid AS idx FROM pg_inherits ii WHERE ii.inhparent = _zd_top
+      UNION ALL
+      SELECT ii.inhrelid FROM ix JOIN pg_inherits ii ON ii.inhparent = ix.idx)
+    SELECT n.nspname::text AS idx_schema, ic.relname::text AS idx_name, tn.nspname::text AS t_schema, tc.relname::text AS t_name
+      FROM ix JOIN pg_index x ON x.indexrelid = ix.idx JOIN pg_class ic ON ic.oid = ix.idx JOIN pg_namespace n ON n.oid = ic.relnamespace
+      JOIN pg_class tc ON tc.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+     WHERE NOT (tn.nspname || '.' || tc.relname) = ANY (${knownList})
+  LOOP${partitionIndexNameSql('_zd_top_name', '_zd_r.t_schema', '_zd_r.t_name')}
+    IF _zd_name <> _zd_r.idx_name AND to_regclass(quote_ident(_zd_r.idx_schema) || '.' || quote_ident(_zd_name)) IS NULL THEN
+      EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', _zd_r.idx_schema, _zd_r.idx_name, _zd_name);
+    END IF;
+  END LOOP;
 END`)}`);
 }
