@@ -10,6 +10,7 @@ import {
   partitionIndexName,
   renameIndexTo,
   STILL_PARTITION_SQL,
+  type LiveIndex,
   type PartitionIndexCatchUp,
 } from '../postgres/partitions.js';
 
@@ -27,14 +28,7 @@ interface Part {
   readonly relkind: string;
 }
 
-interface Ix {
-  readonly oid: number;
-  readonly table: number;
-  readonly schema: string;
-  readonly name: string;
-  readonly parentOid: number;
-  readonly valid: boolean;
-}
+type Ix = LiveIndex;
 
 /** Whether the partition a step was planned for is still below its table (not detached or dropped since). */
 export async function stillPartition(db: Db, p: { readonly root: TableName; readonly table: TableName }): Promise<boolean> {
