@@ -102,7 +102,9 @@ describe('contract queries, integration: an application still reading the old co
     await knex.raw(`CREATE TABLE users (id int PRIMARY KEY, name text)`);
     await knex.raw(`INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 20) g`);
     p = cliProject('contract-queries', { type: 'module' }, url);
-    p.write('umzug.config.js', CONFIG("'2s'"));
+    // The safety window, which is also how long a statement must have gone uncalled: each check below sees the old
+    // statement called since the snapshot before it, or waits past the window, so its length only sets the waits.
+    p.write('umzug.config.js', CONFIG("'1s'"));
     p.write(`migrations/${MIGRATION}.js`, MIGRATION_FILE);
   });
   after(async () => {
@@ -144,7 +146,7 @@ describe('contract queries, integration: an application still reading the old co
     expect(planText.stdout).to.match(/SELECT id, name FROM users WHERE id = \$1\s+\d+ calls/);
 
     // Still running past the window: still gated.
-    await sleep(2200);
+    await sleep(1200);
     const again = await p.run(['up', '--json']);
     expect(again.code, again.stderr).to.equal(0);
     const gated = jsonOut<{ applied: string[]; waiting: { name: string; reasons: string[] }[] }>(again);
@@ -160,7 +162,7 @@ describe('contract queries, integration: an application still reading the old co
       while (Date.now() < deadline) {
         last = jsonOut<StatusReport>(await p.run(['status', '--json'])).migrations[0]!;
         if (last.contract === 'ready') break;
-        await sleep(500);
+        await sleep(250);
       }
       expect(last!.contract, JSON.stringify(last, null, 2)).to.equal('ready');
       const seen = last!.queries!.statements;

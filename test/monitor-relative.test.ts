@@ -105,7 +105,8 @@ describe('monitor: relative triggers against the application’s own queries and
     readonly counts: { reads: number; failures: number };
   }
 
-  async function app(): Promise<App> {
+  /** `rows`: of the table the backfill walks (4 000 rows a second at most: 500 a batch, 120 ms apart). */
+  async function app(rows = 30_000): Promise<App> {
     const database = `zdt_rel_${process.pid}_${++n}`;
     const admin = new pg.Client({ connectionString: server.url });
     await admin.connect();
@@ -115,7 +116,7 @@ describe('monitor: relative triggers against the application’s own queries and
     const knex = knexFor(url, 6);
     await knex.raw('CREATE EXTENSION pg_stat_statements');
     await knex.raw(`CREATE TABLE items (id bigserial PRIMARY KEY, name text NOT NULL, note text)`);
-    await knex.raw(`INSERT INTO items (name, note) SELECT 'name ' || g, repeat('x', 40) FROM generate_series(1, 30000) g`);
+    await knex.raw(`INSERT INTO items (name, note) SELECT 'name ' || g, repeat('x', 40) FROM generate_series(1, ${rows}) g`);
     await knex.raw(`CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)`);
     await knex.raw(`INSERT INTO accounts (id) SELECT g FROM generate_series(1, 1000) g`);
     await knex.raw(`CREATE TABLE knob (delay float8 NOT NULL)`);
@@ -207,7 +208,8 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
   });
 
   it('an injected slow query: a latency breach naming the query pauses the backfill, which goes on once it is fast again', async () => {
-    const a = await app();
+    // As below: the breach comes within a relative window (2 s, ~8 000 rows) of the slow read at 2 000 rows.
+    const a = await app(20_000);
     const umzug = project(a, 'slow');
     const events: MonitorEvent[] = [];
     umzug.monitor.on((e) => {
@@ -243,7 +245,9 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
   });
 
   it('a query that stays slow with the backfill paused for monitor.canary.rebaselineAfter: its last window becomes the baseline, the breach closes, the backfill goes on', async () => {
-    const a = await app();
+    // The breach comes within a relative window (2 s, ~8 000 rows) of the slow read at 2 000 rows, well before the
+    // backfill's end; what is left after the pause only has to finish.
+    const a = await app(20_000);
     const umzug = project(a, 'rebaseline', { rebaselineAfter: '3s' });
     const events: MonitorEvent[] = [];
     umzug.monitor.on((e) => events.push(e));
