@@ -10,6 +10,7 @@ import type { Db } from './db/db.js';
 import { formatDuration } from './db/duration.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe, type LockSafetyOptions, type RetryEvent } from './engine/executor.js';
 import { StateStore, type PhaseName } from './engine/state.js';
+import type { LeaseTiming } from './engine/lease.js';
 import type { KnexHistoryTable } from './postgres/knex-history.js';
 import { countConversionErrors, forgetConversionErrors, isUndoableFailure, preflightMessage, PreflightFailedError, runPreflight, settleConversionErrors } from './engine/preflight.js';
 import { VerificationFailedError, ZeroDowntimeError, type ZeroDowntimeErrorCode } from './db/errors.js';
@@ -54,6 +55,11 @@ export interface EngineOptions {
   readonly lock: LockSafetyOptions;
   readonly backfill: BackfillOptions;
   readonly verifyChunkSize: number;
+  /**
+   * Timing of the leases behind a transaction pooler (`lock.leaseTimeout`): the migration lock's, and the backfill
+   * workers' (a dead worker's chunks are free once its lease has timed out). Default DEFAULT_LEASE_TIMING.
+   */
+  readonly leaseTiming?: LeaseTiming;
   /** A Knex project's migrations table, kept as part of the history (see StateStore). */
   readonly knexHistory?: KnexHistoryTable | null;
   readonly onEvent?: (e: EngineEvent) => void;
@@ -556,6 +562,7 @@ export class Engine {
       totalEstimate: info?.estimatedRows ?? 0,
       options: { ...this.options.backfill, ...this.backfillOverrides, ...overrides.options },
       lock: this.options.lock,
+      ...(this.options.leaseTiming ? { leaseTiming: this.options.leaseTiming } : {}),
       ...(signal ? { signal } : {}),
       onProgress: (progress) => {
         walked = true;

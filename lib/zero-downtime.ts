@@ -79,6 +79,7 @@ export class ZeroDowntimeUmzug extends Umzug<ZeroDowntimeContext> implements Pro
       lock: config.lock,
       backfill: config.backfill,
       verifyChunkSize: 10_000,
+      leaseTiming: config.leaseTiming,
       knexHistory: config.knexHistory,
       ...(input.onEvent ? { onEvent: input.onEvent } : {}),
     });

@@ -151,8 +151,11 @@ describe('behind PgBouncer in transaction mode', function () {
     await up.exited;
     const held = (await knex.raw(`SELECT count(*)::int AS n FROM zero_downtime.backfill_chunks WHERE NOT done AND owner IS NOT NULL`)).rows[0].n;
     expect(held, 'the killed run still owns a chunk').to.equal(1);
+    const started = performance.now();
     const workers = await run(dir, url, ['backfill', '--workers', '2']);
     expect(workers.code, workers.out).to.equal(0);
+    // The dead worker's chunk is free after the config's lock.leaseTimeout (3 s), not the 15 s default.
+    expect(performance.now() - started, 'the dead worker lease timed out after lock.leaseTimeout').to.be.below(12_000);
     const bf = (await knex.raw(`SELECT rows_done::int AS n, done FROM zero_downtime.backfills`)).rows[0];
     expect(bf).to.deep.equal({ n: ROWS, done: true });
     const chunks = (await knex.raw(`SELECT sum(rows_done)::int AS n, count(*) FILTER (WHERE NOT done)::int AS open FROM zero_downtime.backfill_chunks`)).rows[0];

@@ -1,6 +1,6 @@
 import { isConnectionLost, sqlState, type Db } from '../db/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
-import { LeaseLostError } from '../engine/lease.js';
+import { LeaseLostError, type LeaseTiming } from '../engine/lease.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import type { BackfillSpec } from '../migration.js';
 import type { KeyColumn } from '../postgres/batch-sql.js';
@@ -110,6 +110,8 @@ export interface BackfillRun {
   readonly totalEstimate: number;
   readonly options: BackfillOptions;
   readonly lock: LockSafetyOptions;
+  /** The workers' lease timing behind a transaction pooler (`lock.leaseTimeout`); default DEFAULT_LEASE_TIMING. */
+  readonly leaseTiming?: LeaseTiming;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: BackfillProgress) => void;
   /**
@@ -169,7 +171,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   // The lease and the canary each hold a pooled connection for the whole run; a small pool gives up the canary
   // first, then the lease (correctness does not depend on it), rather than leave the batches waiting for a connection.
   const poolMax = (db.knex.client as { config?: { pool?: { max?: number } } }).config?.pool?.max ?? 10;
-  const lease = new WorkerLease(db, state.schema);
+  const lease = new WorkerLease(db, state.schema, run.leaseTiming);
   if (poolMax >= 2) await lease.start();
   const canarySettings = o.canary === false || poolMax < 3 ? null : { ...DEFAULT_CANARY, ...o.canary };
   let canary: CanaryProbe | null = null;

@@ -1,5 +1,5 @@
 import type { Db } from '../db/db.js';
-import { Lease, leaseAliveSql, leaseTable } from '../engine/lease.js';
+import { Lease, leaseAliveSql, leaseTable, type LeaseTiming } from '../engine/lease.js';
 import { detectPooling } from '../db/pooling.js';
 
 /** Advisory-lock class of backfill worker leases (the first key of pg_advisory_lock(int, int)). */
@@ -21,6 +21,7 @@ export class WorkerLease {
   constructor(
     private readonly db: Db,
     private readonly stateSchema: string,
+    private readonly timing?: LeaseTiming,
   ) {
     this.key = 1 + Math.floor(Math.random() * 0x7fff_fffe);
   }
@@ -37,6 +38,7 @@ export class WorkerLease {
       stateSchema: this.stateSchema,
       pooling,
       onLoss: 'renew',
+      ...(this.timing ? { timing: this.timing } : {}),
     });
     await this.lease.acquire(0);
   }

@@ -135,7 +135,7 @@ export const CONFIG_SCHEMA = {
         waitForMigrationLock: { ...duration, description: `how long a second \`umzug up\` waits for the first; default ${CONFIG_DEFAULTS.waitForMigrationLock}` },
         leaseTimeout: {
           ...duration,
-          description: `behind a transaction pooler: how long the migration lock outlives its holder's last heartbeat; default ${ms(DEFAULT_LEASE_TIMING.ttlMs)}`,
+          description: `behind a transaction pooler: how long the migration lock and a backfill worker's lease outlive their holder's last heartbeat (a dead worker's chunks are free after it); default ${ms(DEFAULT_LEASE_TIMING.ttlMs)}`,
         },
       },
     },
