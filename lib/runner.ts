@@ -234,6 +234,11 @@ export class Engine {
     }
   }
 
+  /** Whether a stop was asked for (options.signal, or the signal of the withSignal() running now: the bin's SIGINT). */
+  get stopping(): boolean {
+    return this.stopSignal()?.aborted === true;
+  }
+
   private stopSignal(): AbortSignal | undefined {
     const own = this.options.signal;
     const extra = this.interruptSignal;

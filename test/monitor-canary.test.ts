@@ -311,3 +311,68 @@ export default defineMigration({ changes: [renameColumn({ table: 'orders', from:
     }
   });
 });
+
+describe('monitor: a stop (Ctrl-C) while a threshold breach holds the backfill', function () {
+  let url: string;
+  let knex: Knex;
+
+  before(async () => {
+    url = await freshDatabase('monitor_canary_stop');
+    knex = knexFor(url);
+    await knex.raw(`CREATE TABLE parcels (id bigserial PRIMARY KEY, ref text NOT NULL)`);
+    await knex.raw(`INSERT INTO parcels (ref) SELECT 'parcel ' || g FROM generate_series(1, 100000) g`);
+    await knex.raw('ANALYZE parcels');
+  });
+
+  after(async () => {
+    await knex?.destroy();
+  });
+
+  it('ends the pause at once: up stops with its progress kept', async () => {
+    const p = tempProject('monitor-canary-stop');
+    p.write(
+      '2026.11.24T14.00.00.parcels-reference.ts',
+      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
+export default defineMigration({ changes: [renameColumn({ table: 'parcels', from: 'ref', to: 'reference' })] });
+`,
+    );
+    const umzug = zeroDowntime({
+      knex,
+      cwd: p.dir,
+      backfill: { batchSize: 500, adaptive: false, pause: '20ms', canary: false },
+      monitor: { canary: { interval: '20ms', window: '1s', baselineSamples: 30 }, sampleEvery: '200ms' },
+      thresholds: { canaryMinIncrease: '25ms' },
+      logger: silentLogger,
+    });
+    let holder = null as Promise<{ stop(): Promise<void> }> | null;
+    let baselineKnown = false;
+    const stop = new AbortController();
+    let stoppedAt = 0;
+    umzug.monitor.on((e) => {
+      baselineKnown ||= e.type === 'baseline';
+      // The bin's `up` aborts this signal on SIGINT.
+      if (e.type === 'paused' && !stoppedAt) {
+        stoppedAt = performance.now();
+        stop.abort();
+      }
+    });
+    umzug.engine.subscribe((e) => {
+      if (e.type === 'backfill' && e.progress.rowsDone >= 4000 && baselineKnown && !holder) holder = startLockHolder(url, 'parcels');
+    });
+    try {
+      const err = await umzug.engine.withSignal(stop.signal, () => umzug.up()).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      expect(stoppedAt, 'the backfill was paused by the breach').to.be.greaterThan(0);
+      expect(performance.now() - stoppedAt, 'the stop ended the pause within a second').to.be.below(1000);
+      expect(String(err)).to.match(/stopped while paused by a threshold breach; progress so far is kept/);
+      const bf = (await knex.raw<{ rows: { n: string; done: boolean }[] }>(`SELECT rows_done AS n, done FROM zero_downtime.backfills`)).rows[0]!;
+      expect(bf.done).to.equal(false);
+      expect(Number(bf.n)).to.be.greaterThan(0);
+    } finally {
+      await (await holder)?.stop();
+      await umzug.close();
+    }
+  });
+});

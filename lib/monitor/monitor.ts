@@ -327,7 +327,8 @@ export class Monitor {
       }
       try {
         while (blocking.length > 0) {
-          if (this.engine?.options.signal?.aborted) throw new BackfillInterrupted('stopped while paused by a threshold breach; progress so far is kept');
+          // The engine's stop, SIGINT's included (withSignal), not only options.signal: Ctrl-C during a pause stops it.
+          if (this.engine?.stopping) throw new BackfillInterrupted('stopped while paused by a threshold breach; progress so far is kept');
           await sleep(Math.min(200, this.settings.evaluateEveryMs));
           this.evaluate();
           blocking = this.blocking(w);
