@@ -167,6 +167,17 @@ ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, at
 }
 
 /**
+ * The rows of an archived table as the statistics count them: a partitioned table's are its leaves' (its own
+ * reltuples is -1 until the table itself is analyzed), found through pg_inherits at every level (PostgreSQL 10+,
+ * pg_partition_tree needs 12). NULL when no leaf has statistics.
+ */
+function archivedRowsSql(regclass: string): string {
+  return `(WITH RECURSIVE _zd_tree(oid) AS (SELECT ${regclass}::oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN _zd_tree t ON i.inhparent = t.oid)
+        SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint END
+          FROM _zd_tree t JOIN pg_class c ON c.oid = t.oid WHERE c.relkind <> 'p')`;
+}
+
+/**
  * Undo of a contract whose fill never finished (down while the contract failed half-way): the trigger and the
  * partial archive go; a registered (finished) archive is left alone.
  */
@@ -291,7 +302,7 @@ export function registerTableArchiveSql(stateSchema: string, archive: string | {
   return `${ensureRegistry(stateSchema).text};
 INSERT INTO ${registry} (archive, source_table, source_columns, kind, rows)
 SELECT ${name}, ${literal(tableLabel(source))}, '{}'::text[], ${literal(kind)},
-       (SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', ${literal(stateSchema)}, ${name})))
+       ${archivedRowsSql(`to_regclass(format('%I.%I', ${literal(stateSchema)}, ${name}))`)}
 ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, kind = EXCLUDED.kind, source_table = EXCLUDED.source_table`;
 }
 
