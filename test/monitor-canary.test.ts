@@ -246,39 +246,49 @@ async function startLockHolder(url: string, table: string): Promise<{ stop(): Pr
   };
 }
 
-describe('monitor: a canary breach with autoRollback reverts the in-flight change', function () {
-  let url: string;
-  let knex: Knex;
-
+/**
+ * A 100 000-row table `table` and a project renaming its `ref`, whose monitor trips on a lock holder within a few
+ * seconds (fast canary, a 1 s window): the setup of the breach tests below.
+ */
+function breachCase(name: string, table: string, extra: { autoRollback?: boolean } = {}) {
+  const t = { url: '', knex: undefined as unknown as Knex };
   before(async () => {
-    url = await freshDatabase('monitor_canary_rollback');
-    knex = knexFor(url);
-    await knex.raw(`CREATE TABLE orders (id bigserial PRIMARY KEY, ref text NOT NULL)`);
-    await knex.raw(`INSERT INTO orders (ref) SELECT 'order ' || g FROM generate_series(1, 100000) g`);
-    await knex.raw('ANALYZE orders');
+    t.url = await freshDatabase(name);
+    t.knex = knexFor(t.url);
+    await t.knex.raw(`CREATE TABLE ${table} (id bigserial PRIMARY KEY, ref text NOT NULL)`);
+    await t.knex.raw(`INSERT INTO ${table} (ref) SELECT '${table} ' || g FROM generate_series(1, 100000) g`);
+    await t.knex.raw(`ANALYZE ${table}`);
   });
-
   after(async () => {
-    await knex?.destroy();
+    await t.knex?.destroy();
   });
-
-  it('stops the backfill at the breach and undoes the expand, even with the lock holder still there', async () => {
-    const p = tempProject('monitor-canary-rb');
+  const umzug = (file: string) => {
+    const p = tempProject(name);
     p.write(
-      '2026.11.24T13.00.00.orders-reference.ts',
+      file,
       `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'orders', from: 'ref', to: 'reference' })] });
+export default defineMigration({ changes: [renameColumn({ table: '${table}', from: 'ref', to: 'reference' })] });
 `,
     );
-    const umzug = zeroDowntime({
-      knex,
+    return zeroDowntime({
+      knex: t.knex,
       cwd: p.dir,
       backfill: { batchSize: 500, adaptive: false, pause: '20ms', canary: false },
       monitor: { canary: { interval: '20ms', window: '1s', baselineSamples: 30 }, sampleEvery: '200ms' },
       thresholds: { canaryMinIncrease: '25ms' },
-      autoRollback: true,
+      ...extra,
       logger: silentLogger,
     });
+  };
+  return { t, umzug };
+}
+
+describe('monitor: a canary breach with autoRollback reverts the in-flight change', function () {
+  const { t, umzug: project } = breachCase('monitor_canary_rollback', 'orders', { autoRollback: true });
+
+  it('stops the backfill at the breach and undoes the expand, even with the lock holder still there', async () => {
+    const { url, knex } = t;
+    const umzug = project('2026.11.24T13.00.00.orders-reference.ts');
     const columns = async () =>
       (await knex.raw<{ rows: { c: string }[] }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_name = 'orders' ORDER BY 1`)).rows.map((r) => r.c);
     const before = await columns();
@@ -313,37 +323,11 @@ export default defineMigration({ changes: [renameColumn({ table: 'orders', from:
 });
 
 describe('monitor: a stop (Ctrl-C) while a threshold breach holds the backfill', function () {
-  let url: string;
-  let knex: Knex;
-
-  before(async () => {
-    url = await freshDatabase('monitor_canary_stop');
-    knex = knexFor(url);
-    await knex.raw(`CREATE TABLE parcels (id bigserial PRIMARY KEY, ref text NOT NULL)`);
-    await knex.raw(`INSERT INTO parcels (ref) SELECT 'parcel ' || g FROM generate_series(1, 100000) g`);
-    await knex.raw('ANALYZE parcels');
-  });
-
-  after(async () => {
-    await knex?.destroy();
-  });
+  const { t, umzug: project } = breachCase('monitor_canary_stop', 'parcels');
 
   it('ends the pause at once: up stops with its progress kept', async () => {
-    const p = tempProject('monitor-canary-stop');
-    p.write(
-      '2026.11.24T14.00.00.parcels-reference.ts',
-      `import { defineMigration, renameColumn } from 'umzug-zero-downtime';
-export default defineMigration({ changes: [renameColumn({ table: 'parcels', from: 'ref', to: 'reference' })] });
-`,
-    );
-    const umzug = zeroDowntime({
-      knex,
-      cwd: p.dir,
-      backfill: { batchSize: 500, adaptive: false, pause: '20ms', canary: false },
-      monitor: { canary: { interval: '20ms', window: '1s', baselineSamples: 30 }, sampleEvery: '200ms' },
-      thresholds: { canaryMinIncrease: '25ms' },
-      logger: silentLogger,
-    });
+    const { url, knex } = t;
+    const umzug = project('2026.11.24T14.00.00.parcels-reference.ts');
     let holder = null as Promise<{ stop(): Promise<void> }> | null;
     let baselineKnown = false;
     const stop = new AbortController();
