@@ -55,19 +55,10 @@ export class Db {
    * The server processes this Db's connections have had: what the backfill must not count as the application's
    * traffic. Behind a pooler the numbers are the pooler's, match nothing, and everything counts as traffic.
    */
-  readonly ownPids = new Set<number>();
+  readonly ownPids: Set<number>;
 
   constructor(readonly knex: Knex) {
-    // Every connection of the pool is ours, also those the Umzug storage, the state store or the lock use through
-    // the Knex instance directly: one of them active within the last second made the backfill's first look at
-    // pg_stat_activity see "another client" in about one run in three, and pace an idle server at a tenth of the time.
-    const pool = (knex.client as { pool?: { on?: (event: string, listener: (id: unknown, resource: unknown) => void) => void } }).pool;
-    const remember = (_id: unknown, resource: unknown) => {
-      const pid = (resource as { processID?: unknown } | null)?.processID;
-      if (typeof pid === 'number') this.ownPids.add(pid);
-    };
-    pool?.on?.('createSuccess', remember);
-    pool?.on?.('acquireSuccess', remember);
+    this.ownPids = poolPids(knex);
   }
 
   /**
@@ -164,6 +155,33 @@ export function isConnectionLost(err: unknown): boolean {
 }
 
 /** The SQLSTATE of a driver error, if it has one. */
+type EventfulPool = { on?: (event: string, listener: (id: unknown, resource: unknown) => void) => void };
+const pidsOfPool = new WeakMap<object, Set<number>>();
+
+/**
+ * The server processes of a Knex pool's connections, one set per pool (every Db over it shares it). Every connection
+ * of the pool is ours, also those the Umzug storage, the state store or the lock use through the Knex instance
+ * directly: one of them active within the last second made the backfill's first look at pg_stat_activity see
+ * "another client" in about one run in three, and pace an idle server at a tenth of the time.
+ */
+function poolPids(knex: Knex): Set<number> {
+  const pool = (knex.client as { pool?: EventfulPool }).pool;
+  if (!pool || typeof pool.on !== 'function') return new Set<number>();
+  let pids = pidsOfPool.get(pool);
+  if (!pids) {
+    const known = new Set<number>();
+    const remember = (_id: unknown, resource: unknown) => {
+      const pid = (resource as { processID?: unknown } | null)?.processID;
+      if (typeof pid === 'number') known.add(pid);
+    };
+    pool.on('createSuccess', remember);
+    pool.on('acquireSuccess', remember);
+    pidsOfPool.set(pool, known);
+    pids = known;
+  }
+  return pids;
+}
+
 export function sqlState(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   // Five characters: a server's SQLSTATE, never one of our own errors' codes (see db/errors.ts).
