@@ -178,7 +178,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
       const hi = Number(chunk.hi![0]);
       const pages = Math.max(1, Math.round(size / rowsPerPage));
       const to = Math.min(hi, start + pages);
-      if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+      await quietTriggers(c, spec);
       const write = async (q: string) => (await c.query<{ scanned: number; updated: number }>(q, [start, to])).rows[0]!;
       const r = fast ? await tryThenGuard(c, fast, sql, write) : await write(sql);
       return { scanned: r.scanned, updated: r.updated, to: [String(to)], finished: to >= hi, nominal: pages * rowsPerPage };
@@ -207,10 +207,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
     let updated = 0;
     // A mirror also deletes rows the walked table lacks, so a range with no walked keys (the open end) still runs.
     if (n > 0 || spec.mirror) {
-      // A copy (splitTable, mergeTables) writes another table, with the sync triggers told to stay quiet.
-      const quiet = new Set([spec.copy?.quietFlag, ...(spec.mirror ?? []).map((m) => m.quietFlag)].filter((f): f is string => !!f));
-      for (const flag of quiet) await c.query('SELECT set_config($1, $2, true)', [flag, 'on']);
-      if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+      await quietTriggers(c, spec);
       const params = [...(lower ?? []), ...(upper ?? [])];
       if (spec.tryFirst && !spec.copy && !spec.mirror && !spec.join) {
         const fast = keysetRangeUpdateSql(spec.table, cols, spec.tryFirst, only, lower !== null, upper !== null, spec.archiveKeys);
@@ -229,6 +226,17 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
   };
+}
+
+/**
+ * Tells the sync triggers, transaction-locally, to stay quiet for the batch's own writes: a copy's or a mirror's
+ * (splitTable, mergeTables: they write another table, which must not echo back), and the one whose work the batch's
+ * UPDATE does itself (`quietTrigger`).
+ */
+async function quietTriggers(c: Connection, spec: BackfillSpec): Promise<void> {
+  const flags = new Set([spec.copy?.quietFlag, ...(spec.mirror ?? []).map((m) => m.quietFlag)].filter((f): f is string => !!f));
+  for (const flag of flags) await c.query('SELECT set_config($1, $2, true)', [flag, 'on']);
+  if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
 }
 
 /**

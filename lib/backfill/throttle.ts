@@ -1,6 +1,6 @@
 import type { Db } from '../db/db.js';
 import { wakeMs, type CanaryProbe, type ProbeSeries } from './canary.js';
-import { otherClientsSql } from '../postgres/activity-sql.js';
+import { otherClients } from '../postgres/activity-sql.js';
 import { busyFraction, MIN_BUSY_PROBES, restAfter, START_FRACTION, TAIL_SHARE } from './pacer.js';
 import { sleep } from '../db/timing.js';
 
@@ -108,9 +108,9 @@ export class Throttle {
   private async lookForTraffic(): Promise<void> {
     if (!this.canary || this.opts.onlyUnderTraffic === false || this.opts.fixedPace !== undefined) return;
     try {
-      const others = async () => (await this.db.query<{ n: number }>(otherClientsSql, [[...this.db.ownPids]])).rows[0]?.n ?? 0;
       // A second look confirms the first: a pooled connection of ours opened while the first look ran is known as
       // ours only once it is open (one run in eight took it for the application and paced an idle server for 5 s).
+      const others = () => otherClients(this.db);
       if ((await others()) > 0 && (await sleep(50).then(others)) > 0) this.trafficSeenAt = Date.now();
       this.lookedForTraffic = true;
     } catch {

@@ -154,7 +154,6 @@ export function isConnectionLost(err: unknown): boolean {
   );
 }
 
-/** The SQLSTATE of a driver error, if it has one. */
 type EventfulPool = { on?: (event: string, listener: (id: unknown, resource: unknown) => void) => void };
 const pidsOfPool = new WeakMap<object, Set<number>>();
 
@@ -182,6 +181,7 @@ function poolPids(knex: Knex): Set<number> {
   return pids;
 }
 
+/** The SQLSTATE of a driver error, if it has one. */
 export function sqlState(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   // Five characters: a server's SQLSTATE, never one of our own errors' codes (see db/errors.ts).

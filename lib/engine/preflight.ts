@@ -3,7 +3,7 @@ import type { KeyColumn } from '../postgres/batch-sql.js';
 import { conversionErrorsTable } from '../postgres/conversion-errors.js';
 import { ChangeInputError, dollarQuote, ident, literal, qualified, tableLabel } from '../postgres/identifiers.js';
 import { currentPagesSql, preflightRangeSql, preflightRowsSql } from '../postgres/preflight-sql.js';
-import { noOtherClients } from '../postgres/activity-sql.js';
+import { readPageRanges } from '../postgres/activity-sql.js';
 import { isConnectionLost, sqlState, type Db } from '../db/db.js';
 import type { ZeroDowntimeErrorCode } from '../db/errors.js';
 
@@ -48,18 +48,8 @@ export async function runPreflight(db: Db, check: PreflightCheck, keys: readonly
   const pages = Number((await db.query<{ pages: string }>(currentPagesSql, [qualified(check.table)])).rows[0]?.pages ?? 0);
   let failing = 0;
   const samples: { key: unknown; error: string }[] = [];
-  let next = 0;
-  let ended = false;
-  const reader = async (): Promise<void> => {
-    while (!ended) {
-      const from = next;
-      next += chunk;
-      const to = from + chunk >= pages ? null : from + chunk;
-      if (to === null) ended = true;
-      await range(from, to);
-    }
-  };
-  const range = async (from: number, to: number | null): Promise<void> => {
+  // On an idle server a second connection reads every other range, on the other core.
+  await readPageRanges(db, pages, chunk, true, async (from, to) => {
     try {
       await db.query(preflightRangeSql(check, to === null), to === null ? [from] : [from, to]);
     } catch (err) {
@@ -75,9 +65,7 @@ export async function runPreflight(db: Db, check: PreflightCheck, keys: readonly
       samples.push(...out.samples.slice(0, SAMPLES - samples.length));
     }
     opts.onChunk?.(from, to);
-  };
-  // On an idle server a second connection reads every other range, on the other core.
-  await Promise.all(Array.from({ length: pages > chunk && (await noOtherClients(db)) ? 2 : 1 }, reader));
+  });
   return { failing, samples };
 }
 

@@ -17,15 +17,43 @@ export const otherClientsSql = `SELECT count(*)::int AS n FROM pg_stat_activity
      AND (state IS DISTINCT FROM 'idle' OR state_change > clock_timestamp() - interval '1 second')
      AND NOT (coalesce(state, 'starting') IN ('idle', 'starting') AND query = '')`;
 
+/** How many other clients use the database now (otherClientsSql, with the Db's own connections left out). */
+export async function otherClients(db: Db): Promise<number> {
+  return (await db.query<{ n: number }>(otherClientsSql, [[...db.ownPids]])).rows[0]?.n ?? 0;
+}
+
 /**
- * Whether no other client uses the database now (otherClientsSql), so a read that has the server to itself may use
- * its second core. False when that cannot be seen (no view of pg_stat_activity, an embedded database).
+ * Whether no other client uses the database now, so a read that has the server to itself may use its second core.
+ * False when that cannot be seen (no view of pg_stat_activity, an embedded database).
  */
 export async function noOtherClients(db: Db): Promise<boolean> {
   if (db.isEmbedded) return false;
-  try {
-    return (await db.query<{ n: number }>(otherClientsSql, [[...db.ownPids]])).rows[0]?.n === 0;
-  } catch {
-    return false;
-  }
+  return (await otherClients(db).catch(() => 1)) === 0;
+}
+
+/**
+ * Reads the heap pages [0, pages) in ranges of `step` pages, `read(from, to)` one statement each, taken in order by
+ * one reader, or by two when there is more than one range and no other client uses the database (the second core's
+ * share). With `openEnd` the last range has no end (`to` null: rows landing past `pages` meanwhile are read too) and
+ * there is always at least that one.
+ */
+export async function readPageRanges(
+  db: Db,
+  pages: number,
+  step: number,
+  openEnd: boolean,
+  read: (from: number, to: number | null) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let ended = !openEnd && pages <= 0;
+  const reader = async (): Promise<void> => {
+    while (!ended) {
+      const from = next;
+      next += step;
+      const last = from + step >= pages;
+      if (last) ended = true;
+      await read(from, last && openEnd ? null : Math.min(pages, from + step));
+    }
+  };
+  await Promise.all(Array.from({ length: pages > step && (await noOtherClients(db)) ? 2 : 1 }, reader));
 }

@@ -2,7 +2,7 @@ import type { Db } from '../db/db.js';
 import type { VerifySpec } from '../migration.js';
 import { verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified } from '../postgres/identifiers.js';
-import { noOtherClients } from '../postgres/activity-sql.js';
+import { readPageRanges } from '../postgres/activity-sql.js';
 
 export interface VerifyResult {
   readonly rowsChecked: number;
@@ -89,21 +89,15 @@ async function verifyByPages(
   let rowsChecked = 0;
   let mismatches = 0;
   const samples: string[][] = [];
-  let next = 0;
-  const reader = async (): Promise<void> => {
-    while (next < heap.pages) {
-      const lo = next;
-      next += step;
-      const r = await db.query<{ scanned: number; mismatches: number; samples: string[][] | null }>(sql, [lo, Math.min(heap.pages, lo + step)]);
-      const row = r.rows[0]!;
-      rowsChecked += row.scanned;
-      mismatches += row.mismatches;
-      for (const k of row.samples ?? []) if (samples.length < 10) samples.push(k);
-      onChunk?.(rowsChecked, mismatches);
-    }
-  };
   // The first read after a backfill also prunes the old row versions and sets hint bits on every page: on an idle
   // server a second connection does half of it on the other core, as the backfill's idle worker does.
-  await Promise.all(Array.from({ length: (await noOtherClients(db)) ? 2 : 1 }, reader));
+  await readPageRanges(db, heap.pages, step, false, async (lo, hi) => {
+    const r = await db.query<{ scanned: number; mismatches: number; samples: string[][] | null }>(sql, [lo, hi]);
+    const row = r.rows[0]!;
+    rowsChecked += row.scanned;
+    mismatches += row.mismatches;
+    for (const k of row.samples ?? []) if (samples.length < 10) samples.push(k);
+    onChunk?.(rowsChecked, mismatches);
+  });
   return { rowsChecked, mismatches, sampleKeys: samples };
 }
