@@ -4,13 +4,11 @@
 // For each size: backfill rows/s ÷ single-UPDATE rows/s on identical tables, canary p99 during a backfill ÷ its
 // baseline with concurrent writers, single-row write cost with the two-way sync trigger ÷ without, and the backfill
 // process's peak RSS (largest size ÷ smallest).
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { createTwoWaySync } from '../lib/postgres/triggers.js';
 import { canaryPhase, type CanaryPhaseResult } from './canary.js';
-import { client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, lastLine, parseSize, spawnBenchScript, stolenSince } from './support.js';
+import { client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, lastLine, parseSize, spawnBenchScript, stolenSince, runIfMain } from './support.js';
 
 const EXPR = `a || '-' || b`;
 
@@ -189,9 +187,4 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main().catch((e: unknown) => {
-    process.stderr.write(String((e as Error).stack ?? e) + '\n');
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -14,8 +14,6 @@
 //    up to --rebuild-max documents).
 // The host's CPU steal (/proc/stat) is printed beside each size: read the ratios, not the seconds.
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as bson from 'mongodb';
 import knexFactory from 'knex';
@@ -26,7 +24,7 @@ import { allColumns, resolveMove, type MongoDocument } from '../lib/mongo/move.j
 import { ReverseDualWriter, reverseSync } from '../lib/mongo/reverse.js';
 import { PostgresSink } from '../lib/mongo/sink.js';
 import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
-import { cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, stolenSince } from './support.js';
+import { cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, stolenSince, runIfMain } from './support.js';
 
 const DB = 'zd_bench_mongo_costs';
 const MONGO_URL = process.env.BENCH_MONGO_URL ?? process.env.FERRETDB_URL ?? `mongodb://127.0.0.1:${process.env.FERRETDB_PORT ?? '27117'}/`;
@@ -276,9 +274,4 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main().catch((e: unknown) => {
-    process.stderr.write(String((e as Error).stack ?? e) + '\n');
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -10,7 +10,6 @@ import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as bson from 'mongodb';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -22,7 +21,7 @@ import { allColumns, resolveMove, type MongoDocument } from '../lib/mongo/move.j
 import { PostgresSink } from '../lib/mongo/sink.js';
 import { createTargetTable, mongoStateTables } from '../lib/mongo/sql.js';
 import { VERSION_COLUMN } from '../lib/mongo/move.js';
-import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize } from './support.js';
+import { client, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, runIfMain } from './support.js';
 
 const DB = 'zd_bench_mongo';
 const MONGO_URL = process.env.BENCH_MONGO_URL ?? process.env.FERRETDB_URL ?? `mongodb://127.0.0.1:${process.env.FERRETDB_PORT ?? '27117'}/`;
@@ -154,9 +153,4 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main().catch((e: unknown) => {
-    process.stderr.write(String((e as Error).stack ?? e) + '\n');
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

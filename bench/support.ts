@@ -120,3 +120,12 @@ export async function startPgbenchLoad(dbName: string): Promise<ChildProcess> {
   await new Promise<void>((res, rej) => spawn(PGBENCH, ['-i', '-q', '-s', '5', dbName], { env, stdio: 'ignore' }).on('exit', (code) => (code === 0 ? res() : rej(new Error(`pgbench -i: ${code}`)))));
   return spawn(PGBENCH, ['-c', '2', '-j', '1', '-R', '300', '-T', '3600', dbName], { env, stdio: 'ignore' });
 }
+
+/** Runs `main` when the module at `moduleUrl` (its import.meta.url) is the script node was started with, not an import. */
+export function runIfMain(moduleUrl: string, main: () => Promise<void>): void {
+  if (!process.argv[1] || path.resolve(process.argv[1]) !== fileURLToPath(moduleUrl)) return;
+  main().catch((e: unknown) => {
+    process.stderr.write(String((e as Error).stack ?? e) + '\n');
+    process.exit(1);
+  });
+}
