@@ -267,7 +267,7 @@ function renameObjects(t: TableName, att: ColumnAttachments, built: (n: string, 
     ...(partitioning
       ? att.indexes.flatMap((ix) => {
           const original = attachedPartitionIndexes(partitioning, t, ix.name);
-          return renamePartitionIndexes(partitioning, (p) => partitionIndexName(built(ix.name), p.table), (p) => original.get(tableLabel(p.table)));
+          return renamePartitionIndexes(partitioning, { schema: t.schema, name: ix.name }, (p) => partitionIndexName(built(ix.name), p.table), (p) => original.get(tableLabel(p.table)));
         })
       : []),
     ...att.constraints.map((c) => renameConstraint(t, built(c.name), c.name)),
@@ -279,7 +279,8 @@ function renameBackPartitions(t: TableName, att: ColumnAttachments, built: (n: s
   if (!partitioning) return [];
   return att.indexes.flatMap((ix) => {
     const original = attachedPartitionIndexes(partitioning, t, ix.name);
-    return renamePartitionIndexes(partitioning, (p) => original.get(tableLabel(p.table)), (p) => partitionIndexName(built(ix.name), p.table));
+    // The live index was given its built name just before, in the same step (swap-back).
+    return renamePartitionIndexes(partitioning, { schema: t.schema, name: built(ix.name) }, (p) => original.get(tableLabel(p.table)), (p) => partitionIndexName(built(ix.name), p.table));
   });
 }
 

@@ -1,8 +1,8 @@
 import type { Change, ResolveContext, Step } from '../migration.js';
 import { tableInfo, type TableInfo } from '../postgres/catalog.js';
-import { lockPartitionTree, requirePartitionsAsRead } from '../postgres/partitions.js';
+import { archiveLatePartitions, lockPartitionTree, requirePartitionsStillThere, restoreLatePartitions } from '../postgres/partitions.js';
 import { ChangeInputError, objectName, resolveTable, tableLabel, type TableName } from '../postgres/identifiers.js';
-import { forgetArchive, registerTableArchiveSql, requireTableArchive, type TableArchiveKind } from '../postgres/archive.js';
+import { archivedRowsSql, forgetArchive, registerTableArchiveSql, registryTable, requireTableArchive, type TableArchiveKind } from '../postgres/archive.js';
 import { renameTable, setSchema } from '../postgres/table-ddl.js';
 import { txStep } from './common.js';
 import { checkOptions, TABLE, type ChangeSchema, type OptionsOf } from './options.js';
@@ -30,14 +30,16 @@ export function droppedTableArchive(t: TableName, stateSchema: string): TableNam
  * The step that moves a table into the state schema under its archive name (a catalog-only change: no rewrite, no
  * copy) and registers it for `umzug purge`. Used by dropTable and mergeTables. A partitioned table's partitions are
  * separate tables that SET SCHEMA leaves where they are (still there to read and write): each goes too, under an
- * archive name of its own, and purge's DROP TABLE of the table drops them with it.
+ * archive name of its own, and purge's DROP TABLE of the table drops them with it. Those the change read are moved by
+ * name; one created or attached since (pg_partman's premake between expand and contract) is found below the archived
+ * table and moved too, with its rows (archiveLatePartitions).
  */
 export function archiveTableStep(t: TableName, stateSchema: string, id: string, kind: TableArchiveKind, info?: TableInfo): Step {
   const archive = droppedTableArchive(t, stateSchema);
   const partitions = info?.partitioning?.partitions.map((p) => p.table) ?? [];
   const what = `${kind === 'drop-table' ? 'dropTable' : 'mergeTables'} ${tableLabel(t)}`;
   return txStep(id, `move ${tableLabel(t)}${info?.partitioning ? ` and its ${partitions.length} partitions` : ''} into ${tableLabel(archive)}`, [
-    ...(info?.partitioning ? [lockPartitionTree(t), requirePartitionsAsRead(t, partitions, what)] : []),
+    ...(info?.partitioning ? [lockPartitionTree(t), requirePartitionsStillThere(t, partitions, what)] : []),
     renameTable(t, archive.name),
     setSchema({ schema: t.schema, name: archive.name }, archive.schema),
     { text: registerTableArchiveSql(archive.schema, archive.name, t, kind) },
@@ -45,10 +47,14 @@ export function archiveTableStep(t: TableName, stateSchema: string, id: string, 
       const a = droppedTableArchive(p, stateSchema);
       return [renameTable(p, a.name), setSchema({ schema: p.schema, name: a.name }, a.schema)];
     }),
+    ...(info?.partitioning ? [archiveLatePartitions(archive, registryTable(stateSchema), archivedRowsSql)] : []),
   ]);
 }
 
-/** The step that moves an archived table (and its partitions) back; it refuses, changing nothing, when purge deleted the archive. */
+/**
+ * The step that moves an archived table (and its partitions, those created or attached since the change read the
+ * catalog by the places the archive step recorded) back; it refuses, changing nothing, when purge deleted the archive.
+ */
 export function restoreTableStep(t: TableName, stateSchema: string, id: string, what: string, info?: TableInfo): Step {
   const archive = droppedTableArchive(t, stateSchema);
   const partitions = info?.partitioning?.partitions.map((p) => p.table) ?? [];
@@ -56,6 +62,7 @@ export function restoreTableStep(t: TableName, stateSchema: string, id: string, 
     requireTableArchive(archive.schema, archive.name, t, what),
     setSchema(archive, t.schema),
     renameTable({ schema: t.schema, name: archive.name }, t.name),
+    ...(info?.partitioning ? [restoreLatePartitions(t, stateSchema, registryTable(stateSchema), archive.name)] : []),
     forgetArchive(archive.schema, archive.name),
     ...partitions.flatMap((p) => {
       const a = droppedTableArchive(p, stateSchema);

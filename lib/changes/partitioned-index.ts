@@ -14,6 +14,7 @@ import {
   renamePartitionIndexesLive,
   requireIndexValid,
   type IndexShape,
+  type PartitionIndexCatchUp,
 } from '../postgres/partitions.js';
 import { txStep } from './common.js';
 
@@ -58,13 +59,18 @@ export function attachedPartitionIndexes(partitioning: Partitioning, table: Tabl
 }
 
 /**
- * Renames, in one transaction's statement, every partition's index of `from` (named by `fromNames`) to its name under
- * `to`: a column swap gives the partitions' indexes the names the originals had, and takes them back on its undo. It
+ * Renames, in one transaction's statement, every partition's index of `top` (the parent index, by the name the same
+ * transaction has just given it; each partition's by `fromNames`) to its name under `toNames`: a column swap gives the partitions' indexes the names the originals had, and takes them back on its undo. It
  * runs after the parent index was renamed, in the same transaction. A partition detached or dropped since the change
  * read the catalog is skipped; one created or attached since gets the name the build route would give it (see
  * renamePartitionIndexesLive).
  */
-export function renamePartitionIndexes(partitioning: Partitioning, fromNames: (p: PartitionInfo) => string | undefined, toNames: (p: PartitionInfo) => string | undefined): Statement[] {
+export function renamePartitionIndexes(
+  partitioning: Partitioning,
+  top: TableName,
+  fromNames: (p: PartitionInfo) => string | undefined,
+  toNames: (p: PartitionInfo) => string | undefined,
+): Statement[] {
   const root = partitioning.partitions.find((p) => p.depth === 1)?.parent;
   if (!root) return [];
   const renames = partitioning.partitions.flatMap((p) => {
@@ -73,7 +79,7 @@ export function renamePartitionIndexes(partitioning: Partitioning, fromNames: (p
     return from !== undefined && to !== undefined && p.kind !== 'foreign' ? [{ partition: p.table, depth: p.depth, from, to }] : [];
   });
   if (renames.length === 0) return [];
-  return [renamePartitionIndexesLive(root, renames, partitioning.partitions.map((p) => p.table))];
+  return [renamePartitionIndexesLive(root, renames, partitioning.partitions.map((p) => p.table), top)];
 }
 
 export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexSteps {
@@ -86,6 +92,16 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
   const top = { schema: o.table.schema, name: o.name };
   // Skipped by the executor once the partition is no longer below the table (detached or dropped since).
   const of = (p: PartitionInfo) => ({ partition: { root: o.table, table: p.table } });
+  const known = o.partitioning.partitions.map((p) => p.table);
+  // A constraint step first gives a partition that appeared since the change read the catalog its own constraint (see
+  // catchUpPartitionConstraint), under the name the route gives it, which the step's check then expects.
+  const catchUp = (level: TableName): PartitionIndexCatchUp => ({
+    table: level,
+    index: o.name,
+    shape: o.shape,
+    known: known.map(tableLabel),
+    ...(o.constraint ? { constraint: o.constraint } : {}),
+  });
 
   const visit = (parent: TableName, parentIndex: TableName): { partition: TableName; constraint: string }[] => {
     const adopted: { partition: TableName; constraint: string }[] = [];
@@ -96,8 +112,9 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
         if (o.constraint) {
           const below = visit(p.table, index);
           build.push({
-            ...txStep(id(p, 'constraint'), `add the UNIQUE constraint ${index.name} to ${on}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, index.name, o.constraint.columns, o.constraint.include, below)),
+            ...txStep(id(p, 'constraint'), `add the UNIQUE constraint ${index.name} to ${on}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, index.name, o.constraint.columns, o.constraint.include, below, o.name)),
             ...of(p),
+            partitionIndexCatchUp: catchUp(p.table),
           });
           drop.push(txStep(id(p, 'drop'), `drop the UNIQUE constraint ${index.name} of ${on}, if left`, [dropConstraintIfExists(p.table, index.name)]));
         } else {
@@ -136,10 +153,21 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
   const label = tableLabel(o.table);
   if (o.constraint) {
     const below = visit(o.table, top);
-    build.push(
-      txStep(`${pre}add-constraint`, `add the UNIQUE constraint ${o.name} to ${label}, adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(o.table, o.name, o.constraint.columns, o.constraint.include, below)),
-    );
-    return { build, drop: [txStep(`${pre}drop-constraint`, `drop the UNIQUE constraint ${o.name} of ${label} with its partitions'`, [dropConstraintIfExists(o.table, o.name)]), ...drop] };
+    build.push({
+      ...txStep(
+        `${pre}add-constraint`,
+        `add the UNIQUE constraint ${o.name} to ${label}, adopting its partitions' constraints (first building, concurrently, those of partitions created or attached since the change read the catalog)`,
+        addUniqueConstraintOnPartitioned(o.table, o.name, o.constraint.columns, o.constraint.include, below, o.name),
+      ),
+      partitionIndexCatchUp: catchUp(o.table),
+    });
+    return {
+      build,
+      drop: [
+        txStep(`${pre}drop-constraint`, `drop the UNIQUE constraint ${o.name} of ${label} with its partitions'`, [dropConstraintIfExists(o.table, o.name)]),
+        ...drop,
+      ],
+    };
   }
   build.push(txStep(`${pre}create-index`, `create index ${o.name} on only ${label} (invalid until every partition's index is attached)`, [createIndexOnOnly(o.table, o.name, o.shape)]));
   visit(o.table, top);

@@ -1,12 +1,15 @@
 import type { Db } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
+import { addConstraintUsingIndex } from '../postgres/index-sql.js';
 import {
+  addUniqueConstraintOnPartitioned,
   attachPartitionIndex,
   createIndexOnOnly,
   createPartitionIndexConcurrently,
   LIVE_INDEXES_SQL,
   LIVE_PARTITIONS_SQL,
+  OWN_UNIQUE_CONSTRAINT_SQL,
   partitionIndexName,
   renameIndexTo,
   STILL_PARTITION_SQL,
@@ -49,6 +52,7 @@ export async function stillPartition(db: Db, p: { readonly root: TableName; read
  * through `run` (lock_timeout, retries; a build's INVALID leftover dropped first), and each is safe to run again.
  */
 export async function catchUpPartitionIndex(db: Db, c: PartitionIndexCatchUp, run: (step: Step) => Promise<void>): Promise<CatchUpAction[]> {
+  if (c.constraint) return catchUpPartitionConstraint(db, c, c.constraint, run);
   const actions: CatchUpAction[] = [];
   const root = qualified(c.table);
   const rootOid = Number((await db.query<{ oid: string }>(`SELECT $1::text::regclass::oid::int8 AS oid`, [root])).rows[0]!.oid);
@@ -132,6 +136,61 @@ export async function catchUpPartitionIndex(db: Db, c: PartitionIndexCatchUp, ru
     );
     actions.push({ partition: tableLabel(parts.find((p) => p.oid === x.table)?.table ?? c.table), action: 'revalidated', index: x.name });
   }
+  return actions;
+}
+
+/**
+ * Before a step that adds a UNIQUE constraint to a partitioned table (or partition) by adopting its partitions' own:
+ * a partition created or attached since the change read the catalog has none (there is no parent constraint yet for
+ * PostgreSQL to clone), and ADD CONSTRAINT would build its index under a lock that stops writes. Each such leaf gets
+ * the unique index CONCURRENTLY and then its constraint USING INDEX (a moment of ACCESS EXCLUSIVE on that leaf), a
+ * partitioned one its leaves' first and then its own adopting constraint, under the name the route gives a partition
+ * (partitionIndexName of the top constraint), as the planned partitions got theirs. A partition whose constraint is
+ * there already (planned, or done by an earlier run) is left alone, so this is safe to run again.
+ */
+async function catchUpPartitionConstraint(
+  db: Db,
+  c: PartitionIndexCatchUp,
+  k: NonNullable<PartitionIndexCatchUp['constraint']>,
+  run: (step: Step) => Promise<void>,
+): Promise<CatchUpAction[]> {
+  const actions: CatchUpAction[] = [];
+  const levelOid = Number((await db.query<{ oid: string }>(`SELECT $1::text::regclass::oid::int8 AS oid`, [qualified(c.table)])).rows[0]!.oid);
+  const parts: Part[] = (await db.query<{ oid: string; parentOid: string; schema: string; name: string; relkind: string }>(LIVE_PARTITIONS_SQL, [qualified(c.table)])).rows.map((r) => ({
+    oid: Number(r.oid),
+    parentOid: Number(r.parentOid),
+    table: { schema: r.schema, name: r.name },
+    relkind: r.relkind,
+  }));
+  const hasOwn = async (p: Part, name: string) =>
+    (await db.query<{ n: string }>(OWN_UNIQUE_CONSTRAINT_SQL, [p.oid, name])).rows[0]?.n !== '0';
+  const visit = async (parentOid: number): Promise<void> => {
+    for (const p of parts.filter((x) => x.parentOid === parentOid)) {
+      // A foreign partition can have no index: the step's check names it.
+      if (p.relkind === 'f') continue;
+      const on = tableLabel(p.table);
+      const want = partitionIndexName(c.index, p.table);
+      if (await hasOwn(p, want)) continue;
+      if (p.relkind === 'p') {
+        await visit(p.oid);
+        await run(
+          step(`add the UNIQUE constraint ${want} to ${on} (created or attached after the change read the catalog), adopting its partitions' constraints`, addUniqueConstraintOnPartitioned(p.table, want, k.columns, k.include, [], c.index)),
+        );
+        actions.push({ partition: on, action: 'created', index: want });
+        continue;
+      }
+      await run({
+        id: `catch-up:${on}:build`,
+        description: `build unique index ${want} on partition ${on} (created or attached after the change read the catalog) concurrently`,
+        statements: [createPartitionIndexConcurrently(p.table, want, c.shape)],
+        transactional: false,
+        concurrentIndex: { schema: p.table.schema, name: want },
+      });
+      await run(step(`make ${want} a UNIQUE constraint of ${on} (created or attached after the change read the catalog)`, [addConstraintUsingIndex(p.table, want, want)]));
+      actions.push({ partition: on, action: 'built', index: want });
+    }
+  };
+  await visit(levelOid);
   return actions;
 }
 

@@ -171,7 +171,7 @@ ON CONFLICT (archive) DO UPDATE SET created_at = now(), rows = EXCLUDED.rows, at
  * reltuples is -1 until the table itself is analyzed), found through pg_inherits at every level (PostgreSQL 10+,
  * pg_partition_tree needs 12). NULL when no leaf has statistics.
  */
-function archivedRowsSql(regclass: string): string {
+export function archivedRowsSql(regclass: string): string {
   return `(WITH RECURSIVE _zd_tree(oid) AS (SELECT ${regclass}::oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN _zd_tree t ON i.inhparent = t.oid)
         SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint END
           FROM _zd_tree t JOIN pg_class c ON c.oid = t.oid WHERE c.relkind <> 'p')`;

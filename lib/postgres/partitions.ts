@@ -104,8 +104,10 @@ END`)}`);
  * A UNIQUE constraint on a partitioned table, for PostgreSQL up to 18 at least: ADD CONSTRAINT … USING INDEX is
  * refused on partitioned tables, but ADD CONSTRAINT … UNIQUE (…) adopts, on each partition, an unattached matching
  * unique index that backs a constraint of its own, and builds only where it finds none. Every partition's was built
- * before (CONCURRENTLY, then USING INDEX); this step first makes sure of it, under a lock that keeps partitions from
- * being attached or created meanwhile, so the ALTER is catalog work and never a build under a write-blocking lock.
+ * before (CONCURRENTLY, then USING INDEX; one created or attached since the change read the catalog by the step's
+ * catch-up, under partitionIndexName(routeTop, partition)); this step first makes sure of it, under a lock that
+ * keeps partitions from being attached or created meanwhile, so the ALTER is catalog work and never a build under a
+ * write-blocking lock.
  */
 export function addUniqueConstraintOnPartitioned(
   t: TableName,
@@ -113,21 +115,30 @@ export function addUniqueConstraintOnPartitioned(
   columns: readonly string[],
   include: readonly string[] | undefined,
   expected: readonly { readonly partition: TableName; readonly constraint: string }[],
+  routeTop: string,
 ): Statement[] {
   const pairs = expected.length > 0 ? expected.map((e) => `(${literal(qualified(e.partition))}, ${literal(e.constraint)})`).join(', ') : `(NULL, NULL)`;
   return [
     st(`LOCK TABLE ONLY ${qualified(t)} IN SHARE UPDATE EXCLUSIVE MODE`),
     st(`DO ${dollarQuote(`
-DECLARE _zd_missing text;
+DECLARE _zd_missing text[] := '{}'; _zd_r record; ${NAME_VARS}
 BEGIN
-  SELECT string_agg(i.inhrelid::regclass::text, ', ' ORDER BY i.inhrelid::regclass::text) INTO _zd_missing
-    FROM pg_inherits i
-   WHERE i.inhparent = ${literal(qualified(t))}::regclass
-     AND NOT EXISTS (SELECT 1 FROM (VALUES ${pairs}) AS e(rel, con) JOIN pg_constraint co ON co.conrelid = to_regclass(e.rel) AND co.conname = e.con
-                      WHERE co.conrelid = i.inhrelid AND co.contype = 'u' AND co.conparentid = 0);
-  IF _zd_missing IS NOT NULL THEN
-    RAISE EXCEPTION 'cannot add the UNIQUE constraint % to % without building indexes under a lock that stops writes: the partitions % have no unique constraint of their own to adopt (created or attached after this change read the catalog). Nothing was changed by this step; the partitions done so far keep theirs. Run down to remove the change and up again (it reads the partitions anew).',
-      ${literal(name)}, ${literal(tableLabel(t))}, _zd_missing;
+  FOR _zd_r IN
+    SELECT i.inhrelid AS rel, n.nspname::text AS t_schema, c.relname::text AS t_name, e.con
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN (VALUES ${pairs}) AS e(rel, con) ON to_regclass(e.rel) = i.inhrelid
+     WHERE i.inhparent = ${literal(qualified(t))}::regclass
+  LOOP
+    _zd_name := _zd_r.con;
+    IF _zd_name IS NULL THEN${partitionIndexNameSql(literal(routeTop), '_zd_r.t_schema', '_zd_r.t_name')}
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conrelid = _zd_r.rel AND co.conname = _zd_name AND co.contype = 'u' AND co.conparentid = 0) THEN
+      _zd_missing := _zd_missing || _zd_r.rel::regclass::text;
+    END IF;
+  END LOOP;
+  IF cardinality(_zd_missing) > 0 THEN
+    RAISE EXCEPTION 'cannot add the UNIQUE constraint % to % without building indexes under a lock that stops writes: the partitions % have no unique constraint of their own to adopt (created or attached after this step caught up with the partitions). Nothing was changed by this step; the partitions done so far keep theirs. Run up again: it builds theirs concurrently first.',
+      ${literal(name)}, ${literal(tableLabel(t))}, array_to_string(_zd_missing, ', ');
   END IF;
 END`)}`),
     st(
@@ -187,14 +198,15 @@ export function lockPartitionTree(t: TableName): Statement {
 }
 
 /**
- * Fails (rolling back its step) unless the partitions below `t`, at every level, are exactly `expected`: a step that
- * moves every partition by the list the change read must neither leave behind one created or attached since nor trip
- * on one detached or dropped since. Run under lockPartitionTree(), so the tree cannot change after the check.
+ * Fails (rolling back its step) when a partition the change read (`expected`) is no longer below `t` at any level:
+ * a step that moves the partitions it read by name would otherwise move a table detached since (someone else's now)
+ * or trip on one dropped since. One created or attached since is no reason to fail: archiveLatePartitions moves it.
+ * Run under lockPartitionTree(), so the tree cannot change after the check.
  */
-export function requirePartitionsAsRead(t: TableName, expected: readonly TableName[], what: string): Statement {
+export function requirePartitionsStillThere(t: TableName, expected: readonly TableName[], what: string): Statement {
   const read = expected.length > 0 ? `VALUES ${expected.map((p) => `(${literal(p.schema)}, ${literal(p.name)})`).join(', ')}` : `SELECT NULL::text, NULL::text WHERE false`;
   return st(`DO ${dollarQuote(`
-DECLARE _zd_new text; _zd_gone text;
+DECLARE _zd_gone text;
 BEGIN
   WITH RECURSIVE tree AS (
     SELECT i.inhrelid AS rel FROM pg_inherits i WHERE i.inhparent = ${literal(qualified(t))}::regclass
@@ -202,13 +214,71 @@ BEGIN
     SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel),
   now AS (SELECT n.nspname::text AS s, c.relname::text AS r FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace),
   read (s, r) AS (${read})
-  SELECT (SELECT string_agg(x.s || '.' || x.r, ', ' ORDER BY x.s, x.r) FROM (SELECT * FROM now EXCEPT SELECT * FROM read) x),
-         (SELECT string_agg(x.s || '.' || x.r, ', ' ORDER BY x.s, x.r) FROM (SELECT * FROM read EXCEPT SELECT * FROM now) x)
-    INTO _zd_new, _zd_gone;
-  IF _zd_new IS NOT NULL OR _zd_gone IS NOT NULL THEN
-    RAISE EXCEPTION '%: the partitions of % are not the ones this change read (created or attached since: %; detached or dropped since: %), so moving the partitions it read would leave others behind. Nothing was changed by this step. Run down and up again (the change reads the partitions anew).',
-      ${literal(what)}, ${literal(tableLabel(t))}, coalesce(_zd_new, 'none'), coalesce(_zd_gone, 'none');
+  SELECT string_agg(x.s || '.' || x.r, ', ' ORDER BY x.s, x.r) INTO _zd_gone FROM (SELECT * FROM read EXCEPT SELECT * FROM now) x;
+  IF _zd_gone IS NOT NULL THEN
+    RAISE EXCEPTION '%: the partitions % of % that this change read are no longer below it (detached or dropped since), so moving the partitions it read would move a table that is no longer this one''s. Nothing was changed by this step. Attach them again, or run down and up again (the change reads the partitions anew).',
+      ${literal(what)}, _zd_gone, ${literal(tableLabel(t))};
   END IF;
+END`)}`);
+}
+
+/**
+ * Run after the partitions the change read were moved into the state schema with the table (renamed to `archive`, same
+ * transaction, under lockPartitionTree()): every partition still below it outside the state schema, at any level, was
+ * created or attached since the change read the catalog (pg_partman's premake between expand and contract) and goes
+ * the same way, under objectName('zd_dropped', schema, name), so the archive holds all of the table's rows and no
+ * partition is left behind to be written. Each one's place is recorded in the registry row of the archive
+ * (`attributes.late_partitions`), which is how restoreLatePartitions knows where it came from. Each late leaf is
+ * analyzed first, under the lock the step holds anyway (a sample, not a scan): a new partition is often not analyzed
+ * yet (reltuples -1, counted as 0) or was analyzed while it filled, and the registry's row estimate, taken again
+ * after, is then what `umzug purge` reports for the whole table.
+ */
+export function archiveLatePartitions(archive: TableName, registry: string, rowsSql: (regclass: string) => string): Statement {
+  const arch = `${literal(qualified(archive))}::regclass`;
+  return st(`DO ${dollarQuote(`
+DECLARE _zd_r record; _zd_moved jsonb := '[]'; _zd_kind text; ${NAME_VARS}
+BEGIN
+  FOR _zd_r IN
+    SELECT n.nspname::text AS t_schema, c.relname::text AS t_name, c.relkind::text AS relkind
+      FROM pg_partition_tree(${arch}) p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.level > 0 AND n.nspname <> ${literal(archive.schema)} ORDER BY p.level, n.nspname, c.relname
+  LOOP${objectNameSql('zd_dropped', ['_zd_r.t_schema', '_zd_r.t_name'])}
+    _zd_kind := CASE WHEN _zd_r.relkind = 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END;
+    IF _zd_r.relkind = 'r' THEN
+      EXECUTE format('ANALYZE %I.%I', _zd_r.t_schema, _zd_r.t_name);
+    END IF;
+    EXECUTE format('ALTER %s %I.%I RENAME TO %I', _zd_kind, _zd_r.t_schema, _zd_r.t_name, _zd_name);
+    EXECUTE format('ALTER %s %I.%I SET SCHEMA %I', _zd_kind, _zd_r.t_schema, _zd_name, ${literal(archive.schema)});
+    _zd_moved := _zd_moved || jsonb_build_object('archive', _zd_name, 'schema', _zd_r.t_schema, 'name', _zd_r.t_name);
+  END LOOP;
+  IF jsonb_array_length(_zd_moved) > 0 THEN
+    UPDATE ${registry} SET attributes = attributes || jsonb_build_object('late_partitions', _zd_moved), rows = ${rowsSql(arch)}
+     WHERE archive = ${literal(archive.name)};
+  END IF;
+END`)}`);
+}
+
+/**
+ * The undo of archiveLatePartitions, run once the table is back as `t` and before its registry row is forgotten:
+ * every partition below it that the archive step recorded as created or attached since goes back to its schema and
+ * name. The partitions the change read are moved back by the plan's own statements.
+ */
+export function restoreLatePartitions(t: TableName, stateSchema: string, registry: string, archive: string): Statement {
+  return st(`DO ${dollarQuote(`
+DECLARE _zd_recorded jsonb; _zd_r record;
+BEGIN
+  IF to_regclass(${literal(registry)}) IS NULL THEN RETURN; END IF;
+  SELECT attributes -> 'late_partitions' INTO _zd_recorded FROM ${registry} WHERE archive = ${literal(archive)};
+  IF _zd_recorded IS NULL THEN RETURN; END IF;
+  FOR _zd_r IN
+    SELECT c.relname::text AS a_name, c.relkind::text AS relkind, e ->> 'schema' AS o_schema, e ->> 'name' AS o_name
+      FROM pg_partition_tree(${literal(qualified(t))}::regclass) p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN jsonb_array_elements(_zd_recorded) e ON e ->> 'archive' = c.relname
+     WHERE p.level > 0 AND n.nspname = ${literal(stateSchema)}
+  LOOP
+    EXECUTE format('ALTER %s %I.%I SET SCHEMA %I', CASE WHEN _zd_r.relkind = 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, ${literal(stateSchema)}, _zd_r.a_name, _zd_r.o_schema);
+    EXECUTE format('ALTER %s %I.%I RENAME TO %I', CASE WHEN _zd_r.relkind = 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, _zd_r.o_schema, _zd_r.a_name, _zd_r.o_name);
+  END LOOP;
 END`)}`);
 }
 
@@ -230,6 +300,12 @@ export interface PartitionIndexCatchUp {
    * have named it had the partition been there when the change read the catalog.
    */
   readonly known: readonly string[];
+  /**
+   * A UNIQUE constraint (addUnique): no parent index exists before the step that adopts the partitions'
+   * constraints, so PostgreSQL gives a late partition nothing; each such leaf gets its unique index CONCURRENTLY and
+   * then its constraint USING INDEX, each partitioned one its adopting constraint, as the planned ones did.
+   */
+  readonly constraint?: { readonly columns: readonly string[]; readonly include?: readonly string[] };
 }
 
 /** A partition of a partitioned table's tree, as it is now (catch-up), by oid. */
@@ -268,6 +344,9 @@ export const LIVE_INDEXES_SQL = `SELECT x.indexrelid::int8 AS oid, x.indrelid::i
     FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
    WHERE x.indrelid = $1::text::regclass OR x.indrelid IN (SELECT relid FROM pg_partition_tree($1::text::regclass))`;
 
+/** How many UNIQUE constraints named `$2` the table with oid `$1` has (its own, or one a parent's adopted already). */
+export const OWN_UNIQUE_CONSTRAINT_SQL = `SELECT count(*)::int8 AS n FROM pg_constraint WHERE conrelid = $1::int8::oid AND conname = $2::text AND contype = 'u'`;
+
 /**
  * Whether `$1` (a qualified name, as text) is still a partition somewhere below `$2`: a step planned for a partition
  * the change read has nothing to do once it was detached (or dropped) since.
@@ -280,37 +359,48 @@ export function renameIndexTo(index: TableName, to: string): Statement {
 }
 
 /**
- * PL/pgSQL that sets the variable `_zd_name` to partitionIndexName(<value of index_expr>, partition) (objectName's
- * FNV-1a hash over code points, computed in the server): a rename in a step's own statements that reaches a partition
- * the change never read.
+ * PL/pgSQL that sets the variable `_zd_name` to objectName(prefix, <values of parts>) (its FNV-1a hash over code
+ * points, computed in the server): a name the plan derives from a partition's name, for a partition the change never
+ * read. Needs `_zd_parts text[]; _zd_h int8; _zd_ch text; _zd_name text` declared.
  */
-function partitionIndexNameSql(indexExpr: string, schemaExpr: string, nameExpr: string): string {
+function objectNameSql(prefix: string, parts: readonly string[]): string {
   return `
-    _zd_parts := ARRAY[${nameExpr}, ${indexExpr}, ${schemaExpr}];
+    _zd_parts := ARRAY[${parts.join(', ')}]::text[];
     _zd_h := 2166136261;
     FOREACH _zd_ch IN ARRAY regexp_split_to_array(array_to_string(_zd_parts, chr(1)), '') LOOP
       _zd_h := ((_zd_h # ascii(_zd_ch)) * 16777619) % 4294967296;
     END LOOP;
-    _zd_name := lower('zd_pi_' || left(regexp_replace(array_to_string(_zd_parts, '_'), '[^a-zA-Z0-9_]', '', 'g'), 30) || '_' || lpad(to_hex(_zd_h), 8, '0'));`;
+    _zd_name := lower(${literal(`${prefix}_`)} || left(regexp_replace(array_to_string(_zd_parts, '_'), '[^a-zA-Z0-9_]', '', 'g'), 30) || '_' || lpad(to_hex(_zd_h), 8, '0'));`;
 }
+
+/** objectNameSql for partitionIndexName(<value of index_expr>, partition). */
+function partitionIndexNameSql(indexExpr: string, schemaExpr: string, nameExpr: string): string {
+  return objectNameSql('zd_pi', [nameExpr, indexExpr, schemaExpr]);
+}
+
+const NAME_VARS = '_zd_parts text[]; _zd_h int8; _zd_ch text; _zd_name text;';
 
 /**
  * Renames, in one statement, the partitions' indexes of a partitioned index that a swap renamed just before (in the
  * same transaction): each partition the change read by the names it planned (`renames`), skipping one no longer in
  * the table (detached or dropped since: its index went with it, and its old name may be taken there); then every
  * index attached, at any level, to that index on a partition the change did not read (created or attached since;
- * PostgreSQL gave it an index of its own naming) gets the name the build route gives a partition's index,
- * partitionIndexName(<the index's name now>, partition): what an up that reads that partition names it.
+ * PostgreSQL gave it an index of its own naming, also after check-index ran) gets the name the build route gives a
+ * partition's index, partitionIndexName(<the index's name now>, partition): what an up that reads that partition names
+ * it. The parent index is `top`, the name the swap has just given it.
  */
 export function renamePartitionIndexesLive(
   t: TableName,
   renames: readonly { readonly partition: TableName; readonly depth: number; readonly from: string; readonly to: string }[],
   known: readonly TableName[],
+  top: TableName,
 ): Statement {
   const root = literal(qualified(t));
   const idx = (r: { readonly partition: TableName; readonly from: string }) => literal(qualified({ schema: r.partition.schema, name: r.from }));
-  // The parent index, found through a partition's index still attached to it (by oid: its name changed just before).
-  const tops = renames.filter((r) => r.depth === 1).map((r) => `(SELECT ii.inhparent FROM pg_inherits ii WHERE ii.inhrelid = to_regclass(${idx(r)}))`);
+  // The parent index by the name it has at this point of the step, else through a partition's index still attached to
+  // it (a step planned before the name was passed). Not through the partitions alone: every one the change read can
+  // be gone by now (pg_partman's retention drops the oldest), and the late ones must still be reached.
+  const tops = [`to_regclass(${literal(qualified(top))})`, ...renames.filter((r) => r.depth === 1).map((r) => `(SELECT ii.inhparent FROM pg_inherits ii WHERE ii.inhrelid = to_regclass(${idx(r)}))`)];
   const planned = renames
     .filter((r) => r.from !== r.to)
     .map(
@@ -325,7 +415,7 @@ export function renamePartitionIndexesLive(
   return st(`DO ${dollarQuote(`
 DECLARE _zd_top oid; _zd_top_name text; _zd_parts text[]; _zd_h int8; _zd_ch text; _zd_name text; _zd_r record;
 BEGIN
-  _zd_top := coalesce(${tops.length > 0 ? tops.join(', ') : 'NULL'}, NULL);${planned}
+  _zd_top := coalesce(${tops.join(', ')});${planned}
   IF _zd_top IS NULL THEN RETURN; END IF;
   SELECT c.relname::text INTO _zd_top_name FROM pg_class c WHERE c.oid = _zd_top;
   FOR _zd_r IN
