@@ -120,7 +120,7 @@ describe('deriveColumn', function () {
       expect(await consistent()).to.equal(0);
     } finally {
       await stop(all);
-      result = await checker.stop();
+      result = await checker.stop({ atLeast: 10 });
       await umzug.close();
     }
     expectCleanRun(all, result, { minChecks: 10, minOps: 300 });

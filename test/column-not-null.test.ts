@@ -69,7 +69,7 @@ export default defineMigration({ changes: [setNotNull({ table: 'tickets', column
       await new Promise((r) => setTimeout(r, 200));
     } finally {
       await Promise.all(writers.map((w) => w.stop()));
-      result = await checker.stop();
+      result = await checker.stop({ atLeast: 5 });
       await umzug.close();
     }
     expectCleanRun(writers, result, { minChecks: 5, minOps: 200 });

@@ -163,7 +163,7 @@ export default defineMigration({ changes: [splitTable({ from: 'people', to: 'pro
     await umzug.down();
     expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname = 'profiles'`)).to.equal(0);
     await stopAll(old);
-    const checked = await checker.stop();
+    const checked = await checker.stop({ atLeast: 10 });
 
     const after = await snap(['public']);
     expect(diffSnapshots(before.schema, after.schema)).to.deep.equal([]);
@@ -281,7 +281,7 @@ export default defineMigration({ changes: [mergeTables({ from: ['users', 'prefs;
     phase = 'unsynced';
     await umzug.down();
     await stopAll(old);
-    const checked = await checker.stop();
+    const checked = await checker.stop({ atLeast: 10 });
     expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname = 'accounts'`)).to.equal(0);
     const after = await snap(['public']);
     expect(diffSnapshots(before.schema, after.schema)).to.deep.equal([]);

@@ -41,7 +41,11 @@ describe('verify: heap pages on a plain table, keys on a partitioned one; both f
     const r = await verifyConsistency(db, { table: { schema: 'public', name: 'plain' }, equal: [{ column: 'b', expression: 'a * 2' }] }, [{ name: 'id', type: 'bigint' }], 1000, (n) => chunks.push(n));
     expect(r.rowsChecked).to.equal(ROWS);
     expect(r.mismatches).to.equal(TAMPERED.length);
-    expect(r.sampleKeys.map((k) => Number(k[0])).sort((x, y) => x - y)).to.deep.equal([...TAMPERED].sort((x, y) => x - y));
+    // Samples are capped per range (5), and the 7 rewritten rows may all sit on the table's last page: all tampered,
+    // at least 5 of them.
+    const sampled = r.sampleKeys.map((k) => Number(k[0]));
+    expect(sampled.length).to.be.within(5, 7);
+    expect(TAMPERED).to.include.members(sampled);
     expect(texts.some((s) => s.includes('ctid >='))).to.equal(true);
     expect(texts.some((s) => s.includes('ORDER BY'))).to.equal(false);
     expect(chunks.length, 'chunks of about 1000 rows').to.be.within(15, 60);

@@ -49,7 +49,7 @@ export function startChecker(
   check: () => Promise<string | readonly string[] | null>,
   expected?: RegExp,
   opts: { intervalMs?: number; aborted?: () => boolean } = {},
-): { stop(): Promise<{ checks: number; violations: string[] }> } {
+): { stop(opts?: { atLeast?: number }): Promise<{ checks: number; violations: string[] }> } {
   const violations: string[] = [];
   let checks = 0;
   let running = true;
@@ -66,7 +66,11 @@ export function startChecker(
     }
   })();
   return {
-    async stop() {
+    // atLeast: keep checking until more than that many rounds have run (at most 30 s more), so a test that asks for
+    // a number of rounds is not at the mercy of a loaded machine's timer.
+    async stop(stopOpts = {}) {
+      const until = Date.now() + 30_000;
+      while (stopOpts.atLeast !== undefined && checks <= stopOpts.atLeast && Date.now() < until && !opts.aborted?.()) await new Promise((r) => setTimeout(r, 25));
       running = false;
       await loop;
       return { checks, violations };
