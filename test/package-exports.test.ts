@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -9,22 +9,21 @@ import { freshDatabase } from './support/pg.js';
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-describe('the built package (tsc → ESM and CommonJS, with .d.ts)', function () {
-  let out: string;
+describe('the built package (tsc → ESM and CommonJS, with .d.ts) and the published one: publint, arethetypeswrong, subpath entries, a light /flags', function () {
+  let tarball: string;
+  let dir: string;
+  const out = path.join(root, 'dist');
+  // One build for every test here: the one `npm pack` publishes (tsc twice, the costliest step of this file).
   before(async () => {
-    // Inside the project, so that the built files resolve pg, umzug and knex from its node_modules.
+    await run('npm', ['run', 'build'], { cwd: root });
     mkdirSync(path.join(root, '.build-test'), { recursive: true });
-    out = mkdtempSync(path.join(root, '.build-test', 'out-'));
-    const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
-    await run(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', path.join(out, 'esm')], { cwd: root });
-    await run(process.execPath, [tsc, '-p', 'tsconfig.cjs.json', '--outDir', path.join(out, 'cjs')], { cwd: root });
+    dir = mkdtempSync(path.join(root, '.build-test', 'pack-'));
+    const packed = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root });
+    tarball = path.join(dir, packed.stdout.trim().split('\n').pop()!);
   });
-
-  after(() => rmSync(out, { recursive: true, force: true }));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('loads with require() from CommonJS and with import from ESM, exposing the same API', async () => {
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(path.join(out, 'cjs/package.json'), '{"type":"commonjs"}');
     const cjs = await run(process.execPath, ['-e', `const m = require(${JSON.stringify(path.join(out, 'cjs/index.js'))}); console.log(Object.keys(m).sort().join(','))`], {
       cwd: root,
     });
@@ -37,22 +36,9 @@ describe('the built package (tsc → ESM and CommonJS, with .d.ts)', function ()
     for (const name of ['defineMigration', 'zeroDowntime', 'addColumn', 'renameColumn', 'ZeroDowntimeUmzug']) {
       expect(cjs.stdout.trim().split(',')).to.include(name);
     }
-    const { existsSync } = await import('node:fs');
     expect(existsSync(path.join(out, 'esm/index.d.ts'))).to.equal(true);
     expect(existsSync(path.join(out, 'cjs/index.d.ts'))).to.equal(true);
   });
-});
-
-describe('the published package: publint and arethetypeswrong, subpath entries, a light /flags', function () {
-  let tarball: string;
-  let dir: string;
-  before(async () => {
-    await run('npm', ['run', 'build'], { cwd: root });
-    dir = mkdtempSync(path.join(root, '.build-test', 'pack-'));
-    const packed = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root });
-    tarball = path.join(dir, packed.stdout.trim().split('\n').pop()!);
-  });
-  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('publint finds nothing to fix (warnings count as errors)', async () => {
     const r = await run(process.execPath, [path.join(root, 'node_modules/publint/src/cli.js'), '--pack', 'false', '--strict'], { cwd: root });

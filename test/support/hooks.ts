@@ -22,3 +22,22 @@ export async function mochaGlobalTeardown(): Promise<void> {
   await dropRunDatabases();
   await dropRunMongoDatabases();
 }
+
+// ZDT_TEST_TIMES=<file>: each test file appends "<seconds>\t<file>" there once its tests have run, which is how the
+// suite's slow files are found (mocha's own durations leave out the files' before hooks, often most of their time).
+const timesFile = process.env.ZDT_TEST_TIMES;
+let fileStarted = 0;
+export const mochaHooks = timesFile
+  ? {
+      beforeAll(this: Mocha.Context): void {
+        fileStarted = Date.now();
+      },
+      async afterAll(this: Mocha.Context): Promise<void> {
+        const root = this.test?.parent;
+        const file = root?.suites.find((s) => s.file)?.file ?? root?.file ?? '?';
+        const { appendFileSync } = await import('node:fs');
+        const { relative } = await import('node:path');
+        appendFileSync(timesFile, `${((Date.now() - fileStarted) / 1000).toFixed(1)}\t${relative(process.cwd(), file)}\n`);
+      },
+    }
+  : {};
