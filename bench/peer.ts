@@ -16,7 +16,6 @@
 // table, file for file; per workload and traffic mode the order is pgroll, ours, ours, pgroll per pair (ABBA).
 // Application traffic goes to the base table public.users for both tools: pgroll's versioned schema holds views over
 // that table, and its triggers fill the new column for writes through the old schema (public) as through the views.
-import { spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,14 +34,13 @@ import {
   runPgroll,
   runUmzug,
   USERS_DDL,
-  USERS_FILL,
   WORKLOADS,
   type CommandRun,
   type Tool,
   type Workload,
 } from './peer-tools.js';
 import { describeTraffic, Traffic, type WindowStats } from './peer-traffic.js';
-import { client, cpuTimes, dropBenchDatabase, fmt, freshBenchDatabase, parseSize, percentile, stolenSince, urlFor } from './support.js';
+import { buildPackage, client, copyOfTemplate, cpuTimes, dropBenchDatabase, fillUsers, fmt, freshBenchDatabase, parseSize, percentile, stolenSince } from './support.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const geomean = (xs: readonly number[]) => (xs.length && xs.every((x) => x > 0) ? Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length) : NaN);
@@ -174,37 +172,13 @@ async function loadTemplate(rows: number): Promise<string> {
   const c = await client(await freshBenchDatabase(name));
   try {
     await c.query(USERS_DDL);
-    // Filled in slices so that a 10M-row load does not need one giant transaction.
-    for (let lo = 1; lo <= rows; lo += 1_000_000) await c.query(USERS_FILL, [lo, Math.min(rows, lo + 999_999)]);
-    await c.query(`SELECT setval(pg_get_serial_sequence('users', 'id'), $1)`, [rows]);
-    // Frozen and all-visible: no copy pays for hint bits or a first vacuum that the other did not.
-    await c.query('VACUUM (FREEZE, ANALYZE) users');
+    await fillUsers(c, rows);
     const size = await c.query<{ s: string }>(`SELECT pg_size_pretty(pg_table_size('users')) AS s`);
     log(`template ${name}: ${rows.toLocaleString('en')} rows, ${size.rows[0]!.s}`);
   } finally {
     await c.end();
   }
   return name;
-}
-
-/** A copy of the template for one run (FILE_COPY: a checkpoint and a file copy, so every copy starts clean). */
-async function copyOfTemplate(template: string, name: string): Promise<string> {
-  const admin = await client(urlFor('postgres'));
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)} STRATEGY FILE_COPY`);
-  } finally {
-    await admin.end();
-  }
-  const url = urlFor(name);
-  const c = await client(url);
-  try {
-    // Activity statistics are not copied with a database; pgroll reads its row estimate from them (else it counts).
-    await c.query('ANALYZE users');
-  } finally {
-    await c.end();
-  }
-  return url;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -424,8 +398,7 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   if (!FROM_SOURCE) {
     log('building the package (npm run build): ours runs as installed, from dist/');
-    const b = spawnSync('npm', ['run', 'build'], { cwd: path.resolve(path.dirname(new URL(import.meta.url).pathname), '..'), stdio: ['ignore', 'ignore', 'inherit'] });
-    if (b.status !== 0) throw new Error(`npm run build failed (exit ${b.status}); PEER_FROM_SOURCE=1 runs lib/ through tsx instead`);
+    buildPackage();
   }
   const version = await pgrollVersion(pgrollBin);
   const startHelp = (await runPgroll(pgrollBin, 'postgres://unused', ['start', '--help'])).lines;

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { USERS_FILL } from './peer-tools.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -25,6 +26,48 @@ export async function client(url: string, app = 'zd-bench'): Promise<pg.Client> 
   const c = new pg.Client({ connectionString: url, application_name: app });
   await c.connect();
   return c;
+}
+
+/**
+ * Rows 1..rows of the peer benches' users table (USERS_DDL, already created through `c`), then its sequence past them
+ * and the table frozen and analyzed. `onSlice` hears the rows loaded so far after each slice.
+ */
+export async function fillUsers(c: pg.Client, rows: number, onSlice?: (loaded: number) => void): Promise<void> {
+  // Filled in slices so that a 10M-row load does not need one giant transaction.
+  for (let lo = 1; lo <= rows; lo += 1_000_000) {
+    const hi = Math.min(rows, lo + 999_999);
+    await c.query(USERS_FILL, [lo, hi]);
+    onSlice?.(hi);
+  }
+  await c.query(`SELECT setval(pg_get_serial_sequence('users', 'id'), $1)`, [rows]);
+  // Frozen and all-visible: no copy pays for hint bits or a first vacuum that the other did not.
+  await c.query('VACUUM (FREEZE, ANALYZE) users');
+}
+
+/** A copy of the template for one run (FILE_COPY: a checkpoint and a file copy, so every copy starts clean). */
+export async function copyOfTemplate(template: string, name: string): Promise<string> {
+  const admin = await client(urlFor('postgres'));
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)} STRATEGY FILE_COPY`);
+  } finally {
+    await admin.end();
+  }
+  const url = urlFor(name);
+  const c = await client(url);
+  try {
+    // Activity statistics are not copied with a database; pgroll reads its row estimate from them (else it counts).
+    await c.query('ANALYZE users');
+  } finally {
+    await c.end();
+  }
+  return url;
+}
+
+/** `npm run build`, so that `umzug` run from dist/ (as a user runs it) is the code of this working tree. */
+export function buildPackage(): void {
+  const b = spawnSync('npm', ['run', 'build'], { cwd: path.resolve(here, '..'), stdio: ['ignore', 'ignore', 'inherit'] });
+  if (b.status !== 0) throw new Error(`npm run build failed (exit ${b.status}); PEER_FROM_SOURCE=1 runs lib/ through tsx instead`);
 }
 
 export function percentile(values: readonly number[], p: number): number {
