@@ -40,6 +40,19 @@ SELECT (SELECT count(*) FROM _zd_chunk)::int AS scanned,
        (SELECT json_build_array(${keyText}) FROM _zd_chunk ORDER BY ${desc} LIMIT 1) AS last_key`;
 }
 
+/** $1 = a table: its relkind and the server's version number (what a walk by heap pages needs to know first). */
+export const TABLE_KIND_SQL = `SELECT relkind::text AS relkind, current_setting('server_version_num')::int AS version FROM pg_class WHERE oid = $1::regclass`;
+
+/**
+ * $1 = a plain or partitioned table (PostgreSQL 12+): its leaves (the table itself when plain: pg_partition_tree
+ * gives nothing for a table outside a partition tree), each with its heap's size in pages now and its row and page
+ * counts from the statistics.
+ */
+export const HEAP_LEAVES_SQL = `SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS relkind,
+       (pg_relation_size(c.oid) / current_setting('block_size')::int)::text AS pages, c.reltuples::float8 AS rows, c.relpages::int AS relpages
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass WHERE (SELECT relkind FROM pg_class WHERE oid = $1::regclass) <> 'p')`;
+
 /**
  * One verification chunk by heap pages [$1, $2) (a TID range scan, PostgreSQL 14+): the rows there, those where any
  * `column IS DISTINCT FROM expression`, and up to 5 of their keys. The heap is read in its own order, with no index

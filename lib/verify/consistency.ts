@@ -1,7 +1,7 @@
-import type { Db } from '../db/db.js';
+import { sqlState, type Db } from '../db/db.js';
 import type { VerifySpec } from '../migration.js';
-import { verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
-import { qualified } from '../postgres/identifiers.js';
+import { HEAP_LEAVES_SQL, TABLE_KIND_SQL, verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { qualified, type TableName } from '../postgres/identifiers.js';
 import { readPageRanges } from '../postgres/activity-sql.js';
 
 export interface VerifyResult {
@@ -18,21 +18,35 @@ interface ChunkRow {
   last_key: string[] | null;
 }
 
+/** A heap to read by page ranges: the table itself, or one leaf partition of it. */
+interface Heap {
+  readonly table: TableName;
+  /** A partition of the table verified (a leaf dropped meanwhile is skipped). */
+  readonly leaf: boolean;
+  readonly pages: number;
+  readonly rowsPerPage: number;
+}
+
 /**
- * How the table is walked: by heap pages where PostgreSQL has TID range scans (14+) and the table is a plain one (a
- * partitioned table's ctid is each partition's own), by key otherwise. `pages` is the heap's size when verify starts:
- * row versions written after that are the sync trigger's, which keeps them equal as it writes them.
+ * How the table is walked: by heap pages where PostgreSQL has TID range scans (14+), a plain table as one heap and a
+ * partitioned one leaf by leaf (a ctid is each partition's own, and each leaf is a heap with its own pages: no index
+ * walk, no Merge Append over every partition's key); by key otherwise (a foreign partition, an older server). `pages`
+ * is each heap's size when verify starts: row versions written after that are the sync trigger's, which keeps them
+ * equal as it writes them.
  */
-async function pageWalk(db: Db, spec: VerifySpec): Promise<{ pages: number; rowsPerPage: number } | null> {
-  const r = await db.query<{ plain: boolean; pages: string; rows: number; relpages: number }>(
-    `SELECT c.relkind = 'r' AND current_setting('server_version_num')::int >= 140000 AS plain,
-            (pg_relation_size(c.oid) / current_setting('block_size')::int)::text AS pages, c.reltuples::float8 AS rows, c.relpages::int AS relpages
-       FROM pg_class c WHERE c.oid = $1::regclass`,
-    [qualified(spec.table)],
-  );
-  const x = r.rows[0];
-  if (!x?.plain) return null;
-  return { pages: Number(x.pages), rowsPerPage: x.rows > 0 && x.relpages > 0 ? x.rows / x.relpages : 50 };
+async function pageWalk(db: Db, spec: VerifySpec): Promise<Heap[] | null> {
+  const t = await db.query<{ relkind: string; version: number }>(TABLE_KIND_SQL, [qualified(spec.table)]);
+  const top = t.rows[0];
+  if (!top || top.version < 140000 || (top.relkind !== 'r' && top.relkind !== 'p')) return null;
+  const r = await db.query<{ schema: string; name: string; relkind: string; pages: string; rows: number; relpages: number }>(HEAP_LEAVES_SQL, [qualified(spec.table)]);
+  if (r.rows.length === 0 || r.rows.some((x) => x.relkind !== 'r')) return null;
+  const byName = (x: { schema: string; name: string }) => `${x.schema}.${x.name}`;
+  return [...r.rows].sort((x, y) => byName(x).localeCompare(byName(y))).map((x) => ({
+    table: { schema: x.schema, name: x.name },
+    leaf: top.relkind === 'p',
+    pages: Number(x.pages),
+    rowsPerPage: x.rows > 0 && x.relpages > 0 ? x.rows / x.relpages : 50,
+  }));
 }
 
 /**
@@ -46,8 +60,8 @@ export async function verifyConsistency(
   chunkSize = 10_000,
   onChunk?: (checked: number, mismatches: number) => void,
 ): Promise<VerifyResult> {
-  const heap = await pageWalk(db, spec);
-  if (heap) return verifyByPages(db, spec, keys, heap, chunkSize, onChunk);
+  const heaps = await pageWalk(db, spec);
+  if (heaps) return verifyByPages(db, spec, keys, heaps, chunkSize, onChunk);
   const firstSql = verifyChunkSql(spec.table, keys, spec.equal, false);
   const nextSql = verifyChunkSql(spec.table, keys, spec.equal, true);
   let last: string[] | null = null;
@@ -73,31 +87,39 @@ export async function verifyConsistency(
 
 /**
  * verifyConsistency over heap pages, `chunkSize` rows' worth at a time (as the statistics count rows per page), each
- * chunk its own short statement. A row the application moves to a page already read is not read again; it was
- * written through the sync trigger.
+ * chunk its own short statement, one heap after the other. A row the application moves to a page already read is not
+ * read again; it was written through the sync trigger. A leaf dropped since the walk began is skipped (its rows are
+ * no longer the table's); one detached since is read all the same (its rows were the table's when verify began).
  */
 async function verifyByPages(
   db: Db,
   spec: VerifySpec,
   keys: readonly KeyColumn[],
-  heap: { pages: number; rowsPerPage: number },
+  heaps: readonly Heap[],
   chunkSize: number,
   onChunk?: (checked: number, mismatches: number) => void,
 ): Promise<VerifyResult> {
-  const sql = verifyPagesSql(spec.table, keys, spec.equal);
-  const step = Math.max(1, Math.ceil(chunkSize / Math.max(1, heap.rowsPerPage)));
   let rowsChecked = 0;
   let mismatches = 0;
   const samples: string[][] = [];
-  // The first read after a backfill also prunes the old row versions and sets hint bits on every page: on an idle
-  // server a second connection does half of it on the other core, as the backfill's idle worker does.
-  await readPageRanges(db, heap.pages, step, false, async (lo, hi) => {
-    const r = await db.query<{ scanned: number; mismatches: number; samples: string[][] | null }>(sql, [lo, hi]);
-    const row = r.rows[0]!;
-    rowsChecked += row.scanned;
-    mismatches += row.mismatches;
-    for (const k of row.samples ?? []) if (samples.length < 10) samples.push(k);
-    onChunk?.(rowsChecked, mismatches);
-  });
+  for (const heap of heaps) {
+    const sql = verifyPagesSql(heap.table, keys, spec.equal);
+    const step = Math.max(1, Math.ceil(chunkSize / Math.max(1, heap.rowsPerPage)));
+    // The first read after a backfill also prunes the old row versions and sets hint bits on every page: on an idle
+    // server a second connection does half of it on the other core, as the backfill's idle worker does.
+    try {
+      await readPageRanges(db, heap.pages, step, false, async (lo, hi) => {
+        const r = await db.query<{ scanned: number; mismatches: number; samples: string[][] | null }>(sql, [lo, hi]);
+        const row = r.rows[0]!;
+        rowsChecked += row.scanned;
+        mismatches += row.mismatches;
+        for (const k of row.samples ?? []) if (samples.length < 10) samples.push(k);
+        onChunk?.(rowsChecked, mismatches);
+      });
+    } catch (e) {
+      if (heap.leaf && sqlState(e) === '42P01') continue;
+      throw e;
+    }
+  }
   return { rowsChecked, mismatches, sampleKeys: samples };
 }
