@@ -8,33 +8,14 @@ import { zeroDowntime, type Db } from '../lib/index.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe } from '../lib/engine/executor.js';
 import { partitionIndexName } from '../lib/postgres/partitions.js';
 import { expectSameState, takeState } from './support/db-state.js';
-import { startLoopWriter, type LoopWriter } from './support/loop-writer.js';
 import { silentLogger, useTestDatabase } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { count, leaves, oneChangeProject, strip, trackedWriters } from './support/partition-helpers.js';
 
 const BACKFILL = { batchSize: 200, adaptive: false, canary: false } as const;
-const strip = (t: string) => t.replace(/^"|"$/g, '');
 
-const writers: LoopWriter[] = [];
-afterEach(async () => {
-  for (const w of writers.splice(0)) await w.stop();
-});
-async function writer(url: string, label: string, step: (c: pg.Client, i: number) => Promise<void>): Promise<LoopWriter> {
-  const w = await startLoopWriter(url, label, step);
-  writers.push(w);
-  return w;
-}
+const writer = trackedWriters();
 
-function project(prefix: string, changes: string, uses: string): string {
-  const p = tempProject(prefix);
-  p.write('001.change.ts', `import { defineMigration, ${uses} } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [\n${changes}\n] });\n`);
-  return p.dir;
-}
-
-async function leaves(knex: Knex, table: string): Promise<string[]> {
-  const r = await knex.raw<{ rows: { t: string }[] }>(`SELECT relid::regclass::text AS t FROM pg_partition_tree(?::regclass) WHERE isleaf ORDER BY 1`, [table]);
-  return r.rows.map((x) => strip(x.t)).sort();
-}
+const project = oneChangeProject;
 
 /** Each leaf below `index` with the name of its index attached (at any depth), and whether `index` is valid. */
 async function attachedNames(knex: Knex, index: string): Promise<{ valid: boolean; leaves: Record<string, string> }> {
@@ -45,10 +26,6 @@ async function attachedNames(knex: Knex, index: string): Promise<{ valid: boolea
     [index],
   );
   return { valid: v.rows[0]?.valid ?? false, leaves: Object.fromEntries(l.rows.map((x) => [strip(x.t), x.i])) };
-}
-
-async function count(knex: Knex, sql: string, bindings: readonly string[] = []): Promise<number> {
-  return Number((await knex.raw<{ rows: { n: number | string }[] }>(sql, bindings)).rows[0]!.n);
 }
 
 /** down → down, up → up, down → down, up → up: the second of each pair of rounds gives what the first gave. */

@@ -10,31 +10,15 @@ import { zeroDowntime, type Db } from '../lib/index.js';
 import { DEFAULT_LOCK_SAFETY, runStepLockSafe } from '../lib/engine/executor.js';
 import { partitionIndexName } from '../lib/postgres/partitions.js';
 import { expectSameState, takeState, type DbState } from './support/db-state.js';
-import { startLoopWriter, type LoopWriter } from './support/loop-writer.js';
+import type { LoopWriter } from './support/loop-writer.js';
 import { silentLogger, useTestDatabase } from './support/pg.js';
-import { tempProject } from './support/project.js';
+import { count, leaves, oneChangeProject, strip, trackedWriters } from './support/partition-helpers.js';
 
 /** Small fixed batches, so that the guard below runs between several of them. */
 const BACKFILL = { batchSize: 200, adaptive: false, canary: false } as const;
 
-const strip = (t: string) => t.replace(/^"|"$/g, '');
 
-/** Writers of the running test, stopped after it however it ended: one left connected would meet the database's drop. */
-const writers: LoopWriter[] = [];
-afterEach(async () => {
-  for (const w of writers.splice(0)) await w.stop();
-});
-async function writer(url: string, label: string, step: (c: pg.Client, i: number) => Promise<void>): Promise<LoopWriter> {
-  const w = await startLoopWriter(url, label, step);
-  writers.push(w);
-  return w;
-}
-
-/** The leaves below `table` now. */
-async function leaves(knex: Knex, table: string): Promise<string[]> {
-  const r = await knex.raw<{ rows: { t: string }[] }>(`SELECT relid::regclass::text AS t FROM pg_partition_tree(?::regclass) WHERE isleaf ORDER BY 1`, [table]);
-  return r.rows.map((x) => strip(x.t)).sort();
-}
+const writer = trackedWriters();
 
 /** The leaves with a valid index attached (at any depth) to `index`, and whether `index` is valid. */
 async function attached(knex: Knex, index: string): Promise<{ valid: boolean; leaves: string[] }> {
@@ -62,10 +46,6 @@ async function columns(knex: Knex, table: string): Promise<string[]> {
   return r.rows.map((x) => x.attname);
 }
 
-async function count(knex: Knex, sql: string, bindings: readonly string[] = []): Promise<number> {
-  return (await knex.raw<{ rows: { n: number }[] }>(sql, bindings)).rows[0]!.n;
-}
-
 /**
  * The second round of a round trip: down → down must give back what the first round's down gave, and up → up what the
  * first round's contract gave (the partitions that appeared in the first round are known to the second from the start,
@@ -84,11 +64,7 @@ async function secondRound(umzug: { up(): Promise<unknown>; down(): Promise<unkn
   expectSameState(reverted, await take(), 'down → down again');
 }
 
-function project(prefix: string, changes: string, uses: string): string {
-  const p = tempProject(prefix);
-  p.write('001.change.ts', `import { defineMigration, ${uses} } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [\n${changes}\n] });\n`);
-  return p.dir;
-}
+const project = oneChangeProject;
 
 describe('pg_partman: partitions premade while a change runs', function () {
   this.timeout(120_000);
