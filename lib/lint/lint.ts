@@ -1,8 +1,8 @@
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
-import { loadSqlParser, obj, parseSqlSync, rangeVar, type ParsedStatement } from '../postgres/sql-ast.js';
+import { list, loadSqlParser, obj, parseSqlSync, rangeVar, type ParsedStatement } from '../postgres/sql-ast.js';
 import { nodeLocks } from '../postgres/statement-locks.js';
 import type { CapturedStatement } from './capture.js';
-import { RULES, type LintLevel } from './rules.js';
+import { learnPartitions, RULES, type LintLevel, type PartitionedTable } from './rules.js';
 
 export interface LintFinding {
   readonly rule: string;
@@ -24,8 +24,13 @@ export interface LintFinding {
 
 /** Rules about the schema's design (types), which hold for a new table as much as an old one. */
 const DESIGN_RULES = new Set(['prefer-bigint-over-int', 'prefer-bigint-over-smallint', 'ban-char-field', 'prefer-timestamptz', 'prefer-identity', 'prefer-text-field', 'prefer-jsonb']);
+/** Rules for statements PostgreSQL refuses: they fail on a new table as much as an old one. */
+const REFUSAL_RULES = new Set(['refused-on-partitioned-table']);
 
 function targetTable(stmt: ParsedStatement): string | null {
+  // CREATE TABLE … PARTITION OF locks its parent: that is the table it is about (and new if this migration made it).
+  const create = obj(stmt.node.CreateStmt);
+  if (create.partbound) return rangeVar(obj(list(create.inhRelations)[0]).RangeVar) || null;
   const dml = obj(stmt.node.UpdateStmt ?? stmt.node.DeleteStmt ?? stmt.node.InsertStmt);
   if (dml.relation) return rangeVar(dml.relation);
   return nodeLocks(stmt.node)[0]?.relation ?? null;
@@ -53,6 +58,19 @@ export function allowComments(source: string): Map<string, string> {
 
 /** Lints one migration's statements (in the order it sends them). */
 export async function lintStatements(statements: readonly CapturedStatement[], allowed: ReadonlyMap<string, string>, options: LintOptions = {}): Promise<LintFinding[]> {
+  return (await lintMigration(statements, allowed, options, new Map())).findings;
+}
+
+/**
+ * lintStatements for one migration of a set read in order: `partitioned` is what the migrations before it said of
+ * partitioned tables; the result adds what this one says, for the next.
+ */
+export async function lintMigration(
+  statements: readonly CapturedStatement[],
+  allowed: ReadonlyMap<string, string>,
+  options: LintOptions,
+  partitionedBefore: ReadonlyMap<string, PartitionedTable>,
+): Promise<{ findings: LintFinding[]; partitioned: ReadonlyMap<string, PartitionedTable> }> {
   await loadSqlParser();
   const parsed: { stmt: ParsedStatement; from: CapturedStatement }[] = [];
   const findings: LintFinding[] = [];
@@ -64,14 +82,15 @@ export async function lintStatements(statements: readonly CapturedStatement[], a
     }
   }
   const all = parsed.map((p) => p.stmt);
+  const partitioned = new Map(partitionedBefore);
   parsed.forEach(({ stmt, from }, index) => {
     const table = targetTable(stmt);
     // A table this migration created a moment ago has no rows and no readers: locks and rewrites on it cost nothing.
     const fresh = table !== null && all.slice(0, index).some((s) => s.node.CreateStmt && sameTable(rangeVar(obj(s.node.CreateStmt).relation), table));
     for (const rule of RULES) {
       const level = options.rules?.[rule.id] ?? rule.level;
-      if (level === 'off' || (fresh && !DESIGN_RULES.has(rule.id))) continue;
-      for (const hit of rule.check({ stmt, inTransaction: from.inTransaction, all, index })) {
+      if (level === 'off' || (fresh && !DESIGN_RULES.has(rule.id) && !REFUSAL_RULES.has(rule.id))) continue;
+      for (const hit of rule.check({ stmt, inTransaction: from.inTransaction, all, index, partitioned })) {
         const allow = allowed.get(rule.id);
         findings.push({
           rule: rule.id,
@@ -87,8 +106,10 @@ export async function lintStatements(statements: readonly CapturedStatement[], a
         });
       }
     }
+    // After its own rules: a statement speaks of the tables as they are once it has run.
+    learnPartitions(stmt, partitioned);
   });
-  return findings;
+  return { findings, partitioned };
 }
 
 const oneLine = (s: string) => {

@@ -27,6 +27,68 @@ export interface StatementContext {
   /** Every statement of the same migration, in order (migration-level rules look across them). */
   readonly all: readonly ParsedStatement[];
   readonly index: number;
+  /**
+   * The tables known to be partitioned before this statement, by what the migrations themselves say (no database is
+   * asked): earlier migrations of the same lint, in order, then earlier statements of this one. Keyed by
+   * partitionKey(name). A table not in it may still be partitioned: partition rules stay quiet about it.
+   */
+  readonly partitioned: ReadonlyMap<string, PartitionedTable>;
+}
+
+/** What the migrations say of one partitioned table. */
+export interface PartitionedTable {
+  /** Its DEFAULT partition (as written), where a migration created or attached one. */
+  readonly defaultPartition: string | null;
+}
+
+/** `public.events` and `events` are one table to the partition rules (the schema PostgreSQL resolves by default). */
+export const partitionKey = (table: string): string => table.replace(/^public\./, '');
+
+/**
+ * Reads what a statement says of partitioned tables into `known`: CREATE TABLE … PARTITION BY makes one; PARTITION OF,
+ * ATTACH and DETACH name one as the parent (and a DEFAULT partition); DROP and RENAME of the table forget or move it.
+ */
+export function learnPartitions(stmt: ParsedStatement, known: Map<string, PartitionedTable>): void {
+  const n = stmt.node;
+  if (n.CreateStmt) {
+    const c = obj(n.CreateStmt);
+    if (c.partspec) known.set(partitionKey(rangeVar(c.relation)), known.get(partitionKey(rangeVar(c.relation))) ?? { defaultPartition: null });
+    if (c.partbound) {
+      const parent = partitionKey(rangeVar(obj(list(c.inhRelations)[0]).RangeVar));
+      const was = known.get(parent)?.defaultPartition ?? null;
+      known.set(parent, { defaultPartition: obj(c.partbound).is_default ? rangeVar(c.relation) : was });
+    }
+  }
+  if (n.AlterTableStmt && str(obj(n.AlterTableStmt).objtype) === 'OBJECT_TABLE') {
+    const parent = partitionKey(alterTable(n));
+    for (const c of alterCmds(n)) {
+      const pc = obj(obj(c.def).PartitionCmd);
+      const child = rangeVar(pc.name);
+      const was = known.get(parent)?.defaultPartition ?? null;
+      if (str(c.subtype) === 'AT_AttachPartition') known.set(parent, { defaultPartition: obj(pc.bound).is_default ? child : was });
+      if (str(c.subtype) === 'AT_DetachPartition') known.set(parent, { defaultPartition: was !== null && partitionKey(was) === partitionKey(child) ? null : was });
+    }
+  }
+  const d = obj(n.DropStmt);
+  if (str(d.removeType) === 'OBJECT_TABLE') {
+    for (const o of list(d.objects)) {
+      const gone = partitionKey(dottedName(o));
+      known.delete(gone);
+      for (const [t, p] of known) if (p.defaultPartition !== null && partitionKey(p.defaultPartition) === gone) known.set(t, { defaultPartition: null });
+    }
+  }
+  const r = obj(n.RenameStmt);
+  if (str(r.renameType) === 'OBJECT_TABLE') {
+    const from = partitionKey(rangeVar(r.relation));
+    const schema = str(obj(r.relation).schemaname);
+    const to = partitionKey(schema ? `${schema}.${str(r.newname)}` : str(r.newname));
+    const p = known.get(from);
+    if (p) {
+      known.delete(from);
+      known.set(to, p);
+    }
+    for (const [t, x] of known) if (x.defaultPartition !== null && partitionKey(x.defaultPartition) === from) known.set(t, { defaultPartition: to });
+  }
 }
 
 type Check = (c: StatementContext) => RuleHit[];
@@ -164,10 +226,13 @@ const CORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
     squawk: 'require-concurrent-index-creation',
     strongMigrations: 'adding an index non-concurrently',
     why: 'CREATE INDEX without CONCURRENTLY holds SHARE on the table for the whole build: every write waits.',
-    check: ({ stmt }) => {
+    check: ({ stmt, partitioned }) => {
       const i = obj(stmt.node.IndexStmt);
       if (!stmt.node.IndexStmt || i.concurrent) return [];
       const t = rangeVar(i.relation);
+      // ON ONLY a partitioned table builds nothing (an INVALID parent index, a moment of SHARE on the parent alone):
+      // the first step of the route CONCURRENTLY cannot take there. On a plain table ONLY changes nothing: still flagged.
+      if (!obj(i.relation).inh && partitioned.has(partitionKey(t))) return [];
       const cols = list(i.indexParams).map((p) => str(obj(obj(p).IndexElem).name)).filter(Boolean);
       return [{ message: `builds an index on ${t} without CONCURRENTLY`, fix: `addIndex({ table: ${tableArg(t)}, columns: [${cols.map(q).join(', ')}]${i.unique ? ', unique: true' : ''} })` }];
     },
@@ -478,7 +543,157 @@ const MORE_RULES: readonly (LintRule & { readonly check: Check })[] = [
   },
 ];
 
+/** A statement before `index` in the migration created `table`: it is new, no one reads or writes it yet. */
+const createdBefore = (all: readonly ParsedStatement[], index: number, table: string) =>
+  all.slice(0, index).some((s) => s.node.CreateStmt && partitionKey(rangeVar(obj(s.node.CreateStmt).relation)) === partitionKey(table));
+
+/**
+ * A CHECK on `table` that is validated before `index`: added without NOT VALID, or NOT VALID and then VALIDATEd.
+ * Whether it implies the partition bound is not read (PostgreSQL decides that); that it is there shows the route taken.
+ */
+function validatedCheckBefore(all: readonly ParsedStatement[], index: number, table: string): boolean {
+  const on = all.slice(0, index).filter((s) => s.node.AlterTableStmt && partitionKey(alterTable(s.node)) === partitionKey(table));
+  const cmds = on.flatMap((s) => alterCmds(s.node));
+  const validated = new Set(cmds.filter((c) => str(c.subtype) === 'AT_ValidateConstraint').map((c) => str(c.name)));
+  return cmds
+    .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+    .map((c) => obj(obj(c.def).Constraint))
+    .some((k) => str(k.contype) === 'CONSTR_CHECK' && (!k.skip_validation || validated.has(str(k.conname))));
+}
+
+/** `FOR VALUES …` or `DEFAULT` of a CREATE TABLE … PARTITION OF, as written (up to PARTITION BY, WITH, TABLESPACE). */
+function boundText(text: string, isDefault: boolean): string {
+  // A DEFAULT partition's bound is the word alone (a column's DEFAULT before it must not be taken for it).
+  if (isDefault) return 'DEFAULT';
+  const m = /\b(FOR\s+VALUES\b[\s\S]*?)\s*(?:\bPARTITION\s+BY\b[\s\S]*|\bUSING\b[\s\S]*|\bWITH\b[\s\S]*|\bTABLESPACE\b[\s\S]*)?;?\s*$/i.exec(text);
+  return m?.[1]?.replace(/\s+/g, ' ') ?? 'FOR VALUES …';
+}
+
+const indexColumns = (i: Json) => list(i.indexParams).map((p) => str(obj(obj(p).IndexElem).name)).filter(Boolean);
+
+/**
+ * Partitioned tables (measured on PostgreSQL 15 with pg_locks). A table is known to be partitioned only from what the
+ * migrations linted say (StatementContext.partitioned), so these rules can miss one but not invent one.
+ */
+const PARTITION_RULES: readonly (LintRule & { readonly check: Check })[] = [
+  {
+    id: 'creating-partition',
+    level: 'error',
+    why: 'CREATE TABLE … PARTITION OF takes ACCESS EXCLUSIVE on the partitioned table (and on its DEFAULT partition, which it scans for rows of the new range): every query on the table waits, behind any long query, for the whole statement.',
+    check: ({ stmt, partitioned }) => {
+      const c = obj(stmt.node.CreateStmt);
+      if (!c.partbound) return [];
+      const parent = rangeVar(obj(list(c.inhRelations)[0]).RangeVar);
+      const child = rangeVar(c.relation);
+      const def = obj(c.partbound).is_default ? null : (partitioned.get(partitionKey(parent))?.defaultPartition ?? null);
+      const scan = def ? `, and scans its DEFAULT partition ${def} under ACCESS EXCLUSIVE` : '';
+      return [
+        {
+          message: `creates ${child} as a partition of ${parent}: ACCESS EXCLUSIVE on ${parent}${scan}`,
+          fix:
+            `CREATE TABLE ${child} (LIKE ${parent} INCLUDING ALL); then ALTER TABLE ${parent} ATTACH PARTITION ${child} ${boundText(stmt.text, !!obj(c.partbound).is_default)} (SHARE UPDATE EXCLUSIVE on ${parent}: reads and writes go on; PostgreSQL 12+)` +
+            (def ? `, with a validated CHECK on ${def} that excludes the new range first, so that it is not scanned (attaching-partition-without-check)` : ''),
+        },
+      ];
+    },
+  },
+  {
+    id: 'attaching-partition-without-check',
+    level: 'error',
+    why: 'ATTACH PARTITION holds ACCESS EXCLUSIVE on the table it attaches and on the DEFAULT partition while it scans them to prove the bound (SHARE UPDATE EXCLUSIVE on the partitioned table): queries on either wait for the scan, unless a validated CHECK already proves it.',
+    check: ({ stmt, all, index, partitioned }) => {
+      if (str(obj(stmt.node.AlterTableStmt).objtype) !== 'OBJECT_TABLE') return [];
+      const parent = alterTable(stmt.node);
+      return alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AttachPartition')
+        .flatMap((c) => {
+          const pc = obj(obj(c.def).PartitionCmd);
+          const child = rangeVar(pc.name);
+          const def = obj(pc.bound).is_default ? null : (partitioned.get(partitionKey(parent))?.defaultPartition ?? null);
+          // A table this migration created is read by no one: its scan under ACCESS EXCLUSIVE stops nothing.
+          const scanned = [child, ...(def && partitionKey(def) !== partitionKey(child) ? [def] : [])].filter((t) => !createdBefore(all, index, t) && !validatedCheckBefore(all, index, t));
+          if (scanned.length === 0) return [];
+          const bound = (t: string) => `ALTER TABLE ${t} ADD CONSTRAINT ${t.replace(/^.*\./, '')}_bound CHECK (${t === child ? 'the bound as an expression, key columns IS NOT NULL included for a range' : "NOT the new partition's bound"}) NOT VALID; ALTER TABLE ${t} VALIDATE CONSTRAINT ${t.replace(/^.*\./, '')}_bound`;
+          return [
+            {
+              message: `attaches ${child} to ${parent}, scanning ${scanned.join(' and ')} under ACCESS EXCLUSIVE: no validated CHECK on ${scanned.length > 1 ? 'them' : 'it'} earlier in this migration proves the bound`,
+              fix: `${scanned.map(bound).join('; ')} (a scan under SHARE UPDATE EXCLUSIVE: reads and writes go on); then the ATTACH, which finds the bound proven and scans nothing; then drop the CHECK${scanned.length > 1 ? 's' : ''}`,
+            },
+          ];
+        });
+    },
+  },
+  {
+    id: 'refused-on-partitioned-table',
+    level: 'error',
+    why: 'PostgreSQL refuses CREATE INDEX CONCURRENTLY ("cannot create index on partitioned table … concurrently") and ADD CONSTRAINT … USING INDEX ("not supported on partitioned tables") on a partitioned table: the migration fails at that statement.',
+    check: ({ stmt, partitioned }) => {
+      const i = obj(stmt.node.IndexStmt);
+      if (stmt.node.IndexStmt && i.concurrent && partitioned.has(partitionKey(rangeVar(i.relation)))) {
+        const t = rangeVar(i.relation);
+        return [
+          {
+            message: `builds an index CONCURRENTLY on the partitioned table ${t}${obj(i.relation).inh ? '' : ' (ON ONLY too)'}`,
+            fix: `addIndex({ table: ${tableArg(t)}, columns: [${indexColumns(i).map(q).join(', ')}]${i.unique ? ', unique: true' : ''} }): CREATE INDEX … ON ONLY ${t}, each partition's index CONCURRENTLY, then ALTER INDEX … ATTACH PARTITION each (by hand: the same three steps)`,
+          },
+        ];
+      }
+      if (!partitioned.has(partitionKey(alterTable(stmt.node)))) return [];
+      return alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => (str(k.contype) === 'CONSTR_UNIQUE' || str(k.contype) === 'CONSTR_PRIMARY') && k.indexname)
+        .map((k) => ({
+          message: `adds ${str(k.contype) === 'CONSTR_PRIMARY' ? 'a primary key' : 'a unique constraint'} USING INDEX ${str(k.indexname)} on the partitioned table ${alterTable(stmt.node)}`,
+          fix:
+            str(k.contype) === 'CONSTR_PRIMARY'
+              ? `on each partition: CREATE UNIQUE INDEX CONCURRENTLY and ADD CONSTRAINT … PRIMARY KEY USING INDEX; then ALTER TABLE ${alterTable(stmt.node)} ADD PRIMARY KEY (…), which adopts them and builds nothing`
+              : `addUnique({ table: ${tableArg(alterTable(stmt.node))}, columns: […] }): each partition's constraint USING INDEX, then ADD CONSTRAINT … UNIQUE (…) on the table, which adopts them and builds nothing`,
+        }));
+    },
+  },
+  {
+    id: 'building-index-on-partitioned-table',
+    level: 'error',
+    why: 'CREATE INDEX on a partitioned table builds the index on every partition in one statement, holding SHARE on the table and every partition until the last is built: no writes to any of them. CONCURRENTLY is refused there.',
+    check: ({ stmt, partitioned }) => {
+      const i = obj(stmt.node.IndexStmt);
+      const t = rangeVar(i.relation);
+      if (!stmt.node.IndexStmt || i.concurrent || !obj(i.relation).inh || !partitioned.has(partitionKey(t))) return [];
+      return [
+        {
+          message: `builds ${str(i.idxname) || 'an index'} on every partition of ${t} at once, under SHARE on each`,
+          fix: `addIndex({ table: ${tableArg(t)}, columns: [${indexColumns(i).map(q).join(', ')}]${i.unique ? ', unique: true' : ''} }): CREATE INDEX … ON ONLY ${t}, each partition's index CONCURRENTLY, then ALTER INDEX … ATTACH PARTITION each (adding CONCURRENTLY here is refused)`,
+        },
+      ];
+    },
+  },
+  {
+    id: 'adding-unique-on-partitioned-table',
+    level: 'error',
+    why: 'ADD UNIQUE / PRIMARY KEY on a partitioned table builds an index on every partition in one statement: ACCESS EXCLUSIVE on the table (no reads or writes through it) and SHARE on every partition (no writes; ACCESS EXCLUSIVE for a primary key) until the last is built. The plain-table route, ADD CONSTRAINT … USING INDEX, is refused there.',
+    check: ({ stmt, partitioned }) => {
+      const t = alterTable(stmt.node);
+      if (!partitioned.has(partitionKey(t))) return [];
+      return alterCmds(stmt.node)
+        .filter((c) => str(c.subtype) === 'AT_AddConstraint')
+        .map((c) => obj(obj(c.def).Constraint))
+        .filter((k) => (str(k.contype) === 'CONSTR_UNIQUE' || str(k.contype) === 'CONSTR_PRIMARY') && !k.indexname)
+        .map((k) => {
+          const cols = list(k.keys).map((a) => q(str(obj(obj(a).String).sval)));
+          const primary = str(k.contype) === 'CONSTR_PRIMARY';
+          return {
+            message: `adds ${primary ? 'a primary key' : 'a unique constraint'} on the partitioned table ${t}: an index built on every partition under lock`,
+            fix: primary
+              ? `on each partition: CREATE UNIQUE INDEX CONCURRENTLY, a validated CHECK (col IS NOT NULL) for each key column, ADD CONSTRAINT … PRIMARY KEY USING INDEX; then ALTER TABLE ${t} ADD PRIMARY KEY (${cols.map((c) => c.slice(1, -1)).join(', ')}), which adopts them and builds nothing (a moment of ACCESS EXCLUSIVE on the table and its partitions; the linter cannot see that every partition has its key, so allow that statement with a comment)`
+              : `addUnique({ table: ${tableArg(t)}, columns: [${cols.join(', ')}] }): each partition's unique index CONCURRENTLY and its constraint USING INDEX, then ADD CONSTRAINT … UNIQUE (…) on the table, which adopts them and builds nothing`,
+          };
+        });
+    },
+  },
+];
+
 /** Every rule, in the order findings are listed. */
-export const RULES: readonly (LintRule & { readonly check: Check })[] = [...CORE_RULES, ...MORE_RULES];
+export const RULES: readonly (LintRule & { readonly check: Check })[] = [...CORE_RULES, ...MORE_RULES, ...PARTITION_RULES];
 
 export const RULE_IDS: readonly string[] = RULES.map((r) => r.id);

@@ -5,8 +5,8 @@ import { glob } from 'tinyglobby';
 import { importModule } from '../engine/import-module.js';
 import { isDefinedMigration } from '../migration.js';
 import { captureMigration, sqlFileStatements, type CapturedStatement } from '../lint/capture.js';
-import { allowComments, lintStatements, type LintFinding, type LintOptions } from '../lint/lint.js';
-import { RULES } from '../lint/rules.js';
+import { allowComments, lintMigration, type LintFinding, type LintOptions } from '../lint/lint.js';
+import { RULES, type PartitionedTable } from '../lint/rules.js';
 import { list, loadSqlParser, obj, parseSqlSync, str } from '../postgres/sql-ast.js';
 import type { Db } from '../db/db.js';
 
@@ -53,6 +53,8 @@ export async function lintFiles(files: readonly string[], options: LintFilesOpti
   await loadSqlParser();
   const linted: LintedFile[] = [];
   const findings: LintFinding[] = [];
+  // What the files read so far (in order) say of partitioned tables: the partition rules of later files use it.
+  let partitioned: ReadonlyMap<string, PartitionedTable> = new Map();
   for (const file of files) {
     const source = readFileSync(file, 'utf8');
     const rel = path.relative(options.cwd, file) || file;
@@ -87,7 +89,9 @@ export async function lintFiles(files: readonly string[], options: LintFilesOpti
       statements = captured.statements.map((s) => ({ ...s, file: rel }));
       captureError = captured.error;
     }
-    findings.push(...(await lintStatements(statements, allowComments(source), options)));
+    const migration = await lintMigration(statements, allowComments(source), options, partitioned);
+    partitioned = migration.partitioned;
+    findings.push(...migration.findings);
     linted.push({ file: rel, kind, statements: statements.length, ...(captureError ? { captureError } : {}) });
   }
   return { files: linted, findings, ...tally(findings), ms: Math.round(performance.now() - started) };
