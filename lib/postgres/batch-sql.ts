@@ -40,6 +40,9 @@ SELECT (SELECT count(*) FROM _zd_chunk)::int AS scanned,
        (SELECT json_build_array(${keyText}) FROM _zd_chunk ORDER BY ${desc} LIMIT 1) AS last_key`;
 }
 
+/** $1 = a qualified name: the relation's oid as text, NULL when there is none (dropped meanwhile). */
+export const REGCLASS_SQL = `SELECT to_regclass($1)::oid::text AS oid`;
+
 /** $1 = a table: its relkind and the server's version number (what a walk by heap pages needs to know first). */
 export const TABLE_KIND_SQL = `SELECT relkind::text AS relkind, current_setting('server_version_num')::int AS version FROM pg_class WHERE oid = $1::regclass`;
 
@@ -57,11 +60,16 @@ export const HEAP_LEAVES_SQL = `SELECT n.nspname::text AS schema, c.relname::tex
  * One verification chunk by heap pages [$1, $2) (a TID range scan, PostgreSQL 14+): the rows there, those where any
  * `column IS DISTINCT FROM expression`, and up to 5 of their keys. The heap is read in its own order, with no index
  * walk and no sort: a 1M-row table in about a tenth of the time of key-ordered chunks.
+ * With `partitionOf`, `table` is a leaf partition of that table, read as itself: the expressions name the row by the
+ * partitioned table's qualified name (a change's guard subqueries do), which means nothing in a query on the leaf, so
+ * the leaf is read under an alias and those names are pointed at it.
  */
-export function verifyPagesSql(table: TableName, keys: readonly KeyColumn[], equal: readonly { column: string; expression: string }[]): string {
-  const t = qualified(table);
+export function verifyPagesSql(table: TableName, keys: readonly KeyColumn[], equal: readonly { column: string; expression: string }[], partitionOf?: TableName): string {
+  const row = ident('_zd_row');
+  const t = partitionOf ? `${qualified(table)} AS ${row}` : qualified(table);
   const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
-  const bad = equal.map((e) => `${ident(e.column)} IS DISTINCT FROM (${e.expression})`).join(' OR ');
+  const asRow = (expression: string) => (partitionOf ? expression.split(`${qualified(partitionOf)}.`).join(`${row}.`) : expression);
+  const bad = equal.map((e) => `${ident(e.column)} IS DISTINCT FROM (${asRow(e.expression)})`).join(' OR ');
   const keyList = keys.map((k, i) => `${ident(k.name)} AS ${alias(i)}`).join(', ');
   const keyText = keys.map((_k, i) => `${alias(i)}::text`).join(', ');
   // The keys are turned into JSON for the rows that disagree only (an aggregate's FILTER is tested before its argument).

@@ -1,6 +1,6 @@
 import { sqlState, type Db } from '../db/db.js';
 import type { VerifySpec } from '../migration.js';
-import { HEAP_LEAVES_SQL, TABLE_KIND_SQL, verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { HEAP_LEAVES_SQL, REGCLASS_SQL, TABLE_KIND_SQL, verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import { readPageRanges } from '../postgres/activity-sql.js';
 
@@ -103,7 +103,7 @@ async function verifyByPages(
   let mismatches = 0;
   const samples: string[][] = [];
   for (const heap of heaps) {
-    const sql = verifyPagesSql(heap.table, keys, spec.equal);
+    const sql = verifyPagesSql(heap.table, keys, spec.equal, heap.leaf ? spec.table : undefined);
     const step = Math.max(1, Math.ceil(chunkSize / Math.max(1, heap.rowsPerPage)));
     // The first read after a backfill also prunes the old row versions and sets hint bits on every page: on an idle
     // server a second connection does half of it on the other core, as the backfill's idle worker does.
@@ -117,9 +117,14 @@ async function verifyByPages(
         onChunk?.(rowsChecked, mismatches);
       });
     } catch (e) {
-      if (heap.leaf && sqlState(e) === '42P01') continue;
+      // Only a leaf that is gone: any other error (a mistake in the statement above all) must not pass for it.
+      if (heap.leaf && sqlState(e) === '42P01' && !(await leafExists(db, heap.table))) continue;
       throw e;
     }
   }
   return { rowsChecked, mismatches, sampleKeys: samples };
+}
+
+async function leafExists(db: Db, table: TableName): Promise<boolean> {
+  return (await db.query<{ oid: string | null }>(REGCLASS_SQL, [qualified(table)])).rows[0]?.oid != null;
 }

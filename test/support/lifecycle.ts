@@ -103,6 +103,10 @@ export async function runLifecycle(name: string, c: LifecycleCase): Promise<Life
     try {
       await start('old', c.oldApp, olds);
       await run('up', true); // expand
+      // A change that verifies must have read the rows it verified (a verify that read none once passed for one that found none wrong).
+      const verified = await db.query<{ n: string | null }>(`SELECT min(verified_rows)::text AS n FROM zero_downtime.changes WHERE verified_at IS NOT NULL`).catch(() => ({ rows: [] }));
+      const least = verified.rows[0]?.n;
+      if (least != null && (c.rows ?? 0) > 0) expect(Number(least), 'rows the expand verified').to.be.greaterThan(0);
       await c.afterExpand?.(knex);
       await start('new', c.newApp, news);
       await new Promise((r) => setTimeout(r, 150)); // both versions write at once for a moment
