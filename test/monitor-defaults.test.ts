@@ -95,8 +95,9 @@ export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 
         while (h.running) {
           await client.query('BEGIN');
           await client.query('LOCK TABLE parts IN ACCESS EXCLUSIVE MODE');
-          // Long enough that reads stall well past the canary's budget even on a loaded machine (its baseline rises with the load).
-          await client.query('SELECT pg_sleep(0.6)');
+          // Long enough that reads stall well past the canary's budget even on a loaded machine, whose baseline rises
+          // with the load (0.6 s went unseen for 90 s with two test runs and a benchmark on the 2 cores).
+          await client.query('SELECT pg_sleep(1.5)');
           await client.query('COMMIT');
           await sleep(50);
         }
