@@ -452,8 +452,10 @@ export default defineMigration({ changes: [addIndex({ table: 'events', columns: 
     child.kill('SIGKILL');
     await exited;
     // Without its client the killed build would wait on in the server until lock_timeout; end it now. Its INVALID
-    // index stays behind, as after a crash.
-    await t.knex.raw(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid()`);
+    // index stays behind, as after a crash. This database's only: another test run on the same server builds too.
+    await t.knex.raw(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`,
+    );
     await holder.query('COMMIT');
     await holder.end();
     const done = (await t.knex.raw<{ rows: { step_id: string }[] }>(`SELECT step_id FROM zero_downtime.steps ORDER BY 1`)).rows.map((r) => r.step_id);
