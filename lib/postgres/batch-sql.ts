@@ -40,9 +40,6 @@ SELECT (SELECT count(*) FROM _zd_chunk)::int AS scanned,
        (SELECT json_build_array(${keyText}) FROM _zd_chunk ORDER BY ${desc} LIMIT 1) AS last_key`;
 }
 
-/** $1 = a qualified name: the relation's oid as text, NULL when there is none (dropped meanwhile). */
-export const REGCLASS_SQL = `SELECT to_regclass($1)::oid::text AS oid`;
-
 /** $1 = a table: its relkind and the server's version number (what a walk by heap pages needs to know first). */
 export const TABLE_KIND_SQL = `SELECT relkind::text AS relkind, current_setting('server_version_num')::int AS version FROM pg_class WHERE oid = $1::regclass`;
 

@@ -1,8 +1,9 @@
 import { sqlState, type Db } from '../db/db.js';
 import type { VerifySpec } from '../migration.js';
-import { HEAP_LEAVES_SQL, REGCLASS_SQL, TABLE_KIND_SQL, verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { HEAP_LEAVES_SQL, TABLE_KIND_SQL, verifyChunkSql, verifyPagesSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import { readPageRanges } from '../postgres/activity-sql.js';
+import { relationExists } from '../postgres/catalog.js';
 
 export interface VerifyResult {
   readonly rowsChecked: number;
@@ -118,13 +119,9 @@ async function verifyByPages(
       });
     } catch (e) {
       // Only a leaf that is gone: any other error (a mistake in the statement above all) must not pass for it.
-      if (heap.leaf && sqlState(e) === '42P01' && !(await leafExists(db, heap.table))) continue;
+      if (heap.leaf && sqlState(e) === '42P01' && !(await relationExists(db, qualified(heap.table)))) continue;
       throw e;
     }
   }
   return { rowsChecked, mismatches, sampleKeys: samples };
-}
-
-async function leafExists(db: Db, table: TableName): Promise<boolean> {
-  return (await db.query<{ oid: string | null }>(REGCLASS_SQL, [qualified(table)])).rows[0]?.oid != null;
 }
