@@ -39,6 +39,19 @@ export async function stillPartition(db: Db, p: { readonly root: TableName; read
   return r.rows[0]?.still === true;
 }
 
+/** `table`'s oid and the partitions below it now, at every level (LIVE_PARTITIONS_SQL). */
+async function livePartitions(db: Db, table: TableName): Promise<{ oid: number; parts: Part[] }> {
+  const t = qualified(table);
+  const oid = Number((await db.query<{ oid: string }>(`SELECT $1::text::regclass::oid::int8 AS oid`, [t])).rows[0]!.oid);
+  const parts = (await db.query<{ oid: string; parentOid: string; schema: string; name: string; relkind: string }>(LIVE_PARTITIONS_SQL, [t])).rows.map((r) => ({
+    oid: Number(r.oid),
+    parentOid: Number(r.parentOid),
+    table: { schema: r.schema, name: r.name },
+    relkind: r.relkind,
+  }));
+  return { oid, parts };
+}
+
 /**
  * Brings a partitioned index up to the partitions the table has now, before its check: the change planned one build
  * per partition it read, but partitions can appear since (pg_partman's premake, CREATE TABLE … PARTITION OF, ATTACH)
@@ -55,13 +68,7 @@ export async function catchUpPartitionIndex(db: Db, c: PartitionIndexCatchUp, ru
   if (c.constraint) return catchUpPartitionConstraint(db, c, c.constraint, run);
   const actions: CatchUpAction[] = [];
   const root = qualified(c.table);
-  const rootOid = Number((await db.query<{ oid: string }>(`SELECT $1::text::regclass::oid::int8 AS oid`, [root])).rows[0]!.oid);
-  const parts: Part[] = (await db.query<{ oid: string; parentOid: string; schema: string; name: string; relkind: string }>(LIVE_PARTITIONS_SQL, [root])).rows.map((r) => ({
-    oid: Number(r.oid),
-    parentOid: Number(r.parentOid),
-    table: { schema: r.schema, name: r.name },
-    relkind: r.relkind,
-  }));
+  const { oid: rootOid, parts } = await livePartitions(db, c.table);
   const readIndexes = async (): Promise<Ix[]> =>
     (await db.query<{ oid: string; table: string; schema: string; name: string; parentOid: string; valid: boolean }>(LIVE_INDEXES_SQL, [root])).rows.map((r) => ({
       oid: Number(r.oid),
@@ -155,13 +162,7 @@ async function catchUpPartitionConstraint(
   run: (step: Step) => Promise<void>,
 ): Promise<CatchUpAction[]> {
   const actions: CatchUpAction[] = [];
-  const levelOid = Number((await db.query<{ oid: string }>(`SELECT $1::text::regclass::oid::int8 AS oid`, [qualified(c.table)])).rows[0]!.oid);
-  const parts: Part[] = (await db.query<{ oid: string; parentOid: string; schema: string; name: string; relkind: string }>(LIVE_PARTITIONS_SQL, [qualified(c.table)])).rows.map((r) => ({
-    oid: Number(r.oid),
-    parentOid: Number(r.parentOid),
-    table: { schema: r.schema, name: r.name },
-    relkind: r.relkind,
-  }));
+  const { oid: levelOid, parts } = await livePartitions(db, c.table);
   const hasOwn = async (p: Part, name: string) =>
     (await db.query<{ n: string }>(OWN_UNIQUE_CONSTRAINT_SQL, [p.oid, name])).rows[0]?.n !== '0';
   const visit = async (parentOid: number): Promise<void> => {
