@@ -19,7 +19,7 @@ function watched(c: Connection): { c: Connection; texts: string[] } {
   };
 }
 
-const asChunk = (p: { lo: string[] | null; hi: string[] | null; final: boolean }, chunkNo: number): Chunk => ({ chunkNo, lo: p.lo, hi: p.hi, lastKey: null, final: p.final, endKey: null });
+const asChunk = (p: { lo: string[] | null; hi: string[] | null; final: boolean }, chunkNo: number): Chunk => ({ chunkNo, leaf: null, lo: p.lo, hi: p.hi, lastKey: null, final: p.final, endKey: null });
 
 describe('backfill chunk planning: arithmetic on a dense integer key, an index walk otherwise', function () {
   const t = useTestDatabase('backfill_planner', async ({ knex }) => {

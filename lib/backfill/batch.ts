@@ -1,10 +1,10 @@
 import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
-import { ctidRangeUpdateSql, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
-import { qualified, tableLabel } from '../postgres/identifiers.js';
+import { ctidRangeUpdateSql, LEAF_NAME_SQL, LEAF_PAGES_SQL, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
+import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
-import type { Bound, Chunk } from './chunks.js';
+import type { Bound, Chunk, ChunkStore } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
 
 export interface BatchResult {
@@ -55,9 +55,12 @@ export async function analyzeIfStale(db: Db, spec: BackfillSpec, lockTimeoutMs: 
 }
 
 export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats> {
-  const r = await db.query<{ reltuples: number; relpages: number; live: number | null }>(
-    `SELECT c.reltuples::float8 AS reltuples, c.relpages::int AS relpages, s.n_live_tup::float8 AS live
-       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
+  // A partitioned table's own statistics hold no pages (and no live-row count): its leaves' are summed.
+  const r = await db.query<{ reltuples: number; relpages: number; live: number | null; pages: number }>(
+    `SELECT sum(greatest(c.reltuples, 0))::float8 AS reltuples, sum(c.relpages)::int8::float8 AS relpages, sum(s.n_live_tup)::float8 AS live,
+            sum(pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 AS pages
+       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+      WHERE c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass WHERE (SELECT relkind FROM pg_class WHERE oid = $1::regclass) <> 'p')`,
     [qualified(spec.table)],
   );
   const x = r.rows[0];
@@ -67,7 +70,9 @@ export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats
     const plan = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${qualified(spec.table)}`);
     rows = Math.round(plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0);
   }
-  const rowsPerPage = x && x.reltuples > 0 && x.relpages > 0 ? Math.max(1, x.reltuples / x.relpages) : 50;
+  // Never analyzed: the estimate over the pages there are now (a batch of 50 rows a page, the guess before, was a
+  // batch of four times its size on a table of narrow rows).
+  const rowsPerPage = x && x.reltuples > 0 && x.relpages > 0 ? Math.max(1, x.reltuples / x.relpages) : x && x.pages > 0 && rows > 0 ? Math.max(1, rows / x.pages) : 50;
   return { rows, rowsPerPage };
 }
 
@@ -79,7 +84,11 @@ const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
  * arithmetic instead, from its min and max and the table's row estimate: the index walk to the 250 000th key took
  * half a second per chunk of a 1M-row table, the first one in line before the first batch. Sparse keys are walked.
  */
-export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number, rows = 0): Bound {
+export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number, rows = 0, chunks?: Pick<ChunkStore, 'plannedLeaves'>): Bound {
+  if (walk.kind === 'leaves') {
+    if (!chunks) throw new Error('makePlanner: a leaf-by-leaf walk needs the chunk store to see which leaves are planned');
+    return makeLeafPlanner(spec, chunkRows, rowsPerPage, chunks);
+  }
   if (walk.kind === 'keys' && walk.columns.length === 1 && INTEGER_TYPES.has(walk.columns[0]!.type) && rows > 0) {
     const walked = makeKeyWalkPlanner(walk, spec, chunkRows);
     const sql = keyExtentSql(spec.table, walk.columns[0]!);
@@ -112,6 +121,33 @@ function makePagePlanner(spec: BackfillSpec, chunkRows: number, rowsPerPage: num
     const lo = after?.hi ? Number(after.hi[0]) : 0;
     const hi = Math.min(end, lo + Math.max(1, Math.ceil(chunkRows / rowsPerPage)));
     return { lo: [String(lo)], hi: [String(hi)], final: hi >= end, endKey: [String(end)] };
+  };
+}
+
+/**
+ * Page ranges of each leaf partition, the leaves taken in turn (oid order, one chunk each, then round again), so the
+ * workers, which claim chunks in order, walk different partitions at once and each partition's row locks and WAL come
+ * from one batch at a time. The leaves are listed anew at each chunk: a partition created or attached meanwhile is
+ * walked too (from its pages then), one detached or dropped is left alone. A leaf's walk ends at the pages it had
+ * when its first chunk was planned; rows written later are the sync trigger's. Empty leaves get no chunk. The last
+ * chunk is the one after which no leaf has pages left to plan.
+ */
+function makeLeafPlanner(spec: BackfillSpec, chunkRows: number, rowsPerPage: number, chunks: Pick<ChunkStore, 'plannedLeaves'>): Bound {
+  const pagesPerChunk = Math.max(1, Math.ceil(chunkRows / rowsPerPage));
+  return async (c, after) => {
+    const planned = await chunks.plannedLeaves(c);
+    const live = (await c.query<{ oid: string; pages: string }>(LEAF_PAGES_SQL, [qualified(spec.table)])).rows;
+    const open = live
+      .map((l) => {
+        const oid = Number(l.oid);
+        const p = planned.get(oid);
+        return { oid, lo: p?.planned ?? 0, end: p?.end ?? Number(l.pages) };
+      })
+      .filter((l) => l.lo < l.end);
+    if (open.length === 0) return { lo: ['0'], hi: ['0'], final: true, endKey: ['0'] };
+    const next = open.find((l) => after?.leaf != null && l.oid > after.leaf) ?? open[0]!;
+    const hi = Math.min(next.end, next.lo + pagesPerChunk);
+    return { leaf: next.oid, lo: [String(next.lo)], hi: [String(hi)], final: open.length === 1 && hi >= next.end, endKey: [String(next.end)] };
   };
 }
 
@@ -166,6 +202,7 @@ class NextEnd {
  */
 export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
   const only = spec.only ?? 'distinct';
+  if (walk.kind === 'leaves') return makeLeafBatch(spec, only, rowsPerPage);
   if (walk.kind === 'ctid') {
     if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
     if (spec.archiveKeys) throw new Error(`backfill: archiving the keys of the rows it fills in ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
@@ -225,6 +262,37 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
       for (const write of writes) updated += (await c.query(write, params)).rowCount;
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
+  };
+}
+
+/**
+ * A batch of a leaf-by-leaf walk: pages of the chunk's leaf, written through the leaf itself (its own TID range
+ * scan). The leaf is looked up by oid in the batch's transaction: renamed, it is followed; detached or dropped since
+ * its pages were planned, its rows are no longer this table's, and the chunk ends with nothing written.
+ */
+function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPage: number): Batch {
+  const parent = qualified(spec.table);
+  const sqls = new Map<string, { sql: string; fast: string | null }>();
+  const sqlFor = (leaf: TableName) => {
+    const k = qualified(leaf);
+    let x = sqls.get(k);
+    if (!x) {
+      x = { sql: ctidRangeUpdateSql(leaf, spec.set, only, spec.table), fast: spec.tryFirst ? ctidRangeUpdateSql(leaf, spec.tryFirst, only, spec.table) : null };
+      sqls.set(k, x);
+    }
+    return x;
+  };
+  return async (c, chunk, from, size) => {
+    const start = Number((from ?? chunk.lo ?? ['0'])[0]);
+    const hi = Number(chunk.hi![0]);
+    const found = chunk.leaf === null ? undefined : (await c.query<{ schema: string; name: string }>(LEAF_NAME_SQL, [chunk.leaf, parent])).rows[0];
+    if (!found || start >= hi) return { scanned: 0, updated: 0, to: [String(hi)], finished: true, nominal: 0 };
+    const to = Math.min(hi, start + Math.max(1, Math.round(size / rowsPerPage)));
+    const { sql, fast } = sqlFor({ schema: found.schema, name: found.name });
+    await quietTriggers(c, spec);
+    const write = async (q: string) => (await c.query<{ scanned: number; updated: number }>(q, [start, to])).rows[0]!;
+    const r = fast ? await tryThenGuard(c, fast, sql, write) : await write(sql);
+    return { scanned: r.scanned, updated: r.updated, to: [String(to)], finished: to >= hi, nominal: (to - start) * rowsPerPage };
   };
 }
 

@@ -193,6 +193,11 @@ export class CanaryProbe {
     this.writeProbes = db.pooling !== 'transaction';
   }
 
+  /** What a probe finds its row by: the walked key, or ctid for a table without one. */
+  private get probeKey(): readonly KeyColumn[] | null {
+    return this.walk.kind === 'ctid' ? null : this.walk.columns;
+  }
+
   /** The kinds probed: reads, and writes unless they cannot be. */
   get series(): readonly ProbeSeries[] {
     return this.writeProbes ? [this.reads, this.writes] : [this.reads];
@@ -208,7 +213,7 @@ export class CanaryProbe {
 
   /** Picks probe targets from a block sample and starts probing at once; false when the table is empty. */
   async start(): Promise<boolean> {
-    this.targets = await sampleProbeTargets(this.db, this.table, this.walk.kind === 'ctid' ? 'ctid' : this.walk.columns);
+    this.targets = await sampleProbeTargets(this.db, this.table, this.probeKey ?? 'ctid');
     if (this.targets.length === 0) return false;
     this.running = true;
     await this.db.withConnection(async (c) => {
@@ -231,7 +236,7 @@ export class CanaryProbe {
   private async probe(c: Connection, kind: ProbeKind): Promise<number> {
     const key = this.targets[this.next++ % this.targets.length]!;
     const lock = kind === 'write';
-    const sql = this.walk.kind === 'ctid' ? ctidProbeSql(this.table, lock) : keyProbeSql(this.table, this.walk.columns, lock);
+    const sql = this.probeKey ? keyProbeSql(this.table, this.probeKey, lock) : ctidProbeSql(this.table, lock);
     const started = performance.now();
     try {
       await c.query(sql, key);

@@ -1,4 +1,4 @@
-import type { Connection, Db } from '../db/db.js';
+import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
 import { ident } from '../postgres/identifiers.js';
 import { leaseAliveSql, leaseTable } from '../engine/lease.js';
@@ -12,10 +12,12 @@ export interface BackfillKey {
 
 /**
  * A slice of the key space: keys after `lo` (exclusive; null = from the start) up to `hi` (inclusive; null = to the
- * end). For ctid walks, heap pages [lo, hi). `lastKey` is how far its batches have committed.
+ * end). For ctid walks, heap pages [lo, hi), of `leaf` (an oid) when a partitioned table is walked leaf by leaf.
+ * `lastKey` is how far its batches have committed.
  */
 export interface Chunk {
   readonly chunkNo: number;
+  readonly leaf: number | null;
   readonly lo: string[] | null;
   readonly hi: string[] | null;
   readonly lastKey: string[] | null;
@@ -25,6 +27,7 @@ export interface Chunk {
 
 interface ChunkRow {
   chunk_no: number;
+  leaf: string | null;
   lo: string[] | null;
   hi: string[] | null;
   last_key: string[] | null;
@@ -34,6 +37,7 @@ interface ChunkRow {
 
 /** Where a chunk planned after `after` starts and ends (see makePlanner). */
 export interface PlannedChunk {
+  readonly leaf?: number;
   readonly lo: string[] | null;
   readonly hi: string[] | null;
   readonly final: boolean;
@@ -41,7 +45,7 @@ export interface PlannedChunk {
 }
 export type Bound = (c: Connection, after: Chunk | null) => Promise<PlannedChunk>;
 
-const toChunk = (r: ChunkRow): Chunk => ({ chunkNo: r.chunk_no, lo: r.lo, hi: r.hi, lastKey: r.last_key, final: r.final, endKey: r.end_key });
+const toChunk = (r: ChunkRow): Chunk => ({ chunkNo: r.chunk_no, leaf: r.leaf === null ? null : Number(r.leaf), lo: r.lo, hi: r.hi, lastKey: r.last_key, final: r.final, endKey: r.end_key });
 const json = (v: unknown) => (v == null ? null : JSON.stringify(v));
 
 /**
@@ -70,17 +74,22 @@ export class ChunkStore {
     return [this.key.migration, this.key.changeIndex, this.key.phase, this.generation];
   }
 
-  static async ensure(db: Db, state: StateStore): Promise<void> {
+  /** The state schema, with its chunk table (layout version 4, lib/engine/state-layout.ts). */
+  static async ensure(_db: Db, state: StateStore): Promise<void> {
     await state.ensure();
-    await db.transaction(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [0x7a64_0001]);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${ident(state.schema)}.${ident('backfill_chunks')} (
-        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, generation timestamptz NOT NULL,
-        chunk_no int NOT NULL, lo jsonb, hi jsonb, last_key jsonb, final boolean NOT NULL DEFAULT false, end_key jsonb,
-        rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
-        done boolean NOT NULL DEFAULT false, owner int, claimed_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (migration, change_index, phase, generation, chunk_no))`);
-    });
+  }
+
+  /**
+   * How far each leaf partition's pages are planned, and where its walk ends (the pages it had when its first chunk
+   * was planned), for a backfill walked leaf by leaf.
+   */
+  async plannedLeaves(c: Connection): Promise<Map<number, { planned: number; end: number }>> {
+    const r = await c.query<{ leaf: string; planned: string; end: string }>(
+      `SELECT leaf::int8 AS leaf, max((hi->>0)::int8) AS planned, max((end_key->>0)::int8) AS end FROM ${this.t}
+        WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 AND leaf IS NOT NULL GROUP BY leaf`,
+      this.params(),
+    );
+    return new Map(r.rows.map((x) => [Number(x.leaf), { planned: Number(x.planned), end: Number(x.end) }]));
   }
 
   /**
@@ -96,7 +105,7 @@ export class ChunkStore {
              AND (x.owner IS NULL OR NOT EXISTS (
                   SELECT 1 FROM ${this.leases} w WHERE w.name = ${workerLeaseName('x.owner')} AND ${leaseAliveSql('w')}))
            ORDER BY x.chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING ch.chunk_no, ch.lo, ch.hi, ch.last_key, ch.final, ch.end_key`,
+        RETURNING ch.chunk_no, ch.leaf, ch.lo, ch.hi, ch.last_key, ch.final, ch.end_key`,
       [...this.params(), owner],
     );
     return r.rows[0] ? toChunk(r.rows[0]) : null;
@@ -166,7 +175,7 @@ export class ChunkStore {
 
   private async last(c: Connection): Promise<Chunk | null> {
     const r = await c.query<ChunkRow>(
-      `SELECT chunk_no, lo, hi, last_key, final, end_key FROM ${this.t}
+      `SELECT chunk_no, leaf, lo, hi, last_key, final, end_key FROM ${this.t}
         WHERE migration = $1 AND change_index = $2 AND phase = $3 AND generation = $4 ORDER BY chunk_no DESC LIMIT 1`,
       this.params(),
     );
@@ -175,10 +184,10 @@ export class ChunkStore {
 
   private async insert(c: Connection, prev: Chunk | null, next: PlannedChunk, owner: number | null): Promise<Chunk> {
     const ins = await c.query<ChunkRow>(
-      `INSERT INTO ${this.t} (migration, change_index, phase, generation, chunk_no, lo, hi, final, end_key, owner, claimed_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10::int IS NULL THEN NULL ELSE now() END)
-       RETURNING chunk_no, lo, hi, last_key, final, end_key`,
-      [...this.params(), (prev?.chunkNo ?? -1) + 1, json(next.lo), json(next.hi), next.final, json(next.endKey), owner],
+      `INSERT INTO ${this.t} (migration, change_index, phase, generation, chunk_no, lo, hi, final, end_key, owner, claimed_at, leaf)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10::int IS NULL THEN NULL ELSE now() END, $11)
+       RETURNING chunk_no, leaf, lo, hi, last_key, final, end_key`,
+      [...this.params(), (prev?.chunkNo ?? -1) + 1, json(next.lo), json(next.hi), next.final, json(next.endKey), owner, next.leaf ?? null],
     );
     return toChunk(ins.rows[0]!);
   }
@@ -243,5 +252,41 @@ export class ChunkStore {
       this.key.changeIndex,
       this.key.phase,
     ]);
+  }
+}
+
+/** How far a leaf-by-leaf backfill has walked one partition. */
+export interface PartitionProgress {
+  /** The partition's qualified name now, or `oid N` once it is gone (detached and dropped). */
+  readonly partition: string;
+  readonly rowsDone: number;
+  readonly pagesDone: number;
+  /** The partition's pages when its walk was planned (rows written later are the sync trigger's). */
+  readonly pages: number;
+  readonly done: boolean;
+}
+
+/**
+ * Per partition, the progress of the current run of a backfill walked leaf by leaf (`umzug status`); empty for a
+ * backfill walked by key or for a state schema from before chunks recorded their leaf.
+ */
+export async function partitionProgress(db: Db, state: StateStore, key: BackfillKey): Promise<PartitionProgress[]> {
+  const lo = `(ch.lo->>0)::int8`;
+  try {
+    const r = await db.query<{ partition: string; rows_done: string; pages_done: string; pages: string; done: boolean }>(
+      `SELECT coalesce(format('%I.%I', n.nspname, c.relname), 'oid ' || ch.leaf) AS partition, sum(ch.rows_done)::int8 AS rows_done,
+              sum(CASE WHEN ch.done THEN (ch.hi->>0)::int8 - ${lo} ELSE coalesce((ch.last_key->>0)::int8, ${lo}) - ${lo} END)::int8 AS pages_done,
+              max((ch.end_key->>0)::int8) AS pages, bool_and(ch.done) AND max((ch.hi->>0)::int8) >= max((ch.end_key->>0)::int8) AS done
+         FROM ${ident(state.schema)}.${ident('backfill_chunks')} ch
+         JOIN ${state.table('backfills')} b ON (b.migration, b.change_index, b.phase) = (ch.migration, ch.change_index, ch.phase) AND b.started_at = ch.generation
+         LEFT JOIN pg_class c ON c.oid = ch.leaf LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE ch.migration = $1 AND ch.change_index = $2 AND ch.phase = $3 AND ch.leaf IS NOT NULL
+        GROUP BY ch.leaf, n.nspname, c.relname ORDER BY ch.leaf`,
+      [key.migration, key.changeIndex, key.phase],
+    );
+    return r.rows.map((x) => ({ partition: x.partition, rowsDone: Number(x.rows_done), pagesDone: Number(x.pages_done), pages: Number(x.pages), done: x.done }));
+  } catch (e) {
+    if (['42P01', '42703', '3F000'].includes(sqlState(e) ?? '')) return [];
+    throw e;
   }
 }

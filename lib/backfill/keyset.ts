@@ -146,7 +146,11 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   const { db, state, key, spec } = run;
   const o = { ...DEFAULT_BACKFILL, ...run.options };
   await ChunkStore.ensure(db, state);
-  const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys));
+  // Leaf by leaf by pages only where a sync trigger keeps the written column in step on every other write: a row an
+  // application updates moves to another page, maybe one already walked, and without the trigger it would be missed
+  // there (addColumn's backfill has none; a key walk finds the row by its key wherever it moved).
+  const leavesAllowed = !!spec.quietTrigger && !spec.copy && !spec.mirror && !spec.join && !spec.archiveKeys;
+  const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, leavesAllowed));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);
   const totalEstimate = Math.max(run.totalEstimate, stats.rows);
@@ -208,12 +212,12 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     // A second connection per worker, where the pool has them, finds the next batch's end while a batch writes.
     const prefetch = !db.isEmbedded && spare >= 2 * (workers + idleWorkers);
     // …and a third plans the next chunk while this one is walked (a page range costs nothing to plan).
-    const planAhead = prefetch && walk.kind !== 'ctid' && spare >= 3 * (workers + idleWorkers);
+    const planAhead = prefetch && walk.kind === 'keys' && spare >= 3 * (workers + idleWorkers);
     run.onStart?.({ walk, workers, idleWorkers, canaryBaselineP99Ms: canary?.baselineP99 ?? null, totalEstimate });
     /** Whether an idle worker may walk now: the pacer has looked and seen nobody else. */
     const quiet = () => !throttle.underTraffic;
 
-    const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage, stats.rows);
+    const planBound = makePlanner(walk, spec, o.chunkRows ?? 250_000, stats.rowsPerPage, stats.rows, chunks);
 
     const worker = async (idle: boolean): Promise<void> => {
       const batch = makeBatch(db, walk, spec, stats.rowsPerPage, prefetch);

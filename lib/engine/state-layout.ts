@@ -77,7 +77,27 @@ const LAYOUT_3: StateLayoutUpgrade = {
   ],
 };
 
-export const STATE_LAYOUT: readonly StateLayoutUpgrade[] = [LAYOUT_1, LAYOUT_2, LAYOUT_3];
+/**
+ * Version 4: the backfills' chunk table (lib/backfill/chunks.ts) joins the layout, with `leaf`: the partition whose
+ * heap pages a chunk covers when a partitioned table is walked leaf by leaf. An older release would read such a
+ * chunk's page numbers as key values, so it is refused here instead. The table was created outside the layout
+ * before (same columns but `leaf`).
+ */
+const LAYOUT_4: StateLayoutUpgrade = {
+  version: 4,
+  description: 'backfill_chunks, with leaf: the partition a chunk of a leaf-by-leaf backfill walks',
+  statements: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${t(s, 'backfill_chunks')} (
+        migration text NOT NULL, change_index int NOT NULL, phase text NOT NULL, generation timestamptz NOT NULL,
+        chunk_no int NOT NULL, lo jsonb, hi jsonb, last_key jsonb, final boolean NOT NULL DEFAULT false, end_key jsonb,
+        rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, batches int NOT NULL DEFAULT 0,
+        done boolean NOT NULL DEFAULT false, owner int, claimed_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (migration, change_index, phase, generation, chunk_no))`,
+    `ALTER TABLE ${t(s, 'backfill_chunks')} ADD COLUMN IF NOT EXISTS leaf oid`,
+  ],
+};
+
+export const STATE_LAYOUT: readonly StateLayoutUpgrade[] = [LAYOUT_1, LAYOUT_2, LAYOUT_3, LAYOUT_4];
 
 /** The layout version this code writes. */
 export const STATE_LAYOUT_VERSION = STATE_LAYOUT[STATE_LAYOUT.length - 1]!.version;

@@ -3,6 +3,7 @@ import { formatMonitorStatus, readMonitorStatus, type MonitorStatusReport } from
 import type { CopyStatus } from '../runner.js';
 import { migrationLockHolder } from '../engine/migration-lock.js';
 import { formatQueryUsers, queryUsers, type QueryUsersReport } from './queries.js';
+import { partitionProgress, type PartitionProgress } from '../backfill/chunks.js';
 
 export interface ChangeStatus {
   readonly index: number;
@@ -10,7 +11,13 @@ export interface ChangeStatus {
   readonly summary: string | null;
   readonly expandFinishedAt: string | null;
   readonly contractFinishedAt: string | null;
-  readonly backfill: { readonly rowsDone: number; readonly totalEstimate: number | null; readonly done: boolean } | null;
+  readonly backfill: {
+    readonly rowsDone: number;
+    readonly totalEstimate: number | null;
+    readonly done: boolean;
+    /** A partitioned table walked leaf by leaf: each partition its walk has reached so far, in the order it reached them. */
+    readonly partitions?: readonly PartitionProgress[];
+  } | null;
   readonly verify: { readonly rowsChecked: number; readonly mismatches: number; readonly at: string | null } | null;
   /** For a copy from another system (a MongoDB move): items read, rows written, items quarantined (reasons in the state schema). */
   readonly copy?: CopyStatus;
@@ -56,6 +63,7 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
     for (const [i, change] of e.changes.entries()) {
       const st = await umzug.engine.state.getChange(e.name, i);
       const bf = st ? await umzug.engine.state.getBackfill(e.name, i, 'expand') : null;
+      const partitions = bf ? await partitionProgress(umzug.db, umzug.engine.state, { migration: e.name, changeIndex: i, phase: 'expand' }) : [];
       const copy = st ? await umzug.engine.moverFor(change).status(umzug.engine, change) : null;
       changes.push({
         index: i,
@@ -63,7 +71,7 @@ export async function buildStatus(umzug: Project): Promise<StatusReport> {
         summary: st?.summary ?? null,
         expandFinishedAt: st?.expandFinishedAt?.toISOString() ?? null,
         contractFinishedAt: st?.contractFinishedAt?.toISOString() ?? null,
-        backfill: bf ? { rowsDone: bf.rowsDone, totalEstimate: bf.totalEstimate, done: bf.done } : null,
+        backfill: bf ? { rowsDone: bf.rowsDone, totalEstimate: bf.totalEstimate, done: bf.done, ...(partitions.length > 0 ? { partitions } : {}) } : null,
         verify:
           st && st.verifiedRows != null
             ? { rowsChecked: st.verifiedRows, mismatches: st.verifyMismatches ?? 0, at: st.verifiedAt?.toISOString() ?? null }
@@ -125,6 +133,14 @@ const PHASE_WORDS: Record<string, string> = {
   ready: 'ready',
 };
 
+/** A running backfill's partitions, one line each (a finished one's are in `--json` only: they would be all done). */
+function partitionLines(c: ChangeStatus, indent: string): string[][] {
+  if (!c.backfill?.partitions || c.backfill.done) return [];
+  return c.backfill.partitions.map((p) => [
+    `${indent}${p.partition}: ${p.done ? 'done' : `${((100 * p.pagesDone) / Math.max(1, p.pages)).toFixed(1)}% of ${p.pages} pages`}, ${p.rowsDone} rows`,
+  ]);
+}
+
 function copyLine(m: CopyStatus): string {
   return `     ${m.system}: ${m.read} ${m.items} read, ${m.written} rows written, ${m.quarantined} quarantined${m.quarantined > 0 ? ' (reasons in the state schema)' : ''}`;
 }
@@ -158,12 +174,14 @@ export function formatStatus(report: StatusReport): string {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, ...cells(m.changes[0]!), contract]);
       rows.push([`  #1 ${m.changes[0]!.kind}${m.changes[0]!.summary ? `: ${m.changes[0]!.summary}` : ''}`]);
       if (m.changes[0]!.copy) rows.push([copyLine(m.changes[0]!.copy)]);
+      rows.push(...partitionLines(m.changes[0]!, '     '));
     } else {
       rows.push([m.file, PHASE_WORDS[m.expand] ?? m.expand, '', '', contract]);
       for (const c of m.changes) {
         rows.push([`  #${c.index + 1} ${c.kind}`, c.expandFinishedAt ? 'done' : c.summary ? 'started' : '', ...cells(c), c.contractFinishedAt ? 'done' : '']);
         if (c.summary) rows.push([`     ${c.summary}`]);
         if (c.copy) rows.push([`   ${copyLine(c.copy)}`]);
+        rows.push(...partitionLines(c, '       '));
       }
     }
   }

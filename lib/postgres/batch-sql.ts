@@ -57,15 +57,13 @@ export const HEAP_LEAVES_SQL = `SELECT n.nspname::text AS schema, c.relname::tex
  * One verification chunk by heap pages [$1, $2) (a TID range scan, PostgreSQL 14+): the rows there, those where any
  * `column IS DISTINCT FROM expression`, and up to 5 of their keys. The heap is read in its own order, with no index
  * walk and no sort: a 1M-row table in about a tenth of the time of key-ordered chunks.
- * With `partitionOf`, `table` is a leaf partition of that table, read as itself: the expressions name the row by the
- * partitioned table's qualified name (a change's guard subqueries do), which means nothing in a query on the leaf, so
- * the leaf is read under an alias and those names are pointed at it.
+ * With `partitionOf`, `table` is a leaf partition of that table, read as itself (see leafRow).
  */
 export function verifyPagesSql(table: TableName, keys: readonly KeyColumn[], equal: readonly { column: string; expression: string }[], partitionOf?: TableName): string {
-  const row = ident('_zd_row');
-  const t = partitionOf ? `${qualified(table)} AS ${row}` : qualified(table);
+  const row = partitionOf ? leafRow(partitionOf) : null;
+  const t = row ? `${qualified(table)} AS ${row.alias}` : qualified(table);
   const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
-  const asRow = (expression: string) => (partitionOf ? expression.split(`${qualified(partitionOf)}.`).join(`${row}.`) : expression);
+  const asRow = (expression: string) => (row ? row.rewrite(expression) : expression);
   const bad = equal.map((e) => `${ident(e.column)} IS DISTINCT FROM (${asRow(e.expression)})`).join(' OR ');
   const keyList = keys.map((k, i) => `${ident(k.name)} AS ${alias(i)}`).join(', ');
   const keyText = keys.map((_k, i) => `${alias(i)}::text`).join(', ');
@@ -200,13 +198,44 @@ export function keysetRangeJoinUpdateSqls(
  * The backfill write of one batch of a table without a usable key: heap pages [$1, $2) by ctid (a TID range scan,
  * PostgreSQL 14+). `scanned` counts the rows found in those pages before the write.
  */
-export function ctidRangeUpdateSql(table: TableName, set: readonly { column: string; expression: string }[], only: 'distinct' | 'null'): string {
+export function ctidRangeUpdateSql(
+  table: TableName,
+  set: readonly { column: string; expression: string }[],
+  only: 'distinct' | 'null',
+  partitionOf?: TableName,
+): string {
   const t = qualified(table);
   const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
-  const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
-  return `WITH _zd_u AS (UPDATE ${t} SET ${assignments} WHERE ${range} AND (${changedPredicate(set, only)}) RETURNING 1)
+  const row = partitionOf ? leafRow(partitionOf) : null;
+  const own = row ? set.map((s) => ({ column: s.column, expression: row.rewrite(s.expression) })) : set;
+  const assignments = own.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
+  return `WITH _zd_u AS (UPDATE ${t}${row ? ` AS ${row.alias}` : ''} SET ${assignments} WHERE ${range} AND (${changedPredicate(own, only)}) RETURNING 1)
 SELECT (SELECT count(*) FROM ${t} WHERE ${range})::int AS scanned, (SELECT count(*) FROM _zd_u)::int AS updated`;
 }
+
+/**
+ * A leaf partition read or written as itself under an alias: a change's expressions name the row by the partitioned
+ * table's qualified name (its guard subqueries do), which means nothing in a statement on the leaf, so those names
+ * are pointed at the alias.
+ */
+function leafRow(partitionOf: TableName): { alias: string; rewrite: (expression: string) => string } {
+  const alias = ident('_zd_row');
+  return { alias, rewrite: (expression) => expression.split(`${qualified(partitionOf)}.`).join(`${alias}.`) };
+}
+
+/**
+ * $1 = a relation's oid, $2 = a partitioned table: the relation's schema and name while it is still a leaf partition
+ * somewhere below that table, else no row (detached or dropped since a backfill planned its pages: no longer its rows).
+ */
+export const LEAF_NAME_SQL = `SELECT n.nspname::text AS schema, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid = $1::oid AND c.oid IN (SELECT relid FROM pg_partition_tree($2::regclass) WHERE isleaf)`;
+
+/**
+ * $1 = a partitioned table: its leaf partitions (oid order, so a partition created later comes later), each with its
+ * heap's size in pages now.
+ */
+export const LEAF_PAGES_SQL = `SELECT t.relid::oid::int8 AS oid, (pg_relation_size(t.relid) / current_setting('block_size')::int)::int8 AS pages
+  FROM pg_partition_tree($1::regclass) t WHERE t.isleaf ORDER BY t.relid::oid`;
 
 /**
  * The backfill's canary probes in a `_zd_canary` CTE: a pg_stat_statements entry of their own (a CTE's name is part of
@@ -235,9 +264,13 @@ export function ctidProbeSql(table: TableName, lock = false): string {
  */
 export function sampleKeysSql(table: TableName, keys: readonly KeyColumn[] | 'ctid'): string {
   const cols = keys === 'ctid' ? 'ctid::text' : keys.map((k) => `${ident(k.name)}::text`).join(', ');
-  return `SELECT k FROM (SELECT DISTINCT ON (_zd_page) json_build_array(${cols}) AS k, (ctid::text::point)[0] AS _zd_page
-                 FROM ${qualified(table)} TABLESAMPLE SYSTEM ($1) ORDER BY _zd_page) s ORDER BY random() LIMIT $2`;
+  return `SELECT k FROM (SELECT DISTINCT ON (tableoid, _zd_page) json_build_array(${cols}) AS k, (ctid::text::point)[0] AS _zd_page
+                 FROM ${qualified(table)} TABLESAMPLE SYSTEM ($1) ORDER BY tableoid, _zd_page) s ORDER BY random() LIMIT $2`;
 }
 
-/** The table's size in pages as the catalog has it (at least 1). $1 = the table. */
-export const relationPagesSql = `SELECT greatest(1, relpages, (pg_relation_size($1::regclass) / current_setting('block_size')::int))::float8 AS pages FROM pg_class WHERE oid = $1::regclass`;
+/**
+ * The table's size in pages as the catalog has it (at least 1), a partitioned table's the sum of its partitions' (its
+ * own relpages are 0, and a sample sized by them reads the whole table). $1 = the table.
+ */
+export const relationPagesSql = `SELECT greatest(1, sum(greatest(relpages, (pg_relation_size(oid) / current_setting('block_size')::int))))::float8 AS pages
+  FROM pg_class WHERE oid IN (SELECT relid FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass)`;
