@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { zeroDowntime } from '../lib/index.js';
 import { buildStatus, formatStatus, type StatusReport } from '../lib/ops/status.js';
 import { silentLogger, useTestDatabase } from './support/pg.js';
+import { tempProject } from './support/project.js';
 import { count, oneChangeProject, strip, trackedWriters } from './support/partition-helpers.js';
 
 /**
@@ -179,5 +180,46 @@ describe('partitioned tables: a leaf-by-leaf backfill stopped, the partitions ch
     expect(v.mismatches).to.equal(0);
     expect(v.rowsChecked).to.be.at.least(40_000 - 8000 + 3000);
     await umzug.close();
+  });
+});
+
+describe('partitioned tables: which backfills walk the leaves', function () {
+  this.timeout(120_000);
+  const t = useTestDatabase('part_backfill_which', async ({ knex }) => {
+    await knex.raw(ORDERS);
+  });
+  const leavesOf = async (change: number, migration = '001.change.ts:expand') =>
+    (await t.knex.raw<{ rows: { leaf: string | null }[] }>(`SELECT DISTINCT leaf::text AS leaf FROM zero_downtime.backfill_chunks WHERE migration = ? AND change_index = ? AND phase = 'expand'`, [migration, change])).rows.map((r) => r.leaf);
+
+  it("addColumn's backfill (no sync trigger) walks the key; deriveColumn the leaves; `partitionWalk: 'key'` the key", async () => {
+    const umzug = zeroDowntime({
+      knex: t.knex,
+      cwd: oneChangeProject(
+        'leaf-which',
+        `addColumn({ table: 'orders', column: { name: 'tag', type: 'text' }, backfill: "'t' || id" }),\nderiveColumn({ table: 'orders', column: { name: 'doubled', type: 'bigint' }, from: ['amount'], up: 'amount * 2' })`,
+        'addColumn, deriveColumn',
+      ),
+      backfill: BACKFILL,
+      logger: silentLogger,
+    });
+    await umzug.up();
+    await umzug.close();
+    expect(await leavesOf(0), 'addColumn: by key, no leaf').to.deep.equal([null]);
+    expect((await leavesOf(1)).length, 'deriveColumn: one leaf per chunk group').to.equal(WITH_ROWS.length);
+    expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tag IS DISTINCT FROM 't' || id OR doubled IS DISTINCT FROM amount * 2`)).to.equal(0);
+
+    // Another migration file: the first one's state stays as it is.
+    const tripled = tempProject('leaf-which-key');
+    tripled.write('002.tripled.ts', `import { defineMigration, deriveColumn } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [deriveColumn({ table: 'orders', column: { name: 'tripled', type: 'bigint' }, from: ['amount'], up: 'amount * 3' })] });\n`);
+    const byKey = zeroDowntime({
+      knex: t.knex,
+      cwd: tripled.dir,
+      backfill: { ...BACKFILL, partitionWalk: 'key' },
+      logger: silentLogger,
+    });
+    await byKey.up();
+    await byKey.close();
+    expect(await leavesOf(0, '002.tripled.ts:expand')).to.deep.equal([null]);
+    expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tripled IS DISTINCT FROM amount * 3`)).to.equal(0);
   });
 });

@@ -54,6 +54,11 @@ export interface BackfillOptions {
   readonly idleWorkers?: number;
   /** Rows per chunk, the unit workers claim. Default 250 000 (five batches of the largest size: a chunk's planning is paid once per chunk). */
   readonly chunkRows?: number;
+  /**
+   * How a partitioned table is walked: 'pages', each leaf partition's heap by page ranges where that is safe (see
+   * walk-key.ts), or 'key', the table's key through the parent. Default 'pages'.
+   */
+  readonly partitionWalk?: 'pages' | 'key';
   /** Pause while a standby lags more than this (pg_stat_replication); null = ignore. Default 10 s. */
   readonly maxReplicationLagMs?: number | null;
   readonly healthCheck?: HealthCheck;
@@ -81,6 +86,7 @@ export const DEFAULT_BACKFILL: BackfillOptions = Object.freeze({
   workers: 1,
   idleWorkers: 1,
   chunkRows: 250_000,
+  partitionWalk: 'pages',
   maxReplicationLagMs: 10_000,
   canary: DEFAULT_CANARY,
 });
@@ -149,7 +155,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   // Leaf by leaf by pages only where a sync trigger keeps the written column in step on every other write: a row an
   // application updates moves to another page, maybe one already walked, and without the trigger it would be missed
   // there (addColumn's backfill has none; a key walk finds the row by its key wherever it moved).
-  const leavesAllowed = !!spec.quietTrigger && !spec.copy && !spec.mirror && !spec.join && !spec.archiveKeys;
+  const leavesAllowed = o.partitionWalk !== 'key' && !!spec.quietTrigger && !spec.copy && !spec.mirror && !spec.join && !spec.archiveKeys;
   const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, leavesAllowed));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);

@@ -26,6 +26,7 @@ export function resolveBackfillTuning(input: BackfillTuning | undefined): Partia
   if (input.workers !== undefined) out.workers = input.workers;
   if (input.idleWorkers !== undefined) out.idleWorkers = input.idleWorkers;
   if (input.chunkRows !== undefined) out.chunkRows = input.chunkRows;
+  if (input.partitionWalk !== undefined) out.partitionWalk = input.partitionWalk;
   if (input.maxReplicationLag !== undefined) out.maxReplicationLagMs = input.maxReplicationLag === null ? null : ms(input.maxReplicationLag, 'maxReplicationLag');
   if (input.healthCheck !== undefined) out.healthCheck = input.healthCheck;
   if (input.canary === false) out.canary = false;

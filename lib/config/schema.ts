@@ -153,6 +153,11 @@ export const CONFIG_SCHEMA = {
         workers: { ...positiveInt, description: `workers per process (\`umzug backfill --workers N\` overrides); default ${DEFAULT_BACKFILL.workers}` },
         idleWorkers: { type: 'integer', minimum: 0, description: `workers added while no other client uses the server (with the canary on); 0 turns them off; default ${DEFAULT_BACKFILL.idleWorkers}` },
         chunkRows: { ...positiveInt, description: `rows per chunk, the unit workers claim; default ${DEFAULT_BACKFILL.chunkRows}` },
+        partitionWalk: {
+          type: 'string',
+          enum: ['pages', 'key'],
+          description: `how a partitioned table is walked: each partition's heap pages (PostgreSQL 14+, backfills a sync trigger keeps in step) or the table's key; default ${DEFAULT_BACKFILL.partitionWalk}`,
+        },
         maxReplicationLag: {
           anyOf: [{ type: 'null' }, duration],
           description: `pause while a standby lags more than this; null ignores lag; default ${ms(DEFAULT_BACKFILL.maxReplicationLagMs)}`,
