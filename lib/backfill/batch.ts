@@ -2,6 +2,7 @@ import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, LEAF_NAME_SQL, LEAF_PAGES_SQL, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
 import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
+import { isPartitioned } from '../postgres/catalog.js';
 import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
 import type { Bound, Chunk, ChunkStore } from './chunks.js';
@@ -56,11 +57,11 @@ export async function analyzeIfStale(db: Db, spec: BackfillSpec, lockTimeoutMs: 
 
 export async function tableStats(db: Db, spec: BackfillSpec): Promise<TableStats> {
   // A partitioned table's own statistics hold no pages (and no live-row count): its leaves' are summed.
+  const heaps = (await isPartitioned(db, spec.table)) ? `SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf` : `SELECT $1::regclass`;
   const r = await db.query<{ reltuples: number; relpages: number; live: number | null; pages: number }>(
     `SELECT sum(greatest(c.reltuples, 0))::float8 AS reltuples, sum(c.relpages)::int8::float8 AS relpages, sum(s.n_live_tup)::float8 AS live,
             sum(pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 AS pages
-       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-      WHERE c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass WHERE (SELECT relkind FROM pg_class WHERE oid = $1::regclass) <> 'p')`,
+       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid IN (${heaps})`,
     [qualified(spec.table)],
   );
   const x = r.rows[0];

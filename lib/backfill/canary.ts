@@ -1,5 +1,6 @@
 import { sqlState, type Connection, type Db } from '../db/db.js';
-import { ctidProbeSql, keyProbeSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { ctidProbeSql, keyProbeSql, partitionedPagesSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
+import { isPartitioned } from '../postgres/catalog.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
 import type { WalkKey } from './walk-key.js';
 import { sleep, percentile } from '../db/timing.js';
@@ -58,7 +59,8 @@ export const PROBE_TARGETS = 2000;
  * them not in the buffer cache, rather than the same few hot pages. Empty for an empty table.
  */
 export async function sampleProbeTargets(db: Db, table: TableName, keys: readonly KeyColumn[] | 'ctid', n = PROBE_TARGETS): Promise<string[][]> {
-  const pages = Number((await db.query<{ pages: number }>(relationPagesSql, [qualified(table)])).rows[0]?.pages ?? 1);
+  const sizeSql = (await isPartitioned(db, table)) ? partitionedPagesSql : relationPagesSql;
+  const pages = Number((await db.query<{ pages: number }>(sizeSql, [qualified(table)])).rows[0]?.pages ?? 1);
   const sql = sampleKeysSql(table, keys);
   let rows = (await db.query<{ k: string[] }>(sql, [Math.min(100, Math.max(0.0001, (100 * 2 * n) / pages)), n])).rows;
   if (rows.length < Math.min(10, n)) rows = (await db.query<{ k: string[] }>(sql, [100, n])).rows;

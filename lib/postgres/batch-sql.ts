@@ -268,9 +268,12 @@ export function sampleKeysSql(table: TableName, keys: readonly KeyColumn[] | 'ct
                  FROM ${qualified(table)} TABLESAMPLE SYSTEM ($1) ORDER BY tableoid, _zd_page) s ORDER BY random() LIMIT $2`;
 }
 
+/** The table's size in pages as the catalog has it (at least 1). $1 = the table. */
+export const relationPagesSql = `SELECT greatest(1, relpages, (pg_relation_size($1::regclass) / current_setting('block_size')::int))::float8 AS pages FROM pg_class WHERE oid = $1::regclass`;
+
 /**
- * The table's size in pages as the catalog has it (at least 1), a partitioned table's the sum of its partitions' (its
- * own relpages are 0, and a sample sized by them reads the whole table). $1 = the table.
+ * relationPagesSql for a partitioned table (PostgreSQL 12+): the sum of its partitions' (its own relpages are 0, and a
+ * sample sized by them reads the whole table).
  */
-export const relationPagesSql = `SELECT greatest(1, sum(greatest(relpages, (pg_relation_size(oid) / current_setting('block_size')::int))))::float8 AS pages
-  FROM pg_class WHERE oid IN (SELECT relid FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass)`;
+export const partitionedPagesSql = `SELECT greatest(1, sum(greatest(relpages, (pg_relation_size(relid) / current_setting('block_size')::int))))::float8 AS pages
+  FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid`;

@@ -1,5 +1,5 @@
 import type { Connection } from '../db/db.js';
-import { tableLabel, type TableName } from './identifiers.js';
+import { qualified, tableLabel, type TableName } from './identifiers.js';
 
 export interface ColumnInfo {
   readonly name: string;
@@ -128,6 +128,12 @@ interface ColumnRow {
 export async function relationExists(conn: Connection, name: string): Promise<boolean> {
   const r = await conn.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [name]);
   return !!r.rows[0]?.t;
+}
+
+/** Whether `table` is a partitioned table (relkind p): what asks for pg_partition_tree (PostgreSQL 12+) and what not. */
+export async function isPartitioned(conn: Pick<Connection, 'query'>, table: TableName): Promise<boolean> {
+  const r = await conn.query<{ p: boolean }>(`SELECT relkind = 'p' AS p FROM pg_class WHERE oid = $1::regclass`, [qualified(table)]);
+  return r.rows[0]?.p ?? false;
 }
 
 /** Reads what the engine needs of each table; tables that do not exist are simply absent from the snapshot. */
