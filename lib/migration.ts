@@ -1,7 +1,7 @@
 import type { Statement } from './db/db.js';
 import type { CatalogSnapshot } from './postgres/catalog.js';
 import type { TableName } from './postgres/identifiers.js';
-import type { PartitionIndexCatchUp } from './postgres/partitions.js';
+import type { PartitionIndexCatchUp, PartitionIndexLeftovers } from './postgres/partitions.js';
 import type { BackfillSpec, PreflightCheck } from './postgres/specs.js';
 
 export type { Statement } from './db/db.js';
@@ -34,6 +34,8 @@ export interface Step {
    * a partitioned index is built (CONCURRENTLY) and attached, and the index made valid again after a detach.
    */
   readonly partitionIndexCatchUp?: PartitionIndexCatchUp;
+  /** Run before the step's statements: what a killed catch-up left on partitions the change did not read is dropped. */
+  readonly partitionIndexLeftovers?: PartitionIndexLeftovers;
 }
 
 /** Every row must satisfy `column IS NOT DISTINCT FROM expression` for each pair. */

@@ -516,6 +516,56 @@ describe('partitioned tables: a partition created after the change read the cata
   });
 });
 
+describe('partitioned tables: a catch-up build killed, then down', function () {
+  const t = useTestDatabase('part_late_kill', async ({ knex }) => {
+    await knex.raw(EVENTS);
+  });
+
+  it("down drops the unattached index the killed run's catch-up left on a partition the change did not read", async () => {
+    const project = tempProject('part-late-kill');
+    project.write('001.events-n.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['n'] })] });\n`);
+    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+    const entry = (await umzug.entries()).find((e) => e.name === '001.events-n.ts:expand')!;
+    const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
+    await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
+    await t.knex.raw(`CREATE TABLE events_2030 PARTITION OF events FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')`);
+    // A transaction writing the new partition makes its catch-up build wait (CREATE INDEX CONCURRENTLY waits for
+    // every transaction writing the table), and the run is killed there.
+    const holder = await pgClient(t.url, 'holder');
+    await holder.query('BEGIN');
+    await holder.query(`INSERT INTO events_2030 (created_at, region, name) VALUES ('2030-05-01', 'eu', 'held')`);
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, project.dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    const leftover = partitionIndexName('events_n_idx', { schema: 'public', name: 'events_2030' });
+    let seen = false;
+    for (let i = 0; i < 400 && !seen; i++) {
+      const r = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class WHERE relname = ?`, [leftover]);
+      seen = r.rows[0]!.n > 0;
+      if (!seen) await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(seen, `the catch-up build never started: ${stderr}`).to.equal(true);
+    child.kill('SIGKILL');
+    await exited;
+    await t.knex.raw(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`,
+    );
+    await holder.query('COMMIT');
+    await holder.end();
+    const attachedTo = `SELECT count(*)::int AS n FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.relname = ? AND i.inhrelid IS NULL`;
+    expect((await t.knex.raw<{ rows: { n: number }[] }>(attachedTo, [leftover])).rows[0]!.n, 'left unattached by the killed run').to.equal(1);
+
+    await umzug.down(); // undoes the half-applied expand
+    const left = await t.knex.raw<{ rows: { relname: string }[] }>(`SELECT relname FROM pg_class WHERE relname LIKE 'zd_pi_%' OR relname = 'events_n_idx'`);
+    expect(left.rows).to.deep.equal([]);
+    // And up then runs from scratch and builds every partition's index, the late one's too.
+    await umzug.up();
+    expect(await attached(t.knex, 'events_n_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES, 'events_2030'].sort() });
+    await umzug.close();
+  });
+});
+
 describe('partitioned tables: dropTable when a partition appeared after the change read the catalog', function () {
   const t = useTestDatabase('part_late_drop', async ({ knex }) => {
     await knex.raw(EVENTS);

@@ -75,7 +75,15 @@ describe('plan tier: partitioned tables (no database)', () => {
       '  DROP INDEX CONCURRENTLY IF EXISTS "public"."zd_pi_sessions_0_sessions_user_id_id_819e5f81"  -- ShareUpdateExclusiveLock public.zd_pi_sessions_0_sessions_user_id_id_819e5f81',
       'partition:public.sessions_1:drop [no tx]',
       '  DROP INDEX CONCURRENTLY IF EXISTS "public"."zd_pi_sessions_1_sessions_user_id_id_c13a95ca"  -- ShareUpdateExclusiveLock public.zd_pi_sessions_1_sessions_user_id_id_c13a95ca',
+      // No statement of its own: at run time it drops what a stopped catch-up built on a partition not read here.
+      'drop-late-leftovers [tx]',
     ]);
+    expect(d.undoExpand.steps.at(-1)!.partitionIndexLeftovers).to.deep.equal({
+      table: { schema: 'public', name: 'sessions' },
+      index: 'sessions_user_id_idx',
+      known: ['public.sessions_0', 'public.sessions_1'],
+      constraint: false,
+    });
     expect(d.contract.steps).to.deep.equal([]);
   });
 
@@ -110,6 +118,7 @@ describe('plan tier: partitioned tables (no database)', () => {
       'partition:public.events_2025_eu:drop',
       'partition:public.events_2025_rest:drop',
       'partition:public.p; drop table x:drop',
+      'drop-late-leftovers',
     ]);
   });
 

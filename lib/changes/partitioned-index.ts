@@ -151,6 +151,12 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
   };
 
   const label = tableLabel(o.table);
+  // Last of the drops: what a stopped catch-up built on a partition the change did not read (the drops above know
+  // the partitions it read; the parent's drop takes along only what is attached to it).
+  const leftovers = (constraint: boolean): Step => ({
+    ...txStep(`${pre}drop-late-leftovers`, `drop what a stopped run left on partitions of ${label} created or attached after the change read the catalog`, []),
+    partitionIndexLeftovers: { table: o.table, index: o.name, known: o.partitioning.partitions.map((p) => tableLabel(p.table)), constraint },
+  });
   if (o.constraint) {
     const below = visit(o.table, top);
     build.push({
@@ -166,6 +172,7 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
       drop: [
         txStep(`${pre}drop-constraint`, `drop the UNIQUE constraint ${o.name} of ${label} with its partitions'`, [dropConstraintIfExists(o.table, o.name)]),
         ...drop,
+        leftovers(true),
       ],
     };
   }
@@ -179,5 +186,5 @@ export function partitionedIndexSteps(o: PartitionedIndex): PartitionedIndexStep
     ),
     partitionIndexCatchUp: { table: o.table, index: o.name, shape: o.shape, known: o.partitioning.partitions.map((p) => tableLabel(p.table)) },
   });
-  return { build, drop: [txStep(`${pre}drop-index`, `drop index ${o.name} of ${label} with its partitions' indexes`, [dropPartitionedIndex(top)]), ...drop] };
+  return { build, drop: [txStep(`${pre}drop-index`, `drop index ${o.name} of ${label} with its partitions' indexes`, [dropPartitionedIndex(top)]), ...drop, leftovers(false)] };
 }

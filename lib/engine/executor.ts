@@ -3,7 +3,7 @@ import type { Step } from '../migration.js';
 import { qualified } from '../postgres/identifiers.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 import { sleep } from '../db/timing.js';
-import { catchUpPartitionIndex, stillPartition } from './partition-catch-up.js';
+import { catchUpPartitionIndex, dropPartitionIndexLeftovers, stillPartition } from './partition-catch-up.js';
 
 export interface LockSafetyOptions {
   /** How long one statement may wait for a lock before giving up (and being retried). Milliseconds. */
@@ -85,6 +85,9 @@ export async function runStepLockSafe(
   }
   if (step.partitionIndexCatchUp) {
     await catchUpPartitionIndex(db, step.partitionIndexCatchUp, (s) => runStepLockSafe(db, s, opts, async () => undefined, onRetry));
+  }
+  if (step.partitionIndexLeftovers) {
+    await dropPartitionIndexLeftovers(db, step.partitionIndexLeftovers, (s) => runStepLockSafe(db, s, opts, async () => undefined, onRetry));
   }
   for (let attempt = 1; ; attempt++) {
     try {

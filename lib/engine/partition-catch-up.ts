@@ -1,12 +1,15 @@
 import type { Db } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
-import { addConstraintUsingIndex } from '../postgres/index-sql.js';
+import { relationExists } from '../postgres/catalog.js';
+import { addConstraintUsingIndex, dropIndexConcurrently } from '../postgres/index-sql.js';
 import {
   addUniqueConstraintOnPartitioned,
   attachPartitionIndex,
   createIndexOnOnly,
   createPartitionIndexConcurrently,
+  dropConstraintIfExists,
+  dropPartitionedIndex,
   LIVE_INDEXES_SQL,
   LIVE_PARTITIONS_SQL,
   OWN_UNIQUE_CONSTRAINT_SQL,
@@ -15,12 +18,13 @@ import {
   STILL_PARTITION_SQL,
   type LiveIndex,
   type PartitionIndexCatchUp,
+  type PartitionIndexLeftovers,
 } from '../postgres/partitions.js';
 
 /** What a catch-up did, one line per partition, for the step's event and the tests. */
 export interface CatchUpAction {
   readonly partition: string;
-  readonly action: 'built' | 'created' | 'renamed' | 'revalidated';
+  readonly action: 'built' | 'created' | 'renamed' | 'revalidated' | 'dropped';
   readonly index: string;
 }
 
@@ -192,6 +196,36 @@ async function catchUpPartitionConstraint(
     }
   };
   await visit(levelOid);
+  return actions;
+}
+
+/**
+ * After an undo dropped a partitioned index (or UNIQUE constraint) with every index attached to it: drops what a
+ * killed catch-up built on a partition the change did not read and never attached (see PartitionIndexLeftovers). An
+ * index of that name still attached somewhere belongs to another parent and is left alone.
+ */
+export async function dropPartitionIndexLeftovers(db: Db, c: PartitionIndexLeftovers, run: (step: Step) => Promise<void>): Promise<CatchUpAction[]> {
+  const actions: CatchUpAction[] = [];
+  if (!(await relationExists(db, qualified(c.table)))) return actions;
+  const known = new Set(c.known);
+  const { parts } = await livePartitions(db, c.table);
+  for (const p of parts) {
+    const on = tableLabel(p.table);
+    if (known.has(on) || p.relkind === 'f') continue;
+    const name = partitionIndexName(c.index, p.table);
+    const left = await db.query<{ attached: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = x.oid) AS attached FROM (SELECT to_regclass($1::text) AS oid) x WHERE x.oid IS NOT NULL`,
+      [qualified({ schema: p.table.schema, name })],
+    );
+    if (!left.rows[0] || left.rows[0].attached) continue;
+    if (c.constraint) await run(step(`drop the UNIQUE constraint ${name} a stopped run left on ${on}, if it is one`, [dropConstraintIfExists(p.table, name)]));
+    await run(
+      p.relkind === 'p'
+        ? step(`drop index ${name} a stopped run left on ${on}`, [dropPartitionedIndex({ schema: p.table.schema, name })])
+        : { id: `leftover:${on}:drop`, description: `drop index ${name} a stopped run left on ${on} concurrently`, statements: [dropIndexConcurrently(p.table.schema, name)], transactional: false },
+    );
+    actions.push({ partition: on, action: 'dropped', index: name });
+  }
   return actions;
 }
 

@@ -308,6 +308,19 @@ export interface PartitionIndexCatchUp {
   readonly constraint?: { readonly columns: readonly string[]; readonly include?: readonly string[] };
 }
 
+/**
+ * What an undo of a partitioned index (or UNIQUE constraint) drops after the parent, on partitions the change did not
+ * read: the index a killed catch-up built under the route's name (partitionIndexName) and never attached, which the
+ * parent's DROP does not take along, and which the plan's own drops, written from the partitions it read, do not name.
+ */
+export interface PartitionIndexLeftovers {
+  readonly table: TableName;
+  readonly index: string;
+  readonly known: readonly string[];
+  /** A leaf's leftover may be a UNIQUE constraint USING the index (addUnique's catch-up): dropped first. */
+  readonly constraint: boolean;
+}
+
 /** A partition of a partitioned table's tree, as it is now (catch-up), by oid. */
 export interface LivePartition {
   readonly oid: number;
