@@ -53,6 +53,43 @@ async function attached(knex: Knex, parent: string): Promise<{ valid: boolean; l
   return { valid: v.rows[0]?.valid ?? false, leaves: leaves.rows.map((r) => r.t.replace(/^"|"$/g, '')).sort() };
 }
 
+/**
+ * Runs `up` for the project in a process of its own (test/support/up-child.ts) and kills it (SIGKILL) once `reached`
+ * says so, then ends the CONCURRENTLY build it left in the server (without its client it would wait on until
+ * lock_timeout; this database's only: another test run on the same server builds too). Its INVALID index stays
+ * behind, as after a crash.
+ */
+async function killUpWhen(knex: Knex, url: string, dir: string, reached: () => Promise<boolean>, what: string): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), url, dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  let seen = false;
+  for (let i = 0; i < 400 && !seen; i++) {
+    seen = await reached();
+    if (!seen) await new Promise((res) => setTimeout(res, 50));
+  }
+  expect(seen, `${what} never started: ${stderr}`).to.equal(true);
+  child.kill('SIGKILL');
+  await exited;
+  await knex.raw(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`);
+}
+
+/**
+ * An addIndex on events whose change has started (its catalog read and stored) when the partition events_2030
+ * appears, before its first step runs: the parent's ON ONLY index does not reach it, and no step was planned for it.
+ */
+async function indexStartedBeforeLatePartition(knex: Knex, prefix: string): Promise<{ dir: string; umzug: ReturnType<typeof zeroDowntime> }> {
+  const project = tempProject(prefix);
+  project.write('001.events-n.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['n'] })] });\n`);
+  const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
+  const entry = (await umzug.entries()).find((e) => e.name === '001.events-n.ts:expand')!;
+  const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
+  await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
+  await knex.raw(`CREATE TABLE events_2030 PARTITION OF events FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')`);
+  return { dir: project.dir, umzug };
+}
+
 describe('partitioned tables: every index built one partition at a time, under writers in every partition', function () {
   const CASES: Record<string, LifecycleCase> = {
     addIndex: {
@@ -437,25 +474,10 @@ export default defineMigration({ changes: [addIndex({ table: 'events', columns: 
     const holder = await pgClient(t.url, 'holder');
     await holder.query('BEGIN');
     await holder.query(`UPDATE events_2025_eu SET n = n + 1 WHERE id = (SELECT min(id) FROM events_2025_eu)`);
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, project.dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<void>((res) => child.on('exit', () => res()));
     const leftover = `zd_pi_events_2025_eu_events_name_idx`;
-    let seen = false;
-    for (let i = 0; i < 400 && !seen; i++) {
-      const r = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE starts_with(c.relname, ?) AND NOT i.indisvalid`, [leftover]);
-      seen = r.rows[0]!.n > 0;
-      if (!seen) await new Promise((res) => setTimeout(res, 50));
-    }
-    expect(seen, `the second partition's build never started: ${stderr}`).to.equal(true);
-    child.kill('SIGKILL');
-    await exited;
-    // Without its client the killed build would wait on in the server until lock_timeout; end it now. Its INVALID
-    // index stays behind, as after a crash. This database's only: another test run on the same server builds too.
-    await t.knex.raw(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`,
-    );
+    const invalidLeftover = async () =>
+      (await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE starts_with(c.relname, ?) AND NOT i.indisvalid`, [leftover])).rows[0]!.n > 0;
+    await killUpWhen(t.knex, t.url, project.dir, invalidLeftover, "the second partition's build");
     await holder.query('COMMIT');
     await holder.end();
     const done = (await t.knex.raw<{ rows: { step_id: string }[] }>(`SELECT step_id FROM zero_downtime.steps ORDER BY 1`)).rows.map((r) => r.step_id);
@@ -496,15 +518,7 @@ describe('partitioned tables: a partition created after the change read the cata
   });
 
   it('check-index builds its index concurrently and attaches it, under the name the route gives a partition\'s index', async () => {
-    const project = tempProject('part-late');
-    project.write('001.events-n.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['n'] })] });\n`);
-    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
-    // The change starts (its catalog is read and stored), then a partition appears before its first step runs: the
-    // parent's ON ONLY index does not reach it, and no step was planned for it.
-    const entry = (await umzug.entries()).find((e) => e.name === '001.events-n.ts:expand')!;
-    const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
-    await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
-    await t.knex.raw(`CREATE TABLE events_2030 PARTITION OF events FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')`);
+    const { umzug } = await indexStartedBeforeLatePartition(t.knex, 'part-late');
     await umzug.up();
     expect(await attached(t.knex, 'events_n_idx')).to.deep.equal({ valid: true, leaves: [...LEAVES, 'events_2030'].sort() });
     const late = await t.knex.raw<{ rows: { relname: string }[] }>(`SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = 'events_2030'::regclass AND c.relname LIKE 'zd_pi_%'`);
@@ -522,35 +536,15 @@ describe('partitioned tables: a catch-up build killed, then down', function () {
   });
 
   it("down drops the unattached index the killed run's catch-up left on a partition the change did not read", async () => {
-    const project = tempProject('part-late-kill');
-    project.write('001.events-n.ts', `import { defineMigration, addIndex } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [addIndex({ table: 'events', columns: ['n'] })] });\n`);
-    const umzug = zeroDowntime({ knex: t.knex, cwd: project.dir, contract: { after: 0 }, logger: silentLogger });
-    const entry = (await umzug.entries()).find((e) => e.name === '001.events-n.ts:expand')!;
-    const started = await umzug.engine.prepare(entry.name, 0, entry.changes[0]!);
-    await umzug.engine.state.startChange(entry.name, 0, entry.changes[0]!.kind, started.description.summary, started.snapshot);
-    await t.knex.raw(`CREATE TABLE events_2030 PARTITION OF events FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')`);
+    const { dir, umzug } = await indexStartedBeforeLatePartition(t.knex, 'part-late-kill');
     // A transaction writing the new partition makes its catch-up build wait (CREATE INDEX CONCURRENTLY waits for
     // every transaction writing the table), and the run is killed there.
     const holder = await pgClient(t.url, 'holder');
     await holder.query('BEGIN');
     await holder.query(`INSERT INTO events_2030 (created_at, region, name) VALUES ('2030-05-01', 'eu', 'held')`);
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, project.dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<void>((res) => child.on('exit', () => res()));
     const leftover = partitionIndexName('events_n_idx', { schema: 'public', name: 'events_2030' });
-    let seen = false;
-    for (let i = 0; i < 400 && !seen; i++) {
-      const r = await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class WHERE relname = ?`, [leftover]);
-      seen = r.rows[0]!.n > 0;
-      if (!seen) await new Promise((res) => setTimeout(res, 50));
-    }
-    expect(seen, `the catch-up build never started: ${stderr}`).to.equal(true);
-    child.kill('SIGKILL');
-    await exited;
-    await t.knex.raw(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`,
-    );
+    const building = async () => (await t.knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_class WHERE relname = ?`, [leftover])).rows[0]!.n > 0;
+    await killUpWhen(t.knex, t.url, dir, building, 'the catch-up build');
     await holder.query('COMMIT');
     await holder.end();
     const attachedTo = `SELECT count(*)::int AS n FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.relname = ? AND i.inhrelid IS NULL`;
