@@ -1,8 +1,12 @@
 // A partitioned table's backfill walks each leaf partition's heap pages (issue 19): chunks are per leaf, planned leaf
 // by leaf in turn so two workers walk two partitions at once, `umzug status` shows each partition's progress, a run
 // stopped in mid-partition resumes where it stopped, a table attached meanwhile is walked and a partition detached
-// meanwhile is left alone, all under writers in every partition.
+// meanwhile is left alone, all under writers in every partition; a run killed (SIGKILL) in mid-partition is taken
+// over by the next at its last committed page.
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { zeroDowntime } from '../lib/index.js';
 import { buildStatus, formatStatus, type StatusReport } from '../lib/ops/status.js';
@@ -49,6 +53,7 @@ async function chunks(knex: import('knex').Knex): Promise<ChunkRow[]> {
 }
 
 const writer = trackedWriters();
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 describe('partitioned tables: the backfill walks each leaf partition by its heap pages', function () {
   this.timeout(120_000);
@@ -223,3 +228,47 @@ describe('partitioned tables: which backfills walk the leaves', function () {
     expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tripled IS DISTINCT FROM amount * 3`)).to.equal(0);
   });
 });
+
+describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-partition', function () {
+  this.timeout(120_000);
+  const t = useTestDatabase('part_backfill_kill', async ({ knex }) => {
+    await knex.raw(ORDERS);
+  });
+
+  it('the next run takes the dead run\'s chunk over at its last committed page: every row written once', async () => {
+    const dir = oneChangeProject('leaf-kill', CHANGE, 'changeColumnType');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, dir, '300', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 3000 })], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    const walked = () => count(t.knex, `SELECT coalesce(sum(rows_updated), 0)::int AS n FROM zero_downtime.backfill_chunks`).catch(() => 0);
+    let before = 0;
+    for (let i = 0; i < 400 && before < 6000; i++) {
+      before = await walked();
+      if (before < 6000) await new Promise((res) => setTimeout(res, 50));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    expect(before, `the backfill never got going: ${stderr}`).to.be.at.least(6000);
+    const left = await chunks(t.knex);
+    expect(left.some((c) => !c.done), 'killed in mid-walk').to.equal(true);
+    expect(left.every((c) => c.leaf !== null)).to.equal(true);
+
+    const umzug = zeroDowntime({ knex: t.knex, cwd: dir, backfill: BACKFILL, logger: silentLogger });
+    await umzug.up();
+    const all = await chunks(t.knex);
+    // The killed run's chunks kept their pages; its open one was finished from its last committed page.
+    for (const c of left) {
+      const now = all.find((a) => a.chunk_no === c.chunk_no)!;
+      expect([now.leaf, now.lo, now.hi]).to.deep.equal([c.leaf, c.lo, c.hi]);
+    }
+    expect(all.every((c) => c.done)).to.equal(true);
+    expect(all.reduce((n, c) => n + c.rows_updated, 0), 'every row written, the killed batch\'s too').to.equal(40_000);
+    const v = (await buildStatus(umzug)).migrations[0]!.changes[0]!.verify!;
+    expect([v.rowsChecked, v.mismatches]).to.deep.equal([40_000, 0]);
+    await umzug.close();
+  });
+});
+
