@@ -100,7 +100,7 @@ describe('partitioned tables: the backfill walks each leaf partition by its heap
     expect(mid).to.not.equal(null);
     const parts = mid!.migrations[0]!.changes[0]!.backfill!.partitions!;
     expect(parts.map((p) => p.partition).sort()).to.include.members(['public.orders_eu', 'public.orders_us']);
-    expect(parts.some((p) => p.rowsDone > 0 && p.pagesDone > 0 && p.pagesDone <= p.pages)).to.equal(true);
+    expect(parts.some((p) => p.rowsDone > 0 && p.pagesDone !== null && p.pages !== null && p.pagesDone > 0 && p.pagesDone <= p.pages)).to.equal(true);
     const text = formatStatus(mid!);
     expect(text).to.match(/public\.orders_eu: (done|\d+\.\d% of \d+ pages), \d+ rows/);
     for (const p of parts) expect(text).to.contain(`${p.partition}: `);
@@ -196,7 +196,7 @@ describe('partitioned tables: which backfills walk the leaves', function () {
   const leavesOf = async (change: number, migration = '001.change.ts:expand') =>
     (await t.knex.raw<{ rows: { leaf: string | null }[] }>(`SELECT DISTINCT leaf::text AS leaf FROM zero_downtime.backfill_chunks WHERE migration = ? AND change_index = ? AND phase = 'expand'`, [migration, change])).rows.map((r) => r.leaf);
 
-  it("addColumn's backfill (no sync trigger) walks the key; deriveColumn the leaves; `partitionWalk: 'key'` the key", async () => {
+  it("addColumn's backfill (no sync trigger) walks each leaf by the key, one chunk each; deriveColumn each leaf's pages; `partitionWalk: 'key'` the table's key", async () => {
     const umzug = zeroDowntime({
       knex: t.knex,
       cwd: oneChangeProject(
@@ -208,10 +208,18 @@ describe('partitioned tables: which backfills walk the leaves', function () {
       logger: silentLogger,
     });
     await umzug.up();
-    await umzug.close();
-    expect(await leavesOf(0), 'addColumn: by key, no leaf').to.deep.equal([null]);
-    expect((await leavesOf(1)).length, 'deriveColumn: one leaf per chunk group').to.equal(WITH_ROWS.length);
+    // addColumn: a chunk per leaf, the empty one too, each the whole leaf by its key (no pages).
+    const byLeafKey = await t.knex.raw<{ rows: { leaf: string; lo: unknown; hi: unknown; end_key: unknown; rows_done: number }[] }>(
+      `SELECT leaf::regclass::text AS leaf, lo, hi, end_key, rows_done::int AS rows_done FROM zero_downtime.backfill_chunks WHERE change_index = 0 AND phase = 'expand' ORDER BY leaf`,
+    );
+    expect(byLeafKey.rows.map((r) => strip(r.leaf)).sort()).to.deep.equal([...WITH_ROWS, 'orders_none'].sort());
+    expect(byLeafKey.rows.every((r) => r.lo === null && r.hi === null && r.end_key === null)).to.equal(true);
+    expect(byLeafKey.rows.reduce((n, r) => n + r.rows_done, 0), 'every row walked once by its key').to.equal(40_000);
+    const change0 = (await buildStatus(umzug)).migrations[0]!.changes[0]!.backfill!;
+    expect(change0.partitions!.every((p) => p.done && p.pages === null && p.pagesDone === null)).to.equal(true);
+    expect((await leavesOf(1)).length, 'deriveColumn: its leaves with rows').to.equal(WITH_ROWS.length);
     expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tag IS DISTINCT FROM 't' || id OR doubled IS DISTINCT FROM amount * 2`)).to.equal(0);
+    await umzug.close();
 
     // Another migration file: the first one's state stays as it is.
     const tripled = tempProject('leaf-which-key');

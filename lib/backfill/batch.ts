@@ -7,6 +7,7 @@ import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
 import type { Bound, Chunk, ChunkStore } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
+import type { KeyColumn } from '../postgres/batch-sql.js';
 
 export interface BatchResult {
   readonly scanned: number;
@@ -86,9 +87,9 @@ const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
  * half a second per chunk of a 1M-row table, the first one in line before the first batch. Sparse keys are walked.
  */
 export function makePlanner(walk: WalkKey, spec: BackfillSpec, chunkRows: number, rowsPerPage: number, rows = 0, chunks?: Pick<ChunkStore, 'plannedLeaves'>): Bound {
-  if (walk.kind === 'leaves') {
+  if (walk.kind === 'leaves' || walk.kind === 'leaf-keys') {
     if (!chunks) throw new Error('makePlanner: a leaf-by-leaf walk needs the chunk store to see which leaves are planned');
-    return makeLeafPlanner(spec, chunkRows, rowsPerPage, chunks);
+    return walk.kind === 'leaves' ? makeLeafPlanner(spec, chunkRows, rowsPerPage, chunks) : makeLeafKeyPlanner(spec, chunks);
   }
   if (walk.kind === 'keys' && walk.columns.length === 1 && INTEGER_TYPES.has(walk.columns[0]!.type) && rows > 0) {
     const walked = makeKeyWalkPlanner(walk, spec, chunkRows);
@@ -152,6 +153,20 @@ function makeLeafPlanner(spec: BackfillSpec, chunkRows: number, rowsPerPage: num
   };
 }
 
+/**
+ * One chunk per leaf partition, walked by the key (lo and hi open: the whole leaf), in oid order: workers take
+ * different partitions. The leaves are listed anew at each chunk, so a partition created or attached before the last
+ * chunk is planned is walked too.
+ */
+function makeLeafKeyPlanner(spec: BackfillSpec, chunks: Pick<ChunkStore, 'plannedLeaves'>): Bound {
+  return async (c) => {
+    const planned = await chunks.plannedLeaves(c);
+    const open = (await c.query<{ oid: string }>(LEAF_PAGES_SQL, [qualified(spec.table)])).rows.map((l) => Number(l.oid)).filter((oid) => !planned.has(oid));
+    if (open.length === 0) return { lo: null, hi: null, final: true, endKey: null };
+    return { leaf: open[0]!, lo: null, hi: null, final: open.length === 1, endKey: null };
+  };
+}
+
 function makeKeyWalkPlanner(walk: Extract<WalkKey, { kind: 'keys' }>, spec: BackfillSpec, chunkRows: number): Bound {
   return async (c, after) => {
     const lo = after?.hi ?? null;
@@ -204,6 +219,7 @@ class NextEnd {
 export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
   const only = spec.only ?? 'distinct';
   if (walk.kind === 'leaves') return makeLeafBatch(spec, only, rowsPerPage);
+  if (walk.kind === 'leaf-keys') return makeLeafKeyBatch(db, walk.columns, spec, rowsPerPage, prefetch);
   if (walk.kind === 'ctid') {
     if (spec.copy) throw new Error(`backfill: copying ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was copied.`);
     if (spec.archiveKeys) throw new Error(`backfill: archiving the keys of the rows it fills in ${tableLabel(spec.table)} needs its primary key to walk; it has none. Nothing was written.`);
@@ -294,6 +310,37 @@ function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPag
     const write = async (q: string) => (await c.query<{ scanned: number; updated: number }>(q, [start, to])).rows[0]!;
     const r = fast ? await tryThenGuard(c, fast, sql, write) : await write(sql);
     return { scanned: r.scanned, updated: r.updated, to: [String(to)], finished: to >= hi, nominal: (to - start) * rowsPerPage };
+  };
+}
+
+/**
+ * A batch of a walk by the key, leaf by leaf: the keyset batch of the chunk's leaf itself, as if it were the table
+ * (a partition has the table's columns and its primary key's index). The leaf is looked up by oid as in
+ * makeLeafBatch; the spec's expressions that name the row by the partitioned table name the leaf instead.
+ */
+function makeLeafKeyBatch(db: Db, columns: readonly KeyColumn[], spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
+  const parent = qualified(spec.table);
+  const batches = new Map<string, Batch>();
+  const onLeaf = (leaf: TableName): BackfillSpec => {
+    const rename = (e: string) => e.split(`${parent}.`).join(`${qualified(leaf)}.`);
+    return {
+      ...spec,
+      table: leaf,
+      set: spec.set.map((s) => ({ column: s.column, expression: rename(s.expression) })),
+      ...(spec.tryFirst ? { tryFirst: spec.tryFirst.map((s) => ({ column: s.column, expression: rename(s.expression) })) } : {}),
+    };
+  };
+  return async (c, chunk, from, size) => {
+    const found = chunk.leaf === null ? undefined : (await c.query<{ schema: string; name: string }>(LEAF_NAME_SQL, [chunk.leaf, parent])).rows[0];
+    if (!found) return { scanned: 0, updated: 0, to: from, finished: true, nominal: 0 };
+    // By oid and name: a leaf renamed meanwhile gets statements with its new name.
+    const id = `${chunk.leaf}:${qualified(found)}`;
+    let batch = batches.get(id);
+    if (!batch) {
+      batch = makeBatch(db, { kind: 'keys', columns, source: 'primary key' }, onLeaf({ schema: found.schema, name: found.name }), rowsPerPage, prefetch);
+      batches.set(id, batch);
+    }
+    return batch(c, chunk, from, size);
   };
 }
 

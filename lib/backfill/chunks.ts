@@ -260,9 +260,10 @@ export interface PartitionProgress {
   /** The partition's qualified name now, or `oid N` once it is gone (detached and dropped). */
   readonly partition: string;
   readonly rowsDone: number;
-  readonly pagesDone: number;
-  /** The partition's pages when its walk was planned (rows written later are the sync trigger's). */
-  readonly pages: number;
+  /** A walk by heap pages: the pages walked, of the partition's pages when its walk was planned (rows written later
+   * are the sync trigger's). null for a walk by the key. */
+  readonly pagesDone: number | null;
+  readonly pages: number | null;
   readonly done: boolean;
 }
 
@@ -273,10 +274,12 @@ export interface PartitionProgress {
 export async function partitionProgress(db: Db, state: StateStore, key: BackfillKey): Promise<PartitionProgress[]> {
   const lo = `(ch.lo->>0)::int8`;
   try {
-    const r = await db.query<{ partition: string; rows_done: string; pages_done: string; pages: string; done: boolean }>(
+    // Page chunks have an end page; a chunk walked by the key has none, and its keys are no page numbers.
+    const r = await db.query<{ partition: string; rows_done: string; pages_done: string | null; pages: string | null; done: boolean }>(
       `SELECT coalesce(format('%I.%I', n.nspname, c.relname), 'oid ' || ch.leaf) AS partition, sum(ch.rows_done)::int8 AS rows_done,
-              sum(CASE WHEN ch.done THEN (ch.hi->>0)::int8 - ${lo} ELSE coalesce((ch.last_key->>0)::int8, ${lo}) - ${lo} END)::int8 AS pages_done,
-              max((ch.end_key->>0)::int8) AS pages, bool_and(ch.done) AND max((ch.hi->>0)::int8) >= max((ch.end_key->>0)::int8) AS done
+              sum(CASE WHEN ch.end_key IS NULL THEN NULL WHEN ch.done THEN (ch.hi->>0)::int8 - ${lo} ELSE coalesce((ch.last_key->>0)::int8, ${lo}) - ${lo} END)::int8 AS pages_done,
+              max((ch.end_key->>0)::int8) AS pages,
+              bool_and(ch.done) AND (bool_and(ch.end_key IS NULL) OR max((ch.hi->>0)::int8) >= max((ch.end_key->>0)::int8)) AS done
          FROM ${ident(state.schema)}.${ident('backfill_chunks')} ch
          JOIN ${state.table('backfills')} b ON (b.migration, b.change_index, b.phase) = (ch.migration, ch.change_index, ch.phase) AND b.started_at = ch.generation
          LEFT JOIN pg_class c ON c.oid = ch.leaf LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -284,7 +287,8 @@ export async function partitionProgress(db: Db, state: StateStore, key: Backfill
         GROUP BY ch.leaf, n.nspname, c.relname ORDER BY ch.leaf`,
       [key.migration, key.changeIndex, key.phase],
     );
-    return r.rows.map((x) => ({ partition: x.partition, rowsDone: Number(x.rows_done), pagesDone: Number(x.pages_done), pages: Number(x.pages), done: x.done }));
+    const n = (v: string | null) => (v === null ? null : Number(v));
+    return r.rows.map((x) => ({ partition: x.partition, rowsDone: Number(x.rows_done), pagesDone: n(x.pages_done), pages: n(x.pages), done: x.done }));
   } catch (e) {
     if (['42P01', '42703', '3F000'].includes(sqlState(e) ?? '')) return [];
     throw e;

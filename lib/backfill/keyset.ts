@@ -11,7 +11,7 @@ import { CanaryProbe } from './canary.js';
 import { ChunkStore, type Chunk } from './chunks.js';
 import { WorkerLease } from './lease.js';
 import { Throttle, type HealthCheck, type ThrottleEvent } from './throttle.js';
-import { resolveWalkKey, type WalkKey } from './walk-key.js';
+import { resolveWalkKey, type PartitionWalk, type WalkKey } from './walk-key.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
 import { sleep } from '../db/timing.js';
 
@@ -154,9 +154,11 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   await ChunkStore.ensure(db, state);
   // Leaf by leaf by pages only where a sync trigger keeps the written column in step on every other write: a row an
   // application updates moves to another page, maybe one already walked, and without the trigger it would be missed
-  // there (addColumn's backfill has none; a key walk finds the row by its key wherever it moved).
-  const leavesAllowed = o.partitionWalk !== 'key' && !!spec.quietTrigger && !spec.copy && !spec.mirror && !spec.join && !spec.archiveKeys;
-  const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, leavesAllowed));
+  // there (addColumn's backfill has none: it walks each leaf by the key, which finds the row wherever it moved). A
+  // copy, a mirror or a join writes or reads another table by the walked key: through the parent.
+  const partitionWalk: PartitionWalk =
+    o.partitionWalk === 'key' || spec.copy || spec.mirror || spec.join ? 'parent' : spec.quietTrigger && !spec.archiveKeys ? 'pages' : 'keys';
+  const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, partitionWalk));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);
   const totalEstimate = Math.max(run.totalEstimate, stats.rows);

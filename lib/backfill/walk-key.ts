@@ -4,23 +4,31 @@ import { ChangeInputError, qualified, tableLabel, type TableName } from '../post
 
 /**
  * What a backfill walks the table by: an ordered, unique, non-null key; heap pages when there is none; or, on a
- * partitioned table, each leaf partition's heap pages (`columns`: the table's key, for the canary's probes, if any).
+ * partitioned table, each leaf partition's heap pages (`columns`: the table's key, for the canary's probes, if any),
+ * or each leaf partition by the table's key (`leaf-keys`: one chunk per leaf).
  */
 export type WalkKey =
   | { readonly kind: 'keys'; readonly columns: readonly KeyColumn[]; readonly source: 'primary key' | 'unique index' }
   | { readonly kind: 'ctid' }
-  | { readonly kind: 'leaves'; readonly columns: readonly KeyColumn[] | null };
+  | { readonly kind: 'leaves'; readonly columns: readonly KeyColumn[] | null }
+  | { readonly kind: 'leaf-keys'; readonly columns: readonly KeyColumn[] };
 
 /**
- * A partitioned table is walked leaf by leaf by heap pages when `leavesAllowed` (the caller's call: a spec whose column
- * a sync trigger keeps in step, written to the walked table only) and PostgreSQL is 14+ with every leaf a plain
- * table: a batch is a TID
+ * How a partitioned table may be walked, the caller's call from its spec: 'pages' (leaf by leaf by heap pages: a spec
+ * whose column a sync trigger keeps in step), 'keys' (leaf by leaf by the key: a spec that writes the walked table
+ * only), or 'parent' (the table's key through the parent: a copy, a mirror, a join, or `partitionWalk: 'key'`).
+ */
+export type PartitionWalk = 'pages' | 'keys' | 'parent';
+
+/**
+ * A partitioned table whose leaves are all plain tables is walked leaf by leaf (see PartitionWalk): by heap pages
+ * where PostgreSQL is 14+ and the spec allows it, else by the key, one chunk per leaf. By pages, a batch is a TID
  * range scan of one partition instead of a key range over the parent, which PostgreSQL turns into a Merge Append over
  * every partition's index. Otherwise, the primary key when there is one; else the narrowest valid, non-partial unique
  * btree index over NOT NULL columns (as good as a primary key for keyset batches); else ctid page ranges, which need a
  * plain table and PostgreSQL 14+ (TID range scans: older servers would read the whole table for every batch).
  */
-export async function resolveWalkKey(conn: Connection, table: TableName, primaryKey: readonly KeyColumn[], leavesAllowed = false): Promise<WalkKey> {
+export async function resolveWalkKey(conn: Connection, table: TableName, primaryKey: readonly KeyColumn[], partitionWalk: PartitionWalk = 'parent'): Promise<WalkKey> {
   const rel = await conn.query<{ relkind: string; version: number }>(
     `SELECT c.relkind::text AS relkind, current_setting('server_version_num')::int AS version
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
@@ -29,12 +37,15 @@ export async function resolveWalkKey(conn: Connection, table: TableName, primary
   const r = rel.rows[0];
   if (!r) throw new ChangeInputError(`backfill: table ${tableLabel(table)} does not exist. Nothing was changed.`);
   const key = primaryKey.length > 0 ? { columns: primaryKey, source: 'primary key' as const } : await uniqueKey(conn, table);
-  if (leavesAllowed && r.relkind === 'p' && r.version >= 140000) {
+  if (partitionWalk !== 'parent' && r.relkind === 'p' && r.version >= 120000) {
     const other = await conn.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf AND c.relkind <> 'r'`,
       [qualified(table)],
     );
-    if (other.rows[0]!.n === 0) return { kind: 'leaves', columns: key?.columns ?? null };
+    if (other.rows[0]!.n === 0) {
+      if (partitionWalk === 'pages' && r.version >= 140000) return { kind: 'leaves', columns: key?.columns ?? null };
+      if (key) return { kind: 'leaf-keys', columns: key.columns };
+    }
   }
   if (key) return { kind: 'keys', ...key };
   const why =

@@ -137,7 +137,7 @@ const PHASE_WORDS: Record<string, string> = {
 function partitionLines(c: ChangeStatus, indent: string): string[][] {
   if (!c.backfill?.partitions || c.backfill.done) return [];
   return c.backfill.partitions.map((p) => [
-    `${indent}${p.partition}: ${p.done ? 'done' : `${((100 * p.pagesDone) / Math.max(1, p.pages)).toFixed(1)}% of ${p.pages} pages`}, ${p.rowsDone} rows`,
+    `${indent}${p.partition}: ${p.done ? 'done' : p.pages === null || p.pagesDone === null ? 'running' : `${((100 * p.pagesDone) / Math.max(1, p.pages)).toFixed(1)}% of ${p.pages} pages`}, ${p.rowsDone} rows`,
   ]);
 }
 
