@@ -196,7 +196,7 @@ describe('partitioned tables: which backfills walk the leaves', function () {
   const leavesOf = async (change: number, migration = '001.change.ts:expand') =>
     (await t.knex.raw<{ rows: { leaf: string | null }[] }>(`SELECT DISTINCT leaf::text AS leaf FROM zero_downtime.backfill_chunks WHERE migration = ? AND change_index = ? AND phase = 'expand'`, [migration, change])).rows.map((r) => r.leaf);
 
-  it("addColumn's backfill (no sync trigger) walks each leaf by the key, one chunk each; deriveColumn each leaf's pages; `partitionWalk: 'key'` the table's key", async () => {
+  it("addColumn's backfill (no sync trigger) and splitTable's copy walk each leaf by the key, one chunk each; deriveColumn each leaf's pages; `partitionWalk: 'key'` the table's key", async () => {
     const umzug = zeroDowntime({
       knex: t.knex,
       cwd: oneChangeProject(
@@ -233,6 +233,15 @@ describe('partitioned tables: which backfills walk the leaves', function () {
     await byKey.up();
     await byKey.close();
     expect(await leavesOf(0, '002.tripled.ts:expand')).to.deep.equal([null]);
+
+    // A copy (splitTable) reads the walked rows by their keys: leaf by leaf too, one chunk per leaf.
+    const split = tempProject('leaf-which-split');
+    split.write('003.split.ts', `import { defineMigration, splitTable } from 'umzug-zero-downtime';\nexport default defineMigration({ changes: [splitTable({ from: 'orders', to: 'order_notes', columns: ['note'], key: ['id', 'region'] })] });\n`);
+    const splitter = zeroDowntime({ knex: t.knex, cwd: split.dir, backfill: BACKFILL, logger: silentLogger });
+    await splitter.up();
+    await splitter.close();
+    expect((await leavesOf(0, '003.split.ts:expand')).length, 'splitTable: a chunk per leaf').to.equal(WITH_ROWS.length + 1);
+    expect(await count(t.knex, `SELECT count(*)::int AS n FROM order_notes`)).to.equal(40_000);
     expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tripled IS DISTINCT FROM amount * 3`)).to.equal(0);
   });
 });

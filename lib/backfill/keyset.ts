@@ -155,9 +155,10 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   // Leaf by leaf by pages only where a sync trigger keeps the written column in step on every other write: a row an
   // application updates moves to another page, maybe one already walked, and without the trigger it would be missed
   // there (addColumn's backfill has none: it walks each leaf by the key, which finds the row wherever it moved). A
-  // copy, a mirror or a join writes or reads another table by the walked key: through the parent.
+  // copy or a join reads the walked rows' keys and works leaf by leaf too; a mirror deletes every key of the batch's
+  // range the walked table lacks, which on a leaf would be the other partitions' rows: through the parent.
   const partitionWalk: PartitionWalk =
-    o.partitionWalk === 'key' || spec.copy || spec.mirror || spec.join ? 'parent' : spec.quietTrigger && !spec.archiveKeys ? 'pages' : 'keys';
+    o.partitionWalk === 'key' || spec.mirror ? 'parent' : spec.quietTrigger && !spec.archiveKeys && !spec.copy && !spec.join ? 'pages' : 'keys';
   const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, partitionWalk));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);

@@ -15,8 +15,8 @@ export type WalkKey =
 
 /**
  * How a partitioned table may be walked, the caller's call from its spec: 'pages' (leaf by leaf by heap pages: a spec
- * whose column a sync trigger keeps in step), 'keys' (leaf by leaf by the key: a spec that writes the walked table
- * only), or 'parent' (the table's key through the parent: a copy, a mirror, a join, or `partitionWalk: 'key'`).
+ * whose column a sync trigger keeps in step), 'keys' (leaf by leaf by the key: any spec driven by the walked rows), or
+ * 'parent' (the table's key through the parent: a mirror, or `partitionWalk: 'key'`).
  */
 export type PartitionWalk = 'pages' | 'keys' | 'parent';
 
