@@ -201,14 +201,15 @@ describe('partitioned tables: which backfills walk the leaves', function () {
       knex: t.knex,
       cwd: oneChangeProject(
         'leaf-which',
-        `addColumn({ table: 'orders', column: { name: 'tag', type: 'text' }, backfill: "'t' || id" }),\nderiveColumn({ table: 'orders', column: { name: 'doubled', type: 'bigint' }, from: ['amount'], up: 'amount * 2' })`,
+        `addColumn({ table: 'orders', column: { name: 'tag', type: 'text' }, backfill: "'t' || orders.id" }),\nderiveColumn({ table: 'orders', column: { name: 'doubled', type: 'bigint' }, from: ['amount'], up: 'amount * 2' })`,
         'addColumn, deriveColumn',
       ),
       backfill: BACKFILL,
       logger: silentLogger,
     });
     await umzug.up();
-    // addColumn: a chunk per leaf, the empty one too, each the whole leaf by its key (no pages).
+    // addColumn: a chunk per leaf, the empty one too, each the whole leaf by its key (no pages); its expression names
+    // the row by the bare table name, as it may on the table itself, and means each leaf's row.
     const byLeafKey = await t.knex.raw<{ rows: { leaf: string; lo: unknown; hi: unknown; end_key: unknown; rows_done: number }[] }>(
       `SELECT leaf::regclass::text AS leaf, lo, hi, end_key, rows_done::int AS rows_done FROM zero_downtime.backfill_chunks WHERE change_index = 0 AND phase = 'expand' ORDER BY leaf`,
     );

@@ -216,7 +216,7 @@ class NextEnd {
  * The batch function of one worker. `prefetch` (a pooled connection to spare per worker) lets the next batch's end
  * be looked up while this batch's UPDATE runs.
  */
-export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
+export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage: number, prefetch: boolean, partitionOf?: TableName): Batch {
   const only = spec.only ?? 'distinct';
   if (walk.kind === 'leaves') return makeLeafBatch(spec, only, rowsPerPage);
   if (walk.kind === 'leaf-keys') return makeLeafKeyBatch(db, walk.columns, spec, rowsPerPage, prefetch);
@@ -264,8 +264,8 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
       await quietTriggers(c, spec);
       const params = [...(lower ?? []), ...(upper ?? [])];
       if (spec.tryFirst && !spec.copy && !spec.mirror && !spec.join) {
-        const fast = keysetRangeUpdateSql(spec.table, cols, spec.tryFirst, only, lower !== null, upper !== null, spec.archiveKeys);
-        const guarded = keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys);
+        const fast = keysetRangeUpdateSql(spec.table, cols, spec.tryFirst, only, lower !== null, upper !== null, spec.archiveKeys, partitionOf);
+        const guarded = keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys, partitionOf);
         updated = await tryThenGuard(c, fast, guarded, async (sql) => (await c.query(sql, params)).rowCount);
         return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
       }
@@ -275,7 +275,7 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
           ? mirrorRangeSqls(spec.table, cols, spec.mirror, lower !== null, upper !== null)
           : spec.join
           ? keysetRangeJoinUpdateSqls(spec.table, cols, spec.set, only, spec.join, lower !== null, upper !== null)
-          : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys)];
+          : [keysetRangeUpdateSql(spec.table, cols, spec.set, only, lower !== null, upper !== null, spec.archiveKeys, partitionOf)];
       for (const write of writes) updated += (await c.query(write, params)).rowCount;
     }
     return { scanned: n, updated, to: finished ? (chunk.hi ?? end ?? lower) : end, finished, nominal: n };
@@ -316,12 +316,16 @@ function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPag
 /**
  * A batch of a walk by the key, leaf by leaf: the keyset batch of the chunk's leaf itself, as if it were the table
  * (a partition has the table's columns and its primary key's index). The leaf is looked up by oid as in
- * makeLeafBatch; the spec's expressions that name the row by the partitioned table name the leaf instead.
+ * makeLeafBatch. A plain update reads the leaf under the table's name (see leafRow in batch-sql.ts); a copy's or a
+ * join's statements name the walked table themselves, so there the expressions that name the row by the partitioned
+ * table name the leaf instead.
  */
 function makeLeafKeyBatch(db: Db, columns: readonly KeyColumn[], spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
   const parent = qualified(spec.table);
   const batches = new Map<string, Batch>();
+  const aliased = !spec.copy && !spec.join && !spec.mirror;
   const onLeaf = (leaf: TableName): BackfillSpec => {
+    if (aliased) return { ...spec, table: leaf };
     const rename = (e: string) => e.split(`${parent}.`).join(`${qualified(leaf)}.`);
     return {
       ...spec,
@@ -337,7 +341,7 @@ function makeLeafKeyBatch(db: Db, columns: readonly KeyColumn[], spec: BackfillS
     const id = `${chunk.leaf}:${qualified(found)}`;
     let batch = batches.get(id);
     if (!batch) {
-      batch = makeBatch(db, { kind: 'keys', columns, source: 'primary key' }, onLeaf({ schema: found.schema, name: found.name }), rowsPerPage, prefetch);
+      batch = makeBatch(db, { kind: 'keys', columns, source: 'primary key' }, onLeaf({ schema: found.schema, name: found.name }), rowsPerPage, prefetch, aliased ? spec.table : undefined);
       batches.set(id, batch);
     }
     return batch(c, chunk, from, size);

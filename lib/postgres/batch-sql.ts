@@ -147,11 +147,14 @@ export function keysetRangeUpdateSql(
   hasFrom: boolean,
   hasTo: boolean,
   archiveKeys?: BackfillSpec['archiveKeys'],
+  partitionOf?: TableName,
 ): string {
+  const row = partitionOf ? leafRow(partitionOf) : null;
+  const own = row ? set.map((s) => ({ column: s.column, expression: row.rewrite(s.expression) })) : set;
   const conds = keyRange(keys, hasFrom, hasTo, 1);
-  conds.push(`(${changedPredicate(set, only)})`);
-  const assignments = set.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
-  const update = `UPDATE ${qualified(table)} SET ${assignments} WHERE ${conds.join(' AND ')}`;
+  conds.push(`(${changedPredicate(own, only)})`);
+  const assignments = own.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
+  const update = `UPDATE ${qualified(table)}${row ? ` AS ${row.alias}` : ''} SET ${assignments} WHERE ${conds.join(' AND ')}`;
   // The unused `_zd_batch` CTE is never run; it gives the batch a pg_stat_statements entry the application's own
   // UPDATE of the same shape cannot share (a repair after the cutover is not a "user" of the old column).
   if (!archiveKeys) return `WITH _zd_batch AS (SELECT 1) ${update}`;
@@ -216,10 +219,11 @@ SELECT (SELECT count(*) FROM ${t} WHERE ${range})::int AS scanned, (SELECT count
 /**
  * A leaf partition read or written as itself under an alias: a change's expressions name the row by the partitioned
  * table's qualified name (its guard subqueries do), which means nothing in a statement on the leaf, so those names
- * are pointed at the alias.
+ * are pointed at the alias. The alias is the partitioned table's own name, so an author's expression that names the
+ * row by the bare table name (`events.first_name`), as it may on the table itself, means the leaf's row too.
  */
 function leafRow(partitionOf: TableName): { alias: string; rewrite: (expression: string) => string } {
-  const alias = ident('_zd_row');
+  const alias = ident(partitionOf.name);
   return { alias, rewrite: (expression) => expression.split(`${qualified(partitionOf)}.`).join(`${alias}.`) };
 }
 
