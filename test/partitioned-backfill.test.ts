@@ -68,10 +68,11 @@ describe('partitioned tables: the backfill walks each leaf partition by its heap
     let during: StatusReport | null = null;
     const remove = umzug.engine.addBatchGuard(async (p) => {
       if (p.phase !== 'expand') return;
-      batches++;
+      // Numbered before the first await: the two workers' guards interleave.
+      const n = ++batches;
       const held = await count(t.knex, `SELECT count(DISTINCT leaf)::int AS n FROM zero_downtime.backfill_chunks WHERE owner IS NOT NULL AND NOT done`);
       mostLeavesAtOnce = Math.max(mostLeavesAtOnce, held);
-      if (batches === 12) during = await buildStatus(umzug);
+      if (n === 12) during = await buildStatus(umzug);
     });
     try {
       await umzug.up();
@@ -97,7 +98,7 @@ describe('partitioned tables: the backfill walks each leaf partition by its heap
 
     // Mid-run, `status` listed each partition reached so far with its pages and rows; its JSON holds the same.
     const mid = during as StatusReport | null;
-    expect(mid).to.not.equal(null);
+    expect(mid, `no status taken: the backfill ran ${batches} batches in ${all.length} chunks`).to.not.equal(null);
     const parts = mid!.migrations[0]!.changes[0]!.backfill!.partitions!;
     expect(parts.map((p) => p.partition).sort()).to.include.members(['public.orders_eu', 'public.orders_us']);
     expect(parts.some((p) => p.rowsDone > 0 && p.pagesDone !== null && p.pages !== null && p.pagesDone > 0 && p.pagesDone <= p.pages)).to.equal(true);
