@@ -1,13 +1,12 @@
 import { sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
-import { ctidRangeUpdateSql, LEAF_NAME_SQL, LEAF_PAGES_SQL, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql } from '../postgres/batch-sql.js';
+import { ctidRangeUpdateSql, LEAF_NAME_SQL, LEAF_PAGES_SQL, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql, rowNamedAs, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
 import { isPartitioned } from '../postgres/catalog.js';
 import { BACKFILL_QUIET_SETTING } from '../postgres/triggers.js';
 import { copyRangeSql, mirrorRangeSqls } from '../postgres/table-sync.js';
 import type { Bound, Chunk, ChunkStore } from './chunks.js';
 import type { WalkKey } from './walk-key.js';
-import type { KeyColumn } from '../postgres/batch-sql.js';
 
 export interface BatchResult {
   readonly scanned: number;
@@ -288,7 +287,6 @@ export function makeBatch(db: Db, walk: WalkKey, spec: BackfillSpec, rowsPerPage
  * its pages were planned, its rows are no longer this table's, and the chunk ends with nothing written.
  */
 function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPage: number): Batch {
-  const parent = qualified(spec.table);
   const sqls = new Map<string, { sql: string; fast: string | null }>();
   const sqlFor = (leaf: TableName) => {
     const k = qualified(leaf);
@@ -302,15 +300,22 @@ function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPag
   return async (c, chunk, from, size) => {
     const start = Number((from ?? chunk.lo ?? ['0'])[0]);
     const hi = Number(chunk.hi![0]);
-    const found = chunk.leaf === null ? undefined : (await c.query<{ schema: string; name: string }>(LEAF_NAME_SQL, [chunk.leaf, parent])).rows[0];
+    const found = await leafNow(c, chunk, spec.table);
     if (!found || start >= hi) return { scanned: 0, updated: 0, to: [String(hi)], finished: true, nominal: 0 };
     const to = Math.min(hi, start + Math.max(1, Math.round(size / rowsPerPage)));
-    const { sql, fast } = sqlFor({ schema: found.schema, name: found.name });
+    const { sql, fast } = sqlFor(found);
     await quietTriggers(c, spec);
     const write = async (q: string) => (await c.query<{ scanned: number; updated: number }>(q, [start, to])).rows[0]!;
     const r = fast ? await tryThenGuard(c, fast, sql, write) : await write(sql);
     return { scanned: r.scanned, updated: r.updated, to: [String(to)], finished: to >= hi, nominal: (to - start) * rowsPerPage };
   };
+}
+
+/** The chunk's leaf as it is named now, in the batch's transaction; undefined once it is no longer below `table`. */
+async function leafNow(c: Connection, chunk: Chunk, table: TableName): Promise<TableName | undefined> {
+  if (chunk.leaf === null) return undefined;
+  const r = await c.query<{ schema: string; name: string }>(LEAF_NAME_SQL, [chunk.leaf, qualified(table)]);
+  return r.rows[0] ? { schema: r.rows[0].schema, name: r.rows[0].name } : undefined;
 }
 
 /**
@@ -321,27 +326,21 @@ function makeLeafBatch(spec: BackfillSpec, only: 'distinct' | 'null', rowsPerPag
  * table name the leaf instead.
  */
 function makeLeafKeyBatch(db: Db, columns: readonly KeyColumn[], spec: BackfillSpec, rowsPerPage: number, prefetch: boolean): Batch {
-  const parent = qualified(spec.table);
   const batches = new Map<string, Batch>();
   const aliased = !spec.copy && !spec.join && !spec.mirror;
   const onLeaf = (leaf: TableName): BackfillSpec => {
     if (aliased) return { ...spec, table: leaf };
-    const rename = (e: string) => e.split(`${parent}.`).join(`${qualified(leaf)}.`);
-    return {
-      ...spec,
-      table: leaf,
-      set: spec.set.map((s) => ({ column: s.column, expression: rename(s.expression) })),
-      ...(spec.tryFirst ? { tryFirst: spec.tryFirst.map((s) => ({ column: s.column, expression: rename(s.expression) })) } : {}),
-    };
+    const as = qualified(leaf);
+    return { ...spec, table: leaf, set: rowNamedAs(spec.set, spec.table, as), ...(spec.tryFirst ? { tryFirst: rowNamedAs(spec.tryFirst, spec.table, as) } : {}) };
   };
   return async (c, chunk, from, size) => {
-    const found = chunk.leaf === null ? undefined : (await c.query<{ schema: string; name: string }>(LEAF_NAME_SQL, [chunk.leaf, parent])).rows[0];
+    const found = await leafNow(c, chunk, spec.table);
     if (!found) return { scanned: 0, updated: 0, to: from, finished: true, nominal: 0 };
     // By oid and name: a leaf renamed meanwhile gets statements with its new name.
     const id = `${chunk.leaf}:${qualified(found)}`;
     let batch = batches.get(id);
     if (!batch) {
-      batch = makeBatch(db, { kind: 'keys', columns, source: 'primary key' }, onLeaf({ schema: found.schema, name: found.name }), rowsPerPage, prefetch, aliased ? spec.table : undefined);
+      batch = makeBatch(db, { kind: 'keys', columns, source: 'primary key' }, onLeaf(found), rowsPerPage, prefetch, aliased ? spec.table : undefined);
       batches.set(id, batch);
     }
     return batch(c, chunk, from, size);

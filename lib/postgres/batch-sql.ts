@@ -57,14 +57,12 @@ export const HEAP_LEAVES_SQL = `SELECT n.nspname::text AS schema, c.relname::tex
  * One verification chunk by heap pages [$1, $2) (a TID range scan, PostgreSQL 14+): the rows there, those where any
  * `column IS DISTINCT FROM expression`, and up to 5 of their keys. The heap is read in its own order, with no index
  * walk and no sort: a 1M-row table in about a tenth of the time of key-ordered chunks.
- * With `partitionOf`, `table` is a leaf partition of that table, read as itself (see leafRow).
+ * With `partitionOf`, `table` is a leaf partition of that table, read as itself (see asLeaf).
  */
 export function verifyPagesSql(table: TableName, keys: readonly KeyColumn[], equal: readonly { column: string; expression: string }[], partitionOf?: TableName): string {
-  const row = partitionOf ? leafRow(partitionOf) : null;
-  const t = row ? `${qualified(table)} AS ${row.alias}` : qualified(table);
+  const { target: t, own } = asLeaf(table, equal, partitionOf);
   const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
-  const asRow = (expression: string) => (row ? row.rewrite(expression) : expression);
-  const bad = equal.map((e) => `${ident(e.column)} IS DISTINCT FROM (${asRow(e.expression)})`).join(' OR ');
+  const bad = own.map((e) => `${ident(e.column)} IS DISTINCT FROM (${e.expression})`).join(' OR ');
   const keyList = keys.map((k, i) => `${ident(k.name)} AS ${alias(i)}`).join(', ');
   const keyText = keys.map((_k, i) => `${alias(i)}::text`).join(', ');
   // The keys are turned into JSON for the rows that disagree only (an aggregate's FILTER is tested before its argument).
@@ -149,12 +147,11 @@ export function keysetRangeUpdateSql(
   archiveKeys?: BackfillSpec['archiveKeys'],
   partitionOf?: TableName,
 ): string {
-  const row = partitionOf ? leafRow(partitionOf) : null;
-  const own = row ? set.map((s) => ({ column: s.column, expression: row.rewrite(s.expression) })) : set;
+  const { target, own } = asLeaf(table, set, partitionOf);
   const conds = keyRange(keys, hasFrom, hasTo, 1);
   conds.push(`(${changedPredicate(own, only)})`);
   const assignments = own.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
-  const update = `UPDATE ${qualified(table)}${row ? ` AS ${row.alias}` : ''} SET ${assignments} WHERE ${conds.join(' AND ')}`;
+  const update = `UPDATE ${target} SET ${assignments} WHERE ${conds.join(' AND ')}`;
   // The unused `_zd_batch` CTE is never run; it gives the batch a pg_stat_statements entry the application's own
   // UPDATE of the same shape cannot share (a repair after the cutover is not a "user" of the old column).
   if (!archiveKeys) return `WITH _zd_batch AS (SELECT 1) ${update}`;
@@ -207,32 +204,42 @@ export function ctidRangeUpdateSql(
   only: 'distinct' | 'null',
   partitionOf?: TableName,
 ): string {
-  const t = qualified(table);
   const range = `ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid`;
-  const row = partitionOf ? leafRow(partitionOf) : null;
-  const own = row ? set.map((s) => ({ column: s.column, expression: row.rewrite(s.expression) })) : set;
+  const { target, own } = asLeaf(table, set, partitionOf);
   const assignments = own.map((s) => `${ident(s.column)} = (${s.expression})`).join(', ');
-  return `WITH _zd_u AS (UPDATE ${t}${row ? ` AS ${row.alias}` : ''} SET ${assignments} WHERE ${range} AND (${changedPredicate(own, only)}) RETURNING 1)
-SELECT (SELECT count(*) FROM ${t} WHERE ${range})::int AS scanned, (SELECT count(*) FROM _zd_u)::int AS updated`;
+  return `WITH _zd_u AS (UPDATE ${target} SET ${assignments} WHERE ${range} AND (${changedPredicate(own, only)}) RETURNING 1)
+SELECT (SELECT count(*) FROM ${qualified(table)} WHERE ${range})::int AS scanned, (SELECT count(*) FROM _zd_u)::int AS updated`;
 }
 
 /**
- * A leaf partition read or written as itself under an alias: a change's expressions name the row by the partitioned
- * table's qualified name (its guard subqueries do), which means nothing in a statement on the leaf, so those names
- * are pointed at the alias. The alias is the partitioned table's own name, so an author's expression that names the
- * row by the bare table name (`events.first_name`), as it may on the table itself, means the leaf's row too.
+ * `column = expression` pairs whose expressions name the row by `table` (a change's guard subqueries do, by its
+ * qualified name) pointed at `as` instead: an alias, or another table's qualified name.
  */
-function leafRow(partitionOf: TableName): { alias: string; rewrite: (expression: string) => string } {
-  const alias = ident(partitionOf.name);
-  return { alias, rewrite: (expression) => expression.split(`${qualified(partitionOf)}.`).join(`${alias}.`) };
+export function rowNamedAs<T extends { readonly column: string; readonly expression: string }>(pairs: readonly T[], table: TableName, as: string): T[] {
+  return pairs.map((p) => ({ ...p, expression: p.expression.split(`${qualified(table)}.`).join(`${as}.`) }));
 }
 
 /**
- * $1 = a relation's oid, $2 = a partitioned table: the relation's schema and name while it is still a leaf partition
- * somewhere below that table, else no row (detached or dropped since a backfill planned its pages: no longer its rows).
+ * What a statement names `table` by (`target`) and its expressions as they must read there (`own`). With
+ * `partitionOf`, `table` is a leaf partition of that table, read or written as itself under the partitioned table's
+ * own name as alias: the expressions' qualified names of the partitioned table mean nothing on the leaf and are
+ * pointed at the alias, and an author's expression that names the row by the bare table name (`events.first_name`),
+ * as it may on the table itself, means the leaf's row too.
+ */
+function asLeaf<T extends { readonly column: string; readonly expression: string }>(table: TableName, pairs: readonly T[], partitionOf?: TableName): { target: string; own: readonly T[] } {
+  if (!partitionOf) return { target: qualified(table), own: pairs };
+  const alias = ident(partitionOf.name);
+  return { target: `${qualified(table)} AS ${alias}`, own: rowNamedAs(pairs, partitionOf, alias) };
+}
+
+/**
+ * $1 = a leaf partition's oid, $2 = a partitioned table: the leaf's schema and name while it is still a partition
+ * somewhere below that table, else no row (detached or dropped since a backfill planned it: no longer its rows). Run
+ * before every batch: pg_partition_root climbs the leaf's few ancestors, where pg_partition_tree would list the whole
+ * tree.
  */
 export const LEAF_NAME_SQL = `SELECT n.nspname::text AS schema, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.oid = $1::oid AND c.oid IN (SELECT relid FROM pg_partition_tree($2::regclass) WHERE isleaf)`;
+  WHERE c.oid = $1::oid AND pg_partition_root(c.oid) = $2::regclass`;
 
 /**
  * $1 = a partitioned table: its leaf partitions (oid order, so a partition created later comes later), each with its
