@@ -73,7 +73,7 @@ describe('backfill workers and lost connections', function () {
   it('a chunk planned ahead goes to whichever worker runs out first; planning ahead and in line never overlap', async () => {
     const db = new Db(knex);
     const state = new StateStore(db, 'zero_downtime');
-    await ChunkStore.ensure(db, state);
+    await state.ensure();
     const key = { migration: 'm1', changeIndex: 0, phase: 'expand' as const };
     await state.startBackfill(key.migration, key.changeIndex, key.phase, ROWS);
     const chunks = new ChunkStore(db, state, key, '2026-01-01 00:00:00+00');

@@ -74,11 +74,6 @@ export class ChunkStore {
     return [this.key.migration, this.key.changeIndex, this.key.phase, this.generation];
   }
 
-  /** The state schema, with its chunk table (layout version 4, lib/engine/state-layout.ts). */
-  static async ensure(_db: Db, state: StateStore): Promise<void> {
-    await state.ensure();
-  }
-
   /**
    * How far each leaf partition's pages are planned, and where its walk ends (the pages it had when its first chunk
    * was planned), for a backfill walked leaf by leaf.

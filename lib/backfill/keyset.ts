@@ -151,7 +151,7 @@ const RETRYABLE_BATCH = new Set(['55P03', '40P01', '40001', '57014']);
 export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgress> {
   const { db, state, key, spec } = run;
   const o = { ...DEFAULT_BACKFILL, ...run.options };
-  await ChunkStore.ensure(db, state);
+  await state.ensure(); // the chunk table is part of the state's layout (version 4)
   // Leaf by leaf by pages only where a sync trigger keeps the written column in step on every other write: a row an
   // application updates moves to another page, maybe one already walked, and without the trigger it would be missed
   // there (addColumn's backfill has none: it walks each leaf by the key, which finds the row wherever it moved). A
