@@ -1,4 +1,5 @@
 import type { Connection } from '../db/db.js';
+import { TABLE_KIND_SQL } from './batch-sql.js';
 import { qualified, tableLabel, type TableName } from './identifiers.js';
 
 export interface ColumnInfo {
@@ -132,8 +133,8 @@ export async function relationExists(conn: Connection, name: string): Promise<bo
 
 /** Whether `table` is a partitioned table (relkind p): what asks for pg_partition_tree (PostgreSQL 12+) and what not. */
 export async function isPartitioned(conn: Pick<Connection, 'query'>, table: TableName): Promise<boolean> {
-  const r = await conn.query<{ p: boolean }>(`SELECT relkind = 'p' AS p FROM pg_class WHERE oid = $1::regclass`, [qualified(table)]);
-  return r.rows[0]?.p ?? false;
+  const r = await conn.query<{ relkind: string }>(TABLE_KIND_SQL, [qualified(table)]);
+  return r.rows[0]?.relkind === 'p';
 }
 
 /** Reads what the engine needs of each table; tables that do not exist are simply absent from the snapshot. */
