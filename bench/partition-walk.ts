@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { zeroDowntime, type EngineEvent } from '../lib/index.js';
-import { USERS_DDL, USERS_FILL } from './peer-tools.js';
+import { partitionedUsersDdl, USERS_FILL } from './peer-tools.js';
 import { client, copyOfTemplate, cpuTimes, dropBenchDatabase, fillUsers, fmt, parseSize, runIfMain, startPgbenchLoad, stolenSince, urlFor } from './support.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -64,14 +64,7 @@ async function template(rows: number, partitions: number, by: By, order: 'key' |
   }
   const c = await client(urlFor(name));
   try {
-    const step = Math.ceil(rows / partitions);
-    await c.query(`${USERS_DDL} PARTITION BY ${by === 'range' ? 'RANGE' : 'HASH'} (id)`);
-    for (let i = 0; i < partitions; i++) {
-      const from = i === 0 ? 'MINVALUE' : String(1 + i * step);
-      const to = i === partitions - 1 ? 'MAXVALUE' : String(1 + (i + 1) * step);
-      const bound = by === 'range' ? `FROM (${from}) TO (${to})` : `WITH (MODULUS ${partitions}, REMAINDER ${i})`;
-      await c.query(`CREATE TABLE ${pg.escapeIdentifier(`users_p${i}`)} PARTITION OF users FOR VALUES ${bound}`);
-    }
+    for (const ddl of partitionedUsersDdl(rows, partitions, by)) await c.query(ddl);
     const t0 = performance.now();
     if (order === 'key') await fillUsers(c, rows);
     else {

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type pg from 'pg';
+import pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /**
@@ -87,6 +87,24 @@ export const USERS_DDL = `CREATE TABLE users (
   city text,
   bio text
 )`;
+
+/**
+ * USERS_DDL partitioned into `partitions`, by RANGE (id) in equal ranges for `rows` rows (MINVALUE and MAXVALUE at
+ * the ends: inserts past the loaded ids, as the sequence goes on, still have a home) or by HASH (id).
+ */
+export function partitionedUsersDdl(rows: number, partitions: number, by: 'range' | 'hash' = 'range'): string[] {
+  const step = Math.ceil(rows / partitions);
+  const users = pg.escapeIdentifier('users');
+  return [
+    `${USERS_DDL} PARTITION BY ${by === 'range' ? 'RANGE' : 'HASH'} (id)`,
+    ...Array.from({ length: partitions }, (_x, i) => {
+      const name = pg.escapeIdentifier(`users_p${String(i).padStart(String(partitions - 1).length, '0')}`);
+      const from = i === 0 ? 'MINVALUE' : String(1 + i * step);
+      const to = i === partitions - 1 ? 'MAXVALUE' : String(1 + (i + 1) * step);
+      return `CREATE TABLE ${name} PARTITION OF ${users} FOR VALUES ${by === 'range' ? `FROM (${from}) TO (${to})` : `WITH (MODULUS ${partitions}, REMAINDER ${i})`}`;
+    }),
+  ];
+}
 
 /** Rows lo..hi: about 100 bytes each on disk, payload included. */
 export const USERS_FILL = `INSERT INTO users (id, first_name, last_name, score, email, city, bio)

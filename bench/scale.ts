@@ -24,7 +24,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { checkWork, FROM_SOURCE, OURS_OPTIONS, ourProject, pacerSummary, runUmzug, USERS_DDL, WORKLOADS, type CommandRun, type Workload } from './peer-tools.js';
+import { checkWork, FROM_SOURCE, OURS_OPTIONS, ourProject, pacerSummary, partitionedUsersDdl, runUmzug, USERS_DDL, WORKLOADS, type CommandRun, type Workload } from './peer-tools.js';
 import { buildPackage, client, copyOfTemplate, cpuTimes, dropBenchDatabase, fillUsers, fmt, freshBenchDatabase, parseSize, runIfMain, stolenSince, urlFor } from './support.js';
 
 const PREFIX = 'zdt_scale_';
@@ -158,19 +158,7 @@ function targetOf(rows: number, shape: Shape, partitions: number): Target {
 
 /** USERS_DDL as is, or the same columns partitioned by RANGE (id) into equal ranges (the last one open-ended). */
 function tableDdl(t: Target, partitions: number): string[] {
-  if (t.shape === 'plain') return [USERS_DDL];
-  const step = Math.ceil(t.rows / partitions);
-  const users = pg.escapeIdentifier('users');
-  return [
-    `${USERS_DDL} PARTITION BY RANGE (id)`,
-    ...Array.from({ length: partitions }, (_x, i) => {
-      const name = pg.escapeIdentifier(`users_p${String(i).padStart(String(partitions - 1).length, '0')}`);
-      // MINVALUE and MAXVALUE at the ends: inserts past the loaded ids (the sequence goes on from them) still have a home.
-      const from = i === 0 ? 'MINVALUE' : String(1 + i * step);
-      const to = i === partitions - 1 ? 'MAXVALUE' : String(1 + (i + 1) * step);
-      return `CREATE TABLE ${name} PARTITION OF ${users} FOR VALUES FROM (${from}) TO (${to})`;
-    }),
-  ];
+  return t.shape === 'plain' ? [USERS_DDL] : partitionedUsersDdl(t.rows, partitions);
 }
 
 /**
