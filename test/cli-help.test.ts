@@ -8,7 +8,7 @@ describe('`umzug --help` works in a fresh project with no config and no database
   it('the top-level help and every command’s help exit 0 and describe the command; a real command still says what is missing', async () => {
     // No umzug.config.*, no knexfile, DATABASE_URL unset: nothing to connect to.
     const p = cliProject('help', { type: 'module' }, '');
-    const top = await p.run(['--help'], { DATABASE_URL: undefined });
+    const top = await p.run(['--help'], { DATABASE_URL: undefined }, { spawn: true });
     expect(top.code, top.stderr).to.equal(0);
     for (const c of COMMANDS) expect(top.stdout).to.match(new RegExp(`\\b${c}\\b`));
     const pages = await Promise.all(COMMANDS.map((c) => p.run([c, '--help'], { DATABASE_URL: undefined })));

@@ -70,7 +70,7 @@ exports.down = async (knex) => { await knex.raw('DROP TABLE notes'); };
   });
 
   it('up, status and down through the knexfile’s development config', async () => {
-    const up = await p.run(['up', '--json']);
+    const up = await p.run(['up', '--json'], {}, { spawn: true });
     expect(up.code, up.stderr).to.equal(0);
     const applied = jsonOut<{ command: string; applied: string[]; waiting: { name: string; reasons: string[] }[] }>(up);
     expect(applied.command).to.equal('up');

@@ -3,11 +3,15 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compiledBin, compiledIndex } from './support/compiled-lib.js';
+import { runInProcess } from './support/cli-in-process.js';
 
 /** The real `umzug` bin, lib/ compiled (see compiled-lib.ts): run by plain node, as a user's project runs it. */
 export const BIN = compiledBin();
 // The project folder is elsewhere: tsx must be given by location, not by name.
 export const TSX = import.meta.resolve('tsx');
+
+/** ZDT_CLI_SPAWN=1: every `run` spawns the bin, as the suite did before runs moved in-process (a check of the harness). */
+const SPAWN_ALWAYS = process.env.ZDT_CLI_SPAWN === '1';
 
 export interface RunResult {
   readonly code: number | null;
@@ -19,8 +23,12 @@ export interface CliProject {
   readonly dir: string;
   write(file: string, body: string): string;
   files(folder: string): string[];
-  /** Runs the real `umzug` bin in the project folder. */
-  run(args: readonly string[], env?: Record<string, string | undefined>): Promise<RunResult>;
+  /**
+   * Runs the `umzug` command line in the project folder: the bin's own `main` in this process (see
+   * support/cli-in-process.ts), or the real bin in a process of its own with `{ spawn: true }` (or ZDT_CLI_SPAWN=1 for
+   * every run), where what is tested is the process: its exit, its signals, its start without a project.
+   */
+  run(args: readonly string[], env?: Record<string, string | undefined>, how?: { spawn?: boolean }): Promise<RunResult>;
 }
 
 /**
@@ -52,10 +60,18 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
         return [];
       }
     },
-    run(args, env = {}) {
+    async run(args, env = {}, how = {}) {
+      const fullEnv = { DATABASE_URL: databaseUrl, NO_COLOR: '1', FORCE_COLOR: '0', ...env };
+      if (!how.spawn && !SPAWN_ALWAYS) {
+        const r = await runInProcess(dir, args, fullEnv);
+        if (r) {
+          if (args.includes('--json')) jsonLines(r.stdout, r.stderr);
+          return r;
+        }
+      }
       const child = spawn(process.execPath, [BIN, ...args], {
         cwd: dir,
-        env: { ...process.env, DATABASE_URL: databaseUrl, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+        env: { ...process.env, ...fullEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

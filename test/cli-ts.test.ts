@@ -125,7 +125,8 @@ export default config;
   });
 
   it('up, then status (a table of migrations × phases), verify (mismatches exit non-zero with sample keys), down', async () => {
-    const up = await p.run(['up']);
+    // These two in a process of their own: the command must also end its process (no pool, timer or socket left).
+    const up = await p.run(['up'], {}, { spawn: true });
     expect(up.code, up.stderr).to.equal(0);
     const status = jsonOut<StatusReport>(await p.run(['status', '--json']));
     expect(status.migrations.map((m) => [m.expand, m.contract])).to.deep.equal([
@@ -154,7 +155,7 @@ export default config;
     await knex.raw(`UPDATE users SET surname = last_name WHERE id = 7`);
     expect((await p.run(['verify'])).code).to.equal(0);
 
-    const down = await p.run(['down', '--to', '0']);
+    const down = await p.run(['down', '--to', '0'], {}, { spawn: true });
     expect(down.code, down.stderr).to.equal(0);
     const cols = await knex.raw(`SELECT string_agg(column_name, ',' ORDER BY column_name) AS c FROM information_schema.columns WHERE table_name = 'users'`);
     expect((cols as { rows: { c: string }[] }).rows[0]!.c).to.equal('first_name,id,last_name');

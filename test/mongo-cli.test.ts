@@ -108,7 +108,7 @@ export default defineMigration({
     const nothing = await p.run(['backfill'], mongoUp);
     expect(nothing.stdout).to.match(/No backfill to run/);
 
-    const up = await p.run(['up', '--json'], mongoUp);
+    const up = await p.run(['up', '--json'], mongoUp, { spawn: true });
     expect(up.code, up.stdout + up.stderr).to.equal(0);
     expect(jsonOut<{ applied: string[] }>(up).applied).to.deep.equal(['2026.01.01T00.00.00.people.ts:expand']);
 

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 /**
  * Loads a migration or config file by URL. A plain `import()` would do, but tsc turns it into require() in the
  * CommonJS build, and require() can load neither a file URL nor an ES module; a function built at run time keeps
@@ -6,6 +8,25 @@
 const dynamicImport = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
 
 const TYPESCRIPT = /\.[cm]?ts$/i;
+let generation = 0;
+
+/**
+ * From the second call in a process on, project files are imported afresh: Node keeps every module it loaded by URL
+ * (CommonJS ones by path), so a second CLI run in one process (the bin's `main` called again, as a test runner or a
+ * REPL does) would see the config and migrations as the first run found them, not as they are on disk now.
+ */
+export function freshProjectImports(): void {
+  generation++;
+}
+
+/** The URL to import: a project file (not a package's) gets a query of this generation, and leaves the require cache. */
+function freshUrl(specifier: string, file: string): string {
+  if (generation < 2 || !specifier.startsWith('file:') || file.includes('/node_modules/')) return specifier;
+  delete createRequire(file).cache[file];
+  const url = new URL(specifier);
+  url.searchParams.set('umzug-load', String(generation));
+  return url.href;
+}
 let typescript: Promise<void> | null = null;
 
 /**
@@ -14,11 +35,11 @@ let typescript: Promise<void> | null = null;
  * project never loads it, nor installs esbuild.
  */
 export async function importModule(specifier: string): Promise<Record<string, unknown>> {
-  const path = specifier.startsWith('file:') ? new URL(specifier).pathname : specifier;
+  const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : specifier;
   // Node keeps a failed load of a URL, so tsx is registered before the first TypeScript file, not after a failure.
   // Under a loader already (tsx, ts-node), registering tsx once more changes nothing that file will see.
   if (TYPESCRIPT.test(path) && !nativeTypeScript()) await (typescript ??= registerTypeScript(path));
-  return dynamicImport(specifier);
+  return dynamicImport(freshUrl(specifier, path));
 }
 
 /** Node's own type stripping (22.6+ with the flag, 23.6+ by default) loads .ts files without tsx. */
