@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { zeroDowntime, type EngineEvent } from '../lib/index.js';
+import { Db } from '../lib/db/db.js';
+import { batchWalCompression } from '../lib/postgres/wal-compression.js';
 import { knexFor, silentLogger } from './support/pg.js';
 import { renameProject } from './support/project.js';
 import { startReplicatedServer, type ReplicatedServer } from './support/replica.js';
@@ -34,6 +36,8 @@ describe('backfill throttled by replication lag (a real WAL receiver, stalled an
   it('pauses while the standby has stopped acknowledging, holds its progress, and finishes once the standby catches up', async () => {
     const streaming = await knex.raw<{ rows: { n: number }[] }>(`SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'`);
     expect(streaming.rows[0]!.n, 'the WAL receiver is connected').to.equal(1);
+    // With a standby attached the batches' page images are compressed with pglz, which every build can replay.
+    expect(await batchWalCompression(new Db(knex))).to.equal('pglz');
 
     const project = renameProject('replication-lag', { file: '001.parts-sku.ts', table: 'parts', from: 'code', to: 'sku' });
     const throttles: { at: number; state: string; reason: string }[] = [];

@@ -1,4 +1,4 @@
-import { isConnectionLost, sqlState, type Db } from '../db/db.js';
+import { isConnectionLost, setLocal, sqlState, type Db } from '../db/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
 import { LeaseLostError, type LeaseTiming } from '../engine/lease.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
@@ -13,6 +13,7 @@ import { WorkerLease } from './lease.js';
 import { Throttle, type HealthCheck, type ThrottleEvent } from './throttle.js';
 import { resolveWalkKey, type PartitionWalk, type WalkKey } from './walk-key.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
+import { batchWalCompression } from '../postgres/wal-compression.js';
 import { sleep } from '../db/timing.js';
 
 export interface CanarySettings {
@@ -162,6 +163,13 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, partitionWalk));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);
+  const walCompression = await batchWalCompression(db);
+  const batchSettings: [string, string][] = [
+    ['lock_timeout', `${run.lock.lockTimeoutMs}ms`],
+    ['statement_timeout', `${o.batchTimeoutMs ?? 10_000}ms`],
+    ['synchronous_commit', 'off'],
+    ...(walCompression ? [['wal_compression', walCompression] as [string, string]] : []),
+  ];
   const totalEstimate = Math.max(run.totalEstimate, stats.rows);
   await state.startBackfill(key.migration, key.changeIndex, key.phase, totalEstimate);
   const gen = await db.query<{ g: string }>(
@@ -279,15 +287,8 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
               const res = await db.transaction(async (conn) => {
                 // synchronous_commit off: the batch and its progress commit together, so a server crash that loses
                 // the last commits loses both, and the resume redoes exactly those rows. The commit that records the
-                // phase as done is synchronous and flushes everything before it.
-                await conn.query('SELECT set_config($1, $2, true), set_config($3, $4, true), set_config($5, $6, true)', [
-                  'lock_timeout',
-                  `${run.lock.lockTimeoutMs}ms`,
-                  'statement_timeout',
-                  `${o.batchTimeoutMs ?? 10_000}ms`,
-                  'synchronous_commit',
-                  'off',
-                ]);
+                // phase as done is synchronous and flushes everything before it. wal_compression: batchWalCompression.
+                await setLocal(conn, batchSettings);
                 const b = await batch(conn, chunk, from, Math.min(sizer.size, throttle.batchCap(sizer.rowsPerMs)));
                 const totals = await chunks.advance(conn, chunk.chunkNo, lease.key, from, b.to, b.scanned, b.updated, b.finished);
                 if (!totals) throw new ProgressMoved();

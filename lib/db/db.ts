@@ -39,6 +39,12 @@ interface KnexClientInternals {
   releaseConnection(c: RawDriverConnection): Promise<void>;
 }
 
+/** Sets each setting for the rest of the connection's transaction (`set_config(name, value, true)`), in one round trip. */
+export async function setLocal(conn: Connection, settings: readonly (readonly [string, string])[]): Promise<void> {
+  if (settings.length === 0) return;
+  await conn.query(`SELECT ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`, settings.flat());
+}
+
 /**
  * The engine talks to the driver connection that Knex pools, not through knex.raw: knex.raw rewrites every `?`
  * in the text into a binding, which would corrupt user SQL such as jsonb's `?` operator. Values still travel as
