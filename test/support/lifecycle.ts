@@ -14,6 +14,18 @@ import { expectCleanRun } from './writers.js';
 /** One statement (or a few) the application runs per loop turn; `i` counts the turns, `maxId` is the largest id seen. */
 export type AppStep = (c: pg.Client, i: number, maxId: number) => Promise<void>;
 
+/** An application step that retries a deadlock (40P01) as applications do, ending the failed transaction first. */
+export const retryDeadlock = (step: AppStep): AppStep => async (c, i, maxId) => {
+  for (;;) {
+    try {
+      return await step(c, i, maxId);
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      if ((e as { code?: string }).code !== '40P01') throw e;
+    }
+  }
+};
+
 export interface LifecycleCase {
   /** SQL that makes the tables and rows the change works on (a fresh database of the case's own). */
   readonly setup: string;
