@@ -18,7 +18,11 @@ describe('backfill batches and wal_compression', function () {
   // Roles are the server's, not the database's: dropped here, not with the run's databases.
   after(async () => {
     const admin = await pgClient(urlFor('postgres'));
-    await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`).finally(() => admin.end());
+    await admin
+      .query(`REVOKE SET ON PARAMETER wal_compression FROM ${pg.escapeIdentifier(role)}`)
+      .catch(() => undefined)
+      .then(() => admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`))
+      .finally(() => admin.end());
   });
 
   it("a batch's UPDATE runs with compression on: it writes what its own transaction sees", async () => {
@@ -42,12 +46,15 @@ export default defineMigration({ changes: [addColumn({ table: 'items', column: {
     expect(server.rows[0]!.wal_compression, 'the session keeps the server setting').to.equal('off');
   });
 
-  it('leaves it alone where the session may not set it, and where the server has a setting of its own', async () => {
+  it('leaves it alone where the session may not set it (until granted SET on it), and where the database has a setting of its own', async () => {
     expect(await batchWalCompression(t.db)).to.be.oneOf(['lz4', 'pglz']);
     await t.knex.raw(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN`);
     const plain = knexFor(`${urlFor(testDatabaseName('backfill_walc')).replace('postgres@', `${role}@`)}`, 1);
     try {
       expect(await batchWalCompression(new Db(plain)), 'not a superuser').to.equal(null);
+      // PostgreSQL 15+: a role granted SET on the parameter may set it.
+      await t.knex.raw(`GRANT SET ON PARAMETER wal_compression TO ${pg.escapeIdentifier(role)}`);
+      expect(await batchWalCompression(new Db(plain)), 'granted SET').to.be.oneOf(['lz4', 'pglz']);
     } finally {
       await plain.destroy();
     }
