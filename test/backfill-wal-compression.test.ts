@@ -49,7 +49,7 @@ export default defineMigration({ changes: [addColumn({ table: 'items', column: {
   it('leaves it alone where the session may not set it (until granted SET on it), and where the database has a setting of its own', async () => {
     expect(await batchWalCompression(t.db)).to.be.oneOf(['lz4', 'pglz']);
     await t.knex.raw(`CREATE ROLE ${pg.escapeIdentifier(role)} LOGIN`);
-    const plain = knexFor(`${urlFor(testDatabaseName('backfill_walc')).replace('postgres@', `${role}@`)}`, 1);
+    const plain = knexFor(t.url.replace('postgres@', `${role}@`), 1);
     try {
       expect(await batchWalCompression(new Db(plain)), 'not a superuser').to.equal(null);
       // PostgreSQL 15+: a role granted SET on the parameter may set it.
@@ -59,7 +59,7 @@ export default defineMigration({ changes: [addColumn({ table: 'items', column: {
       await plain.destroy();
     }
     await t.knex.raw(`ALTER DATABASE ${pg.escapeIdentifier(testDatabaseName('backfill_walc'))} SET wal_compression = 'pglz'`);
-    const fresh = knexFor(urlFor(testDatabaseName('backfill_walc')), 1);
+    const fresh = knexFor(t.url, 1);
     try {
       expect(await batchWalCompression(new Db(fresh)), "the database's own setting").to.equal(null);
     } finally {

@@ -62,35 +62,23 @@ export function cliProject(prefix: string, pkg: { type: 'module' | 'commonjs' },
     },
     async run(args, env = {}, how = {}) {
       const fullEnv = { DATABASE_URL: databaseUrl, NO_COLOR: '1', FORCE_COLOR: '0', ...env };
-      if (!how.spawn && !SPAWN_ALWAYS) {
-        const r = await runInProcess(dir, args, fullEnv);
-        if (r) {
-          if (args.includes('--json')) jsonLines(r.stdout, r.stderr);
-          return r;
-        }
-      }
-      const child = spawn(process.execPath, [BIN, ...args], {
-        cwd: dir,
-        env: { ...process.env, ...fullEnv },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      return new Promise((resolve, reject) =>
-        child.on('close', (code) => {
-          // Whatever the test goes on to check, a --json run whose stdout is not all JSON lines fails here.
-          try {
-            if (args.includes('--json')) jsonLines(stdout, stderr);
-            resolve({ code, stdout, stderr });
-          } catch (e) {
-            reject(e as Error);
-          }
-        }),
-      );
+      const r = (!how.spawn && !SPAWN_ALWAYS ? await runInProcess(dir, args, fullEnv) : null) ?? (await runSpawned(dir, args, fullEnv));
+      // Whatever the test goes on to check, a --json run whose stdout is not all JSON lines fails here.
+      if (args.includes('--json')) jsonLines(r.stdout, r.stderr);
+      return r;
     },
   };
+}
+
+/** The real `umzug` bin run to its end in `cwd`, `env` laid over this process's. */
+function runSpawned(cwd: string, args: readonly string[], env: Record<string, string | undefined>): Promise<RunResult> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // 'close', not 'exit': after it every byte of both pipes has been read.
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
 /**

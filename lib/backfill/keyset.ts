@@ -1,4 +1,4 @@
-import { isConnectionLost, setLocal, sqlState, type Db } from '../db/db.js';
+import { isConnectionLost, setConfig, sqlState, type Db } from '../db/db.js';
 import { backoffDelay, type LockSafetyOptions } from '../engine/executor.js';
 import { LeaseLostError, type LeaseTiming } from '../engine/lease.js';
 import type { PhaseName, StateStore } from '../engine/state.js';
@@ -163,13 +163,6 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
   const walk = await db.withConnection((c) => resolveWalkKey(c, spec.table, run.keys, partitionWalk));
   if (!db.isEmbedded) await analyzeIfStale(db, spec, run.lock.lockTimeoutMs);
   const stats = await tableStats(db, spec);
-  const walCompression = await batchWalCompression(db);
-  const batchSettings: [string, string][] = [
-    ['lock_timeout', `${run.lock.lockTimeoutMs}ms`],
-    ['statement_timeout', `${o.batchTimeoutMs ?? 10_000}ms`],
-    ['synchronous_commit', 'off'],
-    ...(walCompression ? [['wal_compression', walCompression] as [string, string]] : []),
-  ];
   const totalEstimate = Math.max(run.totalEstimate, stats.rows);
   await state.startBackfill(key.migration, key.changeIndex, key.phase, totalEstimate);
   const gen = await db.query<{ g: string }>(
@@ -187,6 +180,14 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
     totalEstimate: current.totalEstimate || totalEstimate,
   };
   if (current.done) return progress;
+
+  const walCompression = await batchWalCompression(db);
+  const batchSettings: (readonly [string, string])[] = [
+    ['lock_timeout', `${run.lock.lockTimeoutMs}ms`],
+    ['statement_timeout', `${o.batchTimeoutMs ?? 10_000}ms`],
+    ['synchronous_commit', 'off'],
+    ...(walCompression ? [['wal_compression', walCompression] as const] : []),
+  ];
 
   const chunks = new ChunkStore(db, state, key, gen.rows[0].g);
   // The lease and the canary each hold a pooled connection for the whole run; a small pool gives up the canary
@@ -288,7 +289,7 @@ export async function runKeysetBackfill(run: BackfillRun): Promise<BackfillProgr
                 // synchronous_commit off: the batch and its progress commit together, so a server crash that loses
                 // the last commits loses both, and the resume redoes exactly those rows. The commit that records the
                 // phase as done is synchronous and flushes everything before it. wal_compression: batchWalCompression.
-                await setLocal(conn, batchSettings);
+                await setConfig(conn, batchSettings, true);
                 const b = await batch(conn, chunk, from, Math.min(sizer.size, throttle.batchCap(sizer.rowsPerMs)));
                 const totals = await chunks.advance(conn, chunk.chunkNo, lease.key, from, b.to, b.scanned, b.updated, b.finished);
                 if (!totals) throw new ProgressMoved();

@@ -39,10 +39,14 @@ interface KnexClientInternals {
   releaseConnection(c: RawDriverConnection): Promise<void>;
 }
 
-/** Sets each setting for the rest of the connection's transaction (`set_config(name, value, true)`), in one round trip. */
-export async function setLocal(conn: Connection, settings: readonly (readonly [string, string])[]): Promise<void> {
+/**
+ * Sets each setting in one round trip (`set_config`), for the rest of the connection's transaction when `local`,
+ * else for its session; names and values travel as parameters.
+ */
+export async function setConfig(conn: Connection, settings: readonly (readonly [string, string])[], local: boolean): Promise<void> {
   if (settings.length === 0) return;
-  await conn.query(`SELECT ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`, settings.flat());
+  const calls = settings.map((_, i) => `set_config($${2 * i + 2}, $${2 * i + 3}, $1)`).join(', ');
+  await conn.query(`SELECT ${calls}`, [local, ...settings.flat()]);
 }
 
 /**

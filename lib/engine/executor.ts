@@ -1,4 +1,4 @@
-import { sqlState, type Connection, type Db } from '../db/db.js';
+import { setConfig, sqlState, type Connection, type Db } from '../db/db.js';
 import type { Step } from '../migration.js';
 import { qualified } from '../postgres/identifiers.js';
 import { ZeroDowntimeError, type ZeroDowntimeErrorCode } from '../db/errors.js';
@@ -178,13 +178,7 @@ async function withSessionTimeouts<T>(db: Db, conn: Connection, opts: LockSafety
 }
 
 async function setTimeouts(conn: Connection, opts: LockSafetyOptions, local: boolean): Promise<void> {
-  await conn.query('SELECT set_config($1, $2, $3), set_config($4, $5, $3)', [
-    'lock_timeout',
-    `${opts.lockTimeoutMs}ms`,
-    local,
-    'statement_timeout',
-    `${opts.statementTimeoutMs}ms`,
-  ]);
+  await setConfig(conn, [['lock_timeout', `${opts.lockTimeoutMs}ms`], ['statement_timeout', `${opts.statementTimeoutMs}ms`]], local);
 }
 
 /**

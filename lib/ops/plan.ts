@@ -1,5 +1,5 @@
 import type { Connection, SqlParam } from '../db/db.js';
-import { sqlState } from '../db/db.js';
+import { setConfig, sqlState } from '../db/db.js';
 import { checkPreconditions, type GateStatus } from '../runner.js';
 import type { Change, PhasePlan, Step } from '../migration.js';
 import { readCatalog, tableInfo, columnInfo, type CatalogSnapshot } from '../postgres/catalog.js';
@@ -128,8 +128,7 @@ export async function buildPlan(umzug: Project, options: PlanOptions = {}): Prom
   }
 
   const lock = umzug.config.lock;
-  const timeouts = (conn: Connection) =>
-    conn.query(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, [`${lock.lockTimeoutMs}ms`, `${options.statementTimeoutMs ?? 5000}ms`]);
+  const timeouts = (conn: Connection) => setConfig(conn, [['lock_timeout', `${lock.lockTimeoutMs}ms`], ['statement_timeout', `${options.statementTimeoutMs ?? 5000}ms`]], true);
   const probes: Probe[] = [];
   const report = await umzug.db.withConnection(async (conn) => {
     await conn.query('BEGIN');

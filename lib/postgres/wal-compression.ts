@@ -19,9 +19,9 @@ const GRANTED_SET_SQL = `SELECT has_parameter_privilege('wal_compression', 'SET'
  * on the peer benchmark's 1M-row table one UPDATE of every row wrote 479 MB of WAL with compression off and 369 MB
  * with lz4, in 5 % less time. Less WAL is also shorter flushes for the application's commits, which wait on them.
  * Only where the server has compression off (a setting of the operator's own is left alone) and the session may
- * set it (a superuser, or a role granted SET on it). lz4 where the build has it and no standby is attached (the same table: 455 MB, 4 % faster than none);
- * pglz, which every build replays, while one is (451 MB, 5 % slower than none): a standby built without lz4 could
- * not replay an lz4 page image, and stops.
+ * set it (a superuser, or a role granted SET on it). lz4 where the build has it and no standby is attached (the same
+ * table: 455 MB, 4 % faster than none); pglz, which every build replays, while one is (451 MB, 5 % slower than
+ * none): a standby built without lz4 could not replay an lz4 page image, and stops.
  */
 export async function batchWalCompression(db: Db): Promise<string | null> {
   if (db.isEmbedded) return null;
