@@ -69,6 +69,30 @@ describe('the built package (tsc → ESM and CommonJS, with .d.ts) and the publi
     expect(r.stdout).to.match(/001\.plain\.ts/);
   });
 
+  it('the CommonJS build runs a project from require(): a plain migration loaded, linted (a lazily imported op) and run', async () => {
+    // dist/cjs is esbuild's transpile of lib/ (scripts/build-cjs.mjs), not a second tsc program: this is where its
+    // dynamic import() of its own CommonJS files and the import-module loader are used, not only its export list.
+    const url = await freshDatabase('pack_cjs');
+    const project = mkdtempSync(path.join(dir, 'cjs-project-'));
+    mkdirSync(path.join(project, 'migrations'));
+    writeFileSync(path.join(project, 'package.json'), JSON.stringify({ type: 'commonjs' }));
+    writeFileSync(path.join(project, 'migrations', '001.plain.js'), `exports.up = async ({ context }) => { await context.knex.raw('CREATE TABLE t (id int)'); };\nexports.down = async () => {};\n`);
+    const script = `
+      const { zeroDowntime } = require(${JSON.stringify(path.join(out, 'cjs/index.js'))});
+      const knex = require('knex')({ client: 'pg', connection: ${JSON.stringify(url)}, pool: { min: 0, max: 2 } });
+      const umzug = zeroDowntime({ knex, cwd: ${JSON.stringify(project)}, migrations: 'migrations/*.js', logger: null });
+      (async () => {
+        const pending = (await umzug.pending()).map((m) => m.name);
+        await umzug.up();
+        const tables = (await knex.raw("SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 't'")).rows[0].n;
+        console.log(JSON.stringify({ pending, tables }));
+        await umzug.close();
+        await knex.destroy();
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const r = await run(process.execPath, ['-e', script], { cwd: root });
+    expect(JSON.parse(r.stdout)).to.deep.equal({ pending: ['001.plain.js'], tables: 1 });
+  });
+
   it('the root types never name the optional mongodb package (a project without it type-checks with skipLibCheck off)', async () => {
     const { readFileSync, existsSync } = await import('node:fs');
     const seen = new Set<string>();

@@ -6,6 +6,8 @@ import { buildSync } from 'esbuild';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LIB = path.join(ROOT, 'lib');
+// The processes tests spawn besides the bin (support/backfill-child.ts, support/up-child.ts) import lib/ and these.
+const SUPPORT = path.join(ROOT, 'test', 'support');
 const OUT_ROOT = path.join(ROOT, '.test-build');
 
 function sources(dir: string): string[] {
@@ -28,25 +30,25 @@ function prune(): void {
 }
 
 /**
- * lib/ transpiled to JavaScript (esbuild, file by file, no bundling: the same module graph), for the processes a
+ * lib/ and test/support/ transpiled to JavaScript (esbuild, file by file, no bundling: the same module graph), for the processes a
  * test spawns: the `umzug` bin under tsx loads ~500 modules through its hooks and took twice as long to start
  * (1.5 s against 0.75 s), and the integration tier spawns it some 200 times. Types are checked by `npm test`'s
  * typecheck, and the published build by test/package-exports.test.ts. Keyed by the sources' content, so an edit of
  * lib/ is never run stale; built once per key (two mocha workers race to an atomic rename, the loser's copy is dropped).
- * Returns the folder that holds `lib/` (its `cli/bin.js`, `index.js`).
+ * Returns the folder that holds `lib/` (its `cli/bin.js`, `index.js`) and `test/support/`.
  */
 export function compiledLib(): string {
   if (built) return built;
-  const files = sources(LIB).sort();
+  const files = [...sources(LIB), ...sources(SUPPORT)].sort();
   const hash = createHash('sha256');
-  for (const f of files) hash.update(path.relative(LIB, f)).update('\0').update(readFileSync(f)).update('\0');
+  for (const f of files) hash.update(path.relative(ROOT, f)).update('\0').update(readFileSync(f)).update('\0');
   const key = hash.digest('hex').slice(0, 16);
   const dir = path.join(OUT_ROOT, key);
   if (!existsSync(path.join(dir, 'lib', 'index.js'))) {
     mkdirSync(OUT_ROOT, { recursive: true });
     prune();
     const tmp = mkdtempSync(path.join(OUT_ROOT, `${key}-tmp-`));
-    buildSync({ entryPoints: files, outdir: path.join(tmp, 'lib'), outbase: LIB, format: 'esm', platform: 'node', target: 'node20', logLevel: 'silent' });
+    buildSync({ entryPoints: files, outdir: tmp, outbase: ROOT, format: 'esm', platform: 'node', target: 'node20', logLevel: 'silent' });
     // Packages resolve from the repository's node_modules (the folder is inside it); the .js files are ES modules.
     writeFileSync(path.join(tmp, 'package.json'), JSON.stringify({ type: 'module', private: true }));
     try {
@@ -60,6 +62,8 @@ export function compiledLib(): string {
 
 /** A compiled module of lib/, by its path there without the extension (`knex-migration-source`). */
 export const compiledModule = (name: string): string => path.join(compiledLib(), 'lib', `${name}.js`);
+/** A compiled module of test/support/ (`backfill-child`), run by plain node: the lib/ it imports is the compiled one. */
+export const compiledSupport = (name: string): string => path.join(compiledLib(), 'test', 'support', `${name}.js`);
 /** The compiled `umzug` bin. */
 export const compiledBin = (): string => path.join(compiledLib(), 'lib', 'cli', 'bin.js');
 /** The compiled root export, what a spawned process's `umzug-zero-downtime` resolves to. */
