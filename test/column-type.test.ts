@@ -8,7 +8,7 @@ import { expectCleanRun } from './support/writers.js';
 import { tempProject } from './support/project.js';
 import { expectExactRoundTrip, expectSameState, takeState } from './support/db-state.js';
 
-const ROWS = 20_000;
+const ROWS = 5_000;
 
 describe('changeColumnType', function () {
   let url: string;
@@ -34,7 +34,7 @@ describe('changeColumnType', function () {
 export default defineMigration({ changes: [changeColumnType({ table: 'users', column: 'id', type: 'bigint' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500, canary: false }, logger: silentLogger });
 
     let maxId = ROWS;
     // Both application versions use `id`: an integer and a bigint accept the same values, so neither notices the change.
@@ -119,7 +119,7 @@ export default defineMigration({ changes: [changeColumnType({ table: 'users', co
 export default defineMigration({ changes: [changeColumnType({ table: 'products', column: 'price', type: 'bigint', up: 'round(price * 100)::bigint', down: 'price / 100.0' })] });
 `,
     );
-    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 2000, canary: false }, logger: silentLogger });
+    const umzug = zeroDowntime({ knex, cwd: project.dir, contract: { after: 0 }, backfill: { batchSize: 500, canary: false }, logger: silentLogger });
     let maxId = ROWS;
     const pick = () => 1 + Math.floor(Math.random() * maxId);
     const cents = () => Math.floor(Math.random() * 1_000_000);

@@ -1,13 +1,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
+import { compiledSupport } from './support/compiled-lib.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const ROWS = 30_000;
 
 describe('a backfill killed mid-way (SIGKILL) resumes from its last committed batch', function () {
@@ -29,7 +27,7 @@ describe('a backfill killed mid-way (SIGKILL) resumes from its last committed ba
 export default defineMigration({ changes: [renameColumn({ table: 'items', from: 'title', to: 'name' })] });
 `,
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), url, project.dir, '500', '20'], {
+    const child = spawn(process.execPath, [compiledSupport('up-child'), url, project.dir, '500', '20'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

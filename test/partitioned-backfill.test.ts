@@ -5,14 +5,13 @@
 // over by the next at its last committed page.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { zeroDowntime } from '../lib/index.js';
 import { buildStatus, formatStatus, type StatusReport } from '../lib/ops/status.js';
 import { silentLogger, useTestDatabase } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { count, oneChangeProject, strip, trackedWriters } from './support/partition-helpers.js';
+import { compiledSupport } from './support/compiled-lib.js';
 
 /**
  * By list of region, one partition itself hashed in two, a default partition named to break unquoted SQL, and an
@@ -53,7 +52,6 @@ async function chunks(knex: import('knex').Knex): Promise<ChunkRow[]> {
 }
 
 const writer = trackedWriters();
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 describe('partitioned tables: the backfill walks each leaf partition by its heap pages', function () {
   this.timeout(120_000);
@@ -256,7 +254,7 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
 
   it('the next run takes the dead run\'s chunk over at its last committed page: every row written once', async () => {
     const dir = oneChangeProject('leaf-kill', CHANGE, 'changeColumnType');
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), t.url, dir, '300', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 3000 })], {
+    const child = spawn(process.execPath, [compiledSupport('up-child'), t.url, dir, '300', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 3000 })], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -5,8 +5,6 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
@@ -16,8 +14,8 @@ import { schemaSnapshot } from '../lib/postgres/snapshot.js';
 import { retryDeadlock, runLifecycle, type LifecycleCase } from './support/lifecycle.js';
 import { pgClient, silentLogger, useTestDatabase } from './support/pg.js';
 import { tempProject } from './support/project.js';
+import { compiledSupport } from './support/compiled-lib.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 /**
  * Range by day, two partitions and a default one (named to break any unquoted SQL); the 2025 partition is itself
@@ -60,7 +58,7 @@ async function attached(knex: Knex, parent: string): Promise<{ valid: boolean; l
  * behind, as after a crash.
  */
 async function killUpWhen(knex: Knex, url: string, dir: string, reached: () => Promise<boolean>, what: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support/up-child.ts'), url, dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [compiledSupport('up-child'), url, dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((res) => child.on('exit', () => res()));

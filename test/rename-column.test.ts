@@ -6,9 +6,9 @@ import { tempProject } from './support/project.js';
 import { expectCleanRun, startWriter, type Writer } from './support/writers.js';
 import { startChecker } from './support/column-writers.js';
 
-const ROWS = 100_000;
+const ROWS = 20_000;
 
-describe('renameColumn: 100k rows, old- and new-version writers throughout', function () {
+describe('renameColumn: 20k rows, old- and new-version writers throughout', function () {
   let url: string;
   let knex: Knex;
   let umzug: ZeroDowntimeUmzug;
@@ -32,7 +32,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'users', from: 
       cwd: project.dir,
       migrations: 'migrations/*.ts',
       contract: { after: 0 },
-      backfill: { batchSize: 2000, canary: false },
+      backfill: { batchSize: 500, canary: false },
       logger: silentLogger,
     });
   });

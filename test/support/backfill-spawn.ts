@@ -1,8 +1,5 @@
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
+import { compiledSupport } from './compiled-lib.js';
 
 export interface Child {
   readonly exited: Promise<number | null>;
@@ -10,9 +7,9 @@ export interface Child {
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Starts test/support/backfill-child.ts (through tsx, like `npx tsx`) in a process of its own. */
+/** Starts test/support/backfill-child.ts, compiled (see compiled-lib.ts), in a process of its own. */
 export function spawnBackfill(url: string, opts: unknown): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'backfill-child.ts'), url, JSON.stringify(opts)], {
+  const child = spawn(process.execPath, [compiledSupport('backfill-child'), url, JSON.stringify(opts)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { pgClient } from './pg.js';
+import { think } from './think.js';
 
 export interface LoopWriter {
   readonly label: string;
@@ -25,7 +26,7 @@ export async function startLoop(url: string, label: string, step: (c: pg.Client,
       } catch (e) {
         errors.push(`${label}: ${(e as Error).message}`);
       }
-      await new Promise((r) => setTimeout(r, 1));
+      await think();
     }
   })();
   return {

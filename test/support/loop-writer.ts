@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { pgClient } from './pg.js';
+import { think } from './think.js';
 
 export interface LoopWriter {
   readonly stats: { ops: number; errors: string[]; deadlocks: number };
@@ -32,7 +33,7 @@ export async function startLoopWriter(url: string, label: string, step: (c: pg.C
           break;
         }
       }
-      await new Promise((r) => setTimeout(r, 1));
+      await think();
     }
   })();
   return {

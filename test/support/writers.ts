@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import { pgClient } from './pg.js';
+import { think } from './think.js';
 
 export interface WriterStats {
   ops: number;
@@ -47,7 +48,7 @@ export async function startWriter(
         stats.errors.push(`${opts.label}: ${(e as Error).message}`);
       }
       // Yield so the event loop serves the migration too; a real app has think time as well.
-      await new Promise((res) => setTimeout(res, 1));
+      await think();
     }
   })();
   return {
