@@ -4,7 +4,7 @@ import { freshDatabase, knexFor, pgClient } from './support/pg.js';
 import { DEFAULT_CANARY } from '../lib/backfill/keyset.js';
 import { spawnBackfill } from './support/backfill-spawn.js';
 
-const ROWS = 20_000;
+const ROWS = 10_000;
 
 /**
  * The backfill increments a counter (`hits = hits + 1`), so a row written twice shows as 2 and a row skipped as 0.
@@ -45,7 +45,7 @@ describe('backfill killed with SIGKILL at random points resumes to an exact resu
         maxBatchSize: 600,
         targetBatchMs: 20,
         pauseMs: 5,
-        chunkRows: 4000,
+        chunkRows: 2000,
         workers,
         ...(idle ? { canary: DEFAULT_CANARY, idleWorkers: 1 } : {}),
       };

@@ -7,7 +7,7 @@ import { freshDatabase, knexFor } from './support/pg.js';
 import { renameProject } from './support/project.js';
 import { spawnBin as bin } from './cli-support.js';
 
-const ROWS = 30_000;
+const ROWS = 20_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -27,11 +27,12 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER zdt_audit_ddl ON ddl_command_end EXECUTE FUNCTION public.audit_ddl();`;
 
-// The backfill holds (its health check says no) while the file named by ZDT_HOLD exists: the test keeps run A
+// The backfill holds (its health check, asked once a second, says no) while the file named by ZDT_HOLD exists: the test keeps run A
 // mid-backfill, holding the lock, for as long as it needs, whatever the machine's speed.
+// ROWS and the pause leave run A rows to do in the second before it looks (at most 12k rows a second here).
 const CONFIG = `import { existsSync } from 'node:fs';
 export default { knex: { client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 6 } }, contract: { after: '1h' },
-  backfill: { batchSize: 300, adaptive: false, pause: '5ms', chunkRows: 3000, canary: false,
+  backfill: { batchSize: 300, adaptive: false, pause: '20ms', chunkRows: 3000, canary: false,
     healthCheck: async () => !(process.env.ZDT_HOLD && existsSync(process.env.ZDT_HOLD)) } };
 `;
 

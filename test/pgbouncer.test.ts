@@ -12,7 +12,7 @@ import { spawnBin as bin } from './cli-support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PORT = process.env.PGBOUNCER_PORT ?? '6543';
-const ROWS = 20_000;
+const ROWS = 8_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The same database, reached through PgBouncer in transaction mode (scripts/pgbouncer.sh). */
