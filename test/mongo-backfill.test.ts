@@ -14,12 +14,12 @@ import { tempProject } from './support/project.js';
 import { MongoClient as Client } from 'mongodb';
 import { breakDocument, FERRETDB_URL, mongoClient, oddDocument, ODD_COLUMNS, rng, startPrivateFerret, type PrivateFerret } from './support/mongo.js';
 
-const DOCS = 10_000;
+const DOCS = 3_000;
 const MONGO_DB = testDatabaseName('mongo_backfill');
 
 type Doc = Record<string, unknown>;
 
-describe('mongoToPostgres: 10k documents with odd types through `umzug up`', function () {
+describe('mongoToPostgres: 3000 documents with odd types through `umzug up`', function () {
   this.timeout(300_000);
   let url: string;
   let knex: Knex;
@@ -40,7 +40,7 @@ describe('mongoToPostgres: 10k documents with odd types through `umzug up`', fun
     let batch: Doc[] = [];
     for (let i = 0; i < DOCS; i++) {
       let doc = oddDocument(i, r);
-      if (i % 997 === 0) {
+      if (i % 251 === 0) {
         const broken = breakDocument(doc, bad.length);
         bad.push(broken);
         doc = broken.doc;
@@ -57,7 +57,7 @@ describe('mongoToPostgres: 10k documents with odd types through `umzug up`', fun
       '2026.01.01T00.00.00.move-things.ts',
       `import { defineMigration, mongoToPostgres } from 'umzug-zero-downtime';
        export default defineMigration({ changes: [mongoToPostgres({
-         collection: 'things', table: 'things', batchSize: 2000,
+         collection: 'things', table: 'things', batchSize: 500,
          columns: ${JSON.stringify(ODD_COLUMNS)},
          unmapped: { column: 'extra' },
        })] });`,
@@ -162,7 +162,7 @@ function numericOfDouble(v: number): string {
 
 describe('Mongo backfill resumes: stopped half-way, and across a FerretDB restart', function () {
   this.timeout(300_000);
-  const N = 12_000;
+  const N = 6_000;
   let knex: Knex;
   let client: MongoClient;
   let coll: Collection<Doc>;
@@ -180,8 +180,8 @@ describe('Mongo backfill resumes: stopped half-way, and across a FerretDB restar
     const db = client.db(`${MONGO_DB}_resume`);
     await db.dropDatabase();
     coll = db.collection<Doc>('resume');
-    for (let i = 0; i < N; i += 4000) {
-      await coll.insertMany(Array.from({ length: 4000 }, (_x, j) => ({ _id: new bson.ObjectId(), n: BigInt(i + j) * 1_000_000_007n, payload: { i: i + j, s: 'x'.repeat(50) } })));
+    for (let i = 0; i < N; i += 2000) {
+      await coll.insertMany(Array.from({ length: 2000 }, (_x, j) => ({ _id: new bson.ObjectId(), n: BigInt(i + j) * 1_000_000_007n, payload: { i: i + j, s: 'x'.repeat(50) } })));
     }
     await knex.raw('CREATE SCHEMA zero_downtime');
     for (const s of mongoStateTables('zero_downtime')) await knex.raw(s.text);

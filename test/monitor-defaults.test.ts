@@ -10,7 +10,7 @@ import type { MonitorEvent } from '../lib/monitor/monitor.js';
 import { freshDatabase, knexFor, pgClient, testDatabaseName } from './support/pg.js';
 import { tempProject } from './support/project.js';
 
-const ROWS = 50_000;
+const ROWS = 20_000;
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -15,8 +15,10 @@ import { compiledSupport } from './support/compiled-lib.js';
 
 /**
  * By list of region, one partition itself hashed in two, a default partition named to break unquoted SQL, and an
- * empty one: 5 leaves with rows (8 000 each), 1 without.
+ * empty one: 5 leaves with rows (4 000 each), 1 without.
  */
+const ROWS = 20_000;
+const LATE = 1500;
 const ORDERS = `CREATE TABLE orders (id bigint NOT NULL, region text NOT NULL, amount integer NOT NULL, note text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
 CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
@@ -25,14 +27,14 @@ CREATE TABLE orders_asia_0 PARTITION OF orders_asia FOR VALUES WITH (MODULUS 2, 
 CREATE TABLE orders_asia_1 PARTITION OF orders_asia FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 CREATE TABLE "orders; drop table x" PARTITION OF orders DEFAULT;
 CREATE TABLE orders_none PARTITION OF orders FOR VALUES IN ('none');
-INSERT INTO orders (id, region, amount, note) SELECT g, (ARRAY['eu', 'us', 'asia', 'asia', 'other'])[1 + g % 5], g % 1000, 'n' || g FROM generate_series(1, 40000) g;
+INSERT INTO orders (id, region, amount, note) SELECT g, (ARRAY['eu', 'us', 'asia', 'asia', 'other'])[1 + g % 5], g % 1000, 'n' || g FROM generate_series(1, ${ROWS}) g;
 ANALYZE orders;`;
 const WITH_ROWS = ['orders; drop table x', 'orders_asia_0', 'orders_asia_1', 'orders_eu', 'orders_us'];
 const REGIONS = ['eu', 'us', 'asia', 'other'];
 
 const CHANGE = `changeColumnType({ table: 'orders', column: 'amount', type: 'bigint' })`;
-/** Small fixed batches and chunks (about 3 000 rows, a third of a leaf), two workers, no pacing. */
-const BACKFILL = { batchSize: 400, adaptive: false, canary: false, chunkRows: 3000, workers: 2 } as const;
+/** Small fixed batches and chunks (about 1 500 rows, a third of a leaf), two workers, no pacing. */
+const BACKFILL = { batchSize: 200, adaptive: false, canary: false, chunkRows: 1500, workers: 2 } as const;
 
 interface ChunkRow {
   chunk_no: number;
@@ -90,8 +92,8 @@ describe('partitioned tables: the backfill walks each leaf partition by its heap
     }
     expect(all.every((c) => c.done)).to.equal(true);
     // A row the batch rewrote can be met again in a later page of its leaf (counted, not written again).
-    expect(all.reduce((n, c) => n + c.rows_updated, 0), 'every row written once, none twice').to.equal(40_000);
-    expect(all.reduce((n, c) => n + c.rows_done, 0)).to.be.at.least(40_000);
+    expect(all.reduce((n, c) => n + c.rows_updated, 0), 'every row written once, none twice').to.equal(ROWS);
+    expect(all.reduce((n, c) => n + c.rows_done, 0)).to.be.at.least(ROWS);
     expect(mostLeavesAtOnce, 'two workers held chunks of two partitions at once').to.be.at.least(2);
 
     // Mid-run, `status` listed each partition reached so far with its pages and rows; its JSON holds the same.
@@ -112,7 +114,7 @@ describe('partitioned tables: the backfill walks each leaf partition by its heap
     expect(formatStatus(await buildStatus(umzug))).to.not.match(/orders_eu:/);
 
     const v = (await buildStatus(umzug)).migrations[0]!.changes[0]!.verify!;
-    expect([v.rowsChecked, v.mismatches]).to.deep.equal([40_000, 0]);
+    expect([v.rowsChecked, v.mismatches]).to.deep.equal([ROWS, 0]);
     await umzug.close();
   });
 });
@@ -129,7 +131,7 @@ describe('partitioned tables: a leaf-by-leaf backfill stopped, the partitions ch
     const app = await writer(t.url, 'app', async (c: pg.Client, i: number) => {
       const region = REGIONS[i % REGIONS.length]!;
       if (i % 3 === 0) await c.query(`INSERT INTO orders (id, region, amount) VALUES ($1, $2, $3)`, [next++, region, i % 1000]);
-      else await c.query(`UPDATE orders SET amount = amount + 1 WHERE id = $1 AND region = $2`, [1 + Math.floor(Math.random() * 40_000), region]);
+      else await c.query(`UPDATE orders SET amount = amount + 1 WHERE id = $1 AND region = $2`, [1 + Math.floor(Math.random() * ROWS), region]);
     });
     let batches = 0;
     const remove = umzug.engine.addBatchGuard(async (p) => {
@@ -152,7 +154,7 @@ describe('partitioned tables: a leaf-by-leaf backfill stopped, the partitions ch
     // of its region go to the default partition then); else the other one.
     const gone = open.map((c) => c.leaf).find((l) => l === 'orders_us' || l === 'orders_eu') ?? 'orders_us';
     await t.knex.raw(`CREATE TABLE orders_late (LIKE orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-      INSERT INTO orders_late (id, region, amount) SELECT g, 'late', g % 7 FROM generate_series(1, 3000) g;
+      INSERT INTO orders_late (id, region, amount) SELECT g, 'late', g % 7 FROM generate_series(1, ${LATE}) g;
       ALTER TABLE orders ATTACH PARTITION orders_late FOR VALUES IN ('late')`);
     await t.knex.raw(`ALTER TABLE orders DETACH PARTITION ${gone}`);
     const goneRows = await count(t.knex, `SELECT count(*)::int AS n FROM ${gone}`);
@@ -182,7 +184,7 @@ describe('partitioned tables: a leaf-by-leaf backfill stopped, the partitions ch
     expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders_late WHERE "${col}" IS NULL`)).to.equal(0);
     const v = (await buildStatus(umzug)).migrations[0]!.changes[0]!.verify!;
     expect(v.mismatches).to.equal(0);
-    expect(v.rowsChecked).to.be.at.least(40_000 - 8000 + 3000);
+    expect(v.rowsChecked).to.be.at.least(ROWS - ROWS / 5 + LATE);
     await umzug.close();
   });
 });
@@ -214,7 +216,7 @@ describe('partitioned tables: which backfills walk the leaves', function () {
     );
     expect(byLeafKey.rows.map((r) => strip(r.leaf)).sort()).to.deep.equal([...WITH_ROWS, 'orders_none'].sort());
     expect(byLeafKey.rows.every((r) => r.lo === null && r.hi === null && r.end_key === null)).to.equal(true);
-    expect(byLeafKey.rows.reduce((n, r) => n + r.rows_done, 0), 'every row walked once by its key').to.equal(40_000);
+    expect(byLeafKey.rows.reduce((n, r) => n + r.rows_done, 0), 'every row walked once by its key').to.equal(ROWS);
     const change0 = (await buildStatus(umzug)).migrations[0]!.changes[0]!.backfill!;
     expect(change0.partitions!.every((p) => p.done && p.pages === null && p.pagesDone === null)).to.equal(true);
     expect((await leavesOf(1)).length, 'deriveColumn: its leaves with rows').to.equal(WITH_ROWS.length);
@@ -241,7 +243,7 @@ describe('partitioned tables: which backfills walk the leaves', function () {
     await splitter.up();
     await splitter.close();
     expect((await leavesOf(0, '003.split.ts:expand')).length, 'splitTable: a chunk per leaf').to.equal(WITH_ROWS.length + 1);
-    expect(await count(t.knex, `SELECT count(*)::int AS n FROM order_notes`)).to.equal(40_000);
+    expect(await count(t.knex, `SELECT count(*)::int AS n FROM order_notes`)).to.equal(ROWS);
     expect(await count(t.knex, `SELECT count(*)::int AS n FROM orders WHERE tripled IS DISTINCT FROM amount * 3`)).to.equal(0);
   });
 });
@@ -254,7 +256,7 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
 
   it('the next run takes the dead run\'s chunk over at its last committed page: every row written once', async () => {
     const dir = oneChangeProject('leaf-kill', CHANGE, 'changeColumnType');
-    const child = spawn(process.execPath, [compiledSupport('up-child'), t.url, dir, '300', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 3000 })], {
+    const child = spawn(process.execPath, [compiledSupport('up-child'), t.url, dir, '200', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 1500 })], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -262,13 +264,13 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
     const exited = new Promise<void>((res) => child.on('exit', () => res()));
     const walked = () => count(t.knex, `SELECT coalesce(sum(rows_updated), 0)::int AS n FROM zero_downtime.backfill_chunks`).catch(() => 0);
     let before = 0;
-    for (let i = 0; i < 400 && before < 6000; i++) {
+    for (let i = 0; i < 400 && before < 3000; i++) {
       before = await walked();
-      if (before < 6000) await new Promise((res) => setTimeout(res, 50));
+      if (before < 3000) await new Promise((res) => setTimeout(res, 50));
     }
     child.kill('SIGKILL');
     await exited;
-    expect(before, `the backfill never got going: ${stderr}`).to.be.at.least(6000);
+    expect(before, `the backfill never got going: ${stderr}`).to.be.at.least(3000);
     const left = await chunks(t.knex);
     expect(left.some((c) => !c.done), 'killed in mid-walk').to.equal(true);
     expect(left.every((c) => c.leaf !== null)).to.equal(true);
@@ -282,9 +284,9 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
       expect([now.leaf, now.lo, now.hi]).to.deep.equal([c.leaf, c.lo, c.hi]);
     }
     expect(all.every((c) => c.done)).to.equal(true);
-    expect(all.reduce((n, c) => n + c.rows_updated, 0), 'every row written, the killed batch\'s too').to.equal(40_000);
+    expect(all.reduce((n, c) => n + c.rows_updated, 0), 'every row written, the killed batch\'s too').to.equal(ROWS);
     const v = (await buildStatus(umzug)).migrations[0]!.changes[0]!.verify!;
-    expect([v.rowsChecked, v.mismatches]).to.deep.equal([40_000, 0]);
+    expect([v.rowsChecked, v.mismatches]).to.deep.equal([ROWS, 0]);
     await umzug.close();
   });
 });
