@@ -10,7 +10,7 @@ import { makePlanner } from '../lib/backfill/batch.js';
 import { freshDatabase, knexFor, pgClient } from './support/pg.js';
 import { spawnBackfill } from './support/backfill-spawn.js';
 
-const ROWS = 30_000;
+const ROWS = 12_000;
 const keys = [{ name: 'id', type: 'bigint' }];
 
 describe('backfill workers and lost connections', function () {

@@ -7,7 +7,7 @@ import { startLoop, type LoopWriter } from './support/column-writers.js';
 import { tempProject } from './support/project.js';
 import { expectSameState, takeState } from './support/db-state.js';
 
-const ROWS = 20_000;
+const ROWS = 6_000;
 
 /** The error a command failed with, or null; Umzug wraps a migration's error, so its message holds the original. */
 async function failure(p: Promise<unknown>): Promise<string | null> {
@@ -106,7 +106,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('bad-writes', file, `changeColumnType({ table: 'tickets', column: 'code', type: 'integer' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 500, canary: false },
+      backfill: { batchSize: 200, canary: false },
       logger: silentLogger,
       onEvent: (e: EngineEvent) => {
         if (e.type === 'step' && e.status === 'done') installed.on = true;
@@ -194,7 +194,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('derive-bad', file, `deriveColumn({ table: 'ratios', column: { name: 'ratio', type: 'int' }, from: ['a', 'b'], up: 'a / b' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 500, canary: false },
+      backfill: { batchSize: 200, canary: false },
       logger: silentLogger,
       onEvent: (e: EngineEvent) => {
         if (e.type === 'step' && e.status === 'done') installed.on = true;
@@ -292,7 +292,7 @@ export default defineMigration({ changes: [${change}] });
       knex,
       cwd: project('half', file, `changeColumnType({ table: 'parts', column: 'qty', type: 'integer' })`),
       contract: { after: 0 },
-      backfill: { batchSize: 1000, adaptive: false, canary: false },
+      backfill: { batchSize: 300, adaptive: false, canary: false },
       logger: silentLogger,
     });
     await umzug.engine.state.ensure();
