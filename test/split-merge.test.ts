@@ -11,7 +11,7 @@ import { startChecker } from './support/column-writers.js';
 import { expectCleanRun } from './support/writers.js';
 import { expectSameState, takeState } from './support/db-state.js';
 
-const ROWS = 20_000;
+const ROWS = 6_000;
 const pick = (max: number) => 1 + Math.floor(Math.random() * max);
 
 describe('splitTable / mergeTables: triggers both ways, copy backfill, verify, contract, reversible', function () {
@@ -38,7 +38,7 @@ describe('splitTable / mergeTables: triggers both ways, copy backfill, verify, c
   });
 
   const umzugFor = (dir: string): ZeroDowntimeUmzug =>
-    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { batchSize: 1000, canary: false }, logger: silentLogger });
+    zeroDowntime({ knex, cwd: dir, migrations: 'migrations/*.ts', contract: { after: 0 }, backfill: { batchSize: 300, canary: false }, logger: silentLogger });
   const snap = (schemas: string[]) => takeState(db, schemas);
   const count = async (sql: string) => Number((await knex.raw<{ rows: { n: string }[] }>(sql)).rows[0]!.n);
   const stopAll = (ws: LoopWriter[]) => Promise.all(ws.splice(0).map((w) => w.stop()));
