@@ -19,7 +19,7 @@ import { FERRETDB_URL, mongoClient, rng } from './support/mongo.js';
 
 type Doc = Record<string, unknown>;
 const MONGO_DB = testDatabaseName('mongo_dualwrite');
-const LEGACY = 6000;
+const LEGACY = 3000;
 
 const OPTIONS: MongoToPostgresOptions = {
   collection: 'accounts',
