@@ -5,7 +5,8 @@ import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { renameProject } from './support/project.js';
 import { jsonLines, jsonOut, spawnBin as bin } from './cli-support.js';
 
-const ROWS = 8_000;
+// Enough rows that the rest left after the kill and the SIGINT outlasts a process start: two processes share it.
+const ROWS = 20_000;
 
 // stdout only, and every line of it: a stray line on stdout is the fault this guards against, not noise to skip.
 const events = (stdout: string) => jsonLines<{ event: string; outcome?: string; rowsDone?: number }>(stdout);

@@ -11,6 +11,8 @@ import { freshDatabase, knexFor, pgClient, testDatabaseName } from './support/pg
 import { tempProject } from './support/project.js';
 
 const ROWS = 20_000;
+// The second test's table: its backfill must still be running when the lock holder starts (it stops at the breach).
+const PARTS = 100_000;
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -32,9 +34,9 @@ describe('monitor defaults: steady traffic through a real backfill is no breach;
   before(async () => {
     url = await freshDatabase('monitor_defaults');
     knex = knexFor(url, 4);
-    for (const t of ['items', 'parts']) {
+    for (const [t, rows] of [['items', ROWS], ['parts', PARTS]] as const) {
       await knex.raw(`CREATE TABLE ${t} (id bigserial PRIMARY KEY, name text NOT NULL, note text)`);
-      await knex.raw(`INSERT INTO ${t} (name, note) SELECT 'name ' || g, repeat('x', 60) FROM generate_series(1, ${ROWS}) g`);
+      await knex.raw(`INSERT INTO ${t} (name, note) SELECT 'name ' || g, repeat('x', 60) FROM generate_series(1, ${rows}) g`);
       await knex.raw(`ANALYZE ${t}`);
     }
     await knex.raw(`CREATE TABLE visits (id bigserial PRIMARY KEY, item bigint NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
@@ -108,7 +110,7 @@ export default defineMigration({ changes: [renameColumn({ table: 'parts', from: 
     let baselineKnown = false;
     const offBaseline = umzug.monitor.on((e) => (baselineKnown ||= e.type === 'baseline'));
     const off = umzug.engine.subscribe((e) => {
-      if (e.type === 'backfill' && e.progress.migration.includes('parts-label') && e.progress.rowsDone >= ROWS / 20 && baselineKnown && !starting) starting = startHolder();
+      if (e.type === 'backfill' && e.progress.migration.includes('parts-label') && e.progress.rowsDone >= PARTS / 100 && baselineKnown && !starting) starting = startHolder();
     });
     // Stopped once the breach is in: what the backfill does after it (its pause, the breach resolving once the holder
     // lets go, the rows left) is the other monitor tests' subject, and would take this one another 10 s.
