@@ -1,4 +1,4 @@
-import { sqlState, type Connection, type Db } from '../db/db.js';
+import { setConfig, sqlState, type Connection, type Db } from '../db/db.js';
 import type { BackfillSpec } from '../migration.js';
 import { ctidRangeUpdateSql, LEAF_NAME_SQL, LEAF_PAGES_SQL, keyExtentSql, keysetBoundSql, keysetNthKeySql, keysetRangeJoinUpdateSqls, keysetRangeUpdateSql, rowNamedAs, type KeyColumn } from '../postgres/batch-sql.js';
 import { qualified, tableLabel, type TableName } from '../postgres/identifiers.js';
@@ -354,8 +354,9 @@ function makeLeafKeyBatch(db: Db, columns: readonly KeyColumn[], spec: BackfillS
  */
 async function quietTriggers(c: Connection, spec: BackfillSpec): Promise<void> {
   const flags = new Set([spec.copy?.quietFlag, ...(spec.mirror ?? []).map((m) => m.quietFlag)].filter((f): f is string => !!f));
-  for (const flag of flags) await c.query('SELECT set_config($1, $2, true)', [flag, 'on']);
-  if (spec.quietTrigger) await c.query('SELECT set_config($1, $2, true)', [BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+  const settings: (readonly [string, string])[] = [...flags].map((flag) => [flag, 'on'] as const);
+  if (spec.quietTrigger) settings.push([BACKFILL_QUIET_SETTING, spec.quietTrigger]);
+  await setConfig(c, settings, true);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { sqlState, type Connection, type Db } from '../db/db.js';
+import { setConfig, sqlState, type Connection, type Db } from '../db/db.js';
 import { ctidProbeSql, keyProbeSql, partitionedPagesSql, relationPagesSql, sampleKeysSql, type KeyColumn } from '../postgres/batch-sql.js';
 import { isPartitioned } from '../postgres/catalog.js';
 import { qualified, type TableName } from '../postgres/identifiers.js';
@@ -258,7 +258,7 @@ export class CanaryProbe {
       try {
         await this.db.withConnection(async (c) => {
           const session = this.writeProbes;
-          if (session) await c.query('SELECT set_config($1, $2, false), set_config($3, $4, false)', ['synchronous_commit', 'off', 'lock_timeout', `${WRITE_PROBE_LOCK_TIMEOUT_MS}ms`]);
+          if (session) await setConfig(c, [['synchronous_commit', 'off'], ['lock_timeout', `${WRITE_PROBE_LOCK_TIMEOUT_MS}ms`]], false);
           try {
             while (this.running) {
               const kind: ProbeKind = this.writeProbes && turn++ % 2 === 1 ? 'write' : 'read';
