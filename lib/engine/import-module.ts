@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 /**
- * Loads a migration or config file by URL. A plain `import()` would do, but tsc turns it into require() in the
- * CommonJS build, and require() can load neither a file URL nor an ES module; a function built at run time keeps
- * the real dynamic import in both builds.
+ * A dynamic import built at run time, so that no compiler of either build turns it into require(), which can load
+ * neither a file URL nor an ES module. (esbuild, which makes dist/cjs, keeps a plain `import()`; a plain one would also
+ * resolve tsx's bare specifiers below from this file's folder, which no test of an installed package covers yet.)
  */
 const dynamicImport = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>;
 
