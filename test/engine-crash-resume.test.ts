@@ -1,10 +1,9 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import type { Knex } from 'knex';
 import { zeroDowntime } from '../lib/index.js';
 import { freshDatabase, knexFor, silentLogger } from './support/pg.js';
 import { tempProject } from './support/project.js';
-import { compiledSupport } from './support/compiled-lib.js';
+import { spawnUp } from './support/backfill-spawn.js';
 
 const ROWS = 30_000;
 
@@ -27,12 +26,7 @@ describe('a backfill killed mid-way (SIGKILL) resumes from its last committed ba
 export default defineMigration({ changes: [renameColumn({ table: 'items', from: 'title', to: 'name' })] });
 `,
     );
-    const child = spawn(process.execPath, [compiledSupport('up-child'), url, project.dir, '500', '20'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const child = spawnUp(url, project.dir, 500, 20);
 
     // Wait until some batches are committed, then kill without any chance to clean up.
     let saved: { rows_done: string; last_key: string[] } | undefined;
@@ -46,9 +40,9 @@ export default defineMigration({ changes: [renameColumn({ table: 'items', from: 
       }
       await new Promise((res) => setTimeout(res, 50));
     }
-    expect(saved, `backfill never got going: ${stderr}`).to.not.equal(undefined);
+    expect(saved, `backfill never got going: ${child.output()}`).to.not.equal(undefined);
     child.kill('SIGKILL');
-    await exited;
+    await child.exited;
     const atKill = (await knex.raw<{ rows: { rows_done: string; done: boolean; last_key: string[] }[] }>(`SELECT * FROM zero_downtime.backfills`)).rows[0]!;
     expect(atKill.done).to.equal(false);
     expect(Number(atKill.rows_done)).to.be.lessThan(ROWS);

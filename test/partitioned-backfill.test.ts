@@ -4,14 +4,13 @@
 // meanwhile is left alone, all under writers in every partition; a run killed (SIGKILL) in mid-partition is taken
 // over by the next at its last committed page.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import type pg from 'pg';
 import { zeroDowntime } from '../lib/index.js';
 import { buildStatus, formatStatus, type StatusReport } from '../lib/ops/status.js';
 import { silentLogger, useTestDatabase } from './support/pg.js';
 import { tempProject } from './support/project.js';
 import { count, oneChangeProject, strip, trackedWriters } from './support/partition-helpers.js';
-import { compiledSupport } from './support/compiled-lib.js';
+import { spawnUp } from './support/backfill-spawn.js';
 
 /**
  * By list of region, one partition itself hashed in two, a default partition named to break unquoted SQL, and an
@@ -256,12 +255,7 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
 
   it('the next run takes the dead run\'s chunk over at its last committed page: every row written once', async () => {
     const dir = oneChangeProject('leaf-kill', CHANGE, 'changeColumnType');
-    const child = spawn(process.execPath, [compiledSupport('up-child'), t.url, dir, '200', '40', JSON.stringify({ adaptive: false, canary: false, chunkRows: 1500 })], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    const child = spawnUp(t.url, dir, 200, 40, { adaptive: false, canary: false, chunkRows: 1500 });
     const walked = () => count(t.knex, `SELECT coalesce(sum(rows_updated), 0)::int AS n FROM zero_downtime.backfill_chunks`).catch(() => 0);
     let before = 0;
     for (let i = 0; i < 400 && before < 3000; i++) {
@@ -269,8 +263,8 @@ describe('partitioned tables: a leaf-by-leaf backfill killed (SIGKILL) in mid-pa
       if (before < 3000) await new Promise((res) => setTimeout(res, 50));
     }
     child.kill('SIGKILL');
-    await exited;
-    expect(before, `the backfill never got going: ${stderr}`).to.be.at.least(3000);
+    await child.exited;
+    expect(before, `the backfill never got going: ${child.output()}`).to.be.at.least(3000);
     const left = await chunks(t.knex);
     expect(left.some((c) => !c.done), 'killed in mid-walk').to.equal(true);
     expect(left.every((c) => c.leaf !== null)).to.equal(true);

@@ -3,7 +3,6 @@
 // insert into and update every partition, up → down → up exact; a build killed in mid-partition and resumed; `plan`
 // listing each partition's step; and the refusals, before anything runs, of what cannot be done safely there.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Knex } from 'knex';
@@ -14,7 +13,7 @@ import { schemaSnapshot } from '../lib/postgres/snapshot.js';
 import { retryDeadlock, runLifecycle, type LifecycleCase } from './support/lifecycle.js';
 import { pgClient, silentLogger, useTestDatabase } from './support/pg.js';
 import { tempProject } from './support/project.js';
-import { compiledSupport } from './support/compiled-lib.js';
+import { spawnUp } from './support/backfill-spawn.js';
 
 
 /**
@@ -58,18 +57,15 @@ async function attached(knex: Knex, parent: string): Promise<{ valid: boolean; l
  * behind, as after a crash.
  */
 async function killUpWhen(knex: Knex, url: string, dir: string, reached: () => Promise<boolean>, what: string): Promise<void> {
-  const child = spawn(process.execPath, [compiledSupport('up-child'), url, dir, '500', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  const child = spawnUp(url, dir, 500, 0);
   let seen = false;
   for (let i = 0; i < 400 && !seen; i++) {
     seen = await reached();
     if (!seen) await new Promise((res) => setTimeout(res, 50));
   }
-  expect(seen, `${what} never started: ${stderr}`).to.equal(true);
+  expect(seen, `${what} never started: ${child.output()}`).to.equal(true);
   child.kill('SIGKILL');
-  await exited;
+  await child.exited;
   await knex.raw(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid() AND datname = current_database()`);
 }
 
@@ -228,7 +224,6 @@ async function notNullLeaves(knex: Knex, column: string): Promise<string[]> {
   );
   return r.rows.map((x) => x.t.replace(/^"|"$/g, '')).sort();
 }
-
 
 /** event_notes: partitioned like events (a 2024 partition and a default one), a row for every other event. */
 const EVENT_NOTES = `CREATE TABLE event_notes (id bigint, created_at date NOT NULL, region text NOT NULL, note text,

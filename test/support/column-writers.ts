@@ -10,8 +10,8 @@ export interface LoopWriter {
 }
 
 /**
- * A simulated application instance running `step` in a loop on its own connection (single statements, 1 ms think
- * time). Every error is kept: the column tests require none.
+ * A simulated application instance running `step` in a loop on its own connection (single statements, WRITER_THINK_MS
+ * apart). Every error is kept: the column tests require none.
  */
 export async function startLoop(url: string, label: string, step: (c: pg.Client, i: number) => Promise<void>): Promise<LoopWriter> {
   const client = await pgClient(url, label);
